@@ -1,0 +1,15 @@
+"""lastmile: a reinforcement-learning research environment for dynamic last-mile delivery dispatch."""
+
+from gymnasium.envs.registration import register
+
+from lastmile_env.config import ConfigError, ScenarioConfig, load_scenario
+
+__version__ = "0.1.0"
+
+register(
+    id="LastMile-Dispatch-v0",
+    entry_point="lastmile_env.env:DispatchEnv",
+    max_episode_steps=10_000,
+)
+
+__all__ = ["ConfigError", "ScenarioConfig", "__version__", "load_scenario"]

@@ -1,0 +1,288 @@
+"""Validated scenario configuration: YAML files under ``configs/scenario/`` and dotted overrides.
+
+A scenario fixes the *city* (road graph, centers, address nodes, fleet, costs) by its ``layout_seed``; an
+episode's seed only changes the day (which orders arrive, when and where). Every model forbids unknown keys,
+so a typo fails at load with the field's path instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCENARIO_DIR = REPO_ROOT / "configs" / "scenario"
+MAPS_DIR = Path(__file__).resolve().parent / "data" / "maps"
+
+
+class ConfigError(ValueError):
+    """A scenario file or override is invalid; the message names the field and the value."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Model):
+    """A closed interval ``[low, high]`` sampled uniformly."""
+
+    low: float = Field(ge=0)
+    high: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+
+class GraphConfig(_Model):
+    """The road graph: a synthetic generator or a GraphML / OSM file, plus speeds and congestion."""
+
+    kind: Literal["grid", "geometric", "clustered", "file"] = "grid"
+    rows: int = Field(10, ge=2, description="grid: rows of intersections")
+    cols: int = Field(10, ge=2, description="grid: columns of intersections")
+    spacing_m: float = Field(250.0, gt=0, description="grid: block length in metres")
+    perturb: float = Field(0.3, ge=0, le=2, description="grid: edge lengths are scaled by 1 + U(0, perturb)")
+    n_nodes: int = Field(300, ge=4, description="geometric / clustered: number of intersections")
+    n_centres: int = Field(3, ge=1, description="clustered: number of dense centres")
+    area_km: float = Field(6.0, gt=0, description="geometric / clustered: side of the square area")
+    path: Path | None = Field(None, description="file: GraphML or OSM file (relative paths: repo root or maps dir)")
+    default_speed_kmh: float = Field(30.0, gt=0)
+    speed_kmh_by_highway: dict[str, float] = Field(
+        default_factory=lambda: {
+            "motorway": 80.0,
+            "trunk": 60.0,
+            "primary": 45.0,
+            "secondary": 40.0,
+            "tertiary": 35.0,
+            "residential": 25.0,
+            "living_street": 10.0,
+            "unclassified": 30.0,
+        }
+    )
+    congestion: list[float] = Field(
+        default_factory=lambda: [1.0] * 24,
+        description="travel-time multiplier for each clock hour 0..23 (1 = free flow)",
+    )
+    n_addresses: int | None = Field(None, ge=1, description="address nodes sampled from the graph (None: all)")
+
+    @field_validator("speed_kmh_by_highway")
+    @classmethod
+    def _positive_speeds(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: s for k, s in v.items() if not s > 0}
+        if bad:
+            raise ValueError(f"speeds must be > 0 km/h, got {bad}")
+        return v
+
+    @field_validator("congestion")
+    @classmethod
+    def _congestion_24(cls, v: list[float]) -> list[float]:
+        if len(v) != 24:
+            raise ValueError(f"needs 24 hourly multipliers, got {len(v)}")
+        if min(v) < 0.2:
+            raise ValueError(f"multipliers must be >= 0.2, got {min(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _file_has_path(self) -> GraphConfig:
+        if self.kind == "file":
+            if self.path is None:
+                raise ValueError("kind 'file' needs 'path'")
+            if resolve_map_path(self.path) is None:
+                raise ValueError(f"map file not found: {self.path}")
+        return self
+
+
+class DepotsConfig(_Model):
+    """Fulfillment centers: explicit graph nodes, or ``count`` nodes chosen by the layout seed."""
+
+    count: int = Field(1, ge=1)
+    nodes: list[int | str] | None = Field(None, description="graph node ids; overrides count")
+
+
+class Peak(_Model):
+    """A period in which the arrival rate is multiplied (clock hours, end exclusive)."""
+
+    start_hour: float = Field(ge=0, le=24)
+    end_hour: float = Field(ge=0, le=24)
+    multiplier: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Peak:
+        if self.end_hour <= self.start_hour:
+            raise ValueError(f"end_hour ({self.end_hour}) must be > start_hour ({self.start_hour})")
+        return self
+
+
+class OrdersConfig(_Model):
+    """The order stream: a Poisson process with a time-varying rate, hotspots, sizes and service options."""
+
+    rate_per_hour: float = Field(40.0, gt=0, description="base arrival rate outside peaks")
+    peaks: list[Peak] = Field(default_factory=list)
+    last_arrival_min: float = Field(480.0, gt=0, description="no order arrives after this (minutes into shift)")
+    n_hotspots: int = Field(3, ge=0)
+    hotspot_share: float = Field(0.5, ge=0, le=1, description="share of orders drawn around a hotspot")
+    hotspot_radius_km: float = Field(0.6, gt=0)
+    size: Range = Range(low=1, high=3)
+    prep_min: Range = Range(low=10, high=30)
+    service_min: Range = Range(low=2, high=4)
+    pickup_service_min: float = Field(1.0, ge=0, description="loading time per parcel at the center")
+    window_share: float = Field(0.3, ge=0, le=1, description="share of customers who choose a time window")
+    window_lead_min: Range = Range(low=60, high=240)
+    window_width_min: float = Field(60.0, gt=0)
+    deadline_min: float = Field(180.0, gt=0, description="same-day: due this long after the order arrives")
+
+
+class VehicleType(_Model):
+    """One kind of vehicle in the fleet."""
+
+    name: str = "van"
+    share: float = Field(1.0, gt=0, description="relative share of the fleet")
+    capacity: int = Field(20, gt=0, description="parcel size units")
+    speed_factor: float = Field(1.0, gt=0, description="travel time is divided by this")
+    cost_per_km: float = Field(0.4, ge=0)
+    cost_per_hour: float = Field(25.0, ge=0, description="driver time while on a route")
+
+
+class FleetConfig(_Model):
+    """The fleet: its size, vehicle types (by share) and shift end."""
+
+    size: int = Field(5, ge=1)
+    types: list[VehicleType] = Field(default_factory=lambda: [VehicleType()])
+    shift_end_min: float = Field(600.0, gt=0, description="vehicles must be back at their center by then")
+
+    @field_validator("types")
+    @classmethod
+    def _non_empty(cls, v: list[VehicleType]) -> list[VehicleType]:
+        if not v:
+            raise ValueError("at least one vehicle type is needed")
+        return v
+
+
+class CostsConfig(_Model):
+    """Penalties, in the same currency as the vehicle costs."""
+
+    late_fixed: float = Field(2.0, ge=0, description="per late delivery")
+    late_per_min: float = Field(0.2, ge=0, description="per minute late")
+    reject_penalty: float = Field(20.0, ge=0, description="per rejected order")
+
+
+class ScenarioConfig(_Model):
+    """A complete scenario: the city, the order stream, the fleet and the costs."""
+
+    name: str = "unnamed"
+    description: str = ""
+    layout_seed: int = Field(0, ge=0, description="fixes the graph, centers, addresses, hotspots and fleet")
+    shift_start_hour: float = Field(8.0, ge=0, lt=24)
+    graph: GraphConfig = GraphConfig()
+    depots: DepotsConfig = DepotsConfig()
+    orders: OrdersConfig = OrdersConfig()
+    fleet: FleetConfig = FleetConfig()
+    costs: CostsConfig = CostsConfig()
+
+    @model_validator(mode="after")
+    def _arrivals_within_shift(self) -> ScenarioConfig:
+        if self.orders.last_arrival_min > self.fleet.shift_end_min:
+            raise ValueError(
+                f"orders.last_arrival_min ({self.orders.last_arrival_min}) is after "
+                f"fleet.shift_end_min ({self.fleet.shift_end_min})"
+            )
+        return self
+
+
+def resolve_map_path(path: Path) -> Path | None:
+    """Find a map file as given, relative to the repo root, or in the shipped maps directory."""
+    for candidate in (path, REPO_ROOT / path, MAPS_DIR / path):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def available_scenarios() -> list[str]:
+    """Names of the scenarios shipped under ``configs/scenario``."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Parse ``key.path=value`` strings; values are YAML scalars (``30``, ``0.5``, ``true``, ``[1, 2]``)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node: Any = data
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part) if isinstance(node, dict) else None
+        if child is None:
+            child = {}
+            node[part] = child
+        elif not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override {dotted}: {where} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid scenario {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {where}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_scenario(
+    scenario: str | Path | ScenarioConfig | Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+) -> ScenarioConfig:
+    """Load a scenario by name (``"default"``), YAML path, mapping or model, then apply dotted overrides.
+
+    Raises ConfigError naming the field and the value for anything invalid, and listing the valid scenario
+    names for an unknown one.
+    """
+    if isinstance(scenario, ScenarioConfig):
+        data: dict[str, Any] = scenario.model_dump(exclude_unset=True)
+        source = scenario.name
+    elif isinstance(scenario, Mapping):
+        data = dict(scenario)
+        source = str(data.get("name", "<mapping>"))
+    else:
+        path = Path(scenario)
+        if path.suffix not in (".yaml", ".yml"):
+            named = SCENARIO_DIR / f"{scenario}.yaml"
+            if not named.is_file():
+                raise ConfigError(
+                    f"unknown scenario {str(scenario)!r}; valid names: {', '.join(available_scenarios())} "
+                    "(or a path to a .yaml file)"
+                )
+            path = named
+        if not path.is_file():
+            raise ConfigError(f"scenario file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"scenario file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"scenario file {path} must hold a mapping, got {type(loaded).__name__}")
+        data = loaded
+        data.setdefault("name", path.stem)
+        source = str(path)
+    for key, value in (overrides or {}).items():
+        _apply_override(data, key, value)
+    try:
+        return ScenarioConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None

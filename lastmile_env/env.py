@@ -1,0 +1,187 @@
+"""Gymnasium adapters over the simulator. They translate actions and observations and re-implement nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from lastmile_env.config import ScenarioConfig, load_scenario
+from lastmile_env.observations import DispatchObservation
+from lastmile_env.rewards import RewardFn, make_reward
+from lastmile_env.sim.insertion import InsertionRule
+from lastmile_env.sim.simulator import Simulator
+from lastmile_env.sim.world import World, world_for
+
+
+class InvalidActionError(ValueError):
+    """An action outside the action mask (or the action space)."""
+
+
+class DispatchEnv(gym.Env):
+    """
+    ## Description
+    Dynamic last-mile dispatch. Orders arrive over a shift at a city's fulfillment centers; a fleet of
+    vehicles collects the parcels at the centers and delivers them over a road graph. At every order arrival
+    the agent picks the vehicle that takes the order, or rejects it. The order's pickup and delivery go into
+    that vehicle's plan by the scenario's insertion rule (cheapest feasible insertion by default); the
+    simulator then runs until the next order arrives.
+
+    ## Action Space
+    `Discrete(V + 1)`: `0 .. V-1` give the order to that vehicle, `V` rejects it. Vehicles that cannot take
+    the order (capacity, back by their shift end) are masked out; reject is always valid.
+
+    ## Observation Space
+    A `Dict` (or, with `observation="flat"`, one `Box` concatenating the same arrays):
+
+    | key           | shape    | content                                                                    |
+    |---------------|----------|----------------------------------------------------------------------------|
+    | `order`       | (8,)     | size, hours to ready / due / window start, window flag, x, y, center-door h |
+    | `vehicles`    | (V, 14)  | position, free in, load, plan, and the order's insertion: feasible, cost,   |
+    |               |          | added km, ETA, on time; distance to the order's center, capacity, home     |
+    | `global`      | (6,)     | time of day, backlog, on-time rate, rejected share, idle share, arrivals    |
+    | `action_mask` | (V + 1,) | 1 for valid actions (see `observations.py` for every feature's scaling)    |
+
+    ## Rewards
+    `reward="cost"` (default): minus the increase of the expected episode cost (distance + driver time +
+    lateness + rejection). The rewards of an episode sum to minus its final cost. `reward="on_time"`: +1 per
+    on-time delivery, -1 per late delivery or rejection. Any callable `(Ledger, Ledger) -> float` works too.
+
+    ## Starting State
+    The first order of the day is pending; every vehicle is idle at its center. The scenario's city is fixed
+    by its `layout_seed`; the `reset` seed draws the day's orders.
+
+    ## Episode End
+    Terminated when no order is left to arrive and every accepted order is delivered (the simulator runs
+    the remaining deliveries after the last decision). Truncated by the `TimeLimit` wrapper
+    (`max_episode_steps`, 10,000 decisions for the registered id).
+
+    ## Arguments
+    `scenario` (name, YAML path or `ScenarioConfig`), `overrides` (dotted keys, e.g. `{"fleet.size": 30}`),
+    `observation` (`"dict"` or `"flat"`), `reward`, `reward_scale` (for `"cost"`), `insertion` (an
+    `InsertionRule`), `invalid_action` (`"raise"` or `"penalize"`: treat as a rejection plus
+    `invalid_action_penalty`), `render_mode` (`"rgb_array"`), `debug` (check invariants after every step).
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        scenario: str | Path | ScenarioConfig = "default",
+        overrides: dict[str, Any] | None = None,
+        observation: str = "dict",
+        reward: str | RewardFn = "cost",
+        reward_scale: float = 1.0,
+        insertion: InsertionRule | None = None,
+        invalid_action: str = "raise",
+        invalid_action_penalty: float = 0.0,
+        render_mode: str | None = None,
+        debug: bool = False,
+    ) -> None:
+        if observation not in ("dict", "flat"):
+            raise ValueError(f"observation must be 'dict' or 'flat', got {observation!r}")
+        if invalid_action not in ("raise", "penalize"):
+            raise ValueError(f"invalid_action must be 'raise' or 'penalize', got {invalid_action!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.config = load_scenario(scenario, overrides)
+        self.world: World = world_for(self.config)
+        self.encoder = DispatchObservation(self.world, flat=observation == "flat")
+        self.observation_space = self.encoder.space
+        self.action_space = gym.spaces.Discrete(self.world.n_vehicles + 1)
+        self.reward_fn = make_reward(reward, scale=reward_scale)
+        self.insertion = insertion
+        self.invalid_action = invalid_action
+        self.invalid_action_penalty = invalid_action_penalty
+        self.render_mode = render_mode
+        self.debug = debug
+        self.sim: Simulator | None = None
+        self._renderer: Any = None
+
+    @property
+    def reject_action(self) -> int:
+        return self.world.n_vehicles
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        super().reset(seed=seed)
+        # reset(seed=s) plays day s, the same day as Simulator(world, s) in evaluation; later resets
+        # without a seed draw the next day from the env's seeded generator.
+        episode_seed = seed if seed is not None else int(self.np_random.integers(2**63 - 1))
+        self.sim = Simulator(self.world, episode_seed, insertion=self.insertion, debug=self.debug)
+        self.sim.advance()
+        return self.encoder.encode(self.sim), self._info()
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        sim = self._require_sim()
+        if sim.current is None:
+            raise RuntimeError("the episode is over: call reset()")
+        a = int(action)
+        before = sim.ledger()
+        penalty = 0.0
+        valid = 0 <= a <= self.reject_action and (a == self.reject_action or sim.insertion(a) is not None)
+        if not valid:
+            if self.invalid_action == "raise":
+                mask = self.encoder.mask(sim)
+                raise InvalidActionError(
+                    f"action {action!r} is not valid for order {sim.current.id}: valid actions are "
+                    f"{np.flatnonzero(mask).tolist()} (0..{self.reject_action - 1} vehicles, "
+                    f"{self.reject_action} reject)"
+                )
+            a, penalty = self.reject_action, self.invalid_action_penalty
+        if a == self.reject_action:
+            sim.reject()
+        else:
+            sim.assign(a)
+        sim.advance()
+        reward = self.reward_fn(before, sim.ledger()) - penalty
+        info = self._info()
+        info["invalid_action"] = not valid
+        return self.encoder.encode(sim), float(reward), sim.done, False, info
+
+    def action_masks(self) -> np.ndarray:
+        """Valid actions as booleans (the method sb3-contrib's MaskablePPO calls)."""
+        return self.encoder.mask(self._require_sim()).astype(bool)
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")
+            return None
+        from lastmile_env.render import Renderer
+
+        if self._renderer is None:
+            self._renderer = Renderer(self.world)
+        return self._renderer.rgb_array(self._require_sim())
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def _require_sim(self) -> Simulator:
+        if self.sim is None:
+            raise RuntimeError("call reset() before step()")
+        return self.sim
+
+    def _info(self) -> dict[str, Any]:
+        """Running totals (cheap: counters only). The full outcome is ``env.unwrapped.sim.summary()``.
+
+        ``on_time_rate`` is 1.0 until the first outcome (no order missed yet), so infos stay comparable.
+        """
+        sim = self._require_sim()
+        settled = sim.n_on_time + sim.n_late + sim.n_rejected
+        return {
+            "on_time_rate": sim.n_on_time / settled if settled else 1.0,
+            "cost": sim.cost().total,
+            "expected_cost": sim.expected_cost,
+            "delivered": sim.n_on_time + sim.n_late,
+            "rejected": sim.n_rejected,
+            "orders": sim.n_arrived,
+            "time_min": sim.now,
+        }

@@ -1,0 +1,95 @@
+"""Order-stream generators: a seeded generator turns an RNG into the day's orders.
+
+An ``OrderGenerator`` is any callable ``(world, rng) -> list[Order]`` sorted by arrival. The simulator draws
+the whole day up front from its own arrivals stream, so a policy's decisions can never change which orders
+arrive: comparisons of policies over the same seeds are exactly paired.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from lastmile_env.config import OrdersConfig
+from lastmile_env.sim.types import Order, ServiceOption
+from lastmile_env.sim.world import World
+
+
+class OrderGenerator(Protocol):
+    def __call__(self, world: World, rng: np.random.Generator) -> list[Order]: ...
+
+
+def arrival_rate_per_hour(cfg: OrdersConfig, clock_hour: float) -> float:
+    """The Poisson rate at a clock hour: the base rate times every peak that covers the hour."""
+    rate = cfg.rate_per_hour
+    for peak in cfg.peaks:
+        if peak.start_hour <= clock_hour % 24 < peak.end_hour:
+            rate *= peak.multiplier
+    return rate
+
+
+def poisson_arrivals(cfg: OrdersConfig, shift_start_hour: float, rng: np.random.Generator) -> np.ndarray:
+    """Arrival times (minutes since shift start) of a non-homogeneous Poisson process, by thinning."""
+    peak_factor = 1.0
+    for peak in cfg.peaks:
+        peak_factor *= max(1.0, peak.multiplier)
+    max_rate_per_min = cfg.rate_per_hour * peak_factor / 60.0
+    horizon = cfg.last_arrival_min
+    n = rng.poisson(max_rate_per_min * horizon)
+    times = np.sort(rng.uniform(0.0, horizon, size=n))
+    accept = np.array(
+        [arrival_rate_per_hour(cfg, shift_start_hour + t / 60.0) / 60.0 for t in times], dtype=float
+    )
+    keep = rng.uniform(size=n) * max_rate_per_min < accept
+    return np.asarray(times[keep])
+
+
+class PoissonOrderGenerator:
+    """Orders from the scenario's ``orders`` section: Poisson arrivals with peaks, addresses uniform or
+    around hotspots, uniform sizes / preparation / service times, same-day deadline or a chosen window.
+
+    Each order is fulfilled by the center nearest to its address. A day with no order at all is redrawn
+    (an episode needs at least one decision).
+    """
+
+    def __call__(self, world: World, rng: np.random.Generator) -> list[Order]:
+        cfg = world.config.orders
+        times = poisson_arrivals(cfg, world.config.shift_start_hour, rng)
+        while times.size == 0:
+            times = poisson_arrivals(cfg, world.config.shift_start_hour, rng)
+        n = times.size
+        n_rows = world.address_weights.shape[0]
+        hot = rng.uniform(size=n) < cfg.hotspot_share
+        rows = np.where(hot & (n_rows > 1), rng.integers(1, max(n_rows, 2), size=n), 0)
+        slots = np.array([rng.choice(world.addresses.size, p=world.address_weights[r]) for r in rows])
+        locs = world.addresses[slots]
+        sizes = rng.integers(int(cfg.size.low), int(cfg.size.high) + 1, size=n)
+        prep = rng.uniform(cfg.prep_min.low, cfg.prep_min.high, size=n)
+        service = rng.uniform(cfg.service_min.low, cfg.service_min.high, size=n)
+        window = rng.uniform(size=n) < cfg.window_share
+        lead = rng.uniform(cfg.window_lead_min.low, cfg.window_lead_min.high, size=n)
+        orders = []
+        for i in range(n):
+            arrival = float(times[i])
+            if window[i]:
+                option, earliest = ServiceOption.WINDOW, arrival + float(lead[i])
+                due = earliest + cfg.window_width_min
+            else:
+                option, earliest, due = ServiceOption.SAME_DAY, arrival, arrival + cfg.deadline_min
+            loc = int(locs[i])
+            orders.append(
+                Order(
+                    id=i,
+                    arrival_min=arrival,
+                    center=int(world.nearest_depot[loc]),
+                    loc=loc,
+                    size=int(sizes[i]),
+                    ready_min=arrival + float(prep[i]),
+                    service_min=float(service[i]),
+                    option=option,
+                    earliest_min=earliest,
+                    due_min=due,
+                )
+            )
+        return orders

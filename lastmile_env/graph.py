@@ -1,0 +1,667 @@
+"""Road graphs (synthetic generators and real maps) and the travel matrix between the nodes that matter.
+
+A road graph is a :class:`networkx.DiGraph` whose nodes carry ``x``, ``y`` in kilometres on a planar
+projection and whose edges carry ``length_m`` (> 0), ``speed_kmh`` (> 0, set by :func:`assign_speeds`) and
+``highway`` (the road type, which picks the speed). Node ids are kept as given: ints for the generators,
+strings or ints for maps.
+
+The simulator never routes on the graph itself: it reads free-flow times and distances from a
+:class:`TravelMatrix` over the key nodes (depots + addresses) and scales the times with a
+:class:`CongestionProfile`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import math
+import os
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse import csgraph
+from scipy.spatial import Delaunay, KDTree, QhullError
+
+__all__ = [
+    "CongestionProfile",
+    "GraphError",
+    "TravelMatrix",
+    "assign_speeds",
+    "build_travel_matrix",
+    "clustered_city_graph",
+    "default_cache_dir",
+    "graph_fingerprint",
+    "grid_graph",
+    "largest_strongly_connected",
+    "load_graph",
+    "random_geometric_graph",
+]
+
+EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
+MIN_LENGTH_M = 0.1  # floor for degenerate zero-length map segments, so every edge takes positive time
+KNN_NEIGHBOURS = 4  # synthetic graphs: each point links to its 4 nearest neighbours (plus the EMST)
+MAX_DETOUR = 0.2  # synthetic graphs: road length = straight line * (1 + U(0, MAX_DETOUR))
+DRIVABLE_HIGHWAYS = frozenset(
+    {
+        "motorway",
+        "motorway_link",
+        "trunk",
+        "trunk_link",
+        "primary",
+        "primary_link",
+        "secondary",
+        "secondary_link",
+        "tertiary",
+        "tertiary_link",
+        "unclassified",
+        "residential",
+        "living_street",
+        "road",
+    }
+)  # what ``load_graph`` keeps of a raw OSM file (close to osmnx's "drive" network type)
+_GRAPHML_SUFFIXES = (".graphml",)
+_OSM_XML_SUFFIXES = (".osm", ".osm.bz2", ".xml", ".osm.xml")
+_CHUNK_ELEMENTS = 4_000_000  # travel matrix: Dijkstra rows per batch so that a (batch, N) array stays ~32 MB
+_CACHE_FORMAT = "lastmile-travel-matrix-v1"
+
+
+class GraphError(ValueError):
+    """A road graph, map file or travel-matrix request is invalid; the message names the file/node/edge."""
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Synthetic generators
+# ------------------------------------------------------------------------------------------------------------
+
+
+def grid_graph(
+    rows: int, cols: int, spacing_m: float, perturb: float, rng: np.random.Generator
+) -> nx.DiGraph:
+    """Manhattan grid of ``rows x cols`` intersections with two-way streets ``spacing_m`` apart.
+
+    Node ``r * cols + c`` sits at ``(c, r) * spacing``. Each street segment is
+    ``spacing_m * (1 + U(0, perturb))`` long (same in both directions) so that fastest paths are unique rather
+    than tied. Streets on every 4th row and column are ``'primary'`` arterials, the rest ``'residential'``.
+    """
+    if rows < 1 or cols < 1:
+        raise GraphError(f"grid needs at least 1 row and 1 column, got {rows} x {cols}")
+    if not spacing_m > 0:
+        raise GraphError(f"grid spacing_m must be > 0, got {spacing_m}")
+    if not perturb >= 0:
+        raise GraphError(f"grid perturb must be >= 0, got {perturb}")
+    g = nx.DiGraph()
+    spacing_km = spacing_m / 1000.0
+    for r in range(rows):
+        for c in range(cols):
+            g.add_node(r * cols + c, x=c * spacing_km, y=r * spacing_km)
+    # Horizontal segments (along row r) first, then vertical ones (along column c): a fixed draw order.
+    segments = [(r * cols + c, r * cols + c + 1, r % 4 == 0) for r in range(rows) for c in range(cols - 1)]
+    segments += [(r * cols + c, (r + 1) * cols + c, c % 4 == 0) for r in range(rows - 1) for c in range(cols)]
+    stretch = 1.0 + rng.uniform(0.0, perturb, size=len(segments))
+    for (u, v, arterial), s in zip(segments, stretch, strict=True):
+        attrs = {"length_m": float(spacing_m * s), "highway": "primary" if arterial else "residential"}
+        g.add_edge(u, v, **attrs)
+        g.add_edge(v, u, **attrs)
+    return g
+
+
+def random_geometric_graph(n_nodes: int, area_km: float, rng: np.random.Generator) -> nx.DiGraph:
+    """Points uniform in ``[0, area_km]^2``, each linked both ways to its 4 nearest neighbours.
+
+    The Euclidean minimum spanning tree is added too, which makes the graph strongly connected (every street
+    is two-way). Lengths are the straight line times ``1 + U(0, 0.2)`` (a small detour); all roads are
+    ``'residential'``.
+    """
+    _check_point_args(n_nodes, area_km)
+    xy_km = rng.uniform(0.0, area_km, size=(n_nodes, 2))
+    return _proximity_graph(xy_km, rng, lambda u, v: "residential")
+
+
+def clustered_city_graph(
+    n_nodes: int, n_centres: int, area_km: float, rng: np.random.Generator
+) -> nx.DiGraph:
+    """A city of ``n_centres`` dense centres in sparse outskirts, linked like :func:`random_geometric_graph`.
+
+    Centre points are uniform in the middle 70% of the square; 70% of the nodes are drawn around them
+    (Gaussian, sigma 6% of ``area_km``, clipped to the square), the other 30% uniformly over the square. Edges
+    between two nodes of the same centre are ``'residential'``; all others (between centres, through the
+    outskirts) are the longer ``'primary'`` connecting roads.
+    """
+    _check_point_args(n_nodes, area_km)
+    if n_centres < 1:
+        raise GraphError(f"clustered graph needs n_centres >= 1, got {n_centres}")
+    centres_km = rng.uniform(0.15 * area_km, 0.85 * area_km, size=(n_centres, 2))
+    n_dense = round(0.7 * n_nodes)
+    label = np.full(n_nodes, -1, dtype=np.int64)  # centre of each node, -1 for the outskirts
+    label[:n_dense] = rng.integers(0, n_centres, size=n_dense)
+    xy_km = np.empty((n_nodes, 2))
+    xy_km[:n_dense] = centres_km[label[:n_dense]] + rng.normal(0.0, 0.06 * area_km, size=(n_dense, 2))
+    xy_km[n_dense:] = rng.uniform(0.0, area_km, size=(n_nodes - n_dense, 2))
+    np.clip(xy_km, 0.0, area_km, out=xy_km)
+
+    def highway(u: int, v: int) -> str:
+        return "residential" if label[u] >= 0 and label[u] == label[v] else "primary"
+
+    return _proximity_graph(xy_km, rng, highway)
+
+
+def _check_point_args(n_nodes: int, area_km: float) -> None:
+    if n_nodes < 2:
+        raise GraphError(f"graph needs n_nodes >= 2, got {n_nodes}")
+    if not area_km > 0:
+        raise GraphError(f"area_km must be > 0, got {area_km}")
+
+
+def _proximity_graph(
+    xy_km: np.ndarray, rng: np.random.Generator, highway: Callable[[int, int], str]
+) -> nx.DiGraph:
+    """Two-way streets between k nearest neighbours plus the Euclidean MST, on points ``xy_km`` (n, 2)."""
+    n = len(xy_km)
+    k = min(KNN_NEIGHBOURS, n - 1)
+    _, nearest = KDTree(xy_km).query(xy_km, k=k + 1)  # column 0 is the point itself
+    pairs = {(min(i, j), max(i, j)) for i, row in enumerate(nearest.tolist()) for j in row[1:] if i != j}
+    pairs |= _euclidean_mst_pairs(xy_km)
+    edges = sorted(pairs)  # a fixed order for the detour draws
+    uv = np.array(edges, dtype=np.int64)
+    straight_m = 1000.0 * np.linalg.norm(xy_km[uv[:, 0]] - xy_km[uv[:, 1]], axis=1)
+    length_m = np.maximum(straight_m * (1.0 + rng.uniform(0.0, MAX_DETOUR, size=len(edges))), MIN_LENGTH_M)
+    g = nx.DiGraph()
+    for i, (x, y) in enumerate(xy_km.tolist()):
+        g.add_node(i, x=x, y=y)
+    for (u, v), length in zip(edges, length_m.tolist(), strict=True):
+        attrs = {"length_m": length, "highway": highway(u, v)}
+        g.add_edge(u, v, **attrs)
+        g.add_edge(v, u, **attrs)
+    return g
+
+
+def _euclidean_mst_pairs(xy_km: np.ndarray) -> set[tuple[int, int]]:
+    """Edges ``(i, j)``, ``i < j``, of the Euclidean minimum spanning tree (part of the Delaunay graph)."""
+    n = len(xy_km)
+    if n <= 3:
+        candidates = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    else:
+        try:
+            tri = Delaunay(xy_km)
+        except QhullError:  # degenerate input (e.g. collinear points): joggle it
+            tri = Delaunay(xy_km, qhull_options="QJ")
+        indptr, indices = tri.vertex_neighbor_vertices
+        candidates = [(i, j) for i in range(n) for j in indices[indptr[i] : indptr[i + 1]].tolist() if i < j]
+    uv = np.array(candidates, dtype=np.int64)
+    # The +1e-12 km keeps coincident points connected (csgraph drops zero-weight entries).
+    w = np.linalg.norm(xy_km[uv[:, 0]] - xy_km[uv[:, 1]], axis=1) + 1e-12
+    mst = csgraph.minimum_spanning_tree(sp.csr_array((w, (uv[:, 0], uv[:, 1])), shape=(n, n))).tocoo()
+    return {(min(i, j), max(i, j)) for i, j in zip(mst.row.tolist(), mst.col.tolist(), strict=True)}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Real maps
+# ------------------------------------------------------------------------------------------------------------
+
+
+def load_graph(path: str | Path) -> nx.DiGraph:
+    """Load a road map: GraphML (as written by osmnx) or, with osmnx installed, an OSM XML file.
+
+    Longitude/latitude become planar km (equirectangular around the mean latitude, origin at the south-west
+    corner of the bounding box). Parallel edges collapse to the shortest, self-loops are dropped, ``highway``
+    lists keep their first type, and an edge without ``length`` gets the straight-line distance. Speeds are
+    not set here: call :func:`assign_speeds`.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if not path.is_file():
+        raise GraphError(f"map file not found: {path}")
+    if name.endswith(_GRAPHML_SUFFIXES):
+        try:
+            raw = nx.read_graphml(path, force_multigraph=True)
+        except (
+            Exception
+        ) as exc:  # ElementTree, networkx and value errors alike: the file is not usable GraphML
+            raise GraphError(f"{path}: cannot read GraphML: {exc}") from exc
+    elif name.endswith(_OSM_XML_SUFFIXES):
+        raw = _read_osm_xml(path)
+    elif name.endswith(".pbf"):
+        raise GraphError(
+            f"{path}: OSM PBF files are not supported (osmnx reads OSM XML only); convert it first, e.g. "
+            f"`osmium cat {path.name} -o map.osm`"
+        )
+    else:
+        raise GraphError(f"{path}: unknown map format (expected .graphml, .osm, .osm.bz2 or .osm.xml)")
+    return _planar_road_graph(raw, path)
+
+
+def _read_osm_xml(path: Path) -> nx.MultiDiGraph:
+    """Read an OSM XML file with osmnx and keep the drivable roads (see ``DRIVABLE_HIGHWAYS``)."""
+    try:
+        import osmnx as ox
+    except ImportError as exc:
+        raise GraphError(
+            f"{path}: reading OpenStreetMap files needs osmnx: pip install lastmile[osm]"
+        ) from exc
+    try:
+        raw = ox.graph_from_xml(path)
+    except Exception as exc:  # whatever osmnx raises for a bad file
+        raise GraphError(f"{path}: osmnx cannot read this OSM file: {exc}") from exc
+    not_drivable = [
+        (u, v, k)
+        for u, v, k, hw in raw.edges(keys=True, data="highway")
+        if _first_highway(hw) not in DRIVABLE_HIGHWAYS
+    ]
+    raw.remove_edges_from(not_drivable)
+    raw.remove_nodes_from([n for n in list(raw.nodes) if raw.degree(n) == 0])
+    return raw
+
+
+def _planar_road_graph(raw: nx.MultiGraph, path: Path) -> nx.DiGraph:
+    """Project a lon/lat (multi)graph to planar km and reduce it to a road :class:`~networkx.DiGraph`."""
+    if raw.number_of_nodes() == 0:
+        raise GraphError(f"{path}: the map has no nodes")
+    lon_lat: dict[Hashable, tuple[float, float]] = {}
+    for node, data in raw.nodes(data=True):
+        try:
+            lon_lat[node] = (float(data["x"]), float(data["y"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GraphError(f"{path}: node {node!r} has no numeric 'x' (lon) / 'y' (lat)") from exc
+    lon = np.array([p[0] for p in lon_lat.values()])
+    lat = np.array([p[1] for p in lon_lat.values()])
+    km_per_deg = EARTH_RADIUS_KM * math.pi / 180.0
+    kx = km_per_deg * math.cos(math.radians(float(lat.mean())))
+    lon0, lat0 = float(lon.min()), float(lat.min())
+    g = nx.DiGraph(source=str(path))
+    for node, (x_deg, y_deg) in lon_lat.items():
+        g.add_node(node, x=(x_deg - lon0) * kx, y=(y_deg - lat0) * km_per_deg)
+    for u, v, data in raw.edges(data=True):
+        if u == v:
+            continue
+        if "length" in data:
+            try:
+                length_m = float(data["length"])
+            except (TypeError, ValueError) as exc:
+                raise GraphError(
+                    f"{path}: edge ({u!r}, {v!r}) has a non-numeric length {data['length']!r}"
+                ) from exc
+        else:
+            length_m = 1000.0 * math.dist(_xy(g, u), _xy(g, v))
+        if not math.isfinite(length_m) or length_m < 0:
+            raise GraphError(f"{path}: edge ({u!r}, {v!r}) has an invalid length {length_m!r} m")
+        length_m = max(length_m, MIN_LENGTH_M)
+        if g.has_edge(u, v) and g.edges[u, v]["length_m"] <= length_m:
+            continue
+        g.add_edge(u, v, length_m=length_m, highway=_first_highway(data.get("highway")))
+    return g
+
+
+def _xy(g: nx.DiGraph, node: Hashable) -> tuple[float, float]:
+    return g.nodes[node]["x"], g.nodes[node]["y"]
+
+
+def _first_highway(value: object) -> str:
+    """The road type of an OSM edge: ``"['residential', 'tertiary']"`` or a list -> its first entry."""
+    if isinstance(value, str) and value.startswith("["):
+        text = value
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text.strip("[]").split(",")[0].strip(" '\"")
+    if isinstance(value, list | tuple):
+        value = value[0] if value else None
+    return str(value) if value else "unclassified"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Graph utilities
+# ------------------------------------------------------------------------------------------------------------
+
+
+def assign_speeds(g: nx.DiGraph, speed_kmh_by_highway: Mapping[str, float], default_speed_kmh: float) -> None:
+    """Set ``speed_kmh`` on every edge from its ``highway`` type (``default_speed_kmh`` if not listed)."""
+    bad = {hw: s for hw, s in speed_kmh_by_highway.items() if not (math.isfinite(s) and s > 0)}
+    if bad or not (math.isfinite(default_speed_kmh) and default_speed_kmh > 0):
+        raise GraphError(f"speeds must be finite and > 0 km/h, got {bad or {'default': default_speed_kmh}}")
+    for _, _, data in g.edges(data=True):
+        data["speed_kmh"] = float(speed_kmh_by_highway.get(data.get("highway", ""), default_speed_kmh))
+
+
+def largest_strongly_connected(g: nx.DiGraph) -> nx.DiGraph:
+    """``g`` itself if strongly connected, else a copy of its largest strongly connected component (warns).
+
+    Every key node must reach every other one for the travel matrix to be finite; dead ends and one-way traps
+    of a map cut-out are dropped here, with a warning saying how many nodes went.
+    """
+    n = g.number_of_nodes()
+    if n == 0:
+        raise GraphError("the road graph is empty")
+    if nx.is_strongly_connected(g):
+        return g
+    largest = max(nx.strongly_connected_components(g), key=len)
+    warnings.warn(
+        f"road graph is not strongly connected: kept its largest strongly connected component "
+        f"({len(largest)} of {n} nodes), dropped {n - len(largest)} nodes",
+        UserWarning,
+        stacklevel=2,
+    )
+    return g.subgraph(largest).copy()
+
+
+def _node_key(node: Hashable) -> tuple[str, str]:
+    """Sort key of a node id that works across ints and strings (ties broken by the typed repr)."""
+    return str(node), repr(node)
+
+
+def graph_fingerprint(g: nx.DiGraph) -> str:
+    """SHA-256 hex of the nodes (with x, y) and edges (with length_m, speed_kmh), in sorted order.
+
+    Stable across runs and processes (no ``hash()``; floats by ``repr``), independent of insertion order; it
+    keys the travel-matrix cache.
+    """
+    h = hashlib.sha256()
+    for node in sorted(g.nodes, key=_node_key):
+        data = g.nodes[node]
+        h.update(f"n {node!r} {data.get('x')!r} {data.get('y')!r}\n".encode())
+    for u, v in sorted(g.edges, key=lambda e: (_node_key(e[0]), _node_key(e[1]))):
+        data = g.edges[u, v]
+        h.update(f"e {u!r} {v!r} {data.get('length_m')!r} {data.get('speed_kmh')!r}\n".encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Congestion
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CongestionProfile:
+    """Travel-time multiplier by hour of day (24 values, >= 0.2 each), applied with the
+    Ichoua-Gendreau-Laporte model: speed is piecewise constant per hour, so a leg that crosses an hour
+    boundary is integrated across it. This keeps FIFO (leaving later never arrives earlier)."""
+
+    multipliers: tuple[float, ...]
+    # Derived: free-flow minutes of travel done in one full clock hour (60 / m), and in one full day.
+    _work_per_hour: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _work_per_day: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        values = tuple(float(m) for m in self.multipliers)
+        if len(values) != 24:
+            raise GraphError(f"congestion profile needs 24 hourly multipliers, got {len(values)}")
+        bad = [(h, m) for h, m in enumerate(values) if not (math.isfinite(m) and m >= 0.2)]
+        if bad:
+            raise GraphError(f"congestion multipliers must be finite and >= 0.2, got (hour, value) {bad}")
+        work = tuple(60.0 / m for m in values)
+        object.__setattr__(self, "multipliers", values)
+        object.__setattr__(self, "_work_per_hour", work)
+        object.__setattr__(self, "_work_per_day", math.fsum(work))
+
+    @classmethod
+    def flat(cls) -> CongestionProfile:
+        """No congestion: every multiplier is 1."""
+        return cls((1.0,) * 24)
+
+    def arrival_min(self, free_flow_min: float, depart_min: float, shift_start_hour: float) -> float:
+        """Arrival (sim minutes) of a leg of ``free_flow_min`` free-flow minutes leaving at ``depart_min``.
+
+        The sim clock counts minutes since the shift start, so sim time ``t`` is clock hour
+        ``(shift_start_hour + t / 60) % 24``. ``w`` free-flow minutes at multiplier ``m`` take ``w * m``
+        minutes; at an hour boundary the remaining free-flow work continues at the next hour's multiplier.
+        """
+        if free_flow_min <= 0.0:
+            if free_flow_min == 0.0:
+                return depart_min
+            raise ValueError(f"free_flow_min must be >= 0, got {free_flow_min}")
+        mult = self.multipliers
+        clock_h = (shift_start_hour + depart_min / 60.0) % 24.0
+        hour = int(clock_h) % 24  # the modulo guards clock_h rounding up to 24.0
+        left_min = (hour + 1 - clock_h) * 60.0  # minutes until the next hour boundary
+        need_min = free_flow_min * mult[hour]
+        if need_min <= left_min:  # fast path: the whole leg fits in the departure hour
+            return depart_min + need_min
+        t = depart_min + left_min
+        work = free_flow_min - left_min / mult[hour]
+        hour = (hour + 1) % 24
+        if work >= self._work_per_day:  # whole days take exactly 24 h: skip them to keep the loop short
+            days = math.floor(work / self._work_per_day)
+            t += days * 1440.0
+            work -= days * self._work_per_day
+        per_hour = self._work_per_hour
+        while work > per_hour[hour]:
+            t += 60.0
+            work -= per_hour[hour]
+            hour = (hour + 1) % 24
+        return t + work * mult[hour]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Travel matrix
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class TravelMatrix:
+    """Shortest free-flow travel times and distances between the nodes that matter (depots + addresses).
+
+    ``time_min[i, j]`` is the free-flow time (speed factor 1, multiplier 1) of the fastest path from key node
+    ``nodes[i]`` to ``nodes[j]`` and ``dist_km[i, j]`` the length of that same path (not the shortest one).
+    ``predecessors[i]`` is the csgraph shortest-path tree from key ``i`` over all graph nodes, indexed like
+    ``graph_nodes``; :meth:`path` walks it. The arrays are read-only: a matrix is shared between simulators.
+    """
+
+    nodes: tuple[Hashable, ...]
+    time_min: np.ndarray  # (K, K) float64
+    dist_km: np.ndarray  # (K, K) float64
+    predecessors: np.ndarray  # (K, N) int32, -9999 for the tree root and unreachable nodes
+    graph_nodes: tuple[Hashable, ...]
+    _index: dict[Hashable, int] = field(init=False, repr=False)
+    _key_cols: np.ndarray = field(init=False, repr=False)  # (K,) csgraph index of each key node
+
+    def __post_init__(self) -> None:
+        k, n = len(self.nodes), len(self.graph_nodes)
+        if self.time_min.shape != (k, k) or self.dist_km.shape != (k, k) or self.predecessors.shape != (k, n):
+            raise GraphError(
+                f"travel matrix shapes do not match {k} key / {n} graph nodes: time {self.time_min.shape}, "
+                f"dist {self.dist_km.shape}, predecessors {self.predecessors.shape}"
+            )
+        index = {node: i for i, node in enumerate(self.nodes)}
+        if len(index) != k:
+            raise GraphError("travel matrix key nodes must be distinct")
+        col = {node: j for j, node in enumerate(self.graph_nodes)}
+        try:
+            key_cols = np.array([col[node] for node in self.nodes], dtype=np.int64)
+        except KeyError as exc:
+            raise GraphError(f"key node {exc.args[0]!r} is not among the graph nodes") from exc
+        for arr in (self.time_min, self.dist_km, self.predecessors, key_cols):
+            arr.setflags(write=False)
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_key_cols", key_cols)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def index_of(self, node: Hashable) -> int:
+        """Key index of graph node ``node``; :class:`GraphError` if it is not a key node."""
+        try:
+            return self._index[node]
+        except (KeyError, TypeError):
+            raise GraphError(f"node {node!r} is not a key node of the travel matrix") from None
+
+    def path(self, i: int, j: int) -> list[Hashable]:
+        """Graph node ids of the fastest path from key ``i`` to key ``j``, both ends included."""
+        source, target = int(self._key_cols[i]), int(self._key_cols[j])
+        tree = self.predecessors[i]
+        walk = [target]
+        while walk[-1] != source:
+            prev = int(tree[walk[-1]])
+            if prev < 0 or len(walk) > len(tree):
+                raise GraphError(f"no path from {self.nodes[i]!r} to {self.nodes[j]!r} in the travel matrix")
+            walk.append(prev)
+        return [self.graph_nodes[c] for c in reversed(walk)]
+
+
+def default_cache_dir() -> Path:
+    """Where travel matrices are cached: ``$LASTMILE_CACHE_DIR`` if set, else ``~/.cache/lastmile``."""
+    env = os.environ.get("LASTMILE_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "lastmile"
+
+
+def build_travel_matrix(
+    g: nx.DiGraph, key_nodes: Sequence[Hashable], cache_dir: Path | None = None
+) -> TravelMatrix:
+    """Fastest free-flow paths between ``key_nodes`` of road graph ``g`` (edges need ``speed_kmh``).
+
+    One Dijkstra per key node over a CSR of edge minutes (never all-pairs over the graph); the distance of
+    each fastest path is summed up its predecessor tree by vectorised pointer jumping. Graph nodes are indexed
+    in sorted order so that the result depends only on the graph's content. With ``cache_dir`` the result is
+    stored as ``.npz``, keyed by the graph fingerprint and the key nodes; a corrupt cache file is recomputed.
+    """
+    keys = tuple(key_nodes)
+    if not keys:
+        raise GraphError("build_travel_matrix needs at least one key node")
+    if len(set(keys)) != len(keys):
+        dup = next(n for i, n in enumerate(keys) if n in keys[:i])
+        raise GraphError(f"key node {dup!r} is listed twice")
+    for node in keys:
+        if node not in g:
+            raise GraphError(f"key node {node!r} is not in the road graph")
+    graph_nodes = tuple(sorted(g.nodes, key=_node_key))
+    col = {node: j for j, node in enumerate(graph_nodes)}
+    key_cols = np.array([col[node] for node in keys], dtype=np.int64)
+
+    cache_file = None
+    cache_key = ""
+    if cache_dir is not None:
+        key_text = "\n".join([_CACHE_FORMAT, graph_fingerprint(g), *(repr(n) for n in keys)])
+        cache_key = hashlib.sha256(key_text.encode()).hexdigest()
+        cache_file = Path(cache_dir) / f"travel_{cache_key}.npz"
+        cached = _load_cached(cache_file, cache_key, len(keys), len(graph_nodes))
+        if cached is not None:
+            return TravelMatrix(keys, *cached, graph_nodes=graph_nodes)
+
+    time_min, dist_km, predecessors = _fastest_paths(g, col, key_cols)
+    bad = np.argwhere(~np.isfinite(time_min))
+    if len(bad):
+        i, j = bad[0]
+        raise GraphError(
+            f"no path from key node {keys[i]!r} to key node {keys[j]!r} ({len(bad)} unreachable pairs); "
+            "reduce the graph with largest_strongly_connected first"
+        )
+    if cache_file is not None:
+        _save_cached(cache_file, cache_key, time_min, dist_km, predecessors)
+    return TravelMatrix(keys, time_min, dist_km, predecessors, graph_nodes)
+
+
+def _edge_arrays(
+    g: nx.DiGraph, col: Mapping[Hashable, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tail and head csgraph indices, ``length_m`` and ``speed_kmh`` of every edge, validated."""
+    edges = list(g.edges(data=True))
+    try:
+        length_m = np.array([d["length_m"] for _, _, d in edges], dtype=np.float64)
+        speed_kmh = np.array([d["speed_kmh"] for _, _, d in edges], dtype=np.float64)
+    except KeyError as exc:
+        u, v, _ = next(e for e in edges if exc.args[0] not in e[2])
+        hint = " (call assign_speeds first)" if exc.args[0] == "speed_kmh" else ""
+        raise GraphError(f"edge ({u!r}, {v!r}) has no {exc.args[0]!r}{hint}") from None
+    ok = np.isfinite(length_m) & (length_m > 0) & np.isfinite(speed_kmh) & (speed_kmh > 0)
+    if not ok.all():
+        e = int(np.argmin(ok))
+        u, v, _ = edges[e]
+        raise GraphError(
+            f"edge ({u!r}, {v!r}) needs finite length_m > 0 and speed_kmh > 0, "
+            f"got {length_m[e]!r} m at {speed_kmh[e]!r} km/h"
+        )
+    tail = np.fromiter((col[u] for u, _, _ in edges), dtype=np.int64, count=len(edges))
+    head = np.fromiter((col[v] for _, v, _ in edges), dtype=np.int64, count=len(edges))
+    return tail, head, length_m, speed_kmh
+
+
+def _fastest_paths(
+    g: nx.DiGraph, col: Mapping[Hashable, int], key_cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dijkstra from each key node in batches: (K, K) minutes, (K, K) km and the (K, N) predecessor trees."""
+    n, k = len(col), len(key_cols)
+    tail, head, length_m, speed_kmh = _edge_arrays(g, col)
+    edge_min = length_m * 0.06 / speed_kmh  # m -> km (/1000), h -> min (*60)
+    minutes = sp.csr_array((edge_min, (tail, head)), shape=(n, n))
+    km = sp.csr_array((length_m / 1000.0, (tail, head)), shape=(n, n))  # same sparsity pattern as ``minutes``
+    time_min = np.empty((k, k))
+    dist_km = np.empty((k, k))
+    predecessors = np.empty((k, n), dtype=np.int32)
+    batch = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    for start in range(0, k, batch):
+        rows = slice(start, min(start + batch, k))
+        dist, pred = csgraph.dijkstra(
+            minutes, directed=True, indices=key_cols[rows], return_predecessors=True
+        )
+        time_min[rows] = dist[:, key_cols]
+        dist_km[rows] = _tree_distances(pred, km)[:, key_cols]
+        predecessors[rows] = pred
+    return time_min, dist_km, predecessors
+
+
+def _tree_distances(pred: np.ndarray, edge_km: sp.csr_array) -> np.ndarray:
+    """Distance from each tree's root to every node, summed along shortest-path trees ``pred`` (B, N).
+
+    Pointer jumping: every node holds (pointer, km to pointer); one round adds the pointer's km and replaces
+    the pointer by the pointer's pointer, doubling the covered depth, so ``log2(depth)`` vectorised rounds
+    suffice. Roots and unreachable nodes point to themselves at 0 km.
+    """
+    b, n = pred.shape
+    node = np.broadcast_to(np.arange(n), (b, n))
+    has_parent = pred >= 0
+    ptr = np.where(has_parent, pred, node).astype(np.intp)
+    dist = np.zeros((b, n))
+    dist[has_parent] = edge_km[ptr[has_parent], node[has_parent]]
+    while True:
+        next_ptr = np.take_along_axis(ptr, ptr, axis=1)
+        if np.array_equal(next_ptr, ptr):
+            return dist
+        dist += np.take_along_axis(dist, ptr, axis=1)
+        ptr = next_ptr
+
+
+def _load_cached(
+    file: Path, cache_key: str, k: int, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The cached (time_min, dist_km, predecessors), or ``None`` if absent, stale or corrupt (warns)."""
+    if not file.is_file():
+        return None
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            stored_key = str(data["key"])
+            arrays = (data["time_min"], data["dist_km"], data["predecessors"])
+        shapes_ok = arrays[0].shape == (k, k) and arrays[1].shape == (k, k) and arrays[2].shape == (k, n)
+        if stored_key == cache_key and shapes_ok:
+            return arrays[0].astype(np.float64), arrays[1].astype(np.float64), arrays[2].astype(np.int32)
+        problem = "does not match this graph"
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        problem = f"is unreadable ({type(exc).__name__}: {exc})"
+    warnings.warn(f"travel-matrix cache {file} {problem}; recomputing", UserWarning, stacklevel=3)
+    return None
+
+
+def _save_cached(
+    file: Path, cache_key: str, time_min: np.ndarray, dist_km: np.ndarray, predecessors: np.ndarray
+) -> None:
+    """Write the cache atomically (temp file + ``os.replace``); failure only warns: the cache is optional."""
+    tmp_name = None
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            dir=file.parent, prefix=file.stem, suffix=".tmp", delete=False
+        ) as tmp:
+            tmp_name = tmp.name
+            np.savez(
+                tmp, key=np.array(cache_key), time_min=time_min, dist_km=dist_km, predecessors=predecessors
+            )
+        os.replace(tmp_name, file)
+    except OSError as exc:
+        warnings.warn(f"could not write travel-matrix cache {file}: {exc}", UserWarning, stacklevel=3)
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)

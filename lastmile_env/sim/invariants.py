@@ -1,0 +1,95 @@
+"""Invariants of a running simulation, checked by the tests and after every step in debug mode."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from lastmile_env.sim.types import OrderStatus, StopKind
+
+if TYPE_CHECKING:
+    from lastmile_env.sim.simulator import Simulator
+
+
+class InvariantError(AssertionError):
+    """The simulation state broke one of its invariants (a bug, never a user error)."""
+
+
+def check_invariants(sim: Simulator) -> None:
+    """Raise InvariantError unless:
+
+    - every arrived order is in exactly one state (pending / assigned / on board / delivered / rejected) and
+      sits in the plans where that state says it is; no order that has not arrived is anywhere;
+    - no vehicle carries more than its capacity, now or anywhere along its plan;
+    - time never runs ahead of pending events and every committed leg takes the matrix's travel time;
+    - the expected cost equals committed cost plus the cost of every remaining plan.
+    """
+    problems: list[str] = []
+    arrived = sim.n_arrived
+    planned: Counter[tuple[int, int]] = Counter()  # (order, stop kind) -> times planned or under way
+    for v in sim.vehicles:
+        stops = list(v.route) if v.current is None else [v.current, *v.route]
+        for s in stops:
+            planned[(s.order, int(s.kind))] += 1
+            if s.order >= arrived:
+                problems.append(f"vehicle {v.id} plans order {s.order}, which has not arrived")
+            elif sim.orders[s.order].vehicle != v.id:
+                problems.append(f"order {s.order} is planned on vehicle {v.id} but assigned elsewhere")
+        on_board = sum(o.size for o in sim.orders[:arrived] if o.status == OrderStatus.ON_BOARD and o.vehicle == v.id)
+        if on_board != v.load:
+            problems.append(f"vehicle {v.id} load {v.load} != size on board {on_board}")
+        if v.load > v.capacity or v.load < 0:
+            problems.append(f"vehicle {v.id} load {v.load} outside [0, {v.capacity}]")
+        plan = sim.plan(v.id)
+        if max(plan.loads) > v.capacity:
+            problems.append(f"vehicle {v.id} plan reaches load {max(plan.loads)} > capacity {v.capacity}")
+        if v.free_min < sim.now - 1e-9 and not v.idle:
+            problems.append(f"vehicle {v.id} busy but free at {v.free_min} < now {sim.now}")
+
+    pending = 0
+    for o in sim.orders[:arrived]:
+        pickups, deliveries = planned[(o.id, StopKind.PICKUP)], planned[(o.id, StopKind.DELIVERY)]
+        expected = {
+            OrderStatus.PENDING: (0, 0),
+            OrderStatus.ASSIGNED: (1, 1),
+            OrderStatus.ON_BOARD: (0, 1),
+            OrderStatus.DELIVERED: (0, 0),
+            OrderStatus.REJECTED: (0, 0),
+        }[o.status]
+        if (pickups, deliveries) != expected:
+            problems.append(
+                f"order {o.id} is {o.status.name} but planned {pickups} pickup(s), {deliveries} delivery(ies)"
+            )
+        if o.status == OrderStatus.PENDING:
+            pending += 1
+            if sim.current is None or sim.current.id != o.id:
+                problems.append(f"order {o.id} is PENDING but not the order awaiting a decision")
+        if o.status == OrderStatus.DELIVERED and not (o.pickup_min <= o.delivered_min):
+            problems.append(f"order {o.id} delivered at {o.delivered_min} before its pickup at {o.pickup_min}")
+        if not math.isnan(o.pickup_min) and o.pickup_min < o.ready_min - 1e-9:
+            problems.append(f"order {o.id} picked up at {o.pickup_min} before ready at {o.ready_min}")
+    for o in sim.orders[arrived:]:
+        if o.status != OrderStatus.PENDING or o.vehicle != -1:
+            problems.append(f"order {o.id} has not arrived but is {o.status.name}")
+    if pending > 1:
+        problems.append(f"{pending} orders pending at once")
+    settled = sim.n_on_time + sim.n_late
+    delivered = sum(o.status == OrderStatus.DELIVERED for o in sim.orders[:arrived])
+    if settled != delivered:
+        problems.append(f"on-time + late counters {settled} != delivered orders {delivered}")
+
+    for vid, src, dst, depart, arrive in sim.legs:
+        v = sim.vehicles[vid]
+        expect = sim.world.travel_arrival_min(src, dst, depart, v.speed_factor)
+        if abs(expect - arrive) > 1e-6:
+            problems.append(f"vehicle {vid} leg {src}->{dst} at {depart:.3f} arrived {arrive} != {expect}")
+    dist = sum(sim.world.dist_km[src][dst] for _, src, dst, _, _ in sim.legs)
+    if abs(dist - sum(v.dist_km for v in sim.vehicles)) > 1e-6 * max(1.0, dist):
+        problems.append(f"distance driven {sum(v.dist_km for v in sim.vehicles)} != legs' matrix sum {dist}")
+
+    expected_cost = sim.cost().total + sum(sim.plan(v.id).cost for v in sim.vehicles)
+    if abs(expected_cost - sim.expected_cost) > 1e-6 * max(1.0, abs(expected_cost)):
+        problems.append(f"expected cost {sim.expected_cost} != committed + planned {expected_cost}")
+    if problems:
+        raise InvariantError("; ".join(problems[:10]))

@@ -1,0 +1,142 @@
+"""Value types of the simulator: orders, stops, vehicles, costs and the event log.
+
+Times are minutes since the start of the shift (``*_min``); places are *key indices* into the world's travel
+matrix (depots first, then address nodes), never raw graph node ids.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import NamedTuple
+
+
+class OrderStatus(IntEnum):
+    """Where an arrived order is. Every arrived order is in exactly one of these."""
+
+    PENDING = 0  # arrived, waiting for the dispatch decision
+    ASSIGNED = 1  # in a vehicle's plan, parcel still at the center
+    ON_BOARD = 2  # picked up, not yet delivered
+    DELIVERED = 3
+    REJECTED = 4
+
+
+class StopKind(IntEnum):
+    PICKUP = 0
+    DELIVERY = 1
+
+
+class ServiceOption(IntEnum):
+    SAME_DAY = 0  # delivered by a deadline
+    WINDOW = 1  # delivered inside a customer-chosen window
+
+
+@dataclass(slots=True)
+class Order:
+    """A parcel to collect at its center and deliver to its address, with its outcome once known."""
+
+    id: int
+    arrival_min: float
+    center: int  # key index of the fulfillment center
+    loc: int  # key index of the delivery address
+    size: int
+    ready_min: float  # parcel prepared; cannot be picked up before
+    service_min: float  # time at the door
+    option: ServiceOption
+    earliest_min: float  # delivery may not start before (window start; arrival for same-day)
+    due_min: float  # deadline or window end
+    status: OrderStatus = OrderStatus.PENDING
+    vehicle: int = -1
+    decided_min: float = math.nan
+    promised_eta_min: float = math.nan  # planned delivery time given to the customer at dispatch
+    pickup_min: float = math.nan
+    delivered_min: float = math.nan  # proof of delivery: service start at the door
+
+    @property
+    def late_min(self) -> float:
+        """Minutes after the due time (0 when on time; nan until delivered)."""
+        return max(0.0, self.delivered_min - self.due_min) if self.status == OrderStatus.DELIVERED else math.nan
+
+    @property
+    def on_time(self) -> bool:
+        return self.status == OrderStatus.DELIVERED and self.delivered_min <= self.due_min + 1e-9
+
+    @property
+    def eta_error_min(self) -> float:
+        """Actual minus promised delivery time (nan unless delivered)."""
+        return self.delivered_min - self.promised_eta_min
+
+
+@dataclass(slots=True, frozen=True)
+class Stop:
+    """One planned visit: collect an order's parcel at its center, or deliver it."""
+
+    kind: StopKind
+    order: int
+    loc: int
+
+
+@dataclass(slots=True)
+class Vehicle:
+    """A vehicle, its fixed attributes and its state.
+
+    A vehicle is committed to its current leg (``current``, or the return home when ``returning``): it finishes
+    that leg and its service and is *free* at ``node`` at ``free_min``. ``route`` is the plan after that and
+    the only part a decision may change.
+    """
+
+    id: int
+    type_name: str
+    capacity: int
+    speed_factor: float
+    cost_per_km: float
+    cost_per_hour: float
+    home: int  # key index of its center
+    shift_end_min: float
+    node: int = 0
+    free_min: float = 0.0
+    load: int = 0  # size of the parcels on board now
+    free_load: int = 0  # load once the current stop is done: the plan starts with it
+    current: Stop | None = None
+    current_start_min: float = math.nan  # service start of the current stop
+    returning: bool = False
+    route: list[Stop] = field(default_factory=list)
+    dist_km: float = 0.0  # committed so far
+    duty_min: float = 0.0  # committed so far: time on the road, waiting and serving
+
+    @property
+    def idle(self) -> bool:
+        return self.current is None and not self.returning and not self.route
+
+
+class CostBreakdown(NamedTuple):
+    """Cost by kind; ``total`` is their sum."""
+
+    distance: float
+    driver_time: float
+    lateness: float
+    rejection: float
+
+    @property
+    def total(self) -> float:
+        return self.distance + self.driver_time + self.lateness + self.rejection
+
+
+class Ledger(NamedTuple):
+    """Running totals that reward functions compare before and after a step."""
+
+    expected_cost: float  # committed cost + the cost of every vehicle's remaining plan
+    n_on_time: int
+    n_late: int
+    n_rejected: int
+    late_min: float
+
+
+class Event(NamedTuple):
+    """One entry of the event log."""
+
+    time_min: float
+    kind: str  # arrival, ready, dispatch, reject, depart, pickup, delivery, vehicle_idle
+    order: int  # -1 when not about an order
+    vehicle: int  # -1 when not about a vehicle

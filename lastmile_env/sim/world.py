@@ -1,0 +1,196 @@
+"""The static world of a scenario: road graph, travel matrix, centers, addresses, hotspots and fleet.
+
+Built once per scenario from its ``layout_seed`` (the city does not change between episodes) and shared,
+read-only, by every simulator, env, policy and server that runs the scenario.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from lastmile_env import graph as roads
+from lastmile_env.config import ConfigError, ScenarioConfig, resolve_map_path
+
+
+@dataclass(frozen=True)
+class VehicleSpec:
+    """Fixed attributes of one vehicle of the fleet."""
+
+    type_name: str
+    capacity: int
+    speed_factor: float
+    cost_per_km: float
+    cost_per_hour: float
+    home: int  # key index of its center
+    shift_end_min: float
+
+
+@dataclass(frozen=True, eq=False)
+class World:
+    """Everything about a scenario that does not change during or between its episodes.
+
+    Key indices: ``0 .. n_depots-1`` are the centers, the rest are address nodes; ``matrix`` is over them.
+    ``time_min`` / ``dist_km`` are the matrix as nested lists, for fast scalar look-ups in the hot loop.
+    """
+
+    config: ScenarioConfig
+    graph: nx.DiGraph
+    matrix: roads.TravelMatrix
+    congestion: roads.CongestionProfile
+    n_depots: int
+    addresses: np.ndarray  # (A,) key indices of address nodes
+    address_weights: np.ndarray  # (H+1, A) probability of each address: uniform row, then one row per hotspot
+    nearest_depot: np.ndarray  # (K,) key index of the center nearest (by travel time) to each key node
+    xy_km: np.ndarray  # (K, 2) planar coordinates of key nodes
+    vehicles: tuple[VehicleSpec, ...]
+    time_min: list[list[float]]
+    dist_km: list[list[float]]
+
+    @property
+    def n_vehicles(self) -> int:
+        return len(self.vehicles)
+
+    @property
+    def max_capacity(self) -> int:
+        return max(v.capacity for v in self.vehicles)
+
+    def travel_arrival_min(self, src: int, dst: int, depart_min: float, speed_factor: float) -> float:
+        """Arrival time of a leg between key nodes: free-flow matrix time, vehicle speed, congestion."""
+        return self.congestion.arrival_min(
+            self.time_min[src][dst] / speed_factor, depart_min, self.config.shift_start_hour
+        )
+
+
+def _build_graph(cfg: ScenarioConfig, rng: np.random.Generator) -> nx.DiGraph:
+    g = cfg.graph
+    if g.kind == "grid":
+        graph = roads.grid_graph(g.rows, g.cols, g.spacing_m, g.perturb, rng)
+    elif g.kind == "geometric":
+        graph = roads.random_geometric_graph(g.n_nodes, g.area_km, rng)
+    elif g.kind == "clustered":
+        graph = roads.clustered_city_graph(g.n_nodes, g.n_centres, g.area_km, rng)
+    else:
+        assert g.path is not None  # checked by the config
+        path = resolve_map_path(g.path)
+        if path is None:
+            raise ConfigError(f"graph.path: map file not found: {g.path}")
+        graph = roads.load_graph(path)
+    roads.assign_speeds(graph, g.speed_kmh_by_highway, g.default_speed_kmh)
+    return roads.largest_strongly_connected(graph)
+
+
+def _resolve_node(graph: nx.DiGraph, node: int | str, field: str) -> int | str:
+    """Match a configured node id to the graph's, which may be ints or strings (OSM ids)."""
+    for candidate in (node, str(node)):
+        if candidate in graph:
+            return candidate
+    if isinstance(node, str) and node.lstrip("-").isdigit() and int(node) in graph:
+        return int(node)
+    raise ConfigError(f"{field}: node {node!r} is not on the road graph (after keeping its largest component)")
+
+
+def _choose_depots(cfg: ScenarioConfig, graph: nx.DiGraph, nodes: list, xy: np.ndarray) -> list:
+    if cfg.depots.nodes is not None:
+        chosen = [_resolve_node(graph, n, f"depots.nodes[{i}]") for i, n in enumerate(cfg.depots.nodes)]
+        if len(set(chosen)) != len(chosen):
+            raise ConfigError(f"depots.nodes: duplicate node in {cfg.depots.nodes}")
+        return chosen
+    if cfg.depots.count > len(nodes) - 1:
+        raise ConfigError(f"depots.count: {cfg.depots.count} centers need a graph with more nodes")
+    # First center nearest the centroid, the others spread out by farthest-point sampling.
+    first = int(np.argmin(((xy - xy.mean(axis=0)) ** 2).sum(axis=1)))
+    picked = [first]
+    gap = ((xy - xy[first]) ** 2).sum(axis=1)
+    while len(picked) < cfg.depots.count:
+        nxt = int(np.argmax(gap))
+        picked.append(nxt)
+        gap = np.minimum(gap, ((xy - xy[nxt]) ** 2).sum(axis=1))
+    return [nodes[i] for i in picked]
+
+
+def _fleet(cfg: ScenarioConfig, n_depots: int) -> tuple[VehicleSpec, ...]:
+    """Vehicle types by largest-remainder shares; homes round-robin over the centers."""
+    types = cfg.fleet.types
+    total = sum(t.share for t in types)
+    exact = [cfg.fleet.size * t.share / total for t in types]
+    counts = [math.floor(e) for e in exact]
+    for i in sorted(range(len(types)), key=lambda i: exact[i] - counts[i], reverse=True)[
+        : cfg.fleet.size - sum(counts)
+    ]:
+        counts[i] += 1
+    specs = []
+    for t, count in zip(types, counts, strict=True):
+        for _ in range(count):
+            specs.append(
+                VehicleSpec(
+                    type_name=t.name,
+                    capacity=t.capacity,
+                    speed_factor=t.speed_factor,
+                    cost_per_km=t.cost_per_km,
+                    cost_per_hour=t.cost_per_hour,
+                    home=len(specs) % n_depots,
+                    shift_end_min=cfg.fleet.shift_end_min,
+                )
+            )
+    return tuple(specs)
+
+
+def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
+    """Build the world of a scenario (deterministic in ``cfg.layout_seed``)."""
+    graph_seq, place_seq = np.random.SeedSequence(cfg.layout_seed).spawn(2)
+    graph = _build_graph(cfg, np.random.default_rng(graph_seq))
+    rng = np.random.default_rng(place_seq)
+    nodes = list(graph.nodes)
+    xy_all = np.array([[graph.nodes[n]["x"], graph.nodes[n]["y"]] for n in nodes], dtype=float)
+    depots = _choose_depots(cfg, graph, nodes, xy_all)
+    depot_set = set(depots)
+    others = [n for n in nodes if n not in depot_set]
+    n_addr = cfg.graph.n_addresses
+    if n_addr is not None:
+        if n_addr > len(others):
+            raise ConfigError(f"graph.n_addresses: {n_addr} is more than the {len(others)} non-center nodes")
+        others = [others[i] for i in sorted(rng.choice(len(others), size=n_addr, replace=False))]
+    key_nodes = depots + others
+    matrix = roads.build_travel_matrix(graph, key_nodes, cache_dir=cache_dir or roads.default_cache_dir())
+    xy = np.array([[graph.nodes[n]["x"], graph.nodes[n]["y"]] for n in key_nodes], dtype=float)
+    n_depots = len(depots)
+    addresses = np.arange(n_depots, len(key_nodes))
+
+    # Address distribution: a uniform row, then a Gaussian kernel around each hotspot.
+    rows = [np.full(len(addresses), 1.0 / len(addresses))]
+    n_hot = min(cfg.orders.n_hotspots, len(addresses))
+    for centre in rng.choice(addresses, size=n_hot, replace=False):
+        d2 = ((xy[addresses] - xy[centre]) ** 2).sum(axis=1)
+        w = np.exp(-d2 / (2 * cfg.orders.hotspot_radius_km**2))
+        rows.append(w / w.sum())
+    nearest = np.argmin(matrix.time_min[:n_depots, :], axis=0)
+    return World(
+        config=cfg,
+        graph=graph,
+        matrix=matrix,
+        congestion=roads.CongestionProfile(tuple(cfg.graph.congestion)),
+        n_depots=n_depots,
+        addresses=addresses,
+        address_weights=np.stack(rows),
+        nearest_depot=nearest,
+        xy_km=xy,
+        vehicles=_fleet(cfg, n_depots),
+        time_min=matrix.time_min.tolist(),
+        dist_km=matrix.dist_km.tolist(),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_world(cfg_json: str) -> World:
+    return build_world(ScenarioConfig.model_validate_json(cfg_json))
+
+
+def world_for(cfg: ScenarioConfig) -> World:
+    """The shared world of a scenario, built once per process (and its matrix once per machine)."""
+    return _cached_world(cfg.model_dump_json())

@@ -1,0 +1,174 @@
+"""The Gymnasium dispatch env: API conformance, determinism, paired arrivals, invariants under random play."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import lastmile_env  # noqa: F401  (registers the ids)
+from lastmile_env.env import DispatchEnv, InvalidActionError
+from lastmile_env.sim import check_invariants
+
+
+def play(env: gym.Env, seed: int, choose) -> tuple[list, list[float], dict]:
+    """Run one episode; ``choose(mask, step) -> action``. Returns actions, rewards and the final info."""
+    env.reset(seed=seed)
+    actions, rewards, step, done, info = [], [], 0, False, {}
+    while not done:
+        a = choose(env.unwrapped.action_masks(), step)
+        _, r, terminated, truncated, info = env.step(a)
+        actions.append(a)
+        rewards.append(r)
+        step += 1
+        done = terminated or truncated
+    return actions, rewards, info
+
+
+def random_choice(seed: int):
+    rng = np.random.default_rng(seed)
+    return lambda mask, step: int(rng.choice(np.flatnonzero(mask)))
+
+
+def test_make_by_name_and_by_path():
+    env = gym.make("LastMile-Dispatch-v0", scenario="small")
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert set(info) >= {"on_time_rate", "cost"}
+    path_env = gym.make("LastMile-Dispatch-v0", scenario="configs/scenario/small.yaml")
+    obs2, _ = path_env.reset(seed=0)
+    for key in obs:
+        np.testing.assert_array_equal(obs[key], obs2[key])
+
+
+@pytest.mark.parametrize("observation", ["dict", "flat"])
+def test_gymnasium_check_env(observation):
+    env = gym.make("LastMile-Dispatch-v0", scenario="small", observation=observation)
+    gym_check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("observation", ["dict", "flat"])
+def test_sb3_check_env(observation):
+    sb3_check_env(DispatchEnv("small", observation=observation), warn=True)
+
+
+def test_same_seed_same_trajectory():
+    runs = []
+    for _ in range(2):
+        env = gym.make("LastMile-Dispatch-v0", scenario="small")
+        actions, rewards, info = play(env, seed=3, choose=random_choice(11))
+        runs.append((actions, rewards, info, [e for e in env.unwrapped.sim.events]))
+    assert runs[0] == runs[1]
+
+
+def test_policy_does_not_change_arrivals():
+    """Separate RNG streams: the orders of a seed are the same whatever the agent does."""
+    streams = []
+    for choose in (random_choice(1), random_choice(2), lambda mask, step: len(mask) - 1):
+        env = gym.make("LastMile-Dispatch-v0", scenario="small")
+        play(env, seed=5, choose=choose)
+        sim = env.unwrapped.sim
+        streams.append([(o.arrival_min, o.loc, o.size, o.ready_min, o.due_min) for o in sim.orders])
+    assert streams[0] == streams[1] == streams[2]
+
+
+def test_rewards_sum_to_minus_final_cost():
+    env = gym.make("LastMile-Dispatch-v0", scenario="small")
+    _, rewards, info = play(env, seed=0, choose=random_choice(0))
+    summary = env.unwrapped.sim.summary()
+    assert sum(rewards) == pytest.approx(-summary["cost"], rel=1e-9)
+    assert info["cost"] == pytest.approx(summary["cost"])
+    assert summary["delivered"] + summary["rejected"] == summary["orders"]
+
+
+def test_episode_terminates_with_everything_delivered():
+    env = gym.make("LastMile-Dispatch-v0", scenario="small")
+    obs, _ = env.reset(seed=1)
+    done, terminated = False, False
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(int(np.flatnonzero(obs["action_mask"])[0]))
+        done = terminated or truncated
+    assert terminated
+    sim = env.unwrapped.sim
+    assert all(v.idle and v.node == v.home for v in sim.vehicles)
+    assert obs["action_mask"].tolist() == [0] * len(sim.vehicles) + [1]  # terminal: only reject
+
+
+def test_step_cap_truncates():
+    env = gym.make("LastMile-Dispatch-v0", scenario="small", max_episode_steps=3)
+    env.reset(seed=0)
+    results = [env.step(env.unwrapped.reject_action) for _ in range(3)]
+    assert [r[3] for r in results] == [False, False, True]
+
+
+def test_invalid_action_raises_by_default_or_is_penalized():
+    env = DispatchEnv("small", overrides={"orders.size": {"low": 30, "high": 30}})
+    env.reset(seed=0)
+    assert env.action_masks().tolist() == [False] * env.world.n_vehicles + [True]
+    with pytest.raises(InvalidActionError, match="valid actions are"):
+        env.step(0)
+    with pytest.raises(InvalidActionError):
+        env.step(99)
+    penalized = DispatchEnv(
+        "small",
+        overrides={"orders.size": {"low": 30, "high": 30}},
+        invalid_action="penalize",
+        invalid_action_penalty=5.0,
+    )
+    penalized.reset(seed=0)
+    _, reward, _, _, info = penalized.step(0)
+    assert info["invalid_action"] and reward == pytest.approx(-penalized.config.costs.reject_penalty - 5.0)
+
+
+def test_on_time_reward_counts_outcomes():
+    env = gym.make("LastMile-Dispatch-v0", scenario="small", reward="on_time")
+    _, rewards, _ = play(env, seed=2, choose=random_choice(2))
+    s = env.unwrapped.sim.summary()
+    assert sum(rewards) == s["on_time"] - s["late"] - s["rejected"]
+
+
+def test_bad_env_arguments():
+    with pytest.raises(ValueError, match="observation"):
+        DispatchEnv("small", observation="image")
+    with pytest.raises(ValueError, match="unknown reward"):
+        DispatchEnv("small", reward="profit")
+    with pytest.raises(RuntimeError, match="reset"):
+        DispatchEnv("small").step(0)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    policy_seed=st.integers(0, 10_000),
+    reject_share=st.floats(0, 0.5),
+    fleet=st.integers(1, 4),
+    capacity=st.integers(3, 12),
+)
+def test_invariants_hold_under_random_masked_play(seed, policy_seed, reject_share, fleet, capacity):
+    env = DispatchEnv(
+        "small",
+        overrides={"fleet.size": fleet, "fleet.types": [{"capacity": capacity}], "orders.rate_per_hour": 12},
+        debug=True,  # check_invariants after every decision and event batch
+    )
+    rng = np.random.default_rng(policy_seed)
+    env.reset(seed=seed)
+    done, last_time = False, 0.0
+    while not done:
+        mask = env.action_masks()
+        if rng.uniform() < reject_share:
+            action = env.reject_action
+        else:
+            action = int(rng.choice(np.flatnonzero(mask)))
+        _, _, terminated, truncated, info = env.step(action)
+        assert info["time_min"] >= last_time
+        last_time = info["time_min"]
+        done = terminated or truncated
+    sim = env.sim
+    check_invariants(sim)
+    assert sim.done
+    assert all(o.status.name in ("DELIVERED", "REJECTED") for o in sim.orders)
+    assert sim.expected_cost == pytest.approx(sim.cost().total)

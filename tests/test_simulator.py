@@ -1,0 +1,168 @@
+"""Simulator behaviour on the hand-made line world (D - A - B, 1 km blocks, 2 min per km), computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lastmile_env.sim import (
+    AppendInsertion,
+    InfeasibleAssignment,
+    OrderStatus,
+    SimulationError,
+    Simulator,
+    StopKind,
+    check_invariants,
+)
+from tests.conftest import fixed_orders
+
+# Order 0: arrives at 0, ready at 5, to B, due 60. Order 1: arrives at 7, ready at 10, to A, due 27.
+TWO_ORDERS = fixed_orders(
+    {"arrival_min": 0.0, "ready_min": 5.0, "node": "B", "due_min": 60.0},
+    {"arrival_min": 7.0, "ready_min": 10.0, "node": "A", "due_min": 27.0},
+)
+
+
+def test_golden_insertion_costs_times_and_final_cost(tiny_world):
+    sim = Simulator(tiny_world(), seed=0, generator=TWO_ORDERS, debug=True)
+    assert sim.advance().id == 0
+    # Pickup at D: wait for ready at 5, load 1 min -> 6; D->B 2 km = 4 min -> deliver at 10, free 12;
+    # back B->D 4 min -> 16. Cost 4 km x 1 + 16 min x 1 = 20.
+    ins = sim.insertion(0)
+    assert ins.delta_cost == pytest.approx(20.0)
+    assert ins.eta_min == pytest.approx(10.0)
+    assert ins.delta_dist_km == pytest.approx(4.0)
+    assert sim.assign(0) == pytest.approx(20.0)
+
+    order = sim.advance()
+    assert order.id == 1 and sim.now == 7.0
+    # The van is committed to delivering at B (free at 12). Old plan: B->D, 2 km + 4 min = 6.
+    # New plan: B->D 16, load till 17, D->A 19 (ETA), serve till 21, A->D 23: 4 km + 11 min = 15. Delta 9.
+    ins = sim.insertion(0)
+    assert ins.delta_cost == pytest.approx(9.0)
+    assert ins.eta_min == pytest.approx(19.0)
+    assert ins.on_time(order)
+    sim.assign(0)
+    assert sim.advance() is None and sim.done
+
+    o0, o1 = sim.orders
+    assert (o0.pickup_min, o0.delivered_min, o1.pickup_min, o1.delivered_min) == (5.0, 10.0, 16.0, 19.0)
+    assert o0.on_time and o1.on_time and o1.eta_error_min == 0.0
+    cost = sim.cost()
+    assert cost.distance == pytest.approx(6.0)  # 0 + 2 + 2 + 1 + 1 km
+    assert cost.driver_time == pytest.approx(23.0)  # on duty from 0 to 23
+    assert cost.total == pytest.approx(29.0) == pytest.approx(sim.expected_cost)
+    s = sim.summary()
+    assert s["on_time_rate"] == 1.0 and s["delivered"] == 2 and s["cost_per_delivered"] == pytest.approx(14.5)
+    assert sim.vehicles[0].idle and sim.vehicles[0].node == sim.vehicles[0].home
+
+
+def test_golden_lateness_and_second_vehicle(tiny_world):
+    late = fixed_orders(
+        {"arrival_min": 0.0, "ready_min": 5.0, "node": "B", "due_min": 60.0},
+        {"arrival_min": 7.0, "ready_min": 10.0, "node": "A", "due_min": 18.0},
+    )
+    sim = Simulator(tiny_world(n_vehicles=2), seed=0, generator=late, debug=True)
+    sim.advance()
+    sim.assign(0)
+    sim.advance()
+    # Van 0 delivers at 19, one minute late: 9 + (2 + 1 x 1) = 12.
+    assert sim.insertion(0).delta_cost == pytest.approx(12.0)
+    assert not sim.insertion(0).on_time(sim.current)
+    # Idle van 1 at D from 7: wait for ready 10, load till 11, D->A 13 (on time), serve 15, back 17:
+    # 2 km + 10 min = 12 as well; on time.
+    assert sim.insertion(1).delta_cost == pytest.approx(12.0)
+    assert sim.insertion(1).eta_min == pytest.approx(13.0)
+    sim.assign(0)
+    sim.advance()
+    assert sim.orders[1].late_min == pytest.approx(1.0)
+    assert sim.cost().lateness == pytest.approx(3.0)
+    assert sim.summary()["late"] == 1
+
+
+def test_cheapest_insertion_uses_the_route_and_beats_append(tiny_world):
+    # Two parcels both ready at 0: the van takes both on one trip (D, D, A, B) rather than two trips.
+    orders = fixed_orders(
+        {"arrival_min": 0.0, "node": "B", "due_min": 100.0},
+        {"arrival_min": 0.0, "node": "A", "due_min": 100.0},
+    )
+    for rule, expected_kinds in (
+        (None, [StopKind.PICKUP, StopKind.DELIVERY, StopKind.DELIVERY]),
+        (AppendInsertion(), [StopKind.DELIVERY, StopKind.PICKUP, StopKind.DELIVERY]),
+    ):
+        sim = Simulator(tiny_world(), seed=0, generator=orders, insertion=rule, debug=True)
+        sim.advance()
+        sim.assign(0)  # van starts: pickup of order 0 under way, delivery planned
+        sim.advance()
+        ins = sim.insertion(0)
+        assert [s.kind for s in ins.stops] == expected_kinds
+    # Cheapest: pickup right after the current pickup, deliver A on the way to B: no extra km.
+    sim = Simulator(tiny_world(), seed=0, generator=orders, debug=True)
+    sim.advance()
+    sim.assign(0)
+    sim.advance()
+    assert sim.insertion(0).delta_dist_km == pytest.approx(0.0)
+
+
+def test_capacity_makes_a_vehicle_infeasible(tiny_world):
+    orders = fixed_orders(
+        {"arrival_min": 0.0, "node": "B", "due_min": 100.0, "size": 3},
+        {"arrival_min": 0.5, "node": "A", "due_min": 100.0, "size": 4},
+    )
+    sim = Simulator(tiny_world(capacity=5), seed=0, generator=orders, debug=True)
+    sim.advance()
+    sim.assign(0)
+    sim.advance()
+    # 3 loaded by 1 and on board until B; 4 more only fit after order 0 is delivered: a second trip.
+    ins = sim.insertion(0)
+    assert ins is not None and max(ins.plan.loads) <= 5
+    assert [s.order for s in ins.stops] == [0, 1, 1]
+    big = fixed_orders({"arrival_min": 0.0, "node": "B", "due_min": 100.0, "size": 6})
+    sim = Simulator(tiny_world(capacity=5), seed=0, generator=big)
+    sim.advance()
+    assert sim.insertion(0) is None
+    with pytest.raises(InfeasibleAssignment, match="cannot take order 0"):
+        sim.assign(0)
+    assert sim.reject() == 10.0
+    assert sim.advance() is None
+    assert sim.orders[0].status == OrderStatus.REJECTED and sim.cost().total == 10.0
+
+
+def test_driving_out_of_order_raises(tiny_world):
+    sim = Simulator(tiny_world(), seed=0, generator=TWO_ORDERS)
+    with pytest.raises(SimulationError, match="no order is pending"):
+        sim.reject()
+    sim.advance()
+    with pytest.raises(SimulationError, match="pending"):
+        sim.advance()
+    with pytest.raises(InfeasibleAssignment, match="does not exist"):
+        sim.assign(5)
+
+
+def test_shift_end_is_a_hard_limit(tiny_world):
+    # Arrives at 590: pickup at 591, deliver B at 595.. back at 601 > shift end 600.
+    orders = fixed_orders({"arrival_min": 590.0, "node": "B", "due_min": 700.0})
+    sim = Simulator(tiny_world(), seed=0, generator=orders)
+    sim.advance()
+    assert sim.insertion(0) is None
+    near = fixed_orders({"arrival_min": 580.0, "node": "A", "due_min": 700.0})
+    sim = Simulator(tiny_world(), seed=0, generator=near)
+    sim.advance()
+    assert sim.insertion(0).plan.end_min == pytest.approx(580 + 1 + 2 + 2 + 2)
+
+
+def test_event_log_tells_the_story(tiny_world):
+    sim = Simulator(tiny_world(), seed=0, generator=TWO_ORDERS)
+    sim.advance()
+    sim.assign(0)
+    sim.advance()
+    sim.assign(0)
+    sim.advance()
+    kinds = [(e.kind, e.order) for e in sim.events]
+    assert kinds[:2] == [("arrival", 0), ("dispatch", 0)]
+    assert ("pickup", 0) in kinds and ("delivery", 1) in kinds and kinds[-1] == ("vehicle_idle", -1)
+    times = [e.time_min for e in sim.events]
+    assert times == sorted(times)
+    check_invariants(sim)
+    assert not math.isnan(sim.orders[1].promised_eta_min)
