@@ -7,13 +7,17 @@ one; ``AppendInsertion`` is the simple alternative (pickup and delivery at the e
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from lastmile_env.sim.plan import PlanEval, evaluate_plan
+from lastmile_env.sim.plan import PlanEval, evaluate_plan, late_penalty, leg_end, plan_cost
 from lastmile_env.sim.types import Order, Stop, StopKind
 
 if TYPE_CHECKING:
     from lastmile_env.sim.simulator import Simulator
+
+
+TIE = 1e-9  # insertion costs closer than this are equal
 
 
 class Insertion(NamedTuple):
@@ -63,12 +67,71 @@ def _price(sim: Simulator, vehicle_id: int, order: Order, i: int, j: int) -> Ins
     )
 
 
+def _delta_cost(
+    sim: Simulator, vehicle_id: int, old: PlanEval, nodes: list[int], order: Order, i: int, j: int, bound: float
+) -> float | None:
+    """Cost increase of the insertion ``(i, j)``; None if infeasible or provably not below ``bound``.
+
+    Same arithmetic as ``evaluate_plan`` (it calls the same ``leg_end``), but resumes from the old plan's
+    state after ``i`` stops and stops early once the new schedule rejoins the old one (a later old stop
+    served at the same time as before: everything after it is unchanged).
+    """
+    world, orders = sim.world, sim.orders
+    vehicle = sim.vehicles[vehicle_id]
+    route = vehicle.route
+    dist_km = world.dist_km
+    start, target = old.frees_min[0], old.cost + bound
+    t, node = old.frees_min[i], nodes[i]
+    dist, late = old.cum_dist_km[i], old.cum_late_cost[i]
+
+    def lower_bound() -> float:  # under FIFO the return is never earlier than the old plan's
+        return plan_cost(vehicle, dist, max(t, old.end_min) - start, late)
+
+    dist += dist_km[node][order.center]
+    node, _, _, t = leg_end(world, vehicle, order, Stop(StopKind.PICKUP, order.id, order.center), node, t)
+    for m in range(i, j):
+        stop = route[m]
+        o = orders[stop.order]
+        dist += dist_km[node][stop.loc]
+        node, _, begin, t = leg_end(world, vehicle, o, stop, node, t)
+        if stop.kind == StopKind.DELIVERY:
+            late += late_penalty(world, o, begin)
+        if lower_bound() >= target:
+            return None
+    dist += dist_km[node][order.loc]
+    node, _, begin, t = leg_end(world, vehicle, order, Stop(StopKind.DELIVERY, order.id, order.loc), node, t)
+    late += late_penalty(world, order, begin)
+    for m in range(j, len(route) + 1):
+        if m > j and t <= old.frees_min[m]:  # rejoined the old schedule after old stop m
+            end = old.end_min
+            dist += old.dist_km - old.cum_dist_km[m]
+            late += old.late_cost - old.cum_late_cost[m]
+            break
+        if m == len(route):
+            end = world.travel_arrival_min(node, vehicle.home, t, vehicle.speed_factor)
+            dist += dist_km[node][vehicle.home]
+            break
+        stop = route[m]
+        o = orders[stop.order]
+        dist += dist_km[node][stop.loc]
+        node, _, begin, t = leg_end(world, vehicle, o, stop, node, t)
+        if stop.kind == StopKind.DELIVERY:
+            late += late_penalty(world, o, begin)
+        if lower_bound() >= target:
+            return None
+    if end > vehicle.shift_end_min + 1e-9:
+        return None
+    return plan_cost(vehicle, dist, end - start, late) - old.cost
+
+
 class CheapestInsertion:
     """Cheapest feasible insertion over all pickup/delivery position pairs (pickup before delivery).
 
-    Exact: candidates are priced in order of their added distance, which is a lower bound on the added cost
-    (under FIFO travel times inserting stops never makes the return or any delivery earlier), and the search
-    stops once that bound exceeds the best cost found. Capacity is checked on the plan's loads before pricing.
+    Exact branch and bound: candidates are priced in order of a lower bound on their added cost (added
+    distance, plus the driver time by which the plan, done with no waiting at the day's lowest congestion,
+    would outlast the current return; under FIFO travel times nothing gets earlier, so lateness only grows),
+    and the search stops once that bound reaches the best cost found. Capacity is checked on the plan's loads before pricing;
+    the winner is priced again by ``evaluate_plan``, the reference schedule.
     """
 
     def __call__(self, sim: Simulator, vehicle_id: int, order: Order) -> Insertion | None:
@@ -76,34 +139,64 @@ class CheapestInsertion:
         old = sim.plan(vehicle_id)
         if not old.feasible:
             return None
+        world = sim.world
         route = vehicle.route
-        dist = sim.world.dist_km
+        dist, time = world.dist_km, world.time_min
         _, start_node, _ = sim.plan_start(vehicle_id)
         nodes = [start_node, *(s.loc for s in route), vehicle.home]
         loads = old.loads
         room = vehicle.capacity - order.size
         p, d = order.center, order.loc
+        # Lower bound on the new return time: no waiting, every leg at the day's lowest multiplier.
+        per_ff_min = world.congestion_floor / vehicle.speed_factor
+        busy_min = old.frees_min[0] + old.service_min + world.config.orders.pickup_service_min + order.service_min
+        busy_min += sum(time[a][b] for a, b in zip(nodes, nodes[1:], strict=False)) * per_ff_min
+        per_km, per_min = vehicle.cost_per_km, vehicle.cost_per_hour / 60.0
+
+        def bound(added_km: float, added_ff_min: float) -> float:
+            return added_km * per_km + max(0.0, busy_min + added_ff_min * per_ff_min - old.end_min) * per_min
+
         candidates: list[tuple[float, int, int]] = []
         for i in range(len(route) + 1):
             if loads[i] > room:
                 continue
             a, b = nodes[i], nodes[i + 1]
-            candidates.append((dist[a][p] + dist[p][d] + dist[d][b] - dist[a][b], i, i))
-            added_pickup = dist[a][p] + dist[p][b] - dist[a][b]
+            candidates.append(
+                (
+                    bound(
+                        dist[a][p] + dist[p][d] + dist[d][b] - dist[a][b],
+                        time[a][p] + time[p][d] + time[d][b] - time[a][b],
+                    ),
+                    i,
+                    i,
+                )
+            )
+            pickup_km = dist[a][p] + dist[p][b] - dist[a][b]
+            pickup_min = time[a][p] + time[p][b] - time[a][b]
             for j in range(i + 1, len(route) + 1):
                 if loads[j] > room:
                     break
                 c, e = nodes[j], nodes[j + 1]
-                candidates.append((added_pickup + dist[c][d] + dist[d][e] - dist[c][e], i, j))
+                candidates.append(
+                    (
+                        bound(
+                            pickup_km + dist[c][d] + dist[d][e] - dist[c][e],
+                            pickup_min + time[c][d] + time[d][e] - time[c][e],
+                        ),
+                        i,
+                        j,
+                    )
+                )
         candidates.sort()
-        best: Insertion | None = None
-        for added_km, i, j in candidates:
-            if best is not None and added_km * vehicle.cost_per_km >= best.delta_cost - 1e-12:
+        # Ties (within TIE) go to the earliest positions, whatever order the bound priced them in.
+        best, best_delta = (math.inf, math.inf), math.inf
+        for lower, i, j in candidates:
+            if lower > best_delta + TIE:
                 break
-            found = _price(sim, vehicle_id, order, i, j)
-            if found is not None and (best is None or found.delta_cost < best.delta_cost - 1e-12):
-                best = found
-        return best
+            delta = _delta_cost(sim, vehicle_id, old, nodes, order, i, j, best_delta + TIE)
+            if delta is not None and (delta < best_delta - TIE or (delta <= best_delta + TIE and (i, j) < best)):
+                best, best_delta = (i, j), min(delta, best_delta)
+        return None if best_delta == math.inf else _price(sim, vehicle_id, order, int(best[0]), int(best[1]))
 
 
 class AppendInsertion:

@@ -15,14 +15,18 @@ from lastmile_env.sim.world import World
 
 
 class PlanEval(NamedTuple):
-    """The schedule and cost of a plan."""
+    """The schedule and cost of a plan. Index ``m`` of the prefix lists is the state after ``m`` stops."""
 
     cost: float
     dist_km: float
     end_min: float  # back at the center
     late_cost: float
     starts_min: list[float]  # service start of each stop
-    loads: list[int]  # load after each stop (loads[0] is the start load)
+    loads: list[int]  # load after m stops (loads[0] is the start load)
+    frees_min: list[float]  # time free after m stops (frees_min[0] is the start)
+    cum_dist_km: list[float]  # km driven to reach stop m
+    cum_late_cost: list[float]  # lateness cost of the first m stops
+    service_min: float  # time spent serving stops (loading and at the door)
     feasible: bool  # capacity respected and back by the vehicle's shift end
 
 
@@ -69,8 +73,10 @@ def evaluate_plan(
     dist = 0.0
     late_cost = 0.0
     starts: list[float] = []
-    loads = [load]
+    loads, frees, cum_dist, cum_late = [load], [t], [0.0], [0.0]
     fits = load <= vehicle.capacity
+    service = 0.0
+    pickup_service = world.config.orders.pickup_service_min
     for stop in stops:
         order = orders[stop.order]
         dist += dist_km[node][stop.loc]
@@ -79,12 +85,22 @@ def evaluate_plan(
         if stop.kind == StopKind.PICKUP:
             load += order.size
             fits = fits and load <= vehicle.capacity
+            service += pickup_service
         else:
             load -= order.size
             late_cost += late_penalty(world, order, begin)
+            service += order.service_min
         loads.append(load)
+        frees.append(t)
+        cum_dist.append(dist)
+        cum_late.append(late_cost)
     dist += dist_km[node][vehicle.home]
     end = world.travel_arrival_min(node, vehicle.home, t, vehicle.speed_factor)
-    cost = dist * vehicle.cost_per_km + (end - start_min) * vehicle.cost_per_hour / 60.0 + late_cost
+    cost = plan_cost(vehicle, dist, end - start_min, late_cost)
     feasible = fits and end <= vehicle.shift_end_min + 1e-9
-    return PlanEval(cost, dist, end, late_cost, starts, loads, feasible)
+    return PlanEval(cost, dist, end, late_cost, starts, loads, frees, cum_dist, cum_late, service, feasible)
+
+
+def plan_cost(vehicle: Vehicle, dist_km: float, duty_min: float, late_cost: float) -> float:
+    """Cost of a plan: distance, driver time from its start to the return, lateness penalties."""
+    return dist_km * vehicle.cost_per_km + duty_min * vehicle.cost_per_hour / 60.0 + late_cost

@@ -57,6 +57,11 @@ class World:
         return len(self.vehicles)
 
     @property
+    def congestion_floor(self) -> float:
+        """The lowest travel-time multiplier of the day: no leg is faster than free flow times this."""
+        return min(self.congestion.multipliers)
+
+    @property
     def max_capacity(self) -> int:
         return max(v.capacity for v in self.vehicles)
 
