@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -18,7 +18,9 @@ def _scenario_overrides(items: Sequence[str]) -> dict[str, object]:
     out = {}
     for key, value in parsed.items():
         if not key.startswith("env."):
-            raise ConfigError(f"override {key!r}: scenario overrides start with 'env.' (e.g. env.fleet.size=30)")
+            raise ConfigError(
+                f"override {key!r}: scenario overrides start with 'env.' (e.g. env.fleet.size=30)"
+            )
         out[key.removeprefix("env.")] = value
     return out
 
@@ -53,7 +55,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_yet(issue: str):  # type: ignore[no-untyped-def]
+def _not_yet(issue: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"lastmile {args.command}: not available yet (tracked in {issue})", file=sys.stderr)
         return 2
@@ -65,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lastmile", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run episodes with a random masked policy; print on-time rate and cost")
+    demo = sub.add_parser(
+        "demo", help="run episodes with a random masked policy; print on-time rate and cost"
+    )
     demo.add_argument("--scenario", default="default", help="scenario name or YAML path")
     demo.add_argument("--episodes", type=int, default=1)
     demo.add_argument("--seed", type=int, default=0)

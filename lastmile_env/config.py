@@ -51,7 +51,9 @@ class GraphConfig(_Model):
     n_nodes: int = Field(300, ge=4, description="geometric / clustered: number of intersections")
     n_centres: int = Field(3, ge=1, description="clustered: number of dense centres")
     area_km: float = Field(6.0, gt=0, description="geometric / clustered: side of the square area")
-    path: Path | None = Field(None, description="file: GraphML or OSM file (relative paths: repo root or maps dir)")
+    path: Path | None = Field(
+        None, description="file: GraphML or OSM file (relative paths: repo root or maps dir)"
+    )
     default_speed_kmh: float = Field(30.0, gt=0)
     speed_kmh_by_highway: dict[str, float] = Field(
         default_factory=lambda: {
@@ -69,7 +71,9 @@ class GraphConfig(_Model):
         default_factory=lambda: [1.0] * 24,
         description="travel-time multiplier for each clock hour 0..23 (1 = free flow)",
     )
-    n_addresses: int | None = Field(None, ge=1, description="address nodes sampled from the graph (None: all)")
+    n_addresses: int | None = Field(
+        None, ge=1, description="address nodes sampled from the graph (None: all)"
+    )
 
     @field_validator("speed_kmh_by_highway")
     @classmethod
@@ -124,7 +128,9 @@ class OrdersConfig(_Model):
 
     rate_per_hour: float = Field(40.0, gt=0, description="base arrival rate outside peaks")
     peaks: list[Peak] = Field(default_factory=list)
-    last_arrival_min: float = Field(480.0, gt=0, description="no order arrives after this (minutes into shift)")
+    last_arrival_min: float = Field(
+        480.0, gt=0, description="no order arrives after this (minutes into shift)"
+    )
     n_hotspots: int = Field(3, ge=0)
     hotspot_share: float = Field(0.5, ge=0, le=1, description="share of orders drawn around a hotspot")
     hotspot_radius_km: float = Field(0.6, gt=0)

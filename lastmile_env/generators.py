@@ -7,7 +7,7 @@ arrive: comparisons of policies over the same seeds are exactly paired.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,8 +16,7 @@ from lastmile_env.sim.types import Order, ServiceOption
 from lastmile_env.sim.world import World
 
 
-class OrderGenerator(Protocol):
-    def __call__(self, world: World, rng: np.random.Generator) -> list[Order]: ...
+OrderGenerator = Callable[[World, np.random.Generator], list[Order]]
 
 
 def arrival_rate_per_hour(cfg: OrdersConfig, clock_hour: float) -> float:

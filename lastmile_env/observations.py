@@ -78,7 +78,9 @@ class DispatchObservation:
                 "action_mask": spaces.MultiBinary(n_vehicles + 1),
             }
         )
-        n_flat = len(ORDER_FEATURES) + n_vehicles * len(VEHICLE_FEATURES) + len(GLOBAL_FEATURES) + n_vehicles + 1
+        n_flat = (
+            len(ORDER_FEATURES) + n_vehicles * len(VEHICLE_FEATURES) + len(GLOBAL_FEATURES) + n_vehicles + 1
+        )
         self.space: spaces.Space = box((n_flat,)) if flat else self.dict_space
 
     def mask(self, sim: Simulator) -> np.ndarray:

@@ -53,7 +53,7 @@ def test_depot_not_on_graph_fails_at_build():
 
 
 def test_unknown_scenario_lists_valid_names():
-    with pytest.raises(ConfigError, match="valid names: .*default.*small"):
+    with pytest.raises(ConfigError, match=r"valid names: .*default.*small"):
         load_scenario("nope")
 
 
@@ -71,7 +71,7 @@ def test_bad_files(tmp_path):
 
 
 def test_bad_overrides():
-    with pytest.raises(ConfigError, match="key.path=value"):
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
         parse_overrides(["fleet.size"])
     with pytest.raises(ConfigError, match="is a value, not a section"):
         load_scenario("small", {"fleet.size.x": 3})

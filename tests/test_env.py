@@ -159,10 +159,8 @@ def test_invariants_hold_under_random_masked_play(seed, policy_seed, reject_shar
     done, last_time = False, 0.0
     while not done:
         mask = env.action_masks()
-        if rng.uniform() < reject_share:
-            action = env.reject_action
-        else:
-            action = int(rng.choice(np.flatnonzero(mask)))
+        reject = rng.uniform() < reject_share
+        action = env.reject_action if reject else int(rng.choice(np.flatnonzero(mask)))
         _, _, terminated, truncated, info = env.step(action)
         assert info["time_min"] >= last_time
         last_time = info["time_min"]

@@ -1,4 +1,4 @@
-"""Simulator behaviour on the hand-made line world (D - A - B, 1 km blocks, 2 min per km), computed by hand."""
+"""Simulator behaviour on the hand-made line world (D - A - B, 1 km blocks, 2 min/km), computed by hand."""
 
 from __future__ import annotations
 

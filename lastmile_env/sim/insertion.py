@@ -7,6 +7,7 @@ one; ``AppendInsertion`` is the simple alternative (pickup and delivery at the e
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -68,7 +69,14 @@ def _price(sim: Simulator, vehicle_id: int, order: Order, i: int, j: int) -> Ins
 
 
 def _delta_cost(
-    sim: Simulator, vehicle_id: int, old: PlanEval, nodes: list[int], order: Order, i: int, j: int, bound: float
+    sim: Simulator,
+    vehicle_id: int,
+    old: PlanEval,
+    nodes: list[int],
+    order: Order,
+    i: int,
+    j: int,
+    bound: float,
 ) -> float | None:
     """Cost increase of the insertion ``(i, j)``; None if infeasible or provably not below ``bound``.
 
@@ -130,8 +138,8 @@ class CheapestInsertion:
     Exact branch and bound: candidates are priced in order of a lower bound on their added cost (added
     distance, plus the driver time by which the plan, done with no waiting at the day's lowest congestion,
     would outlast the current return; under FIFO travel times nothing gets earlier, so lateness only grows),
-    and the search stops once that bound reaches the best cost found. Capacity is checked on the plan's loads before pricing;
-    the winner is priced again by ``evaluate_plan``, the reference schedule.
+    and the search stops once that bound reaches the best cost found. Capacity is checked on the plan's loads
+    before pricing; the winner is priced again by ``evaluate_plan``, the reference schedule.
     """
 
     def __call__(self, sim: Simulator, vehicle_id: int, order: Order) -> Insertion | None:
@@ -149,8 +157,10 @@ class CheapestInsertion:
         p, d = order.center, order.loc
         # Lower bound on the new return time: no waiting, every leg at the day's lowest multiplier.
         per_ff_min = world.congestion_floor / vehicle.speed_factor
-        busy_min = old.frees_min[0] + old.service_min + world.config.orders.pickup_service_min + order.service_min
-        busy_min += sum(time[a][b] for a, b in zip(nodes, nodes[1:], strict=False)) * per_ff_min
+        busy_min = (
+            old.frees_min[0] + old.service_min + world.config.orders.pickup_service_min + order.service_min
+        )
+        busy_min += sum(time[a][b] for a, b in itertools.pairwise(nodes)) * per_ff_min
         per_km, per_min = vehicle.cost_per_km, vehicle.cost_per_hour / 60.0
 
         def bound(added_km: float, added_ff_min: float) -> float:
@@ -194,7 +204,9 @@ class CheapestInsertion:
             if lower > best_delta + TIE:
                 break
             delta = _delta_cost(sim, vehicle_id, old, nodes, order, i, j, best_delta + TIE)
-            if delta is not None and (delta < best_delta - TIE or (delta <= best_delta + TIE and (i, j) < best)):
+            if delta is not None and (
+                delta < best_delta - TIE or (delta <= best_delta + TIE and (i, j) < best)
+            ):
                 best, best_delta = (i, j), min(delta, best_delta)
         return None if best_delta == math.inf else _price(sim, vehicle_id, order, int(best[0]), int(best[1]))
 

@@ -36,7 +36,9 @@ def check_invariants(sim: Simulator) -> None:
                 problems.append(f"vehicle {v.id} plans order {s.order}, which has not arrived")
             elif sim.orders[s.order].vehicle != v.id:
                 problems.append(f"order {s.order} is planned on vehicle {v.id} but assigned elsewhere")
-        on_board = sum(o.size for o in sim.orders[:arrived] if o.status == OrderStatus.ON_BOARD and o.vehicle == v.id)
+        on_board = sum(
+            o.size for o in sim.orders[:arrived] if o.status == OrderStatus.ON_BOARD and o.vehicle == v.id
+        )
         if on_board != v.load:
             problems.append(f"vehicle {v.id} load {v.load} != size on board {on_board}")
         if v.load > v.capacity or v.load < 0:
@@ -66,7 +68,9 @@ def check_invariants(sim: Simulator) -> None:
             if sim.current is None or sim.current.id != o.id:
                 problems.append(f"order {o.id} is PENDING but not the order awaiting a decision")
         if o.status == OrderStatus.DELIVERED and not (o.pickup_min <= o.delivered_min):
-            problems.append(f"order {o.id} delivered at {o.delivered_min} before its pickup at {o.pickup_min}")
+            problems.append(
+                f"order {o.id} delivered at {o.delivered_min} before its pickup at {o.pickup_min}"
+            )
         if not math.isnan(o.pickup_min) and o.pickup_min < o.ready_min - 1e-9:
             problems.append(f"order {o.id} picked up at {o.pickup_min} before ready at {o.ready_min}")
     for o in sim.orders[arrived:]:

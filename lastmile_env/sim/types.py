@@ -56,7 +56,9 @@ class Order:
     @property
     def late_min(self) -> float:
         """Minutes after the due time (0 when on time; nan until delivered)."""
-        return max(0.0, self.delivered_min - self.due_min) if self.status == OrderStatus.DELIVERED else math.nan
+        return (
+            max(0.0, self.delivered_min - self.due_min) if self.status == OrderStatus.DELIVERED else math.nan
+        )
 
     @property
     def on_time(self) -> bool:
@@ -81,9 +83,9 @@ class Stop:
 class Vehicle:
     """A vehicle, its fixed attributes and its state.
 
-    A vehicle is committed to its current leg (``current``, or the return home when ``returning``): it finishes
-    that leg and its service and is *free* at ``node`` at ``free_min``. ``route`` is the plan after that and
-    the only part a decision may change.
+    A vehicle is committed to its current leg (``current``, or the return home when ``returning``): it
+    finishes that leg and its service and is *free* at ``node`` at ``free_min``. ``route`` is the plan after
+    that and the only part a decision may change.
     """
 
     id: int

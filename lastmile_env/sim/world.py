@@ -97,7 +97,9 @@ def _resolve_node(graph: nx.DiGraph, node: int | str, field: str) -> int | str:
             return candidate
     if isinstance(node, str) and node.lstrip("-").isdigit() and int(node) in graph:
         return int(node)
-    raise ConfigError(f"{field}: node {node!r} is not on the road graph (after keeping its largest component)")
+    raise ConfigError(
+        f"{field}: node {node!r} is not on the road graph (after keeping its largest component)"
+    )
 
 
 def _choose_depots(cfg: ScenarioConfig, graph: nx.DiGraph, nodes: list, xy: np.ndarray) -> list:
@@ -129,7 +131,7 @@ def _fleet(cfg: ScenarioConfig, n_depots: int) -> tuple[VehicleSpec, ...]:
         : cfg.fleet.size - sum(counts)
     ]:
         counts[i] += 1
-    specs = []
+    specs: list[VehicleSpec] = []
     for t, count in zip(types, counts, strict=True):
         for _ in range(count):
             specs.append(
