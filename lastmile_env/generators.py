@@ -15,7 +15,6 @@ from lastmile_env.config import OrdersConfig
 from lastmile_env.sim.types import Order, ServiceOption
 from lastmile_env.sim.world import World
 
-
 OrderGenerator = Callable[[World, np.random.Generator], list[Order]]
 
 
