@@ -178,6 +178,13 @@ class CostsConfig(_Model):
     reject_penalty: float = Field(20.0, ge=0, description="per rejected order")
 
 
+class DispatchConfig(_Model):
+    """When deferred orders are decided again."""
+
+    tick_min: float = Field(15.0, gt=0, description="deferred orders come back at every multiple of this")
+    max_defer_min: float = Field(60.0, ge=0, description="no order may wait longer than this for a decision")
+
+
 class ScenarioConfig(_Model):
     """A complete scenario: the city, the order stream, the fleet and the costs."""
 
@@ -190,6 +197,7 @@ class ScenarioConfig(_Model):
     orders: OrdersConfig = OrdersConfig()
     fleet: FleetConfig = FleetConfig()
     costs: CostsConfig = CostsConfig()
+    dispatch: DispatchConfig = DispatchConfig()
 
     @model_validator(mode="after")
     def _arrivals_within_shift(self) -> ScenarioConfig:

@@ -166,3 +166,70 @@ def test_event_log_tells_the_story(tiny_world):
     assert times == sorted(times)
     check_invariants(sim)
     assert not math.isnan(sim.orders[1].promised_eta_min)
+
+
+def test_deferred_orders_come_back_at_the_tick_oldest_first(tiny_world):
+    orders = fixed_orders(
+        {"arrival_min": 1.0, "node": "B", "due_min": 100.0},
+        {"arrival_min": 2.0, "node": "A", "due_min": 100.0},
+        {"arrival_min": 20.0, "node": "A", "due_min": 100.0},
+    )
+    sim = Simulator(tiny_world(), seed=0, generator=orders, debug=True)
+    sim.advance()
+    assert sim.can_defer() and sim.defer() == 0.0
+    sim.advance()
+    sim.defer()
+    assert sim.n_open == 0 and [o.id for o in sim.deferred] == [0, 1]
+    # Tick at 15 (tick_min 15): both come back, oldest first; a batch policy may switch.
+    order = sim.advance()
+    assert (order.id, sim.now, [o.id for o in sim.pending]) == (0, 15.0, [0, 1])
+    sim.prioritize(1)
+    assert sim.current.id == 1
+    sim.assign(0)
+    assert sim.advance().id == 0 and sim.now == 15.0
+    sim.assign(0)
+    assert sim.advance().id == 2
+    sim.reject()
+    assert sim.advance() is None
+    assert [o.status for o in sim.orders] == [OrderStatus.DELIVERED, OrderStatus.DELIVERED, OrderStatus.REJECTED]
+    with pytest.raises(SimulationError, match="not pending"):
+        sim.prioritize(0)
+
+
+def test_defer_is_limited_by_max_defer_min(tiny_world):
+    orders = fixed_orders({"arrival_min": 1.0, "node": "B", "due_min": 100.0})
+    sim = Simulator(tiny_world(), seed=0, generator=orders, debug=True)
+    sim.advance()
+    for tick in (15.0, 30.0, 45.0, 60.0):  # waits 59 min by the tick at 60: still allowed
+        sim.defer()
+        assert sim.advance().id == 0 and sim.now == tick
+    assert not sim.can_defer()  # the tick at 75 is 74 min after arrival > 60
+    with pytest.raises(SimulationError, match="max_defer_min"):
+        sim.defer()
+
+
+def test_replan_moves_orders_and_prices_the_change(tiny_world):
+    orders = fixed_orders(
+        {"arrival_min": 0.0, "ready_min": 30.0, "node": "B", "due_min": 200.0},
+        {"arrival_min": 1.0, "ready_min": 30.0, "node": "A", "due_min": 200.0},
+    )
+    sim = Simulator(tiny_world(n_vehicles=2), seed=0, generator=orders, debug=True)
+    sim.advance()
+    sim.assign(0)
+    sim.advance()
+    sim.assign(0)
+    stops = [sim.vehicles[0].current, *sim.vehicles[0].route]
+    # Van 0 is committed to the pickup of order 0; order 1 moves to van 1.
+    moved = [s for s in sim.vehicles[0].route if s.order == 1]
+    kept = [s for s in sim.vehicles[0].route if s.order != 1]
+    before = sim.expected_cost
+    delta = sim.replan({0: kept, 1: moved})
+    assert sim.orders[1].vehicle == 1 and sim.expected_cost == pytest.approx(before + delta)
+    assert sim.vehicles[1].current is not None  # the idle van started
+    with pytest.raises(SimulationError, match="exactly the planned stops"):
+        sim.replan({0: []})
+    with pytest.raises(SimulationError, match="order 0 delivered before its pickup"):
+        # order 0's parcel is being collected by van 0: van 1 cannot deliver it
+        sim.replan({0: [], 1: [*sim.vehicles[0].route, *sim.vehicles[1].route]})
+    assert sim.advance() is None and sim.summary()["delivered"] == 2
+    assert len(stops) == 4

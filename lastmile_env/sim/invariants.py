@@ -20,7 +20,8 @@ def check_invariants(sim: Simulator) -> None:
     """Raise InvariantError unless:
 
     - every arrived order is in exactly one state (pending / assigned / on board / delivered / rejected) and
-      sits in the plans where that state says it is; no order that has not arrived is anywhere;
+      sits where that state says (pending: awaiting a decision or deferred; assigned / on board: in exactly
+      one vehicle's plan); no order that has not arrived is anywhere;
     - no vehicle carries more than its capacity, now or anywhere along its plan;
     - time never runs ahead of pending events and every committed leg takes the matrix's travel time;
     - the expected cost equals committed cost plus the cost of every remaining plan.
@@ -50,6 +51,7 @@ def check_invariants(sim: Simulator) -> None:
             problems.append(f"vehicle {v.id} busy but free at {v.free_min} < now {sim.now}")
 
     pending = 0
+    waiting = {o.id for o in sim.pending} | {o.id for o in sim.deferred}
     for o in sim.orders[:arrived]:
         pickups, deliveries = planned[(o.id, StopKind.PICKUP)], planned[(o.id, StopKind.DELIVERY)]
         expected = {
@@ -65,8 +67,8 @@ def check_invariants(sim: Simulator) -> None:
             )
         if o.status == OrderStatus.PENDING:
             pending += 1
-            if sim.current is None or sim.current.id != o.id:
-                problems.append(f"order {o.id} is PENDING but not the order awaiting a decision")
+            if o.id not in waiting:
+                problems.append(f"order {o.id} is PENDING but neither awaiting a decision nor deferred")
         if o.status == OrderStatus.DELIVERED and not (o.pickup_min <= o.delivered_min):
             problems.append(
                 f"order {o.id} delivered at {o.delivered_min} before its pickup at {o.pickup_min}"
@@ -76,8 +78,8 @@ def check_invariants(sim: Simulator) -> None:
     for o in sim.orders[arrived:]:
         if o.status != OrderStatus.PENDING or o.vehicle != -1:
             problems.append(f"order {o.id} has not arrived but is {o.status.name}")
-    if pending > 1:
-        problems.append(f"{pending} orders pending at once")
+    if pending != len(waiting):
+        problems.append(f"{pending} orders PENDING but {len(waiting)} awaiting a decision or deferred")
     settled = sim.n_on_time + sim.n_late
     delivered = sum(o.status == OrderStatus.DELIVERED for o in sim.orders[:arrived])
     if settled != delivered:

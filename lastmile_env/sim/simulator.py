@@ -8,7 +8,8 @@ Usage::
         sim.assign(v) or sim.reject()
         order = sim.advance()
 
-A decision happens when an order arrives. Between decisions the simulator runs its event queue: parcels
+A decision happens when an order arrives, and at each dispatch tick for the orders deferred to it (one at a
+time, oldest first; a batch policy may pick another with ``prioritize``). Between decisions the simulator runs its event queue: parcels
 become ready, vehicles finish stops (pickup, delivery), drive on along their plan, return to their center and
 go idle. Gymnasium adapters, heuristics, evaluation and the server all drive this class.
 """
@@ -30,13 +31,15 @@ from lastmile_env.sim.types import (
     Ledger,
     Order,
     OrderStatus,
+    Stop,
     StopKind,
     Vehicle,
 )
 from lastmile_env.sim.world import World
 
-# Event kinds in the queue; at equal times vehicles move first, then parcels become ready, then orders arrive.
-_VEHICLE, _READY, _ARRIVAL = 0, 1, 2
+# Event kinds in the queue; at equal times vehicles move first, then parcels become ready, then orders arrive,
+# then deferred orders come back.
+_VEHICLE, _READY, _ARRIVAL, _TICK = 0, 1, 2, 3
 
 
 class SimulationError(RuntimeError):
@@ -92,6 +95,9 @@ class Simulator:
         ]
         self.now = 0.0
         self.current: Order | None = None
+        self.deferred: list[Order] = []  # waiting for the next tick
+        self._batch: list[Order] = []  # pending now, to decide after ``current``
+        self._tick_at = -1.0
         self.n_arrived = 0
         self.done = False
         self.events: list[Event] = []
@@ -102,7 +108,7 @@ class Simulator:
             self._push(o.arrival_min, _ARRIVAL, o.id)
             self._push(o.ready_min, _READY, o.id)
         self._plans: list[PlanEval | None] = [None] * len(self.vehicles)
-        self._insertions: dict[int, Insertion | None] = {}
+        self._insertions: dict[tuple[int, int], Insertion | None] = {}
         self.late_cost = 0.0
         self.reject_cost = 0.0
         self.expected_cost = 0.0
@@ -120,20 +126,34 @@ class Simulator:
     def plan(self, vehicle_id: int) -> PlanEval:
         """The schedule and cost of a vehicle's remaining plan (cached until it changes)."""
         cached = self._plans[vehicle_id]
-        if cached is None:
+        start_min, start_node, start_load = self.plan_start(vehicle_id)
+        if cached is None or cached.frees_min[0] != start_min:  # an idle vehicle's plan starts now
             v = self.vehicles[vehicle_id]
-            start_min, start_node, start_load = self.plan_start(vehicle_id)
             cached = evaluate_plan(self.world, self.orders, v, v.route, start_min, start_node, start_load)
             self._plans[vehicle_id] = cached
         return cached
 
-    def insertion(self, vehicle_id: int) -> Insertion | None:
-        """The insertion rule's placement of the pending order into a vehicle's plan (None: infeasible)."""
-        if self.current is None:
-            raise SimulationError("no order is pending a decision")
-        if vehicle_id not in self._insertions:
-            self._insertions[vehicle_id] = self.insertion_rule(self, vehicle_id, self.current)
-        return self._insertions[vehicle_id]
+    def insertion(self, vehicle_id: int, order: Order | None = None) -> Insertion | None:
+        """The insertion rule's placement of a pending order (default: the current one) into a vehicle's
+        plan, or None when the vehicle cannot take it. Cached until a plan or the clock changes."""
+        if order is None:
+            order = self._pending()
+        elif order.status != OrderStatus.PENDING or order.id >= self.n_arrived:
+            raise SimulationError(f"order {order.id} is not pending a decision")
+        key = (order.id, vehicle_id)
+        if key not in self._insertions:
+            self._insertions[key] = self.insertion_rule(self, vehicle_id, order)
+        return self._insertions[key]
+
+    @property
+    def pending(self) -> list[Order]:
+        """Orders to decide now: the current one first."""
+        return self._batch if self.current is None else [self.current, *self._batch]
+
+    def can_defer(self) -> bool:
+        """Whether the current order may wait for the next tick (it would not exceed ``max_defer_min``)."""
+        order = self._pending()
+        return self._next_tick() - order.arrival_min <= self.world.config.dispatch.max_defer_min + 1e-9
 
     def feasible_vehicles(self) -> list[bool]:
         """For each vehicle, whether it can take the pending order."""
@@ -152,7 +172,7 @@ class Simulator:
     def n_open(self) -> int:
         """Accepted orders not yet delivered."""
         settled = self.n_on_time + self.n_late + self.n_rejected
-        return self.n_arrived - settled - (self.current is not None)
+        return self.n_arrived - settled - len(self.pending) - len(self.deferred)
 
     @property
     def arrived_orders(self) -> list[Order]:
@@ -173,6 +193,7 @@ class Simulator:
         v = self.vehicles[vehicle_id]
         v.route = ins.stops
         self._plans[vehicle_id] = ins.plan
+        self._insertions = {}
         order.status = OrderStatus.ASSIGNED
         order.vehicle = vehicle_id
         order.decided_min = self.now
@@ -199,25 +220,112 @@ class Simulator:
         self._check()
         return penalty
 
+    def defer(self) -> float:
+        """Decide the current order later: it comes back at the next tick. Returns 0 (no cost yet)."""
+        order = self._pending()
+        if not self.can_defer():
+            raise SimulationError(
+                f"order {order.id} cannot be deferred: it arrived at {order.arrival_min:.1f} and would wait "
+                f"past max_defer_min ({self.world.config.dispatch.max_defer_min}) by the next tick"
+            )
+        self.deferred.append(order)
+        tick = self._next_tick()
+        if self._tick_at < tick:
+            self._push(tick, _TICK, -1)
+            self._tick_at = tick
+        self._log("defer", order.id, -1)
+        self._finish_decision()
+        return 0.0
+
+    def prioritize(self, order_id: int) -> None:
+        """Make another order that is pending now the current one (for policies that batch decisions)."""
+        for k, order in enumerate(self._batch):
+            if order.id == order_id:
+                assert self.current is not None
+                self._batch[k] = self.current
+                self.current = order
+                return
+        if self.current is None or self.current.id != order_id:
+            raise SimulationError(f"order {order_id} is not pending now")
+
+    def replan(self, routes: dict[int, list[Stop]]) -> float:
+        """Replace the plans of some vehicles (e.g. a re-optimization); returns the cost change.
+
+        The new plans must hold exactly the stops the old ones held between them, each parcel on board
+        stays with its vehicle, every pickup precedes its delivery on the same vehicle, and every plan is
+        feasible; otherwise SimulationError names the problem and nothing changes.
+        """
+        old_stops = sorted((s.order, int(s.kind)) for vid in routes for s in self.vehicles[vid].route)
+        new_stops = sorted((s.order, int(s.kind)) for stops in routes.values() for s in stops)
+        if old_stops != new_stops:
+            raise SimulationError("replan must keep exactly the planned stops of the vehicles it changes")
+        plans: dict[int, PlanEval] = {}
+        for vid, stops in routes.items():
+            v = self.vehicles[vid]
+            under_way = v.current
+            seen = {under_way.order} if under_way is not None and under_way.kind == StopKind.PICKUP else set()
+            for stop in stops:
+                order = self.orders[stop.order]
+                expected_loc = order.center if stop.kind == StopKind.PICKUP else order.loc
+                if stop.loc != expected_loc:
+                    raise SimulationError(f"replan: stop of order {order.id} at {stop.loc}, not {expected_loc}")
+                if stop.kind == StopKind.PICKUP:
+                    seen.add(order.id)
+                elif order.status == OrderStatus.ON_BOARD and order.vehicle != vid:
+                    raise SimulationError(f"replan: order {order.id} is on board vehicle {order.vehicle}")
+                elif order.status == OrderStatus.ASSIGNED and order.id not in seen:
+                    raise SimulationError(f"replan: order {order.id} delivered before its pickup on {vid}")
+            start_min, start_node, start_load = self.plan_start(vid)
+            plan = evaluate_plan(self.world, self.orders, v, stops, start_min, start_node, start_load)
+            if not plan.feasible:
+                raise SimulationError(f"replan: the plan of vehicle {vid} is infeasible (capacity or shift end)")
+            plans[vid] = plan
+        delta = sum(plans[vid].cost - self.plan(vid).cost for vid in routes)
+        for vid, stops in routes.items():
+            v = self.vehicles[vid]
+            v.route = list(stops)
+            for stop in stops:
+                self.orders[stop.order].vehicle = vid
+            self._plans[vid] = plans[vid]
+        self.expected_cost += delta
+        self._insertions = {}
+        for vid in routes:
+            v = self.vehicles[vid]
+            if v.current is None and not v.returning and v.route:
+                self._start_next(v)
+        self._check()
+        return delta
+
     def advance(self) -> Order | None:
         """Run events up to the next decision; returns the order to decide, or None when the shift is over."""
         self._check_no_pending()
+        if self._batch:
+            self.current = self._batch.pop(0)
+            return self.current
         while self._queue:
             time_min, kind, _, index = heapq.heappop(self._queue)
             if time_min < self.now - 1e-9:
                 raise SimulationError(f"time went back from {self.now} to {time_min}")
-            self.now = max(self.now, time_min)
+            if time_min > self.now:
+                self.now = time_min
+                self._insertions = {}
             if kind == _ARRIVAL:
                 order = self.orders[index]
                 self.n_arrived = index + 1
                 self.current = order
-                self._insertions = {}
                 self._log("arrival", order.id, -1)
                 self._check()
                 return order
-            if kind == _READY:
+            if kind == _TICK:
+                self._batch, self.deferred = self.deferred, []
+                if self._batch:
+                    self.current = self._batch.pop(0)
+                    self._check()
+                    return self.current
+            elif kind == _READY:
                 self._log("ready", index, -1)
             else:
+                self._insertions = {}
                 self._vehicle_free(self.vehicles[index])
         self.done = True
         self._check()
@@ -235,7 +343,10 @@ class Simulator:
 
     def _finish_decision(self) -> None:
         self.current = None
-        self._insertions = {}
+
+    def _next_tick(self) -> float:
+        tick = self.world.config.dispatch.tick_min
+        return (math.floor(self.now / tick + 1e-9) + 1) * tick
 
     def _push(self, time_min: float, kind: int, index: int) -> None:
         heapq.heappush(self._queue, (time_min, kind, self._seq, index))
