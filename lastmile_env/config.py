@@ -173,9 +173,9 @@ class FleetConfig(_Model):
 class CostsConfig(_Model):
     """Penalties, in the same currency as the vehicle costs."""
 
-    late_fixed: float = Field(2.0, ge=0, description="per late delivery")
-    late_per_min: float = Field(0.2, ge=0, description="per minute late")
-    reject_penalty: float = Field(20.0, ge=0, description="per rejected order")
+    late_fixed: float = Field(10.0, ge=0, description="per late delivery")
+    late_per_min: float = Field(0.5, ge=0, description="per minute late")
+    reject_penalty: float = Field(40.0, ge=0, description="per rejected order")
 
 
 class DispatchConfig(_Model):

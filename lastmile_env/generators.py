@@ -43,12 +43,16 @@ def poisson_arrivals(cfg: OrdersConfig, shift_start_hour: float, rng: np.random.
     return np.asarray(times[keep])
 
 
+DUE_MARGIN_MIN = 30.0
+
+
 class PoissonOrderGenerator:
     """Orders from the scenario's ``orders`` section: Poisson arrivals with peaks, addresses uniform or
     around hotspots, uniform sizes / preparation / service times, same-day deadline or a chosen window.
 
-    Each order is fulfilled by the center nearest to its address. A day with no order at all is redrawn
-    (an episode needs at least one decision).
+    Each order is fulfilled by the center nearest to its address. Deadlines and windows are pulled in to end
+    ``DUE_MARGIN_MIN`` before the fleet's shift end. A day with no order at all is redrawn (an episode needs
+    at least one decision).
     """
 
     def __call__(self, world: World, rng: np.random.Generator) -> list[Order]:
@@ -67,14 +71,18 @@ class PoissonOrderGenerator:
         service = rng.uniform(cfg.service_min.low, cfg.service_min.high, size=n)
         window = rng.uniform(size=n) < cfg.window_share
         lead = rng.uniform(cfg.window_lead_min.low, cfg.window_lead_min.high, size=n)
+        # Promises end DUE_MARGIN_MIN before the fleet's shift end, so a van can still get back in time.
+        latest_due = world.config.fleet.shift_end_min - DUE_MARGIN_MIN
         orders = []
         for i in range(n):
             arrival = float(times[i])
             if window[i]:
-                option, earliest = ServiceOption.WINDOW, arrival + float(lead[i])
+                option = ServiceOption.WINDOW
+                earliest = max(arrival, min(arrival + float(lead[i]), latest_due - cfg.window_width_min))
                 due = earliest + cfg.window_width_min
             else:
-                option, earliest, due = ServiceOption.SAME_DAY, arrival, arrival + cfg.deadline_min
+                option, earliest = ServiceOption.SAME_DAY, arrival
+                due = max(arrival, min(arrival + cfg.deadline_min, latest_due))
             loc = int(locs[i])
             orders.append(
                 Order(

@@ -191,7 +191,11 @@ def test_deferred_orders_come_back_at_the_tick_oldest_first(tiny_world):
     assert sim.advance().id == 2
     sim.reject()
     assert sim.advance() is None
-    assert [o.status for o in sim.orders] == [OrderStatus.DELIVERED, OrderStatus.DELIVERED, OrderStatus.REJECTED]
+    assert [o.status for o in sim.orders] == [
+        OrderStatus.DELIVERED,
+        OrderStatus.DELIVERED,
+        OrderStatus.REJECTED,
+    ]
     with pytest.raises(SimulationError, match="not pending"):
         sim.prioritize(0)
 

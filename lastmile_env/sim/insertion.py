@@ -92,8 +92,13 @@ def _delta_cost(
     t, node = old.frees_min[i], nodes[i]
     dist, late = old.cum_dist_km[i], old.cum_late_cost[i]
 
-    def lower_bound() -> float:  # under FIFO the return is never earlier than the old plan's
-        return plan_cost(vehicle, dist, max(t, old.end_min) - start, late)
+    def lower_bound(done: int) -> float:
+        """Bound on the new cost once ``done`` old stops are served: the old plan's remaining legs are still
+        to drive (or longer ones, by the triangle inequality), its remaining stops are no earlier (FIFO), so
+        their lateness and the return are no smaller."""
+        rest_km = old.dist_km - old.cum_dist_km[done]
+        rest_late = old.late_cost - old.cum_late_cost[done]
+        return plan_cost(vehicle, dist + rest_km, max(t, old.end_min) - start, late + rest_late)
 
     dist += dist_km[node][order.center]
     node, _, _, t = leg_end(world, vehicle, order, Stop(StopKind.PICKUP, order.id, order.center), node, t)
@@ -104,7 +109,7 @@ def _delta_cost(
         node, _, begin, t = leg_end(world, vehicle, o, stop, node, t)
         if stop.kind == StopKind.DELIVERY:
             late += late_penalty(world, o, begin)
-        if lower_bound() >= target:
+        if lower_bound(m + 1) >= target:
             return None
     dist += dist_km[node][order.loc]
     node, _, begin, t = leg_end(world, vehicle, order, Stop(StopKind.DELIVERY, order.id, order.loc), node, t)
@@ -125,7 +130,7 @@ def _delta_cost(
         node, _, begin, t = leg_end(world, vehicle, o, stop, node, t)
         if stop.kind == StopKind.DELIVERY:
             late += late_penalty(world, o, begin)
-        if lower_bound() >= target:
+        if lower_bound(m + 1) >= target:
             return None
     if end > vehicle.shift_end_min + 1e-9:
         return None

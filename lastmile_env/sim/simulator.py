@@ -9,9 +9,10 @@ Usage::
         order = sim.advance()
 
 A decision happens when an order arrives, and at each dispatch tick for the orders deferred to it (one at a
-time, oldest first; a batch policy may pick another with ``prioritize``). Between decisions the simulator runs its event queue: parcels
-become ready, vehicles finish stops (pickup, delivery), drive on along their plan, return to their center and
-go idle. Gymnasium adapters, heuristics, evaluation and the server all drive this class.
+time, oldest first; a batch policy may pick another with ``prioritize``). Between decisions the simulator
+runs its event queue: parcels become ready, vehicles finish stops (pickup, delivery), drive on along their
+plan, return to their center and go idle. Gymnasium adapters, heuristics, evaluation and the server all
+drive this class.
 """
 
 from __future__ import annotations
@@ -268,7 +269,9 @@ class Simulator:
                 order = self.orders[stop.order]
                 expected_loc = order.center if stop.kind == StopKind.PICKUP else order.loc
                 if stop.loc != expected_loc:
-                    raise SimulationError(f"replan: stop of order {order.id} at {stop.loc}, not {expected_loc}")
+                    raise SimulationError(
+                        f"replan: stop of order {order.id} at {stop.loc}, not {expected_loc}"
+                    )
                 if stop.kind == StopKind.PICKUP:
                     seen.add(order.id)
                 elif order.status == OrderStatus.ON_BOARD and order.vehicle != vid:
@@ -278,7 +281,9 @@ class Simulator:
             start_min, start_node, start_load = self.plan_start(vid)
             plan = evaluate_plan(self.world, self.orders, v, stops, start_min, start_node, start_load)
             if not plan.feasible:
-                raise SimulationError(f"replan: the plan of vehicle {vid} is infeasible (capacity or shift end)")
+                raise SimulationError(
+                    f"replan: the plan of vehicle {vid} is infeasible (capacity or shift end)"
+                )
             plans[vid] = plan
         delta = sum(plans[vid].cost - self.plan(vid).cost for vid in routes)
         for vid, stops in routes.items():

@@ -1,0 +1,30 @@
+"""Heuristic dispatch policies, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agents.base import Policy
+from agents.heuristics.rules import (
+    InsertionPolicy,
+    LeastLoadedPolicy,
+    NearestPolicy,
+    RandomPolicy,
+    RegretPolicy,
+)
+
+HEURISTICS: dict[str, Callable[..., Policy]] = {
+    "random": RandomPolicy,
+    "nearest": NearestPolicy,
+    "least_loaded": LeastLoadedPolicy,
+    "insertion": InsertionPolicy,
+    "regret": RegretPolicy,
+}
+
+
+def make_heuristic(name: str, **params: Any) -> Policy:
+    """A heuristic policy by name; unknown names fail with the list of valid ones."""
+    if name not in HEURISTICS:
+        raise ValueError(f"unknown policy {name!r}; valid: {', '.join(HEURISTICS)}")
+    return HEURISTICS[name](**params)
