@@ -30,6 +30,8 @@ import scipy.sparse as sp
 from scipy.sparse import csgraph
 from scipy.spatial import Delaunay, KDTree, QhullError
 
+from lastmile_env import kernels
+
 __all__ = [
     "CongestionProfile",
     "GraphError",
@@ -382,12 +384,11 @@ def graph_fingerprint(g: nx.DiGraph) -> str:
 class CongestionProfile:
     """Travel-time multiplier by hour of day (24 values, >= 0.2 each), applied with the
     Ichoua-Gendreau-Laporte model: speed is piecewise constant per hour, so a leg that crosses an hour
-    boundary is integrated across it. This keeps FIFO (leaving later never arrives earlier)."""
+    boundary is integrated across it. This keeps FIFO (leaving later never arrives earlier). The arithmetic
+    is ``kernels.igl_arrival``, the one the simulator uses."""
 
     multipliers: tuple[float, ...]
-    # Derived: free-flow minutes of travel done in one full clock hour (60 / m), and in one full day.
-    _work_per_hour: tuple[float, ...] = field(init=False, repr=False, compare=False)
-    _work_per_day: float = field(init=False, repr=False, compare=False)
+    _mults: np.ndarray = field(init=False, repr=False, compare=False)  # the same, for the compiled kernel
 
     def __post_init__(self) -> None:
         values = tuple(float(m) for m in self.multipliers)
@@ -396,10 +397,8 @@ class CongestionProfile:
         bad = [(h, m) for h, m in enumerate(values) if not (math.isfinite(m) and m >= 0.2)]
         if bad:
             raise GraphError(f"congestion multipliers must be finite and >= 0.2, got (hour, value) {bad}")
-        work = tuple(60.0 / m for m in values)
         object.__setattr__(self, "multipliers", values)
-        object.__setattr__(self, "_work_per_hour", work)
-        object.__setattr__(self, "_work_per_day", math.fsum(work))
+        object.__setattr__(self, "_mults", np.array(values, dtype=np.float64))
 
     @classmethod
     def flat(cls) -> CongestionProfile:
@@ -413,32 +412,9 @@ class CongestionProfile:
         ``(shift_start_hour + t / 60) % 24``. ``w`` free-flow minutes at multiplier ``m`` take ``w * m``
         minutes; at an hour boundary the remaining free-flow work continues at the next hour's multiplier.
         """
-        if free_flow_min <= 0.0:
-            if free_flow_min == 0.0:
-                return depart_min
+        if free_flow_min < 0.0:
             raise ValueError(f"free_flow_min must be >= 0, got {free_flow_min}")
-        mult = self.multipliers
-        clock_h = (shift_start_hour + depart_min / 60.0) % 24.0
-        hour = int(clock_h)
-        if hour == 24:  # a tiny negative clock rounds up to 24.0 under %
-            hour, clock_h = 0, 0.0
-        left_min = (hour + 1 - clock_h) * 60.0  # minutes until the next hour boundary
-        need_min = free_flow_min * mult[hour]
-        if need_min <= left_min:  # fast path: the whole leg fits in the departure hour
-            return depart_min + need_min
-        t = depart_min + left_min
-        work = free_flow_min - left_min / mult[hour]
-        hour = (hour + 1) % 24
-        if work >= self._work_per_day:  # whole days take exactly 24 h: skip them to keep the loop short
-            days = math.floor(work / self._work_per_day)
-            t += days * 1440.0
-            work -= days * self._work_per_day
-        per_hour = self._work_per_hour
-        while work > per_hour[hour]:
-            t += 60.0
-            work -= per_hour[hour]
-            hour = (hour + 1) % 24
-        return t + work * mult[hour]
+        return float(kernels.igl_arrival(self._mults, shift_start_hour, free_flow_min, depart_min))
 
 
 # ------------------------------------------------------------------------------------------------------------

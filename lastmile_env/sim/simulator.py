@@ -25,7 +25,7 @@ import numpy as np
 
 from lastmile_env.generators import OrderGenerator, PoissonOrderGenerator
 from lastmile_env.sim.insertion import CheapestInsertion, Insertion, InsertionRule
-from lastmile_env.sim.plan import PlanEval, evaluate_plan, late_penalty, leg_end
+from lastmile_env.sim.plan import PlanEval, evaluate_plan
 from lastmile_env.sim.types import (
     CostBreakdown,
     Event,
@@ -388,33 +388,31 @@ class Simulator:
             self._log("vehicle_idle", -1, v.id)
 
     def _start_next(self, v: Vehicle) -> None:
-        """Commit the vehicle to its next leg: the first planned stop, or the way home."""
+        """Commit the vehicle to its next leg: the first planned stop, or the way home.
+
+        The leg is a one-stop plan priced by ``evaluate_plan``, so it executes exactly as it was planned.
+        """
         depart = max(v.free_min, self.now)
         self._plans[v.id] = None
+        src = v.node
         if v.route:
             stop = v.route.pop(0)
-            order = self.orders[stop.order]
-        elif v.node != v.home:
-            stop, order = None, None
+            leg = evaluate_plan(self.world, self.orders, v, [stop], depart, src, v.free_load)
+            dst = stop.loc
+            arrive, begin, free = float(leg.arrive_min[0]), float(leg.starts_min[0]), float(leg.frees_min[1])
+            v.current, v.current_start_min = stop, begin
+            v.free_load = int(leg.loads[1])
+            self.late_cost += float(leg.cum_late_cost[1])
+        elif src != v.home:
+            dst = v.home
+            arrive = free = self.world.travel_arrival_min(src, dst, depart, v.speed_factor)
+            v.returning = True
         else:
             v.free_min = depart
             return
-        src = v.node
-        dst, arrive, begin, free = leg_end(self.world, v, order, stop, src, depart)
         v.dist_km += self.world.dist_km[src][dst]
         v.duty_min += free - depart
         self.legs.append((v.id, src, dst, depart, arrive))
-        if stop is None:
-            v.returning = True
-        else:
-            assert order is not None
-            v.current = stop
-            v.current_start_min = begin
-            if stop.kind == StopKind.PICKUP:
-                v.free_load += order.size
-            else:
-                v.free_load -= order.size
-                self.late_cost += late_penalty(self.world, order, begin)
         v.node, v.free_min = dst, free
         self._push(free, _VEHICLE, v.id)
 

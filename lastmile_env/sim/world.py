@@ -15,6 +15,7 @@ import networkx as nx
 import numpy as np
 
 from lastmile_env import graph as roads
+from lastmile_env import kernels
 from lastmile_env.config import ConfigError, ScenarioConfig, resolve_map_path
 
 
@@ -51,6 +52,10 @@ class World:
     vehicles: tuple[VehicleSpec, ...]
     time_min: list[list[float]]
     dist_km: list[list[float]]
+    time_arr: np.ndarray  # (K, K) the matrix's free-flow minutes, for the compiled kernels
+    dist_arr: np.ndarray  # (K, K) km
+    mults: np.ndarray  # (24,) congestion multipliers by clock hour
+    late_costs: tuple[float, float]  # (late_fixed, late_per_min)
 
     @property
     def n_vehicles(self) -> int:
@@ -67,9 +72,8 @@ class World:
 
     def travel_arrival_min(self, src: int, dst: int, depart_min: float, speed_factor: float) -> float:
         """Arrival time of a leg between key nodes: free-flow matrix time, vehicle speed, congestion."""
-        return self.congestion.arrival_min(
-            self.time_min[src][dst] / speed_factor, depart_min, self.config.shift_start_hour
-        )
+        free_flow_min = self.time_min[src][dst] / speed_factor
+        return float(kernels.igl_arrival(self.mults, self.config.shift_start_hour, free_flow_min, depart_min))
 
 
 def _build_graph(cfg: ScenarioConfig, rng: np.random.Generator) -> nx.DiGraph:
@@ -177,11 +181,12 @@ def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
         w = np.exp(-d2 / (2 * cfg.orders.hotspot_radius_km**2))
         rows.append(w / w.sum())
     nearest = np.argmin(matrix.time_min[:n_depots, :], axis=0)
+    congestion = roads.CongestionProfile(tuple(cfg.graph.congestion))
     return World(
         config=cfg,
         graph=graph,
         matrix=matrix,
-        congestion=roads.CongestionProfile(tuple(cfg.graph.congestion)),
+        congestion=congestion,
         n_depots=n_depots,
         addresses=addresses,
         address_weights=np.stack(rows),
@@ -190,6 +195,10 @@ def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
         vehicles=_fleet(cfg, n_depots),
         time_min=matrix.time_min.tolist(),
         dist_km=matrix.dist_km.tolist(),
+        time_arr=np.ascontiguousarray(matrix.time_min, dtype=np.float64),
+        dist_arr=np.ascontiguousarray(matrix.dist_km, dtype=np.float64),
+        mults=np.array(congestion.multipliers, dtype=np.float64),
+        late_costs=(cfg.costs.late_fixed, cfg.costs.late_per_min),
     )
 
 

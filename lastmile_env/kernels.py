@@ -1,0 +1,276 @@
+"""Compiled (numba) kernels of the simulator's arithmetic: travel under congestion, a plan's schedule and
+cost, and the cheapest-insertion search.
+
+These are the single implementation: the simulator commits legs, prices plans and searches insertions
+through them, so what is planned is exactly what is executed. Plans are passed as parallel arrays, one entry
+per stop: ``loc`` (key index), ``open_min`` (parcel ready / window start), ``due_min`` (inf for pickups),
+``service_min``, ``load_delta`` (+size for a pickup, -size for a delivery).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, depart_min: float) -> float:
+    """Arrival of a leg of ``free_flow_min`` free-flow minutes leaving at ``depart_min`` (sim minutes).
+
+    Ichoua-Gendreau-Laporte: speed is constant within each clock hour (travel time x ``mults[hour]``); a leg
+    crossing an hour boundary continues at the next hour's speed. FIFO: leaving later never arrives earlier.
+    """
+    if free_flow_min <= 0.0:
+        return depart_min
+    clock_h = (shift_start_h + depart_min / 60.0) % 24.0
+    hour = int(clock_h) % 24
+    left_min = (hour + 1 - clock_h) * 60.0
+    need_min = free_flow_min * mults[hour]
+    if need_min <= left_min:
+        return depart_min + need_min
+    t = depart_min + left_min
+    work = free_flow_min - left_min / mults[hour]
+    hour = (hour + 1) % 24
+    per_day = 0.0
+    for h in range(24):
+        per_day += 60.0 / mults[h]
+    if work >= per_day:  # whole days take exactly 24 h
+        days = math.floor(work / per_day)
+        t += days * 1440.0
+        work -= days * per_day
+    while work > 60.0 / mults[hour]:
+        t += 60.0
+        work -= 60.0 / mults[hour]
+        hour = (hour + 1) % 24
+    return t + work * mults[hour]
+
+
+@njit(cache=True)
+def late_cost(begin_min: float, due_min: float, late_fixed: float, late_per_min: float) -> float:
+    """Lateness penalty of a delivery starting at ``begin_min`` (0 when on time)."""
+    late = begin_min - due_min
+    if late <= 1e-9:
+        return 0.0
+    return late_fixed + late_per_min * late
+
+
+@njit(cache=True)
+def schedule(
+    time_min: np.ndarray,
+    dist_km: np.ndarray,
+    mults: np.ndarray,
+    shift_start_h: float,
+    speed_factor: float,
+    home: int,
+    start_min: float,
+    start_node: int,
+    start_load: int,
+    loc: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    late_fixed: float,
+    late_per_min: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Drive a plan from its start, serve every stop (waiting for its open time), return home.
+
+    Returns per stop ``arrive``, ``begin`` (service start), and the state after ``m`` stops (``m = 0..k``):
+    ``free`` (time), ``load``, ``cum_dist``, ``cum_late``; then the return time and the service minutes.
+    """
+    k = loc.shape[0]
+    arrive = np.empty(k)
+    begin = np.empty(k)
+    free = np.empty(k + 1)
+    load = np.empty(k + 1, dtype=np.int64)
+    cum_dist = np.empty(k + 1)
+    cum_late = np.empty(k + 1)
+    t, node, ld, dist, late, service = start_min, start_node, start_load, 0.0, 0.0, 0.0
+    free[0], load[0], cum_dist[0], cum_late[0] = t, ld, 0.0, 0.0
+    for m in range(k):
+        dst = loc[m]
+        dist += dist_km[node, dst]
+        a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed_factor, t)
+        b = a if a >= open_min[m] else open_min[m]
+        t = b + service_min[m]
+        service += service_min[m]
+        if load_delta[m] < 0:
+            late += late_cost(b, due_min[m], late_fixed, late_per_min)
+        ld += load_delta[m]
+        node = dst
+        arrive[m], begin[m] = a, b
+        free[m + 1], load[m + 1], cum_dist[m + 1], cum_late[m + 1] = t, ld, dist, late
+    end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed_factor, t)
+    return arrive, begin, free, load, cum_dist, cum_late, end, service
+
+
+@njit(cache=True)
+def _priced(
+    time_min: np.ndarray,
+    dist_km: np.ndarray,
+    mults: np.ndarray,
+    shift_start_h: float,
+    vehicle: np.ndarray,
+    costs: np.ndarray,
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    free: np.ndarray,
+    cum_dist: np.ndarray,
+    cum_late: np.ndarray,
+    old: np.ndarray,
+    new: np.ndarray,
+    i: int,
+    j: int,
+    bound: float,
+) -> float:
+    """Cost increase of inserting the new order's pickup after ``i`` and delivery after ``j`` old stops;
+    inf if infeasible or provably not below ``bound``.
+
+    Resumes from the old plan's state after ``i`` stops and ends early once the new schedule rejoins the old
+    one (an old stop served when it was before: everything after is unchanged). The bound after ``m`` old
+    stops: the remaining old legs are still to drive (or longer ones, triangle inequality) and no remaining
+    stop gets earlier (FIFO), so their lateness and the return do not shrink.
+    """
+    speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
+    late_fixed, late_per_min = costs[0], costs[1]
+    old_cost, old_dist, old_end, old_late = old[0], old[1], old[2], old[3]
+    center, dest = int(new[0]), int(new[1])
+    k = nodes.shape[0] - 2
+    start = free[0]
+    target = old_cost + bound
+    t, node = free[i], nodes[i]
+    dist, late = cum_dist[i], cum_late[i]
+    # the new pickup
+    dist += dist_km[node, center]
+    a = igl_arrival(mults, shift_start_h, time_min[node, center] / speed, t)
+    t = (a if a >= new[3] else new[3]) + new[6]
+    node = center
+    m = i
+    delivered = False
+    while True:
+        if not delivered and m == j:  # the new delivery
+            dist += dist_km[node, dest]
+            a = igl_arrival(mults, shift_start_h, time_min[node, dest] / speed, t)
+            b = a if a >= new[4] else new[4]
+            late += late_cost(b, new[5], late_fixed, late_per_min)
+            t = b + new[7]
+            node = dest
+            delivered = True
+            continue
+        if delivered and m > j and t <= free[m]:  # rejoined the old schedule after old stop m
+            dist += old_dist - cum_dist[m]
+            late += old_late - cum_late[m]
+            end = old_end
+            break
+        if m == k:
+            dist += dist_km[node, home]
+            end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed, t)
+            break
+        dst = nodes[m + 1]
+        dist += dist_km[node, dst]
+        a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
+        b = a if a >= open_min[m] else open_min[m]
+        t = b + service_min[m]
+        if load_delta[m] < 0:
+            late += late_cost(b, due_min[m], late_fixed, late_per_min)
+        node = dst
+        m += 1
+        rest_km = old_dist - cum_dist[m]
+        rest_late = old_late - cum_late[m]
+        duty = (t if t > old_end else old_end) - start
+        if (dist + rest_km) * per_km + duty * per_min + late + rest_late >= target:
+            return math.inf
+    if end > shift_end + 1e-9:
+        return math.inf
+    return dist * per_km + (end - start) * per_min + late - old_cost
+
+
+@njit(cache=True)
+def cheapest_insertion(
+    time_min: np.ndarray,
+    dist_km: np.ndarray,
+    mults: np.ndarray,
+    shift_start_h: float,
+    floor_mult: float,
+    vehicle: np.ndarray,
+    costs: np.ndarray,
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    free: np.ndarray,
+    loads: np.ndarray,
+    cum_dist: np.ndarray,
+    cum_late: np.ndarray,
+    old: np.ndarray,
+    new: np.ndarray,
+    tie: float,
+) -> tuple[int, int, float]:
+    """Exact cheapest feasible insertion ``(i, j, delta)`` of a new order into a plan; ``(-1, -1, inf)``
+    when none is feasible.
+
+    ``nodes`` is ``[start, stop locs..., home]``; ``vehicle`` = (speed factor, home, shift end, cost per km,
+    cost per minute, capacity); ``costs`` = (late fixed, late per min); ``old`` = (cost, km, return time,
+    lateness cost, service minutes) of the plan; ``new`` = (center, address, size, ready, earliest, due,
+    pickup service, delivery service). Branch and bound: pairs are priced in order of a lower bound (added
+    km, plus the driver time by which the plan done without waiting at the day's lowest congestion would
+    outlast the current return), and the search stops once the bound exceeds the best found. Ties (within
+    ``tie``) go to the earliest positions.
+    """
+    k = nodes.shape[0] - 2
+    capacity = vehicle[5]
+    room = capacity - new[2]
+    per_ff = floor_mult / vehicle[0]
+    per_km, per_min = vehicle[3], vehicle[4]
+    center, dest = int(new[0]), int(new[1])
+    busy = free[0] + old[4] + new[6] + new[7]
+    for m in range(k + 1):
+        busy += time_min[nodes[m], nodes[m + 1]] * per_ff
+    n_pairs = (k + 1) * (k + 2) // 2
+    lower = np.empty(n_pairs)
+    pi = np.empty(n_pairs, dtype=np.int64)
+    pj = np.empty(n_pairs, dtype=np.int64)
+    n = 0
+    for i in range(k + 1):
+        if loads[i] > room:
+            continue
+        a, b = nodes[i], nodes[i + 1]
+        add_km = dist_km[a, center] + dist_km[center, dest] + dist_km[dest, b] - dist_km[a, b]
+        add_ff = time_min[a, center] + time_min[center, dest] + time_min[dest, b] - time_min[a, b]
+        lower[n] = add_km * per_km + max(0.0, busy + add_ff * per_ff - old[2]) * per_min
+        pi[n], pj[n] = i, i
+        n += 1
+        p_km = dist_km[a, center] + dist_km[center, b] - dist_km[a, b]
+        p_ff = time_min[a, center] + time_min[center, b] - time_min[a, b]
+        for j in range(i + 1, k + 1):
+            if loads[j] > room:
+                break
+            c, e = nodes[j], nodes[j + 1]
+            add_km = p_km + dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]
+            add_ff = p_ff + time_min[c, dest] + time_min[dest, e] - time_min[c, e]
+            lower[n] = add_km * per_km + max(0.0, busy + add_ff * per_ff - old[2]) * per_min
+            pi[n], pj[n] = i, j
+            n += 1
+    order = np.argsort(lower[:n], kind="mergesort")  # stable: equal bounds keep (i, j) order
+    best_i, best_j, best = -1, -1, math.inf
+    for r in range(n):
+        c = order[r]
+        if lower[c] > best + tie:
+            break
+        delta = _priced(
+            time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
+            service_min, load_delta, free, cum_dist, cum_late, old, new, pi[c], pj[c], best + tie,
+        )  # fmt: skip
+        if delta == math.inf:
+            continue
+        i, j = pi[c], pj[c]
+        earlier = i < best_i or (i == best_i and j < best_j)
+        if delta < best - tie or (delta <= best + tie and earlier):
+            best_i, best_j, best = i, j, min(delta, best)
+    return best_i, best_j, best
