@@ -127,9 +127,9 @@ def _priced(
     i: int,
     j: int,
     bound: float,
-) -> float:
-    """Cost increase of inserting the new order's pickup after ``i`` and delivery after ``j`` old stops;
-    inf if infeasible or provably not below ``bound``.
+) -> tuple[float, float, float]:
+    """``(cost increase, km increase, delivery ETA)`` of inserting the new order's pickup after ``i`` and
+    its delivery after ``j`` old stops; cost inf if infeasible or provably not below ``bound``.
 
     Resumes from the old plan's state after ``i`` stops and ends early once the new schedule rejoins the old
     one (an old stop served when it was before: everything after is unchanged). The bound after ``m`` old
@@ -152,12 +152,14 @@ def _priced(
     node = center
     m = i
     delivered = False
+    eta = math.nan
     while True:
         if not delivered and m == j:  # the new delivery
             dist += dist_km[node, dest]
             a = igl_arrival(mults, shift_start_h, time_min[node, dest] / speed, t)
             b = a if a >= new[4] else new[4]
             late += late_cost(b, new[5], late_fixed, late_per_min)
+            eta = b
             t = b + new[7]
             node = dest
             delivered = True
@@ -184,10 +186,10 @@ def _priced(
         rest_late = old_late - cum_late[m]
         duty = (t if t > old_end else old_end) - start
         if (dist + rest_km) * per_km + duty * per_min + late + rest_late >= target:
-            return math.inf
+            return math.inf, math.nan, math.nan
     if end > shift_end + 1e-9:
-        return math.inf
-    return dist * per_km + (end - start) * per_min + late - old_cost
+        return math.inf, math.nan, math.nan
+    return dist * per_km + (end - start) * per_min + late - old_cost, dist - old_dist, eta
 
 
 @njit(cache=True)
@@ -211,9 +213,10 @@ def cheapest_insertion(
     old: np.ndarray,
     new: np.ndarray,
     tie: float,
-) -> tuple[int, int, float]:
-    """Exact cheapest feasible insertion ``(i, j, delta)`` of a new order into a plan; ``(-1, -1, inf)``
-    when none is feasible.
+) -> tuple[int, int, float, float, float]:
+    """Exact cheapest feasible insertion of a new order into a plan: ``(i, j, cost increase, km increase,
+    delivery ETA)`` with the pickup after ``i`` and the delivery after ``j`` old stops; ``i = -1`` when no
+    insertion is feasible.
 
     ``nodes`` is ``[start, stop locs..., home]``; ``vehicle`` = (speed factor, home, shift end, cost per km,
     cost per minute, capacity); ``costs`` = (late fixed, late per min); ``old`` = (cost, km, return time,
@@ -258,12 +261,12 @@ def cheapest_insertion(
             pi[n], pj[n] = i, j
             n += 1
     order = np.argsort(lower[:n], kind="mergesort")  # stable: equal bounds keep (i, j) order
-    best_i, best_j, best = -1, -1, math.inf
+    best_i, best_j, best, best_km, best_eta = -1, -1, math.inf, math.nan, math.nan
     for r in range(n):
         c = order[r]
         if lower[c] > best + tie:
             break
-        delta = _priced(
+        delta, km, eta = _priced(
             time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
             service_min, load_delta, free, cum_dist, cum_late, old, new, pi[c], pj[c], best + tie,
         )  # fmt: skip
@@ -272,5 +275,5 @@ def cheapest_insertion(
         i, j = pi[c], pj[c]
         earlier = i < best_i or (i == best_i and j < best_j)
         if delta < best - tie or (delta <= best + tie and earlier):
-            best_i, best_j, best = i, j, min(delta, best)
-    return best_i, best_j, best
+            best_i, best_j, best, best_km, best_eta = i, j, delta, km, eta
+    return best_i, best_j, best, best_km, best_eta

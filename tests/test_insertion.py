@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from lastmile_env.config import load_scenario
 from lastmile_env.sim import Simulator, evaluate_plan, world_for
-from lastmile_env.sim.insertion import TIE, _with_order
+from lastmile_env.sim.insertion import TIE, Insertion, price_insertion
 
 
 def brute_force(sim: Simulator, vehicle_id: int) -> tuple[float, tuple[int, int] | None]:
@@ -23,7 +23,8 @@ def brute_force(sim: Simulator, vehicle_id: int) -> tuple[float, tuple[int, int]
     n = len(v.route)
     for i in range(n + 1):
         for j in range(i, n + 1):
-            plan = evaluate_plan(sim.world, sim.orders, v, _with_order(v.route, order, i, j), *start)
+            stops = Insertion(vehicle_id, i, j, 0.0, 0.0, 0.0).stops(v.route, order)
+            plan = evaluate_plan(sim.world, sim.orders, v, stops, *start)
             if plan.feasible and plan.cost - old.cost < best - TIE:
                 best, best_ij = plan.cost - old.cost, (i, j)
     return best, best_ij
@@ -50,6 +51,12 @@ def test_branch_and_bound_matches_brute_force(seed, congested, tight):
                 assert got is None
             else:
                 assert got is not None and got.delta_cost == pytest.approx(expected, abs=1e-7)
+                # the kernel's numbers for its choice are the reference schedule's
+                ref = price_insertion(sim, vid, sim.current, got.pickup_after, got.delivery_after)
+                assert ref is not None
+                assert (got.delta_cost, got.delta_dist_km, got.eta_min) == pytest.approx(
+                    (ref.delta_cost, ref.delta_dist_km, ref.eta_min), abs=1e-7
+                )
                 checked += 1
         feasible = [v for v in range(len(sim.vehicles)) if sim.insertion(v) is not None]
         if feasible and rng.uniform() < 0.9:

@@ -96,7 +96,7 @@ def test_cheapest_insertion_uses_the_route_and_beats_append(tiny_world):
         sim.assign(0)  # van starts: pickup of order 0 under way, delivery planned
         sim.advance()
         ins = sim.insertion(0)
-        assert [s.kind for s in ins.stops] == expected_kinds
+        assert [s.kind for s in ins.stops(sim.vehicles[0].route, sim.current)] == expected_kinds
     # Cheapest: pickup right after the current pickup, deliver A on the way to B: no extra km.
     sim = Simulator(tiny_world(), seed=0, generator=orders, debug=True)
     sim.advance()
@@ -116,8 +116,9 @@ def test_capacity_makes_a_vehicle_infeasible(tiny_world):
     sim.advance()
     # 3 loaded by 1 and on board until B; 4 more only fit after order 0 is delivered: a second trip.
     ins = sim.insertion(0)
-    assert ins is not None and max(ins.plan.loads) <= 5
-    assert [s.order for s in ins.stops] == [0, 1, 1]
+    assert ins is not None and [s.order for s in ins.stops(sim.vehicles[0].route, sim.current)] == [0, 1, 1]
+    sim.assign(0)
+    assert max(sim.plan(0).loads) <= 5
     big = fixed_orders({"arrival_min": 0.0, "node": "B", "due_min": 100.0, "size": 6})
     sim = Simulator(tiny_world(capacity=5), seed=0, generator=big)
     sim.advance()
@@ -149,7 +150,8 @@ def test_shift_end_is_a_hard_limit(tiny_world):
     near = fixed_orders({"arrival_min": 580.0, "node": "A", "due_min": 700.0})
     sim = Simulator(tiny_world(), seed=0, generator=near)
     sim.advance()
-    assert sim.insertion(0).plan.end_min == pytest.approx(580 + 1 + 2 + 2 + 2)
+    sim.assign(0)
+    assert sim.plan(0).end_min == pytest.approx(580 + 1 + 2 + 2 + 2)
 
 
 def test_event_log_tells_the_story(tiny_world):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 
 from lastmile_env import kernels
-from lastmile_env.sim.plan import PlanEval, evaluate_plan
+from lastmile_env.sim.plan import evaluate_plan
 from lastmile_env.sim.types import Order, Stop, StopKind
 
 if TYPE_CHECKING:
@@ -23,13 +23,11 @@ TIE = 1e-9  # insertion costs closer than this are equal
 
 
 class Insertion(NamedTuple):
-    """A candidate plan for one vehicle with the new order in it."""
+    """Where an order would go in one vehicle's plan, and what that would change."""
 
     vehicle: int
-    pickup_pos: int  # index of the pickup in the new plan
-    delivery_pos: int  # index of the delivery in the new plan
-    stops: list[Stop]
-    plan: PlanEval
+    pickup_after: int  # old stops before the new pickup
+    delivery_after: int  # old stops before the new delivery (>= pickup_after)
     delta_cost: float  # plan cost increase
     delta_dist_km: float
     eta_min: float  # planned service start at the customer: the promised ETA
@@ -37,35 +35,32 @@ class Insertion(NamedTuple):
     def on_time(self, order: Order) -> bool:
         return self.eta_min <= order.due_min + 1e-9
 
+    def stops(self, route: list[Stop], order: Order) -> list[Stop]:
+        """The new plan: ``route`` with the order's pickup and delivery inserted."""
+        pickup = Stop(StopKind.PICKUP, order.id, order.center)
+        delivery = Stop(StopKind.DELIVERY, order.id, order.loc)
+        i, j = self.pickup_after, self.delivery_after
+        return [*route[:i], pickup, *route[i:j], delivery, *route[j:]]
+
 
 class InsertionRule(Protocol):
     def __call__(self, sim: Simulator, vehicle_id: int, order: Order) -> Insertion | None: ...
 
 
-def _with_order(route: list[Stop], order: Order, i: int, j: int) -> list[Stop]:
-    """``route`` with the pickup after ``i`` stops and the delivery after ``j >= i`` of the old stops."""
-    pickup = Stop(StopKind.PICKUP, order.id, order.center)
-    delivery = Stop(StopKind.DELIVERY, order.id, order.loc)
-    return [*route[:i], pickup, *route[i:j], delivery, *route[j:]]
-
-
-def _price(sim: Simulator, vehicle_id: int, order: Order, i: int, j: int) -> Insertion | None:
+def price_insertion(sim: Simulator, vehicle_id: int, order: Order, i: int, j: int) -> Insertion | None:
+    """Price one insertion with the reference schedule (``evaluate_plan``); None if infeasible."""
     vehicle = sim.vehicles[vehicle_id]
-    old = sim.plan(vehicle_id)
-    stops = _with_order(vehicle.route, order, i, j)
-    start_min, start_node, start_load = sim.plan_start(vehicle_id)
-    new = evaluate_plan(sim.world, sim.orders, vehicle, stops, start_min, start_node, start_load)
+    candidate = Insertion(vehicle_id, i, j, 0.0, 0.0, 0.0)
+    new = evaluate_plan(
+        sim.world, sim.orders, vehicle, candidate.stops(vehicle.route, order), *sim.plan_start(vehicle_id)
+    )
     if not new.feasible:
         return None
-    return Insertion(
-        vehicle=vehicle_id,
-        pickup_pos=i,
-        delivery_pos=j + 1,
-        stops=stops,
-        plan=new,
+    old = sim.plan(vehicle_id)
+    return candidate._replace(
         delta_cost=new.cost - old.cost,
         delta_dist_km=new.dist_km - old.dist_km,
-        eta_min=new.starts_min[j + 1],
+        eta_min=float(new.starts_min[j + 1]),
     )
 
 
@@ -74,7 +69,8 @@ class CheapestInsertion:
 
     Exact branch and bound (``kernels.cheapest_insertion``): pairs are priced in order of a lower bound on
     their added cost, resuming from the plan's prefix and stopping early once the new schedule rejoins the
-    old one; ties go to the earliest positions. The winner is priced again by ``evaluate_plan``.
+    old one; ties go to the earliest positions. ``Simulator.assign`` prices the chosen plan again with
+    ``evaluate_plan`` (the same arithmetic) before committing it.
     """
 
     def __call__(self, sim: Simulator, vehicle_id: int, order: Order) -> Insertion | None:
@@ -106,13 +102,15 @@ class CheapestInsertion:
             ]
         )
         summary = np.array([old.cost, old.dist_km, old.end_min, old.late_cost, old.service_min])
-        i, j, _ = kernels.cheapest_insertion(
+        i, j, delta, delta_km, eta = kernels.cheapest_insertion(
             world.time_arr, world.dist_arr, world.mults, world.config.shift_start_hour,
             world.congestion_floor, params, np.array(world.late_costs), old.nodes, old.stop_open_min,
             old.stop_due_min, old.stop_service_min, old.stop_load_delta, old.frees_min, old.loads,
             old.cum_dist_km, old.cum_late_cost, summary, new, TIE,
         )  # fmt: skip
-        return None if i < 0 else _price(sim, vehicle_id, order, int(i), int(j))
+        if i < 0:
+            return None
+        return Insertion(vehicle_id, int(i), int(j), float(delta), float(delta_km), float(eta))
 
 
 class AppendInsertion:
@@ -120,4 +118,4 @@ class AppendInsertion:
 
     def __call__(self, sim: Simulator, vehicle_id: int, order: Order) -> Insertion | None:
         n = len(sim.vehicles[vehicle_id].route)
-        return _price(sim, vehicle_id, order, n, n)
+        return price_insertion(sim, vehicle_id, order, n, n)

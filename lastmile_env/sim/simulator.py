@@ -192,20 +192,23 @@ class Simulator:
                 "its capacity and gets it back to its center by its shift end"
             )
         v = self.vehicles[vehicle_id]
-        v.route = ins.stops
-        self._plans[vehicle_id] = ins.plan
+        stops = ins.stops(v.route, order)
+        plan = evaluate_plan(self.world, self.orders, v, stops, *self.plan_start(vehicle_id))
+        delta = plan.cost - self.plan(vehicle_id).cost
+        v.route = stops
+        self._plans[vehicle_id] = plan
         self._insertions = {}
         order.status = OrderStatus.ASSIGNED
         order.vehicle = vehicle_id
         order.decided_min = self.now
-        order.promised_eta_min = ins.eta_min
-        self.expected_cost += ins.delta_cost
+        order.promised_eta_min = float(plan.starts_min[ins.delivery_after + 1])
+        self.expected_cost += delta
         self._log("dispatch", order.id, vehicle_id)
         self._finish_decision()
         if v.current is None and not v.returning:
             self._start_next(v)
         self._check()
-        return ins.delta_cost
+        return delta
 
     def reject(self) -> float:
         """Reject the pending order; returns the rejection penalty."""
