@@ -13,6 +13,7 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+from scipy.cluster.vq import kmeans2
 
 from lastmile_env import graph as roads
 from lastmile_env import kernels
@@ -114,14 +115,19 @@ def _choose_depots(cfg: ScenarioConfig, graph: nx.DiGraph, nodes: list, xy: np.n
         return chosen
     if cfg.depots.count > len(nodes) - 1:
         raise ConfigError(f"depots.count: {cfg.depots.count} centers need a graph with more nodes")
-    # First center nearest the centroid, the others spread out by farthest-point sampling.
+    # Centers where the intersections cluster: k-means on the node coordinates (farthest-point start, so
+    # deterministic), each center the intersection nearest its cluster's mean.
     first = int(np.argmin(((xy - xy.mean(axis=0)) ** 2).sum(axis=1)))
-    picked = [first]
+    seeds = [first]
     gap = ((xy - xy[first]) ** 2).sum(axis=1)
-    while len(picked) < cfg.depots.count:
-        nxt = int(np.argmax(gap))
-        picked.append(nxt)
-        gap = np.minimum(gap, ((xy - xy[nxt]) ** 2).sum(axis=1))
+    while len(seeds) < cfg.depots.count:
+        seeds.append(int(np.argmax(gap)))
+        gap = np.minimum(gap, ((xy - xy[seeds[-1]]) ** 2).sum(axis=1))
+    means, _ = kmeans2(xy, xy[seeds], minit="matrix")
+    picked: list[int] = []
+    for mean in means:
+        order = np.argsort(((xy - mean) ** 2).sum(axis=1))
+        picked.append(int(next(i for i in order if i not in picked)))
     return [nodes[i] for i in picked]
 
 
