@@ -31,18 +31,23 @@ class DispatchEnv(gym.Env):
 
     ## Action Space
     `Discrete(V + 1)`: `0 .. V-1` give the order to that vehicle, `V` rejects it. Vehicles that cannot take
-    the order (capacity, back by their shift end) are masked out; reject is always valid.
+    the order (capacity, back by their shift end) are masked out; reject is always valid. With
+    `defer=True`, `Discrete(V + 2)`: action `V + 1` defers the order to the next dispatch tick
+    (`dispatch.tick_min`), where deferred orders are decided again one at a time; it is masked once the
+    order would wait longer than `dispatch.max_defer_min`.
 
     ## Observation Space
     A `Dict` (or, with `observation="flat"`, one `Box` concatenating the same arrays):
 
     | key           | shape    | content                                                                    |
     |---------------|----------|----------------------------------------------------------------------------|
-    | `order`       | (8,)     | size, hours to ready / due / window start, window flag, x, y, center-door h |
+    | `order`       | (9,)     | size, hours to ready / due / window start, window flag, x, y, center to    |
+    |               |          | door hours, hours waited                                                   |
     | `vehicles`    | (V, 14)  | position, free in, load, plan, and the order's insertion: feasible, cost,   |
     |               |          | added km, ETA, on time; distance to the order's center, capacity, home     |
-    | `global`      | (6,)     | time of day, backlog, on-time rate, rejected share, idle share, arrivals    |
-    | `action_mask` | (V + 1,) | 1 for valid actions (see `observations.py` for every feature's scaling)    |
+    | `global`      | (7,)     | time of day, backlog, on-time rate, rejected share, idle share, arrivals,   |
+    |               |          | deferred orders                                                            |
+    | `action_mask` | (A,)     | 1 for valid actions (see `observations.py` for every feature's scaling)    |
 
     ## Rewards
     `reward="cost"` (default): minus the increase of the expected episode cost (distance + driver time +
@@ -60,7 +65,8 @@ class DispatchEnv(gym.Env):
 
     ## Arguments
     `scenario` (name, YAML path or `ScenarioConfig`), `overrides` (dotted keys, e.g. `{"fleet.size": 30}`),
-    `observation` (`"dict"` or `"flat"`), `reward`, `reward_scale` (for `"cost"`), `insertion` (an
+    `observation` (`"dict"` or `"flat"`), `defer` (add the defer action), `reward`, `reward_scale` (for
+    `"cost"`), `insertion` (an
     `InsertionRule`), `invalid_action` (`"raise"` or `"penalize"`: treat as a rejection plus
     `invalid_action_penalty`), `render_mode` (`"rgb_array"`), `debug` (check invariants after every step).
 
@@ -75,6 +81,7 @@ class DispatchEnv(gym.Env):
         scenario: str | Path | ScenarioConfig = "default",
         overrides: dict[str, Any] | None = None,
         observation: str = "dict",
+        defer: bool = False,
         reward: str | RewardFn = "cost",
         reward_scale: float = 1.0,
         insertion: InsertionRule | None = None,
@@ -93,9 +100,9 @@ class DispatchEnv(gym.Env):
             )
         self.config = load_scenario(scenario, overrides)
         self.world: World = world_for(self.config)
-        self.encoder = DispatchObservation(self.world, flat=observation == "flat")
+        self.encoder = DispatchObservation(self.world, flat=observation == "flat", defer=defer)
         self.observation_space = self.encoder.space
-        self.action_space = gym.spaces.Discrete(self.world.n_vehicles + 1)
+        self.action_space = gym.spaces.Discrete(self.encoder.n_actions)
         self.reward_fn = make_reward(reward, scale=reward_scale)
         self.insertion = insertion
         self.invalid_action = invalid_action
@@ -108,6 +115,10 @@ class DispatchEnv(gym.Env):
     @property
     def reject_action(self) -> int:
         return self.world.n_vehicles
+
+    @property
+    def defer_action(self) -> int | None:
+        return self.world.n_vehicles + 1 if self.encoder.defer else None
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -127,18 +138,21 @@ class DispatchEnv(gym.Env):
         a = int(action)
         before = sim.ledger()
         penalty = 0.0
-        valid = 0 <= a <= self.reject_action and (a == self.reject_action or sim.insertion(a) is not None)
+        mask = self.encoder.mask(sim)
+        valid = 0 <= a < len(mask) and bool(mask[a])
         if not valid:
             if self.invalid_action == "raise":
-                mask = self.encoder.mask(sim)
+                defer = "" if self.defer_action is None else f", {self.defer_action} defer"
                 raise InvalidActionError(
                     f"action {action!r} is not valid for order {sim.current.id}: valid actions are "
                     f"{np.flatnonzero(mask).tolist()} (0..{self.reject_action - 1} vehicles, "
-                    f"{self.reject_action} reject)"
+                    f"{self.reject_action} reject{defer})"
                 )
             a, penalty = self.reject_action, self.invalid_action_penalty
         if a == self.reject_action:
             sim.reject()
+        elif a == self.defer_action:
+            sim.defer()
         else:
             sim.assign(a)
         sim.advance()

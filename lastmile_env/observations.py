@@ -24,6 +24,7 @@ ORDER_FEATURES = (
     "x",  # delivery address, scaled to [0, 1] over the map
     "y",
     "center_to_door_h",  # free-flow hours from its center to the address
+    "waited_h",  # hours since it arrived (deferred orders come back later)
 )
 VEHICLE_FEATURES = (
     "x",  # where the vehicle is free next, scaled to [0, 1]
@@ -48,16 +49,22 @@ GLOBAL_FEATURES = (
     "rejected_share",  # rejected / arrived
     "idle_share",  # idle vehicles / fleet size
     "arrivals_share",  # arrived orders / expected orders of the day
+    "deferred_share",  # orders deferred or waiting in a tick batch / fleet size
 )
 
 
 class DispatchObservation:
-    """Dict observation (``order``, ``vehicles``, ``global``, ``action_mask``) or its flat variant."""
+    """Dict observation (``order``, ``vehicles``, ``global``, ``action_mask``) or its flat variant.
 
-    def __init__(self, world: World, flat: bool = False) -> None:
+    Actions: one per vehicle, then reject, then (with ``defer``) defer to the next dispatch tick.
+    """
+
+    def __init__(self, world: World, flat: bool = False, defer: bool = False) -> None:
         self.world = world
         self.flat = flat
+        self.defer = defer
         n_vehicles = world.n_vehicles
+        self.n_actions = n_vehicles + 1 + int(defer)
         xy = world.xy_km
         self._xy_min = xy.min(axis=0)
         self._xy_span = np.maximum(xy.max(axis=0) - self._xy_min, 1e-9)
@@ -75,20 +82,24 @@ class DispatchObservation:
                 "order": box((len(ORDER_FEATURES),)),
                 "vehicles": box((n_vehicles, len(VEHICLE_FEATURES))),
                 "global": box((len(GLOBAL_FEATURES),)),
-                "action_mask": spaces.MultiBinary(n_vehicles + 1),
+                "action_mask": spaces.MultiBinary(self.n_actions),
             }
         )
         n_flat = (
-            len(ORDER_FEATURES) + n_vehicles * len(VEHICLE_FEATURES) + len(GLOBAL_FEATURES) + n_vehicles + 1
+            len(ORDER_FEATURES) + n_vehicles * len(VEHICLE_FEATURES) + len(GLOBAL_FEATURES) + self.n_actions
         )
         self.space: spaces.Space = box((n_flat,)) if flat else self.dict_space
 
     def mask(self, sim: Simulator) -> np.ndarray:
-        """Valid actions: each vehicle that can take the pending order, and reject (always valid)."""
-        mask = np.zeros(len(sim.vehicles) + 1, dtype=np.int8)
-        mask[-1] = 1
+        """Valid actions: each vehicle that can take the pending order, reject (always valid), and defer
+        while the order may still wait for the next tick."""
+        n_vehicles = len(sim.vehicles)
+        mask = np.zeros(self.n_actions, dtype=np.int8)
+        mask[n_vehicles] = 1
         if sim.current is not None:
-            mask[:-1] = sim.feasible_vehicles()
+            mask[:n_vehicles] = sim.feasible_vehicles()
+            if self.defer:
+                mask[n_vehicles + 1] = sim.can_defer()
         return mask
 
     def encode(self, sim: Simulator) -> dict[str, np.ndarray] | np.ndarray:
@@ -128,6 +139,7 @@ class DispatchObservation:
                 float(order.option == ServiceOption.WINDOW),
                 *((world.xy_km[order.loc] - self._xy_min) / self._xy_span),
                 world.time_min[order.center][order.loc] / 60.0,
+                (now - order.arrival_min) / 60.0,
             )
         settled = sim.n_on_time + sim.n_late + sim.n_rejected
         global_f = np.array(
@@ -138,6 +150,7 @@ class DispatchObservation:
                 sim.n_rejected / max(1, sim.n_arrived),
                 sum(v.idle for v in sim.vehicles) / len(sim.vehicles),
                 sim.n_arrived / self._expected_orders,
+                (len(sim.pending) - (order is not None) + len(sim.deferred)) / len(sim.vehicles),
             ],
             dtype=np.float32,
         )

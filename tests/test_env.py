@@ -170,3 +170,28 @@ def test_invariants_hold_under_random_masked_play(seed, policy_seed, reject_shar
     assert sim.done
     assert all(o.status.name in ("DELIVERED", "REJECTED") for o in sim.orders)
     assert sim.expected_cost == pytest.approx(sim.cost().total)
+
+
+def test_defer_action():
+    env = DispatchEnv("small", defer=True)
+    gym_check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=4)
+    n = env.world.n_vehicles
+    assert env.action_space.n == n + 2 and env.defer_action == n + 1
+    assert obs["action_mask"][n + 1] == 1
+    first = env.sim.current.id
+    obs, reward, *_ = env.step(env.defer_action)
+    assert reward == 0.0 and [o.id for o in env.sim.deferred] == [first]
+    assert obs["global"][-1] > 0  # deferred orders show in the observation
+    # Keep deferring until the order can wait no longer: then its defer action is masked.
+    seen_masked = False
+    for _ in range(200):
+        mask = env.action_masks()
+        if env.sim.current.id == first and not mask[n + 1]:
+            seen_masked = True
+            break
+        action = env.defer_action if mask[n + 1] else int(np.flatnonzero(mask)[0])
+        env.step(action)
+    assert seen_masked
+    with pytest.raises(InvalidActionError, match="defer"):
+        env.step(env.defer_action)
