@@ -55,6 +55,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run the repository's ``evaluate.py`` on the arguments after ``evaluate``: one implementation behind
+    ``python evaluate.py ...`` and ``lastmile evaluate ...``."""
+    import importlib.util
+
+    from lastmile_env.config import REPO_ROOT
+
+    script = REPO_ROOT / "evaluate.py"
+    spec = importlib.util.spec_from_file_location("lastmile_evaluate", script)
+    if not script.is_file() or spec is None or spec.loader is None:
+        print(
+            f"lastmile evaluate: {script} not found (run from a checkout of the repository)", file=sys.stderr
+        )
+        return 2
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.main(args.argv, prog="lastmile evaluate"))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a dispatch policy: the same code and options as ``python train.py``."""
+    from agents.learned.cli import run_train
+
+    return run_train(args)
+
+
 def _not_yet(issue: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"lastmile {args.command}: not available yet (tracked in {issue})", file=sys.stderr)
@@ -76,9 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("overrides", nargs="*", help="scenario overrides, e.g. env.fleet.size=30")
     demo.set_defaults(func=cmd_demo)
 
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="evaluate policies on paired episodes and write a report (python evaluate.py; see -h)",
+        add_help=False,
+        prefix_chars="\0",  # no options of its own: every argument, -h included, goes on to evaluate.py
+    )
+    evaluate.add_argument("argv", nargs="*", help="the arguments of evaluate.py")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    from agents.learned.cli import add_train_arguments
+
+    train = sub.add_parser("train", help="train a dispatch policy (MaskablePPO by default); see train.py")
+    add_train_arguments(train)
+    train.set_defaults(func=cmd_train)
+
     for name, issue in (
-        ("train", "the learned-policy issue"),
-        ("evaluate", "the baselines and evaluation issue"),
         ("export", "the export and serving issue"),
         ("serve", "the export and serving issue"),
         ("bench", "the benchmark issue"),
