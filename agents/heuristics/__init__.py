@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.base import Policy
+from agents.heuristics.reopt import ReoptPolicy
 from agents.heuristics.rules import (
     InsertionPolicy,
     LeastLoadedPolicy,
@@ -20,6 +21,7 @@ HEURISTICS: dict[str, Callable[..., Policy]] = {
     "least_loaded": LeastLoadedPolicy,
     "insertion": InsertionPolicy,
     "regret": RegretPolicy,
+    "reopt": ReoptPolicy,
 }
 
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 
 from lastmile_env import kernels
-from lastmile_env.sim.plan import evaluate_plan
 from lastmile_env.sim.types import Order, Stop, StopKind
 
 if TYPE_CHECKING:
@@ -49,11 +48,8 @@ class InsertionRule(Protocol):
 
 def price_insertion(sim: Simulator, vehicle_id: int, order: Order, i: int, j: int) -> Insertion | None:
     """Price one insertion with the reference schedule (``evaluate_plan``); None if infeasible."""
-    vehicle = sim.vehicles[vehicle_id]
     candidate = Insertion(vehicle_id, i, j, 0.0, 0.0, 0.0)
-    new = evaluate_plan(
-        sim.world, sim.orders, vehicle, candidate.stops(vehicle.route, order), *sim.plan_start(vehicle_id)
-    )
+    new = sim.price(vehicle_id, candidate.stops(sim.vehicles[vehicle_id].route, order))
     if not new.feasible:
         return None
     old = sim.plan(vehicle_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -80,20 +81,7 @@ class Simulator:
         self.orders: list[Order] = (generator or PoissonOrderGenerator())(
             world, np.random.default_rng(arrivals_seq)
         )
-        self.vehicles = [
-            Vehicle(
-                id=i,
-                type_name=s.type_name,
-                capacity=s.capacity,
-                speed_factor=s.speed_factor,
-                cost_per_km=s.cost_per_km,
-                cost_per_hour=s.cost_per_hour,
-                home=s.home,
-                shift_end_min=s.shift_end_min,
-                node=s.home,
-            )
-            for i, s in enumerate(world.vehicles)
-        ]
+        self.vehicles = world.make_vehicles()
         self.now = 0.0
         self.current: Order | None = None
         self.deferred: list[Order] = []  # waiting for the next tick
@@ -124,13 +112,18 @@ class Simulator:
         v = self.vehicles[vehicle_id]
         return max(v.free_min, self.now), v.node, v.free_load
 
+    def price(self, vehicle_id: int, stops: Sequence[Stop]) -> PlanEval:
+        """Schedule and cost of ``stops`` as the vehicle's remaining plan (nothing changes)."""
+        return evaluate_plan(
+            self.world, self.orders, self.vehicles[vehicle_id], stops, *self.plan_start(vehicle_id)
+        )
+
     def plan(self, vehicle_id: int) -> PlanEval:
         """The schedule and cost of a vehicle's remaining plan (cached until it changes)."""
         cached = self._plans[vehicle_id]
-        start_min, start_node, start_load = self.plan_start(vehicle_id)
+        start_min = self.plan_start(vehicle_id)[0]
         if cached is None or cached.frees_min[0] != start_min:  # an idle vehicle's plan starts now
-            v = self.vehicles[vehicle_id]
-            cached = evaluate_plan(self.world, self.orders, v, v.route, start_min, start_node, start_load)
+            cached = self.price(vehicle_id, self.vehicles[vehicle_id].route)
             self._plans[vehicle_id] = cached
         return cached
 
@@ -193,7 +186,7 @@ class Simulator:
             )
         v = self.vehicles[vehicle_id]
         stops = ins.stops(v.route, order)
-        plan = evaluate_plan(self.world, self.orders, v, stops, *self.plan_start(vehicle_id))
+        plan = self.price(vehicle_id, stops)
         delta = plan.cost - self.plan(vehicle_id).cost
         v.route = stops
         self._plans[vehicle_id] = plan
@@ -281,8 +274,7 @@ class Simulator:
                     raise SimulationError(f"replan: order {order.id} is on board vehicle {order.vehicle}")
                 elif order.status == OrderStatus.ASSIGNED and order.id not in seen:
                     raise SimulationError(f"replan: order {order.id} delivered before its pickup on {vid}")
-            start_min, start_node, start_load = self.plan_start(vid)
-            plan = evaluate_plan(self.world, self.orders, v, stops, start_min, start_node, start_load)
+            plan = self.price(vid, stops)
             if not plan.feasible:
                 raise SimulationError(
                     f"replan: the plan of vehicle {vid} is infeasible (capacity or shift end)"

@@ -18,6 +18,7 @@ from scipy.cluster.vq import kmeans2
 from lastmile_env import graph as roads
 from lastmile_env import kernels
 from lastmile_env.config import ConfigError, ScenarioConfig, resolve_map_path
+from lastmile_env.sim.types import Vehicle
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,23 @@ class World:
     @property
     def max_capacity(self) -> int:
         return max(v.capacity for v in self.vehicles)
+
+    def make_vehicles(self) -> list[Vehicle]:
+        """The fleet at the start of the shift: every vehicle idle at its center."""
+        return [
+            Vehicle(
+                id=i,
+                type_name=s.type_name,
+                capacity=s.capacity,
+                speed_factor=s.speed_factor,
+                cost_per_km=s.cost_per_km,
+                cost_per_hour=s.cost_per_hour,
+                home=s.home,
+                shift_end_min=s.shift_end_min,
+                node=s.home,
+            )
+            for i, s in enumerate(self.vehicles)
+        ]
 
     def travel_arrival_min(self, src: int, dst: int, depart_min: float, speed_factor: float) -> float:
         """Arrival time of a leg between key nodes: free-flow matrix time, vehicle speed, congestion."""
