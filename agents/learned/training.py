@@ -1,0 +1,537 @@
+"""Training ``DispatchNet`` with MaskablePPO (default), PPO or A2C: config, envs, callbacks, checkpoints.
+
+A run lives in ``runs/<scenario>__<algo>__<seed>__<YYYYmmdd-HHMMSS>/``:
+
+* TensorBoard events (SB3's ``train/`` losses, ``rollout/``, ``time/``; ``charts/`` at every episode end;
+  ``eval/`` at every evaluation), and ``config.yaml``, the validated experiment config;
+* ``checkpoints/step_<N>.zip`` + ``step_<N>.json`` every ``checkpoint_every`` steps, each written to a temp
+  file in the same folder and renamed, the JSON last: a checkpoint exists when its JSON does, so a run
+  killed at any moment resumes from its last complete checkpoint (``resume``);
+* ``final.zip`` at the end. ``LearnedPolicy.load`` reads any of these zips.
+
+Invalid actions: MaskablePPO masks them with the env's ``action_masks()``. For PPO and A2C the network
+itself sets the masked logits to -1e8 from the observation's ``action_mask``, so they never sample one
+either; their envs still use ``invalid_action="penalize"`` (a rejection plus ``invalid_action_penalty``) as
+a safety net rather than raising.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import lastmile_env  # noqa: F401  (registers LastMile-Dispatch-v0)
+from agents.base import Policy, run_episode
+from agents.heuristics import HEURISTICS, make_heuristic
+from agents.learned.model import DispatchPolicy, MaskableDispatchPolicy, dispatch_net
+from agents.learned.policy import LearnedPolicy
+from lastmile_env.cli import _scenario_overrides
+from lastmile_env.config import ConfigError, ScenarioConfig, _apply_override, load_scenario, parse_overrides
+from lastmile_env.sim.simulator import Simulator
+from lastmile_env.sim.world import World, world_for
+
+AlgoName = Literal["maskable_ppo", "ppo", "a2c"]
+ALGOS: dict[str, type[BaseAlgorithm]] = {"maskable_ppo": MaskablePPO, "ppo": PPO, "a2c": A2C}
+CHECKPOINT_DIR = "checkpoints"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Experiment config
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class AlgoConfig(_Section):
+    """The RL algorithm and its hyperparameters (SB3 names)."""
+
+    name: AlgoName = "maskable_ppo"
+    """maskable_ppo (sb3-contrib, uses the env's action masks), ppo or a2c"""
+    learning_rate: float = Field(1e-3, gt=0)
+    """optimizer step size"""
+    n_steps: int = Field(512, ge=1)
+    """env steps per env per rollout (an episode of `default` is ~420 decisions)"""
+    batch_size: int = Field(256, ge=2)
+    """minibatch size (PPO only)"""
+    n_epochs: int = Field(10, ge=1)
+    """passes over each rollout (PPO only)"""
+    gamma: float = Field(0.95, gt=0, le=1)
+    """discount factor per decision (the cost reward already prices each order's whole planned route)"""
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    """GAE bias-variance trade-off"""
+    clip_range: float = Field(0.2, gt=0)
+    """policy ratio clipping (PPO only)"""
+    ent_coef: float = Field(0.01, ge=0)
+    """entropy bonus"""
+    vf_coef: float = Field(0.5, ge=0)
+    """value loss weight"""
+    max_grad_norm: float = Field(0.5, gt=0)
+    """gradient clipping"""
+    target_kl: float | None = Field(None, gt=0)
+    """stop an update's epochs early past this KL (PPO only; null: never)"""
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the SB3 class; the PPO-only ones are left out for A2C."""
+        kwargs = self.model_dump(exclude={"name"})
+        if self.name == "a2c":
+            for key in ("batch_size", "n_epochs", "clip_range", "target_kl"):
+                kwargs.pop(key)
+        return kwargs
+
+
+class ModelConfig(_Section):
+    """The network (``DispatchNet``)."""
+
+    hidden: int = Field(64, ge=4)
+    """width of every hidden layer and of the vehicle embedding"""
+
+
+class EvalConfig(_Section):
+    """Periodic deterministic evaluation of the learned policy against a heuristic on fixed days."""
+
+    every: int = Field(20_000, ge=0)
+    """env steps between evaluations (0: never)"""
+    seeds: list[int] = Field(default_factory=lambda: [10_000, 10_001, 10_002], min_length=1)
+    """episode seeds (days) played by both policies"""
+    baseline: str = "insertion"
+    """heuristic to compare with (a name from agents.heuristics)"""
+
+    @field_validator("baseline")
+    @classmethod
+    def _known_heuristic(cls, v: str) -> str:
+        if v not in HEURISTICS:
+            raise ValueError(f"unknown heuristic {v!r}; valid: {', '.join(HEURISTICS)}")
+        return v
+
+
+class ExperimentConfig(_Section):
+    """One training run. Every field can be overridden from the command line (``algo.learning_rate=1e-4``);
+    scenario fields are addressed as ``env.<field>`` (``env.fleet.size=30``)."""
+
+    scenario: str = "default"
+    """scenario name (configs/scenario/<name>.yaml) or YAML path"""
+    env: dict[str, Any] = Field(default_factory=dict)
+    """scenario overrides, dotted keys (`fleet.size: 30`, the command line's `env.fleet.size=30`)"""
+    reward_scale: float = Field(10.0, gt=0)
+    """the cost reward is divided by this (rewards of order one)"""
+    defer: bool = False
+    """add the env's defer action (decide the order again at the next dispatch tick)"""
+    invalid_action_penalty: float = Field(0.0, ge=0)
+    """PPO / A2C only: extra penalty of an invalid action (played as a rejection)"""
+    total_timesteps: int = Field(1_000_000, ge=1)
+    """env steps (decisions) to train for, over all envs"""
+    n_envs: int = Field(1, ge=1)
+    """parallel envs: SubprocVecEnv when > 1, else DummyVecEnv"""
+    seed: int = Field(0, ge=0)
+    """seeds python, numpy, torch; env rank i plays day seed + i first"""
+    checkpoint_every: int = Field(50_000, ge=0)
+    """env steps between checkpoints (0: only the final one)"""
+    keep_checkpoints: int = Field(3, ge=1)
+    """most recent checkpoints kept"""
+    torch_threads: int = Field(1, ge=1)
+    """torch intra-op threads of the learner process"""
+    algo: AlgoConfig = AlgoConfig()
+    model: ModelConfig = ModelConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def load_scenario(self) -> ScenarioConfig:
+        return load_scenario(self.scenario, self.env)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid experiment config {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {where}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def validate_experiment(data: Mapping[str, Any], source: str = "<mapping>") -> ExperimentConfig:
+    """Validate an experiment mapping and its scenario; ConfigError names the field otherwise."""
+    try:
+        exp = ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    exp.load_scenario()  # the scenario and its overrides are checked now, not in the env workers
+    return exp
+
+
+def load_experiment(path: str | Path, overrides: Sequence[str] = (), **fields: Any) -> ExperimentConfig:
+    """Read an experiment YAML, apply command-line overrides (``env.*`` go to the scenario) and ``fields``
+    (dotted keys, e.g. ``total_timesteps=1000``, ``**{"algo.name": "ppo"}``; None values are skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment config not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"experiment config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"experiment config {path} must hold a mapping, got {type(data).__name__}")
+    scenario_items = [item for item in overrides if item.startswith("env.")]
+    other = parse_overrides([item for item in overrides if not item.startswith("env.")])
+    env = data.get("env") or {}
+    if isinstance(env, dict):  # (anything else fails validation below, naming the field)
+        data["env"] = {**env, **_scenario_overrides(scenario_items)}
+    for key, value in {**other, **{k: v for k, v in fields.items() if v is not None}}.items():
+        _apply_override(data, key, value)
+    return validate_experiment(data, str(path))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Envs and evaluation
+
+
+def make_env(scenario: ScenarioConfig, exp: ExperimentConfig) -> Callable[[], gym.Env]:
+    """A thunk building one monitored env (picklable, for SubprocVecEnv)."""
+    masked = exp.algo.name == "maskable_ppo"
+
+    def thunk() -> gym.Env:
+        env = gym.make(
+            "LastMile-Dispatch-v0",
+            scenario=scenario,
+            defer=exp.defer,
+            reward="cost",
+            reward_scale=exp.reward_scale,
+            invalid_action="raise" if masked else "penalize",
+            invalid_action_penalty=exp.invalid_action_penalty,
+        )
+        return Monitor(env)
+
+    return thunk
+
+
+def make_vec_env(scenario: ScenarioConfig, exp: ExperimentConfig, seed: int) -> VecEnv:
+    """``n_envs`` envs (in subprocesses when more than one); rank i plays day ``seed + i`` first."""
+    thunks = [make_env(scenario, exp) for _ in range(exp.n_envs)]
+    vec_env: VecEnv = SubprocVecEnv(thunks) if exp.n_envs > 1 else DummyVecEnv(thunks)
+    vec_env.seed(seed)
+    return vec_env
+
+
+def evaluate(policy: Policy, world: World, seeds: Sequence[int]) -> dict[str, float]:
+    """Play one episode per seed; totals over the episodes (cost per delivered = total cost / deliveries)."""
+    totals = dict.fromkeys(("orders", "delivered", "on_time", "rejected", "cost"), 0.0)
+    for seed in seeds:
+        summary = run_episode(Simulator(world, seed), policy, seed).summary()
+        for key in totals:
+            totals[key] += summary[key]
+    return {
+        "cost_per_delivered": totals["cost"] / max(1.0, totals["delivered"]),
+        "cost_per_order": totals["cost"] / max(1.0, totals["orders"]),
+        "on_time_rate": totals["on_time"] / max(1.0, totals["delivered"] + totals["rejected"]),
+        "rejection_rate": totals["rejected"] / max(1.0, totals["orders"]),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], object]) -> None:
+    """Write through a temp file in the same folder, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with open(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _checkpoint_steps(ckpt_dir: Path) -> list[int]:
+    """Steps of the complete checkpoints (zip and JSON both there), ascending."""
+    steps = []
+    for meta in ckpt_dir.glob("step_*.json"):
+        if meta.with_suffix(".zip").is_file():
+            with contextlib.suppress(ValueError):
+                steps.append(int(meta.stem.removeprefix("step_")))
+    return sorted(steps)
+
+
+def save_checkpoint(model: BaseAlgorithm, run_dir: Path, state: dict[str, Any], keep: int) -> Path:
+    """``checkpoints/step_<N>.zip`` then its JSON (``state`` + num_timesteps); prune to the ``keep`` last."""
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    zip_path = ckpt_dir / f"step_{model.num_timesteps:010d}.zip"
+    _atomic_write(zip_path, model.save)
+    state = {**state, "num_timesteps": model.num_timesteps, "checkpoint": zip_path.name}
+    _atomic_write(zip_path.with_suffix(".json"), lambda f: f.write(json.dumps(state, indent=2).encode()))
+    for step in _checkpoint_steps(ckpt_dir)[:-keep]:
+        stale = ckpt_dir / f"step_{step:010d}"
+        stale.with_suffix(".json").unlink()  # the JSON first: a half-pruned checkpoint is incomplete
+        stale.with_suffix(".zip").unlink(missing_ok=True)
+    return zip_path
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest complete checkpoint of a run: its zip and its JSON state."""
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    steps = _checkpoint_steps(ckpt_dir) if ckpt_dir.is_dir() else []
+    if not steps:
+        return None
+    stem = ckpt_dir / f"step_{steps[-1]:010d}"
+    return stem.with_suffix(".zip"), json.loads(stem.with_suffix(".json").read_text())
+
+
+# --------------------------------------------------------------------------------------------------------
+# Callbacks
+
+
+def _tb_writer(logger: Logger) -> SummaryWriter:
+    """The SummaryWriter behind SB3's TensorBoard output (so ``charts/`` land at exact steps)."""
+    for fmt in logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            return fmt.writer
+    raise RuntimeError("the logger has no TensorBoard output")
+
+
+class EpisodeStatsCallback(BaseCallback):
+    """``charts/`` scalars from the final info of every finished episode."""
+
+    def _on_step(self) -> bool:
+        writer = _tb_writer(self.logger)
+        for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
+            if not done:
+                continue
+            orders = max(1, info["orders"])
+            step = self.num_timesteps
+            writer.add_scalar("charts/on_time_rate", info["on_time_rate"], step)
+            writer.add_scalar("charts/cost_per_order", info["cost"] / orders, step)
+            writer.add_scalar("charts/cost_per_delivered", info["cost"] / max(1, info["delivered"]), step)
+            writer.add_scalar("charts/rejection_rate", info["rejected"] / orders, step)
+            writer.add_scalar("charts/episode_cost", info["cost"], step)
+        return True
+
+
+class _EveryCallback(BaseCallback):
+    """Calls ``fire()`` each time ``num_timesteps`` crosses a multiple of ``every`` (0: never)."""
+
+    def __init__(self, every: int) -> None:
+        super().__init__()
+        self.every = every
+        self.last = 0
+
+    def _on_training_start(self) -> None:
+        self.last = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        if self.every and self.num_timesteps // self.every > self.last // self.every:
+            self.last = self.num_timesteps
+            self.fire()
+        return True
+
+    def fire(self) -> None:
+        raise NotImplementedError
+
+
+class EvalCallback(_EveryCallback):
+    """Evaluates the live network (deterministic, on the simulator) and the baseline on the same seeds."""
+
+    def __init__(self, exp: ExperimentConfig, world: World, echo: Callable[[str], None]) -> None:
+        super().__init__(exp.eval.every)
+        self.exp, self.world, self.echo = exp, world, echo
+        self._baseline: dict[str, float] | None = None  # deterministic: computed once
+
+    def fire(self) -> None:
+        started = time.perf_counter()
+        cfg = self.exp.eval
+        if self._baseline is None:
+            self._baseline = evaluate(make_heuristic(cfg.baseline), self.world, cfg.seeds)
+        learned = evaluate(LearnedPolicy(dispatch_net(self.model.policy)), self.world, cfg.seeds)
+        relative = learned["cost_per_delivered"] / self._baseline["cost_per_delivered"] - 1.0
+        seconds = time.perf_counter() - started
+        base = self._baseline
+        writer, step = _tb_writer(self.logger), self.num_timesteps
+        for who, metrics in (("learned", learned), (cfg.baseline, self._baseline)):
+            for key, value in metrics.items():
+                writer.add_scalar(f"eval/{who}_{key}", value, step)
+        writer.add_scalar("eval/relative_cost_per_delivered", relative, step)
+        writer.add_scalar("eval/seconds", seconds, step)
+        self.echo(
+            f"step {step:>9,} | eval on {len(cfg.seeds)} days: learned cost/delivered "
+            f"{learned['cost_per_delivered']:.2f}, on-time {learned['on_time_rate']:.1%}, "
+            f"rejected {learned['rejection_rate']:.1%} | {cfg.baseline} {base['cost_per_delivered']:.2f}, "
+            f"{base['on_time_rate']:.1%}, {base['rejection_rate']:.1%} | "
+            f"relative {relative:+.1%} | {seconds:.1f}s"
+        )
+
+
+class CheckpointCallback(_EveryCallback):
+    """Atomic checkpoints every ``checkpoint_every`` steps (see ``save_checkpoint``)."""
+
+    def __init__(self, exp: ExperimentConfig, run_dir: Path, wall_time_before: float) -> None:
+        super().__init__(exp.checkpoint_every)
+        self.exp, self.run_dir = exp, run_dir
+        self.wall_time_before = wall_time_before
+        self.started = time.time()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "config": self.exp.model_dump(mode="json"),
+            "wall_time_s": self.wall_time_before + time.time() - self.started,
+            "tensorboard_dir": str(self.run_dir.resolve()),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    def fire(self) -> None:
+        save_checkpoint(self.model, self.run_dir, self.state(), self.exp.keep_checkpoints)
+
+
+class ProgressBarCallback(BaseCallback):
+    """A tqdm bar over env steps (starting at the resumed step count)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        super().__init__()
+        self.total, self.enabled = total, enabled
+        self.bar: tqdm | None = None
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(
+            total=self.total,
+            initial=self.num_timesteps,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not self.enabled,
+        )
+
+    def _on_step(self) -> bool:
+        assert self.bar is not None
+        self.bar.update(self.num_timesteps - self.bar.n)
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Runs
+
+
+def _new_run_dir(runs_dir: Path, scenario: ScenarioConfig, exp: ExperimentConfig) -> Path:
+    name = f"{scenario.name}__{exp.algo.name}__{exp.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir, n = runs_dir / name, 1
+    while run_dir.exists():  # two runs started in the same second
+        n += 1
+        run_dir = runs_dir / f"{name}-{n}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def train(exp: ExperimentConfig, runs_dir: str | Path = "runs", progress: bool = True) -> Path:
+    """Train from scratch into a new run folder; returns it."""
+    scenario = exp.load_scenario()
+    run_dir = _new_run_dir(Path(runs_dir), scenario, exp)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
+
+    # Seeding: the libraries here; env rank i plays day seed + i first, then days drawn from its seeded
+    # generator; SB3's seed= below reseeds the same and the action space.
+    set_random_seed(exp.seed)  # python, numpy, torch
+    torch.set_num_threads(exp.torch_threads)
+
+    vec_env = make_vec_env(scenario, exp, exp.seed)
+    policy = MaskableDispatchPolicy if exp.algo.name == "maskable_ppo" else DispatchPolicy
+    model = ALGOS[exp.algo.name](
+        policy,
+        vec_env,
+        policy_kwargs={"features_extractor_kwargs": exp.model.model_dump()},
+        seed=exp.seed,
+        device="cpu",
+        verbose=0,
+        **exp.algo.sb3_kwargs(),
+    )
+    return _learn(model, exp, scenario, run_dir, wall_time_before=0.0, progress=progress)
+
+
+def resume(run_dir: str | Path, total_timesteps: int | None = None, progress: bool = True) -> Path:
+    """Continue a run from its newest complete checkpoint: same config (``total_timesteps`` may be raised),
+    step count and TensorBoard folder. The envs restart at fresh days (seeded ``seed + num_timesteps``);
+    the interrupted rollout is collected again."""
+    run_dir = Path(run_dir)
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise ConfigError(f"{run_dir}: no complete checkpoint to resume from")
+    zip_path, state = found
+    for tmp in (run_dir / CHECKPOINT_DIR).glob(".*.tmp"):  # left by a kill mid-checkpoint
+        tmp.unlink()
+    data = dict(state["config"])
+    if total_timesteps is not None:
+        data["total_timesteps"] = total_timesteps
+    exp = validate_experiment(data, str(zip_path.with_suffix(".json")))
+    scenario = exp.load_scenario()
+    torch.set_num_threads(exp.torch_threads)
+    reseed = exp.seed + int(state["num_timesteps"])
+    vec_env = make_vec_env(scenario, exp, reseed)
+    model = ALGOS[exp.algo.name].load(zip_path, env=vec_env, device="cpu")
+    model.set_random_seed(reseed)
+    wall_time = float(state["wall_time_s"])
+    return _learn(model, exp, scenario, run_dir, wall_time_before=wall_time, progress=progress)
+
+
+def _learn(
+    model: BaseAlgorithm,
+    exp: ExperimentConfig,
+    scenario: ScenarioConfig,
+    run_dir: Path,
+    wall_time_before: float,
+    progress: bool,
+) -> Path:
+    """The training loop shared by ``train`` and ``resume``: callbacks, learn, final checkpoint and zip."""
+    echo: Callable[[str], None] = tqdm.write if progress else print
+    model.set_logger(configure(str(run_dir), ["tensorboard"]))
+    start_step = model.num_timesteps
+    echo(
+        f"run {run_dir} | {exp.algo.name} on {scenario.name} | step {start_step:,} / {exp.total_timesteps:,}"
+    )
+    checkpoints = CheckpointCallback(exp, run_dir, wall_time_before)
+    callbacks = [EpisodeStatsCallback(), checkpoints, ProgressBarCallback(exp.total_timesteps, progress)]
+    if exp.eval.every:
+        callbacks.append(EvalCallback(exp, world_for(scenario), echo))
+    try:
+        if start_step < exp.total_timesteps:
+            model.learn(
+                total_timesteps=exp.total_timesteps - start_step,
+                callback=CallbackList(callbacks),
+                reset_num_timesteps=start_step == 0,
+                log_interval=1,
+            )
+        found = latest_checkpoint(run_dir)
+        if found is None or found[1]["num_timesteps"] != model.num_timesteps:
+            save_checkpoint(model, run_dir, checkpoints.state(), exp.keep_checkpoints)
+        _atomic_write(run_dir / "final.zip", model.save)
+    finally:
+        model.logger.close()
+        if model.env is not None:
+            model.env.close()
+    echo(f"run {run_dir} | done at step {model.num_timesteps:,}: {run_dir / 'final.zip'}")
+    return run_dir
