@@ -134,18 +134,32 @@ def mean_ci(values: Iterable[float], confidence: float = CONFIDENCE) -> Interval
 def resolve_policy(spec: str) -> Callable[[], Policy]:
     """A factory for the policy named by ``spec``, checked before any work and called in each worker.
 
-    Today a spec is a heuristic name (``HEURISTICS``). Trained policies (a checkpoint or ONNX path) plug in
-    here: return a picklable factory that loads the file. Until then a path fails with a clear message.
+    A spec is a heuristic name (``HEURISTICS``) or the path of a trained model zip (``train.py``'s
+    checkpoints and ``final.zip``), loaded as a ``LearnedPolicy`` in each worker.
     """
     if spec in HEURISTICS:
         return functools.partial(make_heuristic, spec)
     valid = ", ".join(HEURISTICS)
-    if os.sep in spec or Path(spec).suffix or Path(spec).exists():
+    path = Path(spec)
+    if path.suffix == ".zip":
+        if not path.is_file():
+            raise EvaluationError(f"policy {spec!r}: no such model file")
+        return functools.partial(_load_learned, str(path))
+    if os.sep in spec or path.suffix or path.exists():
         raise EvaluationError(
-            f"policy {spec!r} looks like a file: evaluating trained policies from checkpoint / ONNX files is "
-            f"not supported yet; valid policy names: {valid}"
+            f"policy {spec!r} looks like a file but is not a trained model zip; valid policy names: {valid}"
         )
-    raise EvaluationError(f"unknown policy {spec!r}; valid names: {valid}")
+    raise EvaluationError(f"unknown policy {spec!r}; valid names: {valid}, or a trained model .zip")
+
+
+def _load_learned(path: str) -> Policy:
+    """A trained policy for one worker process (one torch thread: workers already fill the cores)."""
+    import torch
+
+    from agents.learned.policy import LearnedPolicy
+
+    torch.set_num_threads(1)
+    return LearnedPolicy.load(path)
 
 
 def available_suites() -> list[str]:

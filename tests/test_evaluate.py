@@ -196,8 +196,10 @@ def test_real_hindsight_bound() -> None:
 def test_unknown_policy_lists_valid_names() -> None:
     with pytest.raises(EvaluationError, match=r"unknown policy 'nope'; valid names: .*insertion"):
         evaluate("small", ["insertion", "nope"], episodes=1, **QUIET)
-    with pytest.raises(EvaluationError, match=r"not supported yet; valid policy names: .*insertion"):
+    with pytest.raises(EvaluationError, match=r"not a trained model zip; valid policy names: .*insertion"):
         resolve_policy("runs/ppo/model.onnx")
+    with pytest.raises(EvaluationError, match="no such model file"):
+        resolve_policy("runs/ppo/missing.zip")
     with pytest.raises(EvaluationError, match="listed twice"):
         evaluate("small", ["insertion", "insertion"], episodes=1, **QUIET)
     with pytest.raises(EvaluationError, match="reference policy 'insertion' is not among"):
@@ -295,3 +297,13 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert cli.main(["evaluate", *argv, "--out", str(tmp_path)]) == 2
         assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing ran, nothing written
+
+
+def test_trained_model_zip_is_a_policy(tmp_path: Path) -> None:
+    from agents.learned.training import load_experiment, train
+
+    exp = load_experiment(REPO_ROOT / "configs" / "experiment" / "smoke.yaml", total_timesteps=128)
+    model = train(exp, tmp_path / "runs", progress=False) / "final.zip"
+    result = evaluate("small", ["insertion", str(model)], episodes=2, **QUIET)
+    rows = [r for r in result.rows if r["policy"] == str(model)]
+    assert len(rows) == 2 and all(r["delivered"] + r["rejected"] == r["orders"] for r in rows)
