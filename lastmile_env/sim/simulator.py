@@ -17,6 +17,7 @@ drive this class.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections.abc import Sequence
@@ -105,6 +106,42 @@ class Simulator:
         self.n_late = 0
         self.n_rejected = 0
         self.late_min_total = 0.0
+
+    @classmethod
+    def from_snapshot(
+        cls, world: World, now_min: float, orders: Sequence[Order], vehicles: Sequence[Vehicle], pending: int
+    ) -> Simulator:
+        """A simulator standing at a decision mid-shift, built from a live system's state.
+
+        ``orders`` are every order the plans refer to plus the one to decide (``orders[i].id == i``; the
+        pending one has status PENDING); ``vehicles`` carry their position, current stop, load and plan.
+        Nothing beyond the snapshot is known: no further order will arrive, and costs count from the snapshot
+        on (the vehicles are copied with zero committed distance and duty). The state is checked against
+        every simulator invariant; InvariantError names what is inconsistent.
+        """
+        from lastmile_env.sim.invariants import check_invariants
+
+        listed = list(orders)
+        if [o.id for o in listed] != list(range(len(listed))):
+            raise SimulationError("snapshot orders must have ids 0..n-1 in order")
+        if not 0 <= pending < len(listed) or listed[pending].status != OrderStatus.PENDING:
+            raise SimulationError(f"snapshot order {pending} is not a pending order")
+        sim = cls(world, 0, generator=lambda _world, _rng: listed)
+        sim._queue = []  # the snapshot's future is unknown
+        sim.now = now_min
+        # Costs count from the snapshot on: nothing committed before it is known.
+        sim.vehicles = [
+            dataclasses.replace(v, route=list(v.route), dist_km=0.0, duty_min=0.0) for v in vehicles
+        ]
+        sim._plans = [None] * len(sim.vehicles)
+        sim.n_arrived = len(listed)
+        sim.current = listed[pending]
+        for v in sim.vehicles:
+            if v.current is not None or v.returning:
+                sim._push(max(v.free_min, now_min), _VEHICLE, v.id)
+        sim.expected_cost = sum(sim.plan(v.id).cost for v in sim.vehicles)
+        check_invariants(sim)
+        return sim
 
     # ----------------------------------------------------------------------------------------- queries
     def plan_start(self, vehicle_id: int) -> tuple[float, int, int]:
