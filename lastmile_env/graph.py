@@ -225,9 +225,7 @@ def load_graph(path: str | Path) -> nx.DiGraph:
     if name.endswith(_GRAPHML_SUFFIXES):
         try:
             raw = nx.read_graphml(path, force_multigraph=True)
-        except (
-            Exception
-        ) as exc:  # ElementTree, networkx and value errors alike: the file is not usable GraphML
+        except Exception as exc:  # ElementTree, networkx and value errors alike: not usable GraphML
             raise GraphError(f"{path}: cannot read GraphML: {exc}") from exc
     elif name.endswith(_OSM_XML_SUFFIXES):
         raw = _read_osm_xml(path)
