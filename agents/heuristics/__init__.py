@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ HEURISTICS: dict[str, Callable[..., Policy]] = {
     "nearest": NearestPolicy,
     "least_loaded": LeastLoadedPolicy,
     "insertion": InsertionPolicy,
+    "insertion_always": functools.partial(InsertionPolicy, reject=False),
     "regret": RegretPolicy,
     "reopt": ReoptPolicy,
 }

@@ -78,9 +78,15 @@ class LeastLoadedPolicy:
 
 class InsertionPolicy:
     """The vehicle whose cheapest feasible insertion adds the least cost; reject when even that costs more
-    than the rejection penalty (or no vehicle can take the order)."""
+    than the rejection penalty (or no vehicle can take the order). With ``reject=False`` it never rejects
+    an order some vehicle can take (``insertion_always``)."""
 
     name = "insertion"
+
+    def __init__(self, reject: bool = True) -> None:
+        self.reject = reject
+        if not reject:
+            self.name = "insertion_always"
 
     def reset(self, seed: int | None = None) -> None:
         pass
@@ -90,7 +96,9 @@ class InsertionPolicy:
         if not options:
             return REJECT
         best = min(options, key=lambda v: (options[v].delta_cost, v))
-        return best if options[best].delta_cost <= sim.world.config.costs.reject_penalty else REJECT
+        if self.reject and options[best].delta_cost > sim.world.config.costs.reject_penalty:
+            return REJECT
+        return best
 
 
 class RegretPolicy:
