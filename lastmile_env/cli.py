@@ -81,6 +81,59 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run_train(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint's network to ONNX plus its manifest; fails unless onnxruntime matches torch."""
+    from pathlib import Path
+
+    from serving.export import ExportError, export_onnx
+    from serving.manifest import default_manifest_path
+
+    if not Path(args.checkpoint).is_file():
+        print(f"lastmile export: checkpoint not found: {args.checkpoint}", file=sys.stderr)
+        return 2
+    try:
+        manifest = export_onnx(args.checkpoint, args.out, args.manifest, tolerance=args.tolerance)
+    except (ExportError, ValueError) as exc:
+        print(f"lastmile export: {exc}", file=sys.stderr)
+        return 1
+    checks = manifest.verification
+    worst = max(
+        checks[name][key]
+        for name in ("random", "recorded")
+        for key in ("max_abs_diff_logits", "max_abs_diff_value")
+    )
+    print(
+        f"exported {args.checkpoint} -> {args.out} (opset {manifest.opset}, "
+        f"sha256 {manifest.model_sha256[:16]}); "
+        f"manifest {args.manifest or default_manifest_path(args.out)}; onnxruntime matches torch within "
+        f"{worst:.1e} on {checks['random']['observations']} random and {checks['recorded']['observations']} "
+        "recorded observations"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve an exported policy over HTTP until interrupted."""
+    from serving.app import serve
+    from serving.manifest import ManifestError
+
+    try:
+        serve(
+            args.model,
+            args.scenario,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            manifest=args.manifest,
+            max_body_bytes=args.max_body_bytes,
+            log_level=args.log_level,
+        )
+    except ManifestError as exc:
+        print(f"lastmile serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _not_yet(issue: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"lastmile {args.command}: not available yet (tracked in {issue})", file=sys.stderr)
@@ -117,11 +170,37 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train)
     train.set_defaults(func=cmd_train)
 
-    for name, issue in (
-        ("export", "the export and serving issue"),
-        ("serve", "the export and serving issue"),
-        ("bench", "the benchmark issue"),
-    ):
+    export = sub.add_parser(
+        "export", help="export a trained policy to ONNX + a JSON manifest, checked against torch"
+    )
+    export.add_argument("checkpoint", help="a training zip: runs/<run>/final.zip or checkpoints/step_<N>.zip")
+    export.add_argument("--out", default="policy.onnx", help="the ONNX file to write (default: policy.onnx)")
+    export.add_argument("--manifest", default=None, help="the manifest to write (default: <out>.json)")
+    export.add_argument(
+        "--tolerance", type=float, default=1e-5, help="largest |onnxruntime - torch| accepted (default: 1e-5)"
+    )
+    export.set_defaults(func=cmd_export)
+
+    serve = sub.add_parser("serve", help="serve an exported policy over HTTP (POST /v1/dispatch; see /docs)")
+    serve.add_argument("--model", required=True, help="the .onnx file written by lastmile export")
+    serve.add_argument("--manifest", default=None, help="its manifest (default: <model>.json)")
+    serve.add_argument("--scenario", default="default", help="the live system's scenario: name or YAML path")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)"
+    )
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="require 'Authorization: Bearer TOKEN' on /v1 (default: $LASTMILE_TOKEN; unset: no auth)",
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default: 1 MiB)"
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+
+    for name, issue in (("bench", "the benchmark issue"),):
         stub = sub.add_parser(name, help=f"(not available yet: {issue})")
         stub.set_defaults(func=_not_yet(issue))
     return parser

@@ -1,0 +1,256 @@
+"""``lastmile serve``: the dispatch policy behind a small FastAPI app (torch-free, see ``serving.runtime``).
+
+Endpoints: ``POST /v1/dispatch`` (a snapshot -> the decision), ``GET /v1/model`` (the manifest),
+``GET /v1/scenario`` (centers, fleet slots and defaults for building requests), ``GET /healthz``, and
+FastAPI's ``/openapi.json`` and ``/docs``. With a token (``--token`` or ``LASTMILE_TOKEN``) the ``/v1``
+endpoints need ``Authorization: Bearer <token>`` (401 otherwise); ``/healthz`` stays open for probes.
+
+Bodies over ``max_body_bytes`` get 413 before they are parsed. Every request problem is a 4xx whose
+``detail`` names the field (``loc`` / ``field``) and what is wrong (``msg``): pydantic's checks, the
+dispatcher's (``SnapshotError``) and the simulator's invariants (``InvariantError`` / ``SimulationError``)
+alike; nothing a client sends brings the server down. Every decision is logged as one JSON line (logger
+``lastmile.serving.decisions``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lastmile_env.sim.invariants import InvariantError
+from lastmile_env.sim.simulator import InfeasibleAssignment, SimulationError
+from serving.manifest import Manifest
+from serving.runtime import Dispatcher, SnapshotError, field_path
+from serving.schema import DispatchRequest, DispatchResponse, ErrorResponse, ScenarioInfo
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20  # a 20-vehicle snapshot is ~30 kB
+TOKEN_ENV = "LASTMILE_TOKEN"
+log = logging.getLogger("lastmile.serving")
+
+
+def _error(loc: Sequence[str | int], msg: str, kind: str = "value_error") -> JSONResponse:
+    """A 422 in the shape of FastAPI's validation errors, with the field spelled out."""
+    where = [p for p in loc if p != "body"]
+    item = {"loc": list(loc), "field": field_path(tuple(where)) or "body", "msg": msg, "type": kind}
+    return JSONResponse({"detail": [item]}, status_code=422)
+
+
+class _Unprocessable(Exception):
+    """Carries a ready 4xx response out of a route."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__()
+        self.response = response
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a body over ``max_bytes``, by its Content-Length or as it streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"request body exceeds {self.max_bytes} bytes"
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await JSONResponse({"detail": too_large}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:  # FastAPI passes HTTPExceptions from reading the body on
+                    raise HTTPException(status_code=413, detail=too_large)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(
+    dispatcher: Dispatcher, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> FastAPI:
+    """The FastAPI app serving one dispatcher (model + scenario); ``token`` enables bearer auth."""
+    app = FastAPI(
+        title="lastmile dispatch",
+        version=f"schema {dispatcher.manifest.schema_version}",
+        description=__doc__,
+        responses={422: {"model": ErrorResponse, "description": "the request does not fit together"}},
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    bearer = HTTPBearer(auto_error=False)
+
+    async def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+        if token is None:
+            return
+        if credentials is None or not secrets.compare_digest(
+            credentials.credentials.encode(), token.encode()
+        ):
+            raise HTTPException(
+                status_code=401,
+                detail="missing or invalid bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, which may be NaN and then fails to serialize.
+        items = [
+            {
+                "loc": list(e["loc"]),
+                "field": field_path(tuple(p for p in e["loc"] if p != "body")) or "body",
+                "msg": e["msg"],
+                "type": e["type"],
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": items}, status_code=422)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """Liveness and what is loaded (no auth)."""
+        return {
+            "status": "ok",
+            "scenario": dispatcher.config.name,
+            "model_sha256": dispatcher.manifest.model_sha256,
+            "schema_version": dispatcher.manifest.schema_version,
+        }
+
+    @app.get("/v1/model", dependencies=[Depends(authorize)])
+    async def model() -> Manifest:
+        """The model's manifest (observation layout, actions, hash, training run, export checks)."""
+        return dispatcher.manifest
+
+    @app.get("/v1/scenario", dependencies=[Depends(authorize)])
+    async def scenario() -> ScenarioInfo:
+        """Centers, fleet slots (the vehicle ids a request uses) and the defaults of the loaded scenario."""
+        return dispatcher.scenario_info()
+
+    @app.post(
+        "/v1/dispatch",
+        response_model=DispatchResponse,
+        dependencies=[Depends(authorize)],
+        responses={
+            401: {"description": "missing or invalid bearer token"},
+            413: {"description": "too large"},
+        },
+    )
+    async def dispatch(body: DispatchRequest, request: Request) -> Response:
+        """Decide the snapshot's new order: a vehicle (its new plan and the promised ETA) or reject.
+
+        The decision takes a few milliseconds of CPU, so it runs on the event loop: a thread pool would
+        only add hand-offs (the work holds the GIL). The response is serialized directly (its values come
+        from the simulator, there is nothing to validate again).
+        """
+        request_id = request.headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
+        try:
+            decision = dispatcher.decide(body, request_id)
+        except SnapshotError as exc:
+            raise _Unprocessable(_error(("body", *exc.loc), exc.msg)) from None
+        except (InvariantError, SimulationError, InfeasibleAssignment) as exc:
+            raise _Unprocessable(
+                _error(("body",), f"{type(exc).__name__}: {exc}", "snapshot_invariant")
+            ) from None
+        return Response(
+            decision.model_dump_json(), media_type="application/json", headers={"X-Request-ID": request_id}
+        )
+
+    @app.exception_handler(_Unprocessable)
+    async def unprocessable(request: Request, exc: _Unprocessable) -> JSONResponse:
+        return exc.response
+
+    return app
+
+
+def configure_logging(level: str = "info") -> None:
+    """Decision lines to stderr as bare JSON (one per line), the server's own messages with a prefix."""
+    decisions = logging.getLogger("lastmile.serving.decisions")
+    if not decisions.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        decisions.addHandler(handler)
+        decisions.propagate = False
+    logging.getLogger("lastmile.serving").setLevel(level.upper())
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
+
+
+def resolve_token(token: str | None) -> str | None:
+    """The bearer token: ``--token`` if given, else ``$LASTMILE_TOKEN``; None (or empty): no auth."""
+    return token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+
+
+def serve(
+    model: str | Path,
+    scenario: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    manifest: str | Path | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    log_level: str = "info",
+) -> None:
+    """Load the model for the scenario, warm it up and serve until interrupted (``lastmile serve``)."""
+    configure_logging(log_level)
+    token = resolve_token(token)
+    started = time.perf_counter()
+    dispatcher = Dispatcher(model, scenario, manifest)
+    dispatcher.warm_up()
+    log.info(
+        "model %s (sha256 %s) on scenario %s loaded in %.1fs; auth %s; listening on http://%s:%d",
+        model,
+        dispatcher.manifest.model_sha256[:12],
+        dispatcher.config.name,
+        time.perf_counter() - started,
+        "on" if token else "off",
+        host,
+        port,
+    )
+    app = create_app(dispatcher, token=token, max_body_bytes=max_body_bytes)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@contextlib.contextmanager
+def running(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free port of ``host``; yields the base URL, then stops
+    the server (for tests and benchmarks)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10.0
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10.0)
+        sock.close()

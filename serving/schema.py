@@ -1,0 +1,198 @@
+"""The dispatch API's JSON: a snapshot of the live system in, the decision out (pydantic models).
+
+Times are minutes since the start of the scenario's shift; places are node ids of the scenario's road graph
+(an address or a center); centers are named by their index (``GET /v1/scenario`` lists them with their
+nodes); vehicles by the id of their slot in the scenario's fleet (``v0`` .. ``v{V-1}``, listed there too).
+
+These models check each value on its own (types, finite numbers, ranges); ``serving.runtime.Dispatcher``
+checks how they fit together and with the scenario (unique ids, stops that refer to listed orders, known
+vehicles and nodes, capacities and loads, consistent plans), then the simulator checks its invariants.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Minutes = Annotated[float, Field(ge=0, allow_inf_nan=False, description="minutes since shift start")]
+NodeId = Annotated[int | str, Field(description="a node id of the scenario's road graph")]
+OrderId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StopIn(_Model):
+    """One planned visit: collect an order's parcel at its center (pickup) or deliver it (delivery)."""
+
+    order_id: OrderId
+    kind: Literal["pickup", "delivery"]
+
+
+class VehicleIn(_Model):
+    """A vehicle of the fleet and its state.
+
+    ``node`` is where the vehicle is free next: where it stands when idle, the stop it is driving to or
+    serving (``current_stop``), or its center when ``returning``; ``free_at_min`` is when it is free there
+    (required with a stop under way or when returning; an idle vehicle is free now). ``stops`` is the plan
+    after that, the part a decision may change. ``load`` is the size of the parcels on board now.
+    """
+
+    id: str = Field(min_length=1, max_length=64, description="fleet slot id: v0 .. v{V-1}")
+    type: str | None = Field(None, description="vehicle type; checked against the fleet slot's when given")
+    capacity: int = Field(gt=0, description="must equal the fleet slot's capacity")
+    node: NodeId
+    load: int = Field(ge=0)
+    stops: list[StopIn] = Field(default_factory=list, max_length=1000)
+    current_stop: StopIn | None = None
+    free_at_min: Minutes | None = None
+    returning: bool = Field(False, description="driving back to its center (node is then its center)")
+
+
+class OrderIn(_Model):
+    """An accepted order that a vehicle's plan (its stops or the stop under way) refers to."""
+
+    id: OrderId
+    center: int = Field(ge=0, description="index of its fulfillment center")
+    node: NodeId = Field(description="delivery address")
+    size: int = Field(gt=0)
+    ready_min: Minutes = Field(description="parcel ready for pickup")
+    earliest_min: Minutes = Field(description="delivery may not start before (window start)")
+    due_min: Minutes = Field(description="deadline or window end")
+    service_min: Minutes = Field(description="minutes at the door")
+    arrival_min: Minutes | None = Field(None, description="when it was ordered (informational)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OrderIn:
+        if self.due_min < self.earliest_min:
+            raise ValueError(f"due_min {self.due_min} is before earliest_min {self.earliest_min}")
+        return self
+
+
+class Window(_Model):
+    """A delivery window chosen by the customer."""
+
+    start_min: Minutes
+    end_min: Minutes
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end_min < self.start_min:
+            raise ValueError(f"end_min {self.end_min} is before start_min {self.start_min}")
+        return self
+
+
+class NewOrderIn(_Model):
+    """The order to decide: same-day (``deadline_min``) or in a ``window``, exactly one of them."""
+
+    id: OrderId = "new"
+    node: NodeId = Field(description="delivery address")
+    center: int | None = Field(None, ge=0, description="fulfillment center index (default: the nearest)")
+    size: int = Field(gt=0)
+    deadline_min: Minutes | None = None
+    window: Window | None = None
+    arrival_min: Minutes | None = Field(None, description="when it was ordered (default: now)")
+    ready_min: Minutes | None = Field(
+        None, description="parcel ready (default: arrival + the scenario's mean preparation time)"
+    )
+    service_min: Minutes | None = Field(None, description="minutes at the door (default: scenario mean)")
+
+    @model_validator(mode="after")
+    def _one_promise(self) -> NewOrderIn:
+        if (self.deadline_min is None) == (self.window is None):
+            raise ValueError("give exactly one of deadline_min (same-day) and window")
+        return self
+
+
+class Counters(_Model):
+    """The day so far; the observation's global features read them (default: the snapshot's orders only).
+
+    ``orders_arrived`` counts every order of the day, this one included; the others count settled orders.
+    """
+
+    orders_arrived: int = Field(ge=1)
+    on_time: int = Field(0, ge=0)
+    late: int = Field(0, ge=0)
+    rejected: int = Field(0, ge=0)
+
+
+class DispatchRequest(_Model):
+    """A decision point: the time, the fleet with its plans, the orders they refer to and the new order."""
+
+    now_min: Minutes
+    vehicles: list[VehicleIn] = Field(min_length=1, max_length=1000)
+    orders: list[OrderIn] = Field(default_factory=list, max_length=100_000)
+    new_order: NewOrderIn
+    counters: Counters | None = None
+
+
+class PlannedStop(BaseModel):
+    """A stop of the chosen vehicle's plan after the decision."""
+
+    order_id: str
+    kind: Literal["pickup", "delivery"]
+    node: int | str
+    planned_min: float | None = Field(description="planned service start (null: the stop under way)")
+    under_way: bool = False
+
+
+class DispatchResponse(BaseModel):
+    """The decision: the vehicle (or reject / defer), its new plan and the ETA promised to the customer."""
+
+    request_id: str
+    decision: Literal["assign", "reject", "defer"]
+    vehicle_id: str | None = None
+    eta_min: float | None = Field(None, description="promised delivery (service start at the door)")
+    stops: list[PlannedStop] = Field(
+        default_factory=list, description="the vehicle's plan, stop under way first"
+    )
+    decide_again_at_min: float | None = Field(None, description="defer: the dispatch tick to ask again at")
+    policy: Literal["learned", "insertion"]
+    fallback_reason: str | None = None
+    model_sha256: str
+    latency_ms: float = Field(description="time the server spent on the decision")
+
+
+class ErrorItem(BaseModel):
+    """One problem with a request: where (``loc``, ``field``) and what (``msg``)."""
+
+    loc: list[str | int]
+    field: str
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    detail: list[ErrorItem]
+
+
+class CenterInfo(BaseModel):
+    index: int
+    node: int | str
+
+
+class FleetSlot(BaseModel):
+    """One vehicle of the scenario's fleet: requests name it by ``id`` and must match its capacity."""
+
+    id: str
+    type: str
+    capacity: int
+    home_center: int
+
+
+class ScenarioInfo(BaseModel):
+    """``GET /v1/scenario``: what a client needs to build requests for the loaded scenario."""
+
+    name: str
+    schema_version: int
+    shift_start_hour: float
+    shift_end_min: float
+    centers: list[CenterInfo]
+    fleet: list[FleetSlot]
+    n_key_nodes: int = Field(description="nodes a request may name: the centers and the address nodes")
+    default_ready_after_min: float = Field(description="new order: ready this long after arrival by default")
+    default_service_min: float
+    dispatch_tick_min: float
+    max_defer_min: float

@@ -1,0 +1,356 @@
+"""The dispatch server over real HTTP (uvicorn on 127.0.0.1, a free port): auth, validation, size limit,
+fallback, health, manifest, decision logs, parity with the in-process policy, and a torch-free runtime."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from agents.base import DEFER, run_episode
+from agents.heuristics.rules import InsertionPolicy
+from agents.learned.policy import LearnedPolicy
+from lastmile_env.config import REPO_ROOT
+from lastmile_env.observations import DispatchObservation
+from lastmile_env.sim import Simulator
+from serving.app import TOKEN_ENV, create_app, resolve_token, running
+from serving.runtime import Dispatcher
+from serving.schema import DispatchRequest
+from serving.snapshot import apply_response, record_requests, snapshot_request
+from tests.test_export import export_smoke_model
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_BODY = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, policy.onnx), shared with test_export within a session."""
+    return export_smoke_model(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def dispatcher(model: tuple[Path, Path]) -> Dispatcher:
+    d = Dispatcher(model[1], "small")
+    d.warm_up()
+    return d
+
+
+@pytest.fixture(scope="module")
+def client(dispatcher: Dispatcher) -> Iterator[httpx.Client]:
+    """An HTTP client of a server running in a thread for this module, with auth on."""
+    app = create_app(dispatcher, token=TOKEN, max_body_bytes=MAX_BODY)
+    with running(app) as base_url, httpx.Client(base_url=base_url, headers=AUTH, timeout=10.0) as http:
+        yield http
+
+
+@pytest.fixture
+def request_body(dispatcher: Dispatcher) -> dict[str, Any]:
+    """A realistic snapshot: the 12th decision of a small episode (vehicles busy, plans with stops)."""
+    body = record_requests(Simulator(dispatcher.world, 3), InsertionPolicy(), limit=12)[-1]
+    assert body["orders"] and any(v["stops"] for v in body["vehicles"])
+    return body
+
+
+def test_health_is_open_and_names_the_model(client, dispatcher):
+    response = httpx.get(client.base_url.join("/healthz"))
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "scenario": "small",
+        "model_sha256": dispatcher.manifest.model_sha256,
+        "schema_version": 1,
+    }
+
+
+def test_model_endpoint_serves_the_manifest(client, model):
+    response = client.get("/v1/model")
+    assert response.status_code == 200
+    assert response.json() == json.loads(model[1].with_name("policy.onnx.json").read_text())
+
+
+def test_scenario_and_openapi(client):
+    info = client.get("/v1/scenario").json()
+    assert [v["id"] for v in info["fleet"]] == ["v0", "v1", "v2"] and info["centers"][0]["index"] == 0
+    schema = client.get("/openapi.json").json()
+    assert "/v1/dispatch" in schema["paths"] and "DispatchRequest" in schema["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}], ids=str
+)
+def test_auth_is_required_on_v1(client, request_body, headers):
+    with httpx.Client(base_url=client.base_url, headers=headers) as anonymous:
+        for response in (anonymous.get("/v1/model"), anonymous.post("/v1/dispatch", json=request_body)):
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_token_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, "from-env")
+    assert resolve_token(None) == "from-env" and resolve_token("flag") == "flag"
+    monkeypatch.setenv(TOKEN_ENV, "")
+    assert resolve_token(None) is None
+
+
+def test_decision_is_the_model_s_with_plan_eta_and_log(client, dispatcher, request_body, caplog):
+    caplog.set_level("INFO", logger="lastmile.serving.decisions")
+    response = client.post("/v1/dispatch", json=request_body, headers={"X-Request-ID": "req-42"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["request_id"] == "req-42" and response.headers["x-request-id"] == "req-42"
+    assert body["policy"] == "learned" and body["fallback_reason"] is None and body["decision"] == "assign"
+    in_process = dispatcher.decide(DispatchRequest.model_validate(request_body), log_decision=False)
+    assert body == {**in_process.model_dump(), "request_id": "req-42", "latency_ms": body["latency_ms"]}
+
+    # The plan and ETA are the simulator's: the same as applying the decision to the live simulator.
+    sim = Simulator(dispatcher.world, 3)
+    record_requests(sim, InsertionPolicy(), limit=11)
+    sim.advance()
+    assert snapshot_request(sim) == request_body
+    order = sim.current
+    vehicle = sim.vehicles[apply_response(sim, body)]
+    plan = ([vehicle.current] if vehicle.current else []) + vehicle.route
+    assert order is not None and body["eta_min"] == order.promised_eta_min
+    assert [(s["order_id"], s["kind"]) for s in body["stops"]] == [
+        (f"o{s.order}", "pickup" if s.kind == 0 else "delivery") for s in plan
+    ]
+
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "lastmile.serving.decisions"]
+    logged = next(line for line in lines if line["request_id"] == "req-42")
+    assert logged["vehicle"] == body["vehicle_id"] and logged["policy"] == "learned"
+    assert logged["latency_ms"] > 0 and logged["decision"] == "assign"
+
+
+def mutate(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy of ``body`` with the dotted ``path`` set (``vehicles.0.load``)."""
+    out = copy.deepcopy(body)
+    *parents, last = path.split(".")
+    node: Any = out
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[int(last) if last.isdigit() else last] = value
+    return out
+
+
+def busy_vehicle(body: dict[str, Any]) -> int:
+    return next(i for i, v in enumerate(body["vehicles"]) if v["stops"])
+
+
+def wrong_load(body: dict[str, Any]) -> dict[str, Any]:
+    """The load of a vehicle off by one from the parcels its plan says are on board."""
+    i = busy_vehicle(body)
+    load = body["vehicles"][i]["load"]
+    return mutate(
+        body, f"vehicles.{i}.load", load + 1 if load < body["vehicles"][i]["capacity"] else load - 1
+    )
+
+
+def without_promise(body: dict[str, Any]) -> dict[str, Any]:
+    new = {k: v for k, v in body["new_order"].items() if k not in ("deadline_min", "window")}
+    return {**body, "new_order": new}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (lambda b: mutate(b, "vehicles.0.id", "v99"), "vehicles[0].id", "unknown vehicle"),
+        (lambda b: mutate(b, "vehicles.1.id", "v0"), "vehicles[1].id", "listed twice"),
+        (lambda b: mutate(b, "vehicles.0.load", 11), "vehicles[0].load", "exceeds the capacity"),
+        (lambda b: mutate(b, "vehicles.0.capacity", 12), "vehicles[0].capacity", "capacity 10"),
+        (lambda b: mutate(b, "vehicles.0.type", "truck"), "vehicles[0].type", "'van'"),
+        (lambda b: mutate(b, "vehicles.0.node", 987654), "vehicles[0].node", "not on the scenario's graph"),
+        (lambda b: mutate(b, "new_order.node", "nowhere"), "new_order.node", "not on the scenario's graph"),
+        (lambda b: mutate(b, "new_order.center", 5), "new_order.center", "not a center"),
+        (lambda b: mutate(b, "now_min", -1.0), "now_min", "greater than or equal to 0"),
+        (lambda b: mutate(b, "new_order.size", "big"), "new_order.size", "integer"),
+        (lambda b: mutate(b, "vehicles.0.free_at_min", math.nan), "vehicles[0].free_at_min", "finite"),
+        (without_promise, "new_order", "exactly one of deadline_min"),
+        (
+            lambda b: mutate(b, f"vehicles.{busy_vehicle(b)}.stops.0.order_id", "ghost"),
+            "stops[0].order_id",
+            "unknown order 'ghost'",
+        ),
+        (wrong_load, "load", "the parcels on board"),
+        (
+            lambda b: {**b, "orders": [*b["orders"], {**b["orders"][0], "id": "lost"}]},
+            "orders[",
+            "no vehicle",
+        ),
+        (lambda b: mutate(b, "counters.orders_arrived", 1), "counters.orders_arrived", "fewer than"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_inconsistent_requests_get_422_naming_the_field(client, request_body, change, field, message):
+    response = client.post(
+        "/v1/dispatch",
+        content=json.dumps(change(request_body)),  # json.dumps writes NaN as the (non-standard) literal
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    problems = response.json()["detail"]
+    assert any(field in p["field"] and message in p["msg"] for p in problems), problems
+    assert client.get("/healthz").status_code == 200
+
+
+def test_simulator_invariant_errors_are_422_with_their_message(client, dispatcher):
+    """Two pickups of 6 on a van of 10: only the simulator's invariant check sees the overload."""
+    depot, address = dispatcher.node_id(0), dispatcher.node_id(int(dispatcher.world.addresses[0]))
+    order = {"center": 0, "node": address, "size": 6, "ready_min": 0, "earliest_min": 0, "due_min": 100}
+    orders = [{**order, "id": name, "service_min": 2} for name in ("a", "b")]
+    overloaded = [{"order_id": o, "kind": k} for k in ("pickup", "delivery") for o in ("a", "b")]
+    body = {
+        "now_min": 0,
+        "vehicles": [
+            {"id": f"v{i}", "capacity": 10, "node": depot, "load": 0, "stops": overloaded if i == 0 else []}
+            for i in range(3)
+        ],
+        "orders": orders,
+        "new_order": {"node": address, "size": 1, "deadline_min": 120},
+    }
+    response = client.post("/v1/dispatch", json=body)
+    assert response.status_code == 422
+    problem = response.json()["detail"][0]
+    assert "InvariantError" in problem["msg"] and "capacity 10" in problem["msg"]
+
+
+def test_malformed_json_is_422(client):
+    response = client.post("/v1/dispatch", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_bodies_over_the_limit_get_413(client, request_body):
+    padded = {**request_body, "orders": request_body["orders"] * 0}
+    big = json.dumps(padded).encode() + b" " * MAX_BODY
+    response = client.post("/v1/dispatch", content=big, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "exceeds" in response.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies as the body streams in
+        yield json.dumps(padded).encode()
+        for _ in range(MAX_BODY // 1024 + 1):
+            yield b" " * 1024
+
+    response = client.post("/v1/dispatch", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert client.get("/healthz").status_code == 200
+
+
+def test_fleet_not_served_by_the_model_falls_back_to_insertion(client, dispatcher, request_body):
+    """A vehicle left out of the request (with its orders): the insertion heuristic decides, and says so."""
+    dropped = request_body["vehicles"][2]
+    gone = {s["order_id"] for s in [*dropped["stops"], *filter(None, [dropped.get("current_stop")])]}
+    partial = {
+        **request_body,
+        "vehicles": request_body["vehicles"][:2],
+        "orders": [o for o in request_body["orders"] if o["id"] not in gone],
+    }
+    response = client.post("/v1/dispatch", json=partial)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["policy"] == "insertion"
+    assert "v2" in body["fallback_reason"] and "whole fleet" in body["fallback_reason"]
+    snap = dispatcher.snapshot(DispatchRequest.model_validate(partial))
+    expected = InsertionPolicy().act(snap.sim)
+    assert body["vehicle_id"] == (snap.vehicle_ids[expected] if expected >= 0 else None)
+
+
+def test_a_failing_model_falls_back_to_insertion(client, dispatcher, request_body, monkeypatch):
+    class Broken:
+        def run(self, *args: Any) -> None:
+            raise RuntimeError("no kernel for this input")
+
+    monkeypatch.setattr(dispatcher, "session", Broken())
+    body = client.post("/v1/dispatch", json=request_body).json()
+    assert body["policy"] == "insertion" and "model failed" in body["fallback_reason"]
+    assert "no kernel for this input" in body["fallback_reason"]
+
+
+def test_defer_answers_when_to_ask_again(dispatcher, request_body, monkeypatch):
+    """A network with the defer action: the order comes back at the next dispatch tick."""
+    monkeypatch.setattr(dispatcher, "_model_action", lambda sim: (DEFER, None))
+    response = dispatcher.decide(DispatchRequest.model_validate(request_body), log_decision=False)
+    tick = dispatcher.config.dispatch.tick_min
+    assert response.decision == "defer" and response.vehicle_id is None and response.stops == []
+    assert response.decide_again_at_min == (math.floor(request_body["now_min"] / tick) + 1) * tick
+
+
+def test_http_replay_makes_the_in_process_policy_s_decisions(client, dispatcher, model):
+    """A seeded small episode played through the server decides like ``LearnedPolicy`` in process.
+
+    At every decision point of the replay the server's decision equals ``LearnedPolicy.act`` on the same
+    state. The one exception is a tie between vehicles whose observations are identical (e.g. idle at the
+    same center): their logits are equal, but torch's CPU kernels return them a few 1e-10 apart, so the
+    in-process argmax picks by float noise, while onnxruntime returns exact ties and argmax the first. Tied
+    vehicles are interchangeable, so the whole episode played by the server and the one played by the
+    in-process policy (independently, same seed) end with the same outcome for every order.
+    """
+    torch.set_num_threads(1)
+    policy = LearnedPolicy.load(model[0])
+    encoder = DispatchObservation(dispatcher.world)
+    seed = 0
+    replay = Simulator(dispatcher.world, seed)
+    decisions = ties = 0
+    while replay.advance() is not None:
+        expected, logits = policy.act(replay), policy.logits(replay)
+        observed = encoder.encode(replay)
+        assert isinstance(observed, dict)
+        response = client.post("/v1/dispatch", json=snapshot_request(replay))
+        assert response.status_code == 200 and response.json()["policy"] == "learned"
+        decided = apply_response(replay, response.json())
+        decisions += 1
+        if decided != expected:  # only a tie between identical vehicles
+            ties += 1
+            assert decided >= 0 and expected >= 0, (decided, expected)
+            assert np.array_equal(observed["vehicles"][decided], observed["vehicles"][expected])
+            assert abs(float(logits[decided]) - float(logits[expected])) < 1e-6
+    assert decisions > 20 and ties <= decisions // 10
+
+    reference = run_episode(Simulator(dispatcher.world, seed), policy)
+    outcome = [(o.status, o.promised_eta_min, o.delivered_min) for o in replay.orders]
+    assert outcome == [(o.status, o.promised_eta_min, o.delivered_min) for o in reference.orders]
+    assert replay.summary()["cost"] == pytest.approx(reference.summary()["cost"], rel=1e-12)
+
+
+def test_default_scenario_parity_in_process(model):
+    """The dispatcher on ``default`` (20 vans, 2 centers): the first 60 decisions equal LearnedPolicy's."""
+    dispatcher = Dispatcher(model[1], "default")
+    policy = LearnedPolicy.load(model[0])
+    sim = Simulator(dispatcher.world, 1)
+    for _ in range(60):
+        assert sim.advance() is not None
+        expected = policy.act(sim)
+        response = dispatcher.decide(
+            DispatchRequest.model_validate(snapshot_request(sim)), log_decision=False
+        )
+        assert apply_response(sim, response.model_dump()) == expected
+
+
+def test_runtime_imports_neither_torch_nor_sb3(model):
+    """The runtime's whole import chain (and a decision) in a fresh interpreter: no torch, no SB3."""
+    script = (
+        "import sys\n"
+        "from serving.app import create_app\n"
+        "from serving.runtime import Dispatcher\n"
+        f"d = Dispatcher({str(model[1])!r}, 'small')\n"
+        "d.warm_up()\n"
+        "create_app(d)\n"
+        "heavy = ('torch', 'stable_baselines3', 'sb3_contrib')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "print('LOADED', bad)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
