@@ -22,8 +22,7 @@ from pathlib import Path
 
 from agents.evaluation import evaluate, evaluate_suite
 from agents.heuristics import HEURISTICS
-from lastmile_env.cli import _scenario_overrides
-from lastmile_env.config import ConfigError
+from lastmile_env.config import ConfigError, scenario_overrides
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -69,7 +68,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     )
     started = time.perf_counter()
     try:
-        overrides = _scenario_overrides(args.overrides)
+        overrides = scenario_overrides(args.overrides)
         if args.suite is not None:
             suite = evaluate_suite(
                 args.suite,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from lastmile_env.sim.simulator import Simulator
 
 REJECT = -1  # refuse the order (the rejection penalty is paid)
@@ -29,6 +31,19 @@ class Policy(Protocol):
         """The decision for ``sim.current``. May look at anything in ``sim``; changes nothing except through
         ``sim.prioritize`` (which pending order to decide first) and ``sim.replan`` (re-optimization)."""
         ...
+
+
+TIE_LOGIT = 1e-6  # network scores closer than this are a tie
+
+
+def decision_from_logits(logits: np.ndarray, n_vehicles: int) -> int:
+    """A network's decision from its masked logits (``V`` vehicles, reject, [defer]): the best action, ties
+    (identical vehicles score within float noise) to the lowest index, so that torch and the exported ONNX
+    model decide alike."""
+    action = int(np.flatnonzero(logits >= logits.max() - TIE_LOGIT)[0])
+    if action < n_vehicles:
+        return action
+    return REJECT if action == n_vehicles else DEFER
 
 
 def apply(sim: Simulator, decision: int) -> None:

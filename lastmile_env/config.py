@@ -233,7 +233,20 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
+def scenario_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Command-line overrides address the scenario as ``env.<field>=value`` (``env.fleet.size=30``)."""
+    out = {}
+    for key, value in parse_overrides(items).items():
+        if not key.startswith("env."):
+            raise ConfigError(
+                f"override {key!r}: scenario overrides start with 'env.' (e.g. env.fleet.size=30)"
+            )
+        out[key.removeprefix("env.")] = value
+    return out
+
+
+def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``value`` at the dotted path of a nested dict, creating sections on the way."""
     node: Any = data
     parts = dotted.split(".")
     for depth, part in enumerate(parts[:-1]):
@@ -295,7 +308,7 @@ def load_scenario(
         data.setdefault("name", path.stem)
         source = str(path)
     for key, value in (overrides or {}).items():
-        _apply_override(data, key, value)
+        apply_override(data, key, value)
     try:
         return ScenarioConfig.model_validate(data)
     except ValidationError as exc:

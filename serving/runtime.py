@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
-from agents.base import DEFER, REJECT
+from agents.base import DEFER, REJECT, decision_from_logits
 from agents.heuristics.rules import InsertionPolicy
 from lastmile_env.config import ScenarioConfig, load_scenario
 from lastmile_env.observations import DispatchObservation
@@ -228,7 +228,7 @@ class Dispatcher:
     def _model_action(self, sim: Simulator) -> tuple[int | None, str | None]:
         """The network's decision (vehicle index, REJECT or DEFER), or None and why it cannot be used.
 
-        The rule is ``LearnedPolicy.act``'s: the argmax of the masked logits.
+        The rule is ``LearnedPolicy.act``'s: ``decision_from_logits``.
         """
         feeds = self.observe(sim)
         try:
@@ -237,12 +237,11 @@ class Dispatcher:
             return None, f"model failed: {type(exc).__name__}: {exc}"
         if not np.all(np.isfinite(logits)):
             return None, "model returned non-finite logits"
-        action, n_vehicles = int(np.argmax(logits)), len(sim.vehicles)
+        decision = decision_from_logits(logits, len(sim.vehicles))
+        action = {REJECT: len(sim.vehicles), DEFER: len(sim.vehicles) + 1}.get(decision, decision)
         if not self.encoder.mask(sim)[action]:
             return None, f"model chose the masked action {action}"
-        if action < n_vehicles:
-            return action, None
-        return (REJECT if action == n_vehicles else DEFER), None
+        return decision, None
 
     def _apply(
         self,

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from agents.base import DEFER, REJECT
+from agents.base import decision_from_logits
 from agents.learned.model import DispatchNet
 from lastmile_env.observations import DispatchObservation
 from lastmile_env.sim.simulator import Simulator
@@ -54,10 +54,7 @@ class LearnedPolicy:
         pass
 
     def act(self, sim: Simulator) -> int:
-        action, n_vehicles = int(np.argmax(self.logits(sim))), len(sim.vehicles)
-        if action < n_vehicles:
-            return action
-        return REJECT if action == n_vehicles else DEFER
+        return decision_from_logits(self.logits(sim), len(sim.vehicles))
 
     def logits(self, sim: Simulator) -> np.ndarray:
         """The masked logits of the pending decision: ``V`` vehicles, reject, [defer]."""

@@ -47,8 +47,14 @@ from agents.base import Policy, run_episode
 from agents.heuristics import HEURISTICS, make_heuristic
 from agents.learned.model import DispatchPolicy, MaskableDispatchPolicy, dispatch_net
 from agents.learned.policy import LearnedPolicy
-from lastmile_env.cli import _scenario_overrides
-from lastmile_env.config import ConfigError, ScenarioConfig, _apply_override, load_scenario, parse_overrides
+from lastmile_env.config import (
+    ConfigError,
+    ScenarioConfig,
+    apply_override,
+    load_scenario,
+    parse_overrides,
+    scenario_overrides,
+)
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
 
@@ -197,9 +203,9 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = (), **fields: A
     other = parse_overrides([item for item in overrides if not item.startswith("env.")])
     env = data.get("env") or {}
     if isinstance(env, dict):  # (anything else fails validation below, naming the field)
-        data["env"] = {**env, **_scenario_overrides(scenario_items)}
+        data["env"] = {**env, **scenario_overrides(scenario_items)}
     for key, value in {**other, **{k: v for k, v in fields.items() if v is not None}}.items():
-        _apply_override(data, key, value)
+        apply_override(data, key, value)
     return validate_experiment(data, str(path))
 
 

@@ -1,0 +1,30 @@
+"""The ``lastmile`` command end to end: the main job and bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from lastmile_env.config import REPO_ROOT
+
+LASTMILE = [sys.executable, "-m", "lastmile_env.cli"]
+
+
+def test_demo_evaluates_the_shipped_model():
+    out = subprocess.run(
+        [*LASTMILE, "demo", "--scenario", "small", "--episodes", "2", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "SHIPPED model" in out.stdout and "model_default_300k.zip" in out.stdout
+    assert "`insertion`" in out.stdout and "`nearest`" in out.stdout
+
+
+def test_bad_override_exits_2_with_a_message():
+    out = subprocess.run(
+        [*LASTMILE, "demo", "fleet.size=3"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
+    )
+    assert out.returncode == 2 and "start with 'env.'" in out.stderr
