@@ -518,15 +518,8 @@ class Dispatcher:
         if current is not None:
             size = orders[current.order].size
             free_load += size if current.kind == StopKind.PICKUP else -size
-        return Vehicle(
-            id=vi,
-            type_name=spec.type_name,
-            capacity=spec.capacity,
-            speed_factor=spec.speed_factor,
-            cost_per_km=spec.cost_per_km,
-            cost_per_hour=spec.cost_per_hour,
-            home=spec.home,
-            shift_end_min=spec.shift_end_min,
+        return spec.vehicle(
+            vi,
             node=node,
             free_min=free_min,
             load=v.load,

@@ -10,6 +10,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -32,6 +33,20 @@ class VehicleSpec:
     cost_per_hour: float
     home: int  # key index of its center
     shift_end_min: float
+
+    def vehicle(self, vehicle_id: int, **state: Any) -> Vehicle:
+        """A vehicle of this spec in the given state (``node``, ``free_min``, ``load``, ``route``...)."""
+        return Vehicle(
+            id=vehicle_id,
+            type_name=self.type_name,
+            capacity=self.capacity,
+            speed_factor=self.speed_factor,
+            cost_per_km=self.cost_per_km,
+            cost_per_hour=self.cost_per_hour,
+            home=self.home,
+            shift_end_min=self.shift_end_min,
+            **state,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,20 +89,7 @@ class World:
 
     def make_vehicles(self) -> list[Vehicle]:
         """The fleet at the start of the shift: every vehicle idle at its center."""
-        return [
-            Vehicle(
-                id=i,
-                type_name=s.type_name,
-                capacity=s.capacity,
-                speed_factor=s.speed_factor,
-                cost_per_km=s.cost_per_km,
-                cost_per_hour=s.cost_per_hour,
-                home=s.home,
-                shift_end_min=s.shift_end_min,
-                node=s.home,
-            )
-            for i, s in enumerate(self.vehicles)
-        ]
+        return [spec.vehicle(i, node=spec.home) for i, spec in enumerate(self.vehicles)]
 
     def travel_arrival_min(self, src: int, dst: int, depart_min: float, speed_factor: float) -> float:
         """Arrival time of a leg between key nodes: free-flow matrix time, vehicle speed, congestion."""
