@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 ## demo: the main job
 demo: $(STAMP)
-	$(BIN)/lastmile demo --scenario default --seed 0
+	$(BIN)/lastmile demo --scenario default
 
 ## test: lint, type-check and the default test suite
 test: $(STAMP) lint
