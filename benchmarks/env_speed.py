@@ -12,6 +12,7 @@ import argparse
 import platform
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import gymnasium as gym
@@ -38,15 +39,15 @@ def steps_per_second(env: gym.Env, steps: int, seed: int, masked: bool) -> float
     return steps / (time.perf_counter() - started)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--scenarios", default="small,default,aguascalientes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/env_speed.md"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     cartpole = gym.make("CartPole-v1")
     cartpole.action_space.seed(0)
@@ -79,7 +80,8 @@ def main() -> None:
         f"--{k} {v}" for k, v in (("repeats", args.repeats), ("steps", args.steps))
     )
     args.out.write_text(f"# Env decision steps per second\n\nCommand: `{command}`\n\n{table}\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

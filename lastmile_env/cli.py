@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from lastmile_env.config import ConfigError, scenario_overrides
 
@@ -42,23 +42,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Run the repository's ``evaluate.py`` on the arguments after ``evaluate``: one implementation behind
-    ``python evaluate.py ...`` and ``lastmile evaluate ...``."""
+def _run_script(relative: str, argv: Sequence[str], prog: str) -> int:
+    """Run a repository script's ``main(argv, prog=...)``: one implementation behind ``python SCRIPT ...``
+    and its ``lastmile`` subcommand."""
     import importlib.util
 
     from lastmile_env.config import REPO_ROOT
 
-    script = REPO_ROOT / "evaluate.py"
-    spec = importlib.util.spec_from_file_location("lastmile_evaluate", script)
+    script = REPO_ROOT / relative
+    spec = importlib.util.spec_from_file_location(f"lastmile_{script.stem}", script)
     if not script.is_file() or spec is None or spec.loader is None:
-        print(
-            f"lastmile evaluate: {script} not found (run from a checkout of the repository)", file=sys.stderr
-        )
+        print(f"{prog}: {script} not found (run from a checkout of the repository)", file=sys.stderr)
         return 2
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return int(module.main(args.argv, prog="lastmile evaluate"))
+    return int(module.main(argv, prog=prog) or 0)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``python evaluate.py`` on the arguments after ``evaluate``."""
+    return _run_script("evaluate.py", args.argv, "lastmile evaluate")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``python benchmarks/env_speed.py`` on the arguments after ``bench``."""
+    return _run_script("benchmarks/env_speed.py", args.argv, "lastmile bench")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -121,14 +129,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_yet(issue: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"lastmile {args.command}: not available yet (tracked in {issue})", file=sys.stderr)
-        return 2
-
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lastmile", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,9 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 
-    for name, issue in (("bench", "the benchmark issue"),):
-        stub = sub.add_parser(name, help=f"(not available yet: {issue})")
-        stub.set_defaults(func=_not_yet(issue))
+    bench = sub.add_parser(
+        "bench",
+        help="env decision steps per second next to CartPole (python benchmarks/env_speed.py; see -h)",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    bench.add_argument("argv", nargs="*", help="the arguments of benchmarks/env_speed.py")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -28,3 +28,28 @@ def test_bad_override_exits_2_with_a_message():
         [*LASTMILE, "demo", "fleet.size=3"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
     )
     assert out.returncode == 2 and "start with 'env.'" in out.stderr
+
+
+def test_bench_prints_and_records_the_table(tmp_path):
+    out_file = tmp_path / "speed.md"
+    out = subprocess.run(
+        [
+            *LASTMILE,
+            "bench",
+            "--steps",
+            "50",
+            "--repeats",
+            "1",
+            "--scenarios",
+            "small",
+            "--out",
+            str(out_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "LastMile-Dispatch-v0 `small`" in out.stdout and "CartPole-v1" in out.stdout
+    assert "Command: `python benchmarks/env_speed.py" in out_file.read_text()
