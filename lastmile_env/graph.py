@@ -276,7 +276,9 @@ def _planar_road_graph(raw: nx.MultiGraph, path: Path) -> nx.DiGraph:
     km_per_deg = EARTH_RADIUS_KM * math.pi / 180.0
     kx = km_per_deg * math.cos(math.radians(float(lat.mean())))
     lon0, lat0 = float(lon.min()), float(lat.min())
-    g = nx.DiGraph(source=str(path))
+    # The projection is kept on the graph, so coordinates (e.g. an order log's) can be snapped onto it.
+    projection = {"lon0": lon0, "lat0": lat0, "km_per_deg_lon": kx, "km_per_deg_lat": km_per_deg}
+    g = nx.DiGraph(source=str(path), lonlat_projection=projection)
     for node, (x_deg, y_deg) in lon_lat.items():
         g.add_node(node, x=(x_deg - lon0) * kx, y=(y_deg - lat0) * km_per_deg)
     for u, v, data in raw.edges(data=True):

@@ -21,11 +21,10 @@ import dataclasses
 import heapq
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lastmile_env.generators import OrderGenerator, PoissonOrderGenerator
 from lastmile_env.sim.insertion import CheapestInsertion, Insertion, InsertionRule
 from lastmile_env.sim.plan import PlanEval, evaluate_plan
 from lastmile_env.sim.types import (
@@ -39,6 +38,9 @@ from lastmile_env.sim.types import (
     Vehicle,
 )
 from lastmile_env.sim.world import World
+
+if TYPE_CHECKING:
+    from lastmile_env.generators import OrderGenerator
 
 # Event kinds in the queue; at equal times vehicles move first, then parcels become ready, then orders arrive,
 # then deferred orders come back.
@@ -79,9 +81,11 @@ class Simulator:
         self.world = world
         self.insertion_rule: InsertionRule = insertion or CheapestInsertion()
         self.debug = debug
-        self.orders: list[Order] = (generator or PoissonOrderGenerator())(
-            world, np.random.default_rng(arrivals_seq)
-        )
+        if generator is None:  # imported here: generators imports the simulator's types
+            from lastmile_env.generators import PoissonOrderGenerator
+
+            generator = PoissonOrderGenerator()
+        self.orders: list[Order] = generator(world, np.random.default_rng(arrivals_seq))
         self.vehicles = world.make_vehicles()
         self.now = 0.0
         self.current: Order | None = None
