@@ -8,6 +8,7 @@ so a typo fails at load with the field's path instead of being silently ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_DIR = REPO_ROOT / "configs" / "scenario"
 MAPS_DIR = Path(__file__).resolve().parent / "data" / "maps"
+ORDER_LOGS_DIR = Path(__file__).resolve().parent / "data" / "order_logs"
 
 
 class ConfigError(ValueError):
@@ -123,8 +125,24 @@ class Peak(_Model):
         return self
 
 
+class OrderLogConfig(_Model):
+    """Replay a recorded order stream (CSV, schema in docs/order_log.md) instead of drawing Poisson orders."""
+
+    path: Path = Field(description="the CSV file (relative paths: repo root or lastmile_env/data/order_logs)")
+    resample: Literal["none", "bootstrap"] = "none"
+    volume: float = Field(1.0, gt=0, description="bootstrap: orders per episode as a share of the log's")
+    shift_start: datetime | None = Field(None, description="shift start (ISO) for logs with timestamps")
+
+    @model_validator(mode="after")
+    def _exists(self) -> OrderLogConfig:
+        if resolve_data_path(self.path, ORDER_LOGS_DIR) is None:
+            raise ValueError(f"order log not found: {self.path}")
+        return self
+
+
 class OrdersConfig(_Model):
-    """The order stream: a Poisson process with a time-varying rate, hotspots, sizes and service options."""
+    """The order stream: a Poisson process with a time-varying rate, hotspots, sizes and service options
+    (or, with ``log``, a replayed order log: the Poisson fields then only give defaults)."""
 
     rate_per_hour: float = Field(40.0, gt=0, description="base arrival rate outside peaks")
     peaks: list[Peak] = Field(default_factory=list)
@@ -142,6 +160,7 @@ class OrdersConfig(_Model):
     window_lead_min: Range = Range(low=60, high=240)
     window_width_min: float = Field(60.0, gt=0)
     deadline_min: float = Field(180.0, gt=0, description="same-day: due this long after the order arrives")
+    log: OrderLogConfig | None = None
 
 
 class VehicleType(_Model):
@@ -209,12 +228,17 @@ class ScenarioConfig(_Model):
         return self
 
 
-def resolve_map_path(path: Path) -> Path | None:
-    """Find a map file as given, relative to the repo root, or in the shipped maps directory."""
-    for candidate in (path, REPO_ROOT / path, MAPS_DIR / path):
+def resolve_data_path(path: Path, shipped_dir: Path) -> Path | None:
+    """Find a data file as given, relative to the repo root, or in a shipped data directory."""
+    for candidate in (path, REPO_ROOT / path, shipped_dir / path):
         if candidate.is_file():
             return candidate
     return None
+
+
+def resolve_map_path(path: Path) -> Path | None:
+    """Find a map file as given, relative to the repo root, or in the shipped maps directory."""
+    return resolve_data_path(path, MAPS_DIR)
 
 
 def available_scenarios() -> list[str]:

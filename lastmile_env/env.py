@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from lastmile_env.config import ScenarioConfig, load_scenario
+from lastmile_env.generators import default_generator
 from lastmile_env.observations import DispatchObservation
 from lastmile_env.rewards import RewardFn, make_reward
 from lastmile_env.sim.insertion import InsertionRule
@@ -100,6 +101,7 @@ class DispatchEnv(gym.Env):
             )
         self.config = load_scenario(scenario, overrides)
         self.world: World = world_for(self.config)
+        self.generator = default_generator(self.world)  # an order log is read and checked here, once
         self.encoder = DispatchObservation(self.world, flat=observation == "flat", defer=defer)
         self.observation_space = self.encoder.space
         self.action_space = gym.spaces.Discrete(self.encoder.n_actions)
@@ -127,7 +129,9 @@ class DispatchEnv(gym.Env):
         # reset(seed=s) plays day s, the same day as Simulator(world, s) in evaluation; later resets
         # without a seed draw the next day from the env's seeded generator.
         episode_seed = seed if seed is not None else int(self.np_random.integers(2**63 - 1))
-        self.sim = Simulator(self.world, episode_seed, insertion=self.insertion, debug=self.debug)
+        self.sim = Simulator(
+            self.world, episode_seed, generator=self.generator, insertion=self.insertion, debug=self.debug
+        )
         self.sim.advance()
         return self.encoder.encode(self.sim), self._info()
 

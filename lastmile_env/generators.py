@@ -7,13 +7,18 @@ arrive: comparisons of policies over the same seeds are exactly paired.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lastmile_env.config import OrdersConfig
+from lastmile_env.config import ORDER_LOGS_DIR, ConfigError, OrdersConfig, resolve_data_path
 from lastmile_env.sim.types import Order, ServiceOption
 from lastmile_env.sim.world import World
+
+if TYPE_CHECKING:
+    from lastmile_env.order_log import OrderLog
 
 OrderGenerator = Callable[[World, np.random.Generator], list[Order]]
 
@@ -44,6 +49,29 @@ def poisson_arrivals(cfg: OrdersConfig, shift_start_hour: float, rng: np.random.
 
 
 DUE_MARGIN_MIN = 30.0
+
+
+def default_generator(world: World) -> OrderGenerator:
+    """The scenario's order stream: its order log when ``orders.log`` is set, else Poisson arrivals."""
+    log = world.config.orders.log
+    if log is None:
+        return PoissonOrderGenerator()
+    from lastmile_env.order_log import OrderLogGenerator  # imported here: order_log imports this module
+
+    return OrderLogGenerator(_parsed_log(world), log.resample, log.volume)
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_log(world: World) -> OrderLog:
+    """The scenario's order log, read and checked once per world."""
+    from lastmile_env.order_log import OrderLog
+
+    cfg = world.config.orders.log
+    assert cfg is not None
+    path = resolve_data_path(cfg.path, ORDER_LOGS_DIR)
+    if path is None:
+        raise ConfigError(f"orders.log.path: order log not found: {cfg.path}")
+    return OrderLog.from_csv(path, world, shift_start=cfg.shift_start)
 
 
 class PoissonOrderGenerator:

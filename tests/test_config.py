@@ -75,3 +75,30 @@ def test_bad_overrides():
         parse_overrides(["fleet.size"])
     with pytest.raises(ConfigError, match="is a value, not a section"):
         load_scenario("small", {"fleet.size.x": 3})
+
+
+def test_order_log_scenario_replays_the_log():
+    import gymnasium as gym
+    import numpy as np
+
+    import lastmile_env  # noqa: F401
+
+    env = gym.make("LastMile-Dispatch-v0", scenario="small_replay")
+    days = []
+    for seed in (0, 1):
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(int(np.flatnonzero(obs["action_mask"])[0]))
+            done = terminated or truncated
+        sim = env.unwrapped.sim
+        days.append([(o.arrival_min, o.loc) for o in sim.orders])
+        assert info["orders"] == len(sim.orders) == 30  # bootstrap at volume 1: the log's size
+    assert days[0] != days[1]  # bootstrap draws a new day per seed
+
+
+def test_order_log_config_errors():
+    with pytest.raises(ConfigError, match=r"orders.log.*order log not found: nope.csv"):
+        load_scenario("small", {"orders.log": {"path": "nope.csv"}})
+    with pytest.raises(ConfigError, match=r"orders\.log\.resample"):
+        load_scenario("small", {"orders.log": {"path": "small_day.csv", "resample": "shuffle"}})

@@ -82,9 +82,9 @@ class Simulator:
         self.insertion_rule: InsertionRule = insertion or CheapestInsertion()
         self.debug = debug
         if generator is None:  # imported here: generators imports the simulator's types
-            from lastmile_env.generators import PoissonOrderGenerator
+            from lastmile_env.generators import default_generator
 
-            generator = PoissonOrderGenerator()
+            generator = default_generator(world)
         self.orders: list[Order] = generator(world, np.random.default_rng(arrivals_seq))
         self.vehicles = world.make_vehicles()
         self.now = 0.0
