@@ -1,7 +1,7 @@
 """Start-up cost of a city-sized scenario: build a ~10,000-node road graph, precompute the travel matrix over
 the centers and address nodes (never all pairs), and start an episode; wall time and peak memory.
 
-    python benchmarks/city_scale.py [--nodes 10000] [--addresses 1000] [--out benchmarks/results/city_scale.md]
+    python benchmarks/city_scale.py [--nodes 10000] [--addresses 1000] [--map PATH] [--out FILE]
 
 Each measurement runs in a fresh process with an empty matrix cache (the cold start a user sees first),
 then once more with the cache filled. The graph is the synthetic clustered city (no OpenStreetMap extract
