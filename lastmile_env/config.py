@@ -45,7 +45,7 @@ class Range(_Model):
 class GraphConfig(_Model):
     """The road graph: a synthetic generator or a GraphML / OSM file, plus speeds and congestion."""
 
-    kind: Literal["grid", "geometric", "clustered", "file"] = "grid"
+    kind: Literal["grid", "geometric", "clustered", "file", "solomon"] = "grid"
     rows: int = Field(10, ge=2, description="grid: rows of intersections")
     cols: int = Field(10, ge=2, description="grid: columns of intersections")
     spacing_m: float = Field(250.0, gt=0, description="grid: block length in metres")
@@ -54,7 +54,9 @@ class GraphConfig(_Model):
     n_centres: int = Field(3, ge=1, description="clustered: number of dense centres")
     area_km: float = Field(6.0, gt=0, description="geometric / clustered: side of the square area")
     path: Path | None = Field(
-        None, description="file: GraphML or OSM file (relative paths: repo root or maps dir)"
+        None,
+        description="file: GraphML or OSM file (relative paths: repo root or maps dir); "
+        "solomon: a Solomon instance file or a shipped name (C101)",
     )
     default_speed_kmh: float = Field(30.0, gt=0)
     speed_kmh_by_highway: dict[str, float] = Field(
@@ -96,6 +98,8 @@ class GraphConfig(_Model):
 
     @model_validator(mode="after")
     def _file_has_path(self) -> GraphConfig:
+        if self.kind == "solomon" and self.path is None:
+            raise ValueError("kind 'solomon' needs 'path' (an instance file or a shipped name such as C101)")
         if self.kind == "file":
             if self.path is None:
                 raise ValueError("kind 'file' needs 'path'")

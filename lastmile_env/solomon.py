@@ -43,7 +43,7 @@ from lastmile_env.config import (
     VehicleType,
 )
 from lastmile_env.sim.types import Order, ServiceOption
-from lastmile_env.sim.world import VehicleSpec, World
+from lastmile_env.sim.world import World, build_world
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "solomon"
 BKS_FILE = DATA_DIR / "solomon_bks.csv"
@@ -301,15 +301,14 @@ def scenario_config(
     """A scenario describing the instance's world: clock from 0, depot = node 0, the instance's fleet at one
     cost unit per distance unit and no driver-time cost, no loading time, no congestion.
 
-    Its ``graph`` section is a placeholder: ``build_world`` / ``world_for`` cannot build this world from it;
-    use :func:`build_solomon_world`.
+    Its graph is the instance itself (``kind: solomon``), so ``build_world`` / ``world_for`` build it.
     """
     horizon = inst.horizon
     return ScenarioConfig(
         name=f"solomon-{inst.name}",
         description=f"Solomon instance {inst.name} (complete Euclidean graph, 1 min per distance unit)",
         shift_start_hour=0.0,
-        graph=GraphConfig(default_speed_kmh=SPEED_KMH),
+        graph=GraphConfig(kind="solomon", path=Path(inst.name)),
         depots=DepotsConfig(nodes=[0]),
         orders=OrdersConfig(last_arrival_min=horizon, n_hotspots=0, pickup_service_min=0.0),
         fleet=FleetConfig(
@@ -322,41 +321,10 @@ def scenario_config(
 
 
 def build_solomon_world(inst: SolomonInstance, config: ScenarioConfig | None = None) -> World:
-    """The instance as a simulator :class:`World`: key 0 the depot, key ``i`` customer ``i``; travel time in
-    minutes and distance in km both equal the Euclidean distance (up to the 0.1 m edge floor)."""
-    cfg = config or scenario_config(inst)
-    graph = euclidean_graph(inst)
-    keys = list(range(len(inst.xy)))
-    matrix = roads.build_travel_matrix(graph, keys)
-    congestion = roads.CongestionProfile.flat()
-    n = len(keys)
-    spec = VehicleSpec(
-        type_name="solomon",
-        capacity=inst.capacity,
-        speed_factor=1.0,
-        cost_per_km=cfg.fleet.types[0].cost_per_km,
-        cost_per_hour=cfg.fleet.types[0].cost_per_hour,
-        home=0,
-        shift_end_min=cfg.fleet.shift_end_min,
-    )
-    return World(
-        config=cfg,
-        graph=graph,
-        matrix=matrix,
-        congestion=congestion,
-        n_depots=1,
-        addresses=np.arange(1, n),
-        address_weights=np.full((1, n - 1), 1.0 / (n - 1)),
-        nearest_depot=np.zeros(n, dtype=np.int64),
-        xy_km=inst.xy.astype(float),
-        vehicles=(spec,) * inst.n_vehicles,
-        time_min=matrix.time_min.tolist(),
-        dist_km=matrix.dist_km.tolist(),
-        time_arr=np.ascontiguousarray(matrix.time_min, dtype=np.float64),
-        dist_arr=np.ascontiguousarray(matrix.dist_km, dtype=np.float64),
-        mults=np.array(congestion.multipliers, dtype=np.float64),
-        late_costs=(cfg.costs.late_fixed, cfg.costs.late_per_min),
-    )
+    """The instance as a simulator :class:`World` (``build_world`` of its scenario): key 0 the depot, key
+    ``i`` customer ``i``; travel time in minutes and distance in km both equal the Euclidean distance (up to
+    the 0.1 m edge floor)."""
+    return build_world(config or scenario_config(inst))
 
 
 class SolomonOrderGenerator:

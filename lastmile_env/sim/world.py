@@ -105,6 +105,11 @@ def _build_graph(cfg: ScenarioConfig, rng: np.random.Generator) -> nx.DiGraph:
         graph = roads.random_geometric_graph(g.n_nodes, g.area_km, rng)
     elif g.kind == "clustered":
         graph = roads.clustered_city_graph(g.n_nodes, g.n_centres, g.area_km, rng)
+    elif g.kind == "solomon":  # the instance's complete Euclidean graph, speeds included
+        from lastmile_env.solomon import euclidean_graph, load_instance  # solomon builds on this module
+
+        assert g.path is not None  # checked by the config
+        return euclidean_graph(load_instance(g.path))
     else:
         assert g.path is not None  # checked by the config
         path = resolve_map_path(g.path)
