@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import networkx as nx
@@ -490,3 +491,18 @@ def test_bad_profiles_raise(mult: tuple[float, ...]) -> None:
     with pytest.raises(GraphError):
         CongestionProfile(mult)
     assert issubclass(GraphError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("name", "min_nodes"), [("West-Oakland.osm.bz2", 20), ("aguascalientes.osm.bz2", 700)]
+)
+def test_osm_xml_extracts_load_with_osmnx(name, min_nodes):
+    pytest.importorskip("osmnx")
+    g = roads.load_graph(MAPS_DIR / name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = roads.largest_strongly_connected(g)
+    assert g.number_of_nodes() >= min_nodes
+    drivable = roads.DRIVABLE_HIGHWAYS
+    assert all(d["length_m"] > 0 and d["highway"] in drivable for _, _, d in g.edges(data=True))
+    assert "lonlat_projection" in g.graph
