@@ -78,6 +78,10 @@ class GraphConfig(_Model):
     n_addresses: int | None = Field(
         None, ge=1, description="address nodes sampled from the graph (None: all)"
     )
+    address_coords: list[tuple[float, float]] | None = Field(
+        None, description="real maps: addresses as (latitude, longitude), snapped to the nearest intersection"
+    )
+    max_snap_km: float = Field(0.5, gt=0, description="an address farther than this from the map is an error")
 
     @field_validator("speed_kmh_by_highway")
     @classmethod

@@ -102,3 +102,21 @@ def test_order_log_config_errors():
         load_scenario("small", {"orders.log": {"path": "nope.csv"}})
     with pytest.raises(ConfigError, match=r"orders\.log\.resample"):
         load_scenario("small", {"orders.log": {"path": "small_day.csv", "resample": "shuffle"}})
+
+
+def test_addresses_snapped_from_coordinates():
+    world = build_world(load_scenario("aguascalientes"))
+    proj = world.graph.graph["lonlat_projection"]
+    picks = [int(k) for k in world.addresses[[3, 50, 200]]]
+    coords = []
+    for k in picks:  # the key nodes' own latitude/longitude, nudged by ~0.1 m
+        x, y = world.xy_km[k]
+        coords.append(
+            (proj["lat0"] + y / proj["km_per_deg_lat"] + 1e-6, proj["lon0"] + x / proj["km_per_deg_lon"])
+        )
+    snapped = build_world(load_scenario("aguascalientes", {"graph.address_coords": coords}))
+    assert [snapped.matrix.nodes[k] for k in snapped.addresses] == [world.matrix.nodes[k] for k in picks]
+    with pytest.raises(ConfigError, match=r"address_coords\[0\].*km from the nearest"):
+        build_world(load_scenario("aguascalientes", {"graph.address_coords": [(0.0, 0.0)]}))
+    with pytest.raises(ConfigError, match="needs a real map"):
+        build_world(load_scenario("small", {"graph.address_coords": coords}))

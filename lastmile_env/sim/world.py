@@ -15,6 +15,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 from scipy.cluster.vq import kmeans2
+from scipy.spatial import KDTree
 
 from lastmile_env import graph as roads
 from lastmile_env import kernels
@@ -183,6 +184,33 @@ def _fleet(cfg: ScenarioConfig, n_depots: int) -> tuple[VehicleSpec, ...]:
     return tuple(specs)
 
 
+def _snap_addresses(cfg: ScenarioConfig, graph: nx.DiGraph, nodes: list, xy: np.ndarray, depots: set) -> list:
+    """The intersections nearest to ``graph.address_coords`` (lat, lon), in order, without repeats."""
+    projection = graph.graph.get("lonlat_projection")
+    if projection is None:
+        raise ConfigError(
+            "graph.address_coords: needs a real map (latitude/longitude); this graph is synthetic"
+        )
+    assert cfg.graph.address_coords is not None
+    lat_lon = np.array(cfg.graph.address_coords, dtype=float)
+    points = np.column_stack(
+        [
+            (lat_lon[:, 1] - projection["lon0"]) * projection["km_per_deg_lon"],
+            (lat_lon[:, 0] - projection["lat0"]) * projection["km_per_deg_lat"],
+        ]
+    )
+    candidates = [i for i, n in enumerate(nodes) if n not in depots]
+    dist_km, nearest = KDTree(xy[candidates]).query(points)
+    far = np.flatnonzero(dist_km > cfg.graph.max_snap_km)
+    if far.size:
+        k = int(far[0])
+        raise ConfigError(
+            f"graph.address_coords[{k}]: {tuple(lat_lon[k])} is {dist_km[k]:.2f} km from the nearest "
+            f"intersection (max_snap_km {cfg.graph.max_snap_km})"
+        )
+    return [nodes[candidates[i]] for i in dict.fromkeys(int(j) for j in nearest)]
+
+
 def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
     """Build the world of a scenario (deterministic in ``cfg.layout_seed``)."""
     graph_seq, place_seq = np.random.SeedSequence(cfg.layout_seed).spawn(2)
@@ -194,7 +222,9 @@ def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
     depot_set = set(depots)
     others = [n for n in nodes if n not in depot_set]
     n_addr = cfg.graph.n_addresses
-    if n_addr is not None:
+    if cfg.graph.address_coords is not None:
+        others = _snap_addresses(cfg, graph, nodes, xy_all, depot_set)
+    elif n_addr is not None:
         if n_addr > len(others):
             raise ConfigError(f"graph.n_addresses: {n_addr} is more than the {len(others)} non-center nodes")
         others = [others[i] for i in sorted(rng.choice(len(others), size=n_addr, replace=False))]
