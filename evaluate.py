@@ -68,34 +68,22 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     )
     started = time.perf_counter()
     try:
-        overrides = scenario_overrides(args.overrides)
+        common = {
+            "episodes": args.episodes,
+            "seed": args.seed,
+            "workers": args.workers,
+            "reference": reference,
+            "hindsight_time_limit_s": args.hindsight_time_limit,
+            "overrides": scenario_overrides(args.overrides),
+            "progress": not args.no_progress,
+        }
         if args.suite is not None:
-            suite = evaluate_suite(
-                args.suite,
-                policies,
-                episodes=args.episodes,
-                seed=args.seed,
-                workers=args.workers,
-                reference=reference,
-                hindsight_time_limit_s=args.hindsight_time_limit,
-                overrides=overrides,
-                progress=not args.no_progress,
-            )
+            suite = evaluate_suite(args.suite, policies, **common)
             out = args.out or Path("runs/eval") / suite.suite.name
             suite.write(out)
             report = suite.markdown() + "\n" + "\n".join(r.markdown(heading="###") for r in suite.results)
         else:
-            result = evaluate(
-                args.scenario,
-                policies,
-                episodes=args.episodes,
-                seed=args.seed,
-                workers=args.workers,
-                reference=reference,
-                hindsight_time_limit_s=args.hindsight_time_limit,
-                overrides=overrides,
-                progress=not args.no_progress,
-            )
+            result = evaluate(args.scenario, policies, **common)
             out = args.out or Path("runs/eval") / result.scenario
             result.write(out)
             report = result.markdown()
