@@ -155,39 +155,31 @@ def _dispatch_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-class MaskableDispatchPolicy(MaskableActorCriticPolicy):
+class _DispatchHeads:
+    """Shared by both dispatch policies: ``DispatchNet`` as the features extractor, identity heads."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(observation_space, action_space, lr_schedule, **_dispatch_defaults(kwargs))  # type: ignore[call-arg]
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        _build_identity_heads(self, lr_schedule)  # type: ignore[arg-type]
+
+
+class MaskableDispatchPolicy(_DispatchHeads, MaskableActorCriticPolicy):
     """``DispatchNet`` as an sb3-contrib ``MaskableActorCriticPolicy`` (for ``MaskablePPO``).
 
     ``policy_kwargs=dict(features_extractor_kwargs=dict(hidden=64))`` sets the width.
     """
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        lr_schedule: Schedule,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(observation_space, action_space, lr_schedule, **_dispatch_defaults(kwargs))
 
-    def _build(self, lr_schedule: Schedule) -> None:
-        _build_identity_heads(self, lr_schedule)
-
-
-class DispatchPolicy(ActorCriticPolicy):
+class DispatchPolicy(_DispatchHeads, ActorCriticPolicy):
     """``DispatchNet`` as an SB3 ``ActorCriticPolicy`` (for ``PPO`` / ``A2C``); masking comes from the obs."""
-
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        lr_schedule: Schedule,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(observation_space, action_space, lr_schedule, **_dispatch_defaults(kwargs))
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        _build_identity_heads(self, lr_schedule)
 
 
 def dispatch_net(policy: BasePolicy) -> DispatchNet:
