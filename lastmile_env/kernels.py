@@ -133,8 +133,8 @@ def _priced(
 
     Resumes from the old plan's state after ``i`` stops and ends early once the new schedule rejoins the old
     one (an old stop served when it was before: everything after is unchanged). The bound after ``m`` old
-    stops: the remaining old legs are still to drive (or longer ones, triangle inequality) and no remaining
-    stop gets earlier (FIFO), so their lateness and the return do not shrink.
+    stops: the remaining legs are known (the old ones, plus the new delivery's detour if still to come) and
+    no remaining stop gets earlier (FIFO), so their lateness and the return do not shrink.
     """
     speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
     late_fixed, late_per_min = costs[0], costs[1]
@@ -142,6 +142,8 @@ def _priced(
     center, dest = int(new[0]), int(new[1])
     k = nodes.shape[0] - 2
     start = free[0]
+    c, e = nodes[j], nodes[j + 1]
+    delivery_km = dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]  # km the new delivery adds (j > i)
     target = old_cost + bound
     t, node = free[i], nodes[i]
     dist, late = cum_dist[i], cum_late[i]
@@ -182,7 +184,9 @@ def _priced(
             late += late_cost(b, due_min[m], late_fixed, late_per_min)
         node = dst
         m += 1
-        rest_km = old_dist - cum_dist[m]
+        # The rest of the route is the old one from here, with the new delivery still to come: its km
+        # exactly (distances along fastest paths need not obey the triangle inequality, so no shortcut).
+        rest_km = old_dist - cum_dist[m] + (0.0 if delivered else delivery_km)
         rest_late = old_late - cum_late[m]
         duty = (t if t > old_end else old_end) - start
         if (dist + rest_km) * per_km + duty * per_min + late + rest_late >= target:
