@@ -40,7 +40,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator
 
 from agents.heuristics import HEURISTICS
-from lastmile_env.config import REPO_ROOT, ConfigError
+from lastmile_env.config import REPO_ROOT, ConfigError, format_validation_error, read_yaml_mapping
 
 # agents.learned.training.AlgoName, repeated so that reading a sweep file does not import torch.
 Algorithm = Literal["maskable_ppo", "ppo", "a2c"]
@@ -147,24 +147,11 @@ def _repo_path(path: str) -> Path:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep file; ConfigError names the field otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"sweep file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"sweep file {path} must hold a mapping, got {type(data).__name__}")
+    data = read_yaml_mapping(path, "sweep file", allow_empty=True)
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
-        lines = [f"invalid sweep file {path}:"]
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"]) or "<root>"
-            value = e.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
-            lines.append(f"  {where}: {e['msg']}{shown}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(format_validation_error(exc, f"invalid sweep file {path}")) from None
     return spec if spec.name else spec.model_copy(update={"name": path.stem})
 
 

@@ -293,8 +293,24 @@ def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid scenario {source}:"]
+def read_yaml_mapping(path: Path, what: str, allow_empty: bool = False) -> dict[str, Any]:
+    """A YAML file's top-level mapping; ConfigError says what is wrong (missing, not YAML, not a mapping)."""
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+    if loaded is None and allow_empty:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def format_validation_error(err: ValidationError, title: str) -> str:
+    """One line per invalid field: its dotted path, the problem and the value given."""
+    lines = [f"{title}:"]
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "<root>"
         value = e.get("input")
@@ -328,15 +344,7 @@ def load_scenario(
                     "(or a path to a .yaml file)"
                 )
             path = named
-        if not path.is_file():
-            raise ConfigError(f"scenario file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"scenario file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"scenario file {path} must hold a mapping, got {type(loaded).__name__}")
-        data = loaded
+        data = read_yaml_mapping(path, "scenario file")
         data.setdefault("name", path.stem)
         source = str(path)
     for key, value in (overrides or {}).items():
@@ -344,4 +352,4 @@ def load_scenario(
     try:
         return ScenarioConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, f"invalid scenario {source}")) from None

@@ -51,8 +51,10 @@ from lastmile_env.config import (
     ConfigError,
     ScenarioConfig,
     apply_override,
+    format_validation_error,
     load_scenario,
     parse_overrides,
+    read_yaml_mapping,
     scenario_overrides,
 )
 from lastmile_env.sim.simulator import Simulator
@@ -167,22 +169,12 @@ class ExperimentConfig(_Section):
         return load_scenario(self.scenario, self.env)
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid experiment config {source}:"]
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "<root>"
-        value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  {where}: {e['msg']}{shown}")
-    return "\n".join(lines)
-
-
 def validate_experiment(data: Mapping[str, Any], source: str = "<mapping>") -> ExperimentConfig:
     """Validate an experiment mapping and its scenario; ConfigError names the field otherwise."""
     try:
         exp = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, f"invalid experiment config {source}")) from None
     exp.load_scenario()  # the scenario and its overrides are checked now, not in the env workers
     return exp
 
@@ -190,15 +182,7 @@ def validate_experiment(data: Mapping[str, Any], source: str = "<mapping>") -> E
 def load_experiment(path: str | Path, overrides: Sequence[str] = (), **fields: Any) -> ExperimentConfig:
     """Read an experiment YAML, apply command-line overrides (``env.*`` go to the scenario) and ``fields``
     (dotted keys, e.g. ``total_timesteps=1000``, ``**{"algo.name": "ppo"}``; None values are skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"experiment config {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"experiment config {path} must hold a mapping, got {type(data).__name__}")
+    data = read_yaml_mapping(Path(path), "experiment config", allow_empty=True)
     scenario_items = [item for item in overrides if item.startswith("env.")]
     other = parse_overrides([item for item in overrides if not item.startswith("env.")])
     env = data.get("env") or {}
