@@ -29,6 +29,10 @@ def check_invariants(sim: Simulator) -> None:
     problems: list[str] = []
     arrived = sim.n_arrived
     planned: Counter[tuple[int, int]] = Counter()  # (order, stop kind) -> times planned or under way
+    on_board: Counter[int] = Counter()  # vehicle -> size of the parcels on board
+    for o in sim.orders[:arrived]:
+        if o.status == OrderStatus.ON_BOARD:
+            on_board[o.vehicle] += o.size
     for v in sim.vehicles:
         stops = list(v.route) if v.current is None else [v.current, *v.route]
         for s in stops:
@@ -37,11 +41,8 @@ def check_invariants(sim: Simulator) -> None:
                 problems.append(f"vehicle {v.id} plans order {s.order}, which has not arrived")
             elif sim.orders[s.order].vehicle != v.id:
                 problems.append(f"order {s.order} is planned on vehicle {v.id} but assigned elsewhere")
-        on_board = sum(
-            o.size for o in sim.orders[:arrived] if o.status == OrderStatus.ON_BOARD and o.vehicle == v.id
-        )
-        if on_board != v.load:
-            problems.append(f"vehicle {v.id} load {v.load} != size on board {on_board}")
+        if on_board[v.id] != v.load:
+            problems.append(f"vehicle {v.id} load {v.load} != size on board {on_board[v.id]}")
         if v.load > v.capacity or v.load < 0:
             problems.append(f"vehicle {v.id} load {v.load} outside [0, {v.capacity}]")
         plan = sim.plan(v.id)
