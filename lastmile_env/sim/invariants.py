@@ -24,7 +24,11 @@ def check_invariants(sim: Simulator) -> None:
       one vehicle's plan); no order that has not arrived is anywhere;
     - no vehicle carries more than its capacity, now or anywhere along its plan;
     - time never runs ahead of pending events and every committed leg takes the matrix's travel time;
-    - the expected cost equals committed cost plus the cost of every remaining plan.
+    - the expected cost equals committed cost plus the cost of every remaining plan;
+    - routing mode: a vehicle free with planned stops is pending a routing decision, queued for one, or
+      waiting; a waiting vehicle is free now at its node and has a pickup whose parcel is not ready yet (the
+      readiness that will wake it); a pending or queued vehicle is free with planned stops. Outside routing
+      mode no vehicle waits or awaits a routing decision.
     """
     problems: list[str] = []
     arrived = sim.n_arrived
@@ -95,8 +99,42 @@ def check_invariants(sim: Simulator) -> None:
     if abs(dist - sum(v.dist_km for v in sim.vehicles)) > 1e-6 * max(1.0, dist):
         problems.append(f"distance driven {sum(v.dist_km for v in sim.vehicles)} != legs' matrix sum {dist}")
 
+    _check_routing(sim, problems)
+
     expected_cost = sim.cost().total + sum(sim.plan(v.id).cost for v in sim.vehicles)
     if abs(expected_cost - sim.expected_cost) > 1e-6 * max(1.0, abs(expected_cost)):
         problems.append(f"expected cost {sim.expected_cost} != committed + planned {expected_cost}")
     if problems:
         raise InvariantError("; ".join(problems[:10]))
+
+
+def _check_routing(sim: Simulator, problems: list[str]) -> None:
+    """The routing-mode invariants (see ``check_invariants``)."""
+    queued = list(sim._route_queue)
+    deciding = [] if sim.routing_vehicle is None else [sim.routing_vehicle]
+    if not sim.routing:
+        if queued or deciding or any(v.waiting for v in sim.vehicles):
+            problems.append("routing decisions or waiting vehicles outside routing mode")
+        return
+    if len(set(queued + deciding)) != len(queued) + len(deciding):
+        problems.append(f"a vehicle is queued twice for a routing decision: {deciding} + {queued}")
+    if deciding and sim.current is not None:
+        problems.append("a dispatch and a routing decision are pending at once")
+    for v in sim.vehicles:
+        free_with_stops = v.current is None and not v.returning and bool(v.route)
+        awaiting = v.id in queued or v.id in deciding
+        if v.waiting:
+            if awaiting:
+                problems.append(f"vehicle {v.id} waits and awaits a routing decision")
+            if v.current is not None or v.returning or not v.route:
+                problems.append(f"vehicle {v.id} waits but is driving or has no planned stop")
+            if abs(v.free_min - sim.now) > 1e-9:
+                problems.append(f"waiting vehicle {v.id} free at {v.free_min}, not now ({sim.now})")
+            if not any(
+                s.kind == StopKind.PICKUP and sim.orders[s.order].ready_min >= sim.now - 1e-9 for s in v.route
+            ):
+                problems.append(f"vehicle {v.id} waits but no parcel of its plan is still to become ready")
+        elif awaiting and v.id in deciding and not free_with_stops:
+            problems.append(f"vehicle {v.id} awaits a routing decision but is not free with planned stops")
+        elif free_with_stops and not awaiting:
+            problems.append(f"vehicle {v.id} is free with planned stops but neither waits nor is routed")

@@ -13,6 +13,23 @@ time, oldest first; a batch policy may pick another with ``prioritize``). Betwee
 runs its event queue: parcels become ready, vehicles finish stops (pickup, delivery), drive on along their
 plan, return to their center and go idle. Gymnasium adapters, heuristics, evaluation and the server all
 drive this class.
+
+Routing mode (``Simulator(world, seed, routing=True)``) adds a second kind of decision: whenever a vehicle
+is free with planned stops (it finished a stop or its way home, was given an order while idle, or a parcel
+it waits for became ready), the simulator stops and asks which stop it serves next::
+
+    while (decision := sim.next_decision()) is not None:
+        if decision.kind == DecisionKind.DISPATCH:
+            sim.assign(v) or sim.reject()
+        else:                        # DecisionKind.ROUTE, for vehicle decision.vehicle
+            sim.route(i) or sim.wait()
+
+``route(i)`` moves stop ``i`` of the vehicle's plan to the front (the others keep their order) and commits
+it as the next leg; valid stops (``route_mask``) are deliveries of parcels on board and pickups of ready
+parcels that keep the plan within capacity. ``wait()`` holds the vehicle where it is (driver time is
+charged) until a parcel of its plan becomes ready or its plan changes; it is valid only while some pickup
+of its plan is not ready, so a day always ends with every accepted order delivered. With routing off (the
+default) nothing of this runs and every number is as before.
 """
 
 from __future__ import annotations
@@ -25,10 +42,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lastmile_env.sim.insertion import CheapestInsertion, Insertion, InsertionRule
-from lastmile_env.sim.plan import PlanEval, evaluate_plan
+from lastmile_env.sim.insertion import CheapestInsertion, FleetInsertion, Insertion, InsertionRule
+from lastmile_env.sim.plan import FleetPlans, PlanEval, evaluate_plan
 from lastmile_env.sim.types import (
     CostBreakdown,
+    Decision,
+    DecisionKind,
     Event,
     Ledger,
     Order,
@@ -55,6 +74,15 @@ class InfeasibleAssignment(ValueError):
     """The chosen vehicle cannot take the pending order (capacity or shift end)."""
 
 
+class InfeasibleRoute(ValueError):
+    """The chosen stop cannot be the vehicle's next one (not on board, parcel not ready, or capacity)."""
+
+
+def reordered(route: Sequence[Stop], index: int) -> list[Stop]:
+    """``route`` with stop ``index`` moved to the front; the other stops keep their order."""
+    return [route[index], *route[:index], *route[index + 1 :]]
+
+
 class Simulator:
     """One episode (one shift) of a scenario's world.
 
@@ -65,6 +93,7 @@ class Simulator:
         generator: the order stream (default: the scenario's Poisson generator).
         insertion: the insertion rule (default: cheapest feasible insertion).
         debug: check every invariant after each decision and event batch (slow).
+        routing: routing mode: a free vehicle with planned stops is a decision (see the module docstring).
     """
 
     def __init__(
@@ -75,12 +104,16 @@ class Simulator:
         generator: OrderGenerator | None = None,
         insertion: InsertionRule | None = None,
         debug: bool = False,
+        routing: bool = False,
     ) -> None:
         seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         arrivals_seq, self._noise_seq = seq.spawn(2)
         self.world = world
         self.insertion_rule: InsertionRule = insertion or CheapestInsertion()
         self.debug = debug
+        self.routing = routing
+        self.routing_vehicle: int | None = None  # routing mode: the vehicle whose next stop is to decide
+        self._route_queue: list[int] = []  # vehicles free with planned stops, to decide after it
         if generator is None:  # imported here: generators imports the simulator's types
             from lastmile_env.generators import default_generator
 
@@ -103,6 +136,8 @@ class Simulator:
             self._push(o.ready_min, _READY, o.id)
         self._plans: list[PlanEval | None] = [None] * len(self.vehicles)
         self._insertions: dict[tuple[int, int], Insertion | None] = {}
+        self._fleet_insertions: dict[int, FleetInsertion] = {}  # by order id; cleared with _insertions
+        self.fleet_plans = FleetPlans()  # every plan packed, for whole-fleet kernels
         self.late_cost = 0.0
         self.reject_cost = 0.0
         self.expected_cost = 0.0
@@ -130,8 +165,8 @@ class Simulator:
             raise SimulationError("snapshot orders must have ids 0..n-1 in order")
         if not 0 <= pending < len(listed) or listed[pending].status != OrderStatus.PENDING:
             raise SimulationError(f"snapshot order {pending} is not a pending order")
-        sim = cls(world, 0, generator=lambda _world, _rng: listed)
-        sim._queue = []  # the snapshot's future is unknown
+        sim = cls(world, 0, generator=lambda _world, _rng: [])  # the snapshot's future is unknown
+        sim.orders = listed
         sim.now = now_min
         # Costs count from the snapshot on: nothing committed before it is known.
         sim.vehicles = [
@@ -177,8 +212,40 @@ class Simulator:
             raise SimulationError(f"order {order.id} is not pending a decision")
         key = (order.id, vehicle_id)
         if key not in self._insertions:
-            self._insertions[key] = self.insertion_rule(self, vehicle_id, order)
+            if hasattr(self.insertion_rule, "fleet"):  # one compiled call prices every vehicle
+                self._insertions[key] = self.fleet_insertions(order).insertion(vehicle_id)
+            else:
+                self._insertions[key] = self.insertion_rule(self, vehicle_id, order)
         return self._insertions[key]
+
+    def fleet_insertions(self, order: Order | None = None) -> FleetInsertion:
+        """``insertion`` for every vehicle at once, as arrays (with each plan's return time); one call of
+        the rule's ``fleet`` method when it has one. Cached like ``insertion``."""
+        if order is None:
+            order = self._pending()
+        elif order.status != OrderStatus.PENDING or order.id >= self.n_arrived:
+            raise SimulationError(f"order {order.id} is not pending a decision")
+        marker = (order.id, -1)  # in _insertions while the fleet result is current: both go stale together
+        if not self._insertions:
+            self._fleet_insertions = {}
+        found = self._fleet_insertions.get(order.id)
+        if found is None or marker not in self._insertions:
+            fleet = getattr(self.insertion_rule, "fleet", None)
+            if fleet is not None:
+                found = fleet(self, order)
+            else:
+                each = [self.insertion(v, order) for v in range(len(self.vehicles))]
+                found = FleetInsertion(
+                    np.array([-1 if e is None else e.pickup_after for e in each], dtype=np.int64),
+                    np.array([-1 if e is None else e.delivery_after for e in each], dtype=np.int64),
+                    np.array([np.inf if e is None else e.delta_cost for e in each]),
+                    np.array([np.nan if e is None else e.delta_dist_km for e in each]),
+                    np.array([np.nan if e is None else e.eta_min for e in each]),
+                    np.array([self.plan(v).end_min for v in range(len(self.vehicles))]),
+                )
+            self._fleet_insertions[order.id] = found
+            self._insertions[marker] = None
+        return found
 
     @property
     def pending(self) -> list[Order]:
@@ -192,7 +259,44 @@ class Simulator:
 
     def feasible_vehicles(self) -> list[bool]:
         """For each vehicle, whether it can take the pending order."""
-        return [self.insertion(v) is not None for v in range(len(self.vehicles))]
+        return self.fleet_insertions().feasible.tolist()
+
+    @property
+    def decision(self) -> Decision | None:
+        """The decision pending now (None between decisions and at the end of the shift)."""
+        if self.current is not None:
+            return Decision(DecisionKind.DISPATCH, self.current, -1)
+        if self.routing_vehicle is not None:
+            return Decision(DecisionKind.ROUTE, None, self.routing_vehicle)
+        return None
+
+    def route_mask(self, vehicle_id: int | None = None) -> np.ndarray:
+        """For each stop of a vehicle's plan (default: the one pending a routing decision), whether it may be
+        its next stop: a delivery of a parcel on board, or a pickup of a parcel that is ready now and whose
+        load, carried from the start of the plan, keeps every point of the plan within capacity."""
+        v = self.vehicles[self._routing_pending().id if vehicle_id is None else vehicle_id]
+        mask = np.zeros(len(v.route), dtype=bool)
+        if not v.route:
+            return mask
+        loads = self.plan(v.id).loads
+        for i, stop in enumerate(v.route):
+            order = self.orders[stop.order]
+            if stop.kind == StopKind.DELIVERY:
+                mask[i] = order.status == OrderStatus.ON_BOARD and order.vehicle == v.id
+            else:
+                mask[i] = order.ready_min <= self.now and int(loads[: i + 1].max()) + order.size <= v.capacity
+        return mask
+
+    def can_wait(self, vehicle_id: int | None = None) -> bool:
+        """Whether a vehicle (default: the one pending a routing decision) may wait: some pickup of its plan
+        is not ready yet (its readiness will wake the vehicle)."""
+        v = self.vehicles[self._routing_pending().id if vehicle_id is None else vehicle_id]
+        return any(s.kind == StopKind.PICKUP and self.orders[s.order].ready_min > self.now for s in v.route)
+
+    def price_route(self, index: int, vehicle_id: int | None = None) -> PlanEval:
+        """Schedule and cost of a vehicle's plan with stop ``index`` served next (nothing changes)."""
+        vid = self._routing_pending().id if vehicle_id is None else vehicle_id
+        return self.price(vid, reordered(self.vehicles[vid].route, index))
 
     def cost(self) -> CostBreakdown:
         """Cost committed so far: legs driven or under way, lateness of committed deliveries, rejections."""
@@ -332,22 +436,80 @@ class Simulator:
         self._insertions = {}
         for vid in routes:
             v = self.vehicles[vid]
-            if v.current is None and not v.returning and v.route:
+            if v.current is None and not v.returning and (v.route or v.waiting):
                 self._start_next(v)
         self._check()
         return delta
 
+    def route(self, index: int) -> float:
+        """Routing mode: serve stop ``index`` of the pending vehicle's plan next (moved to the front, the
+        rest keeps its order) and start driving there; returns the plan cost change."""
+        v = self._routing_pending()
+        if not 0 <= index < len(v.route):
+            raise InfeasibleRoute(f"vehicle {v.id} has {len(v.route)} planned stops, not a stop {index}")
+        if not self.route_mask(v.id)[index]:
+            stop = v.route[index]
+            raise InfeasibleRoute(
+                f"stop {index} of vehicle {v.id} ({stop.kind.name.lower()} of order {stop.order}) cannot be "
+                f"next: valid stops are {np.flatnonzero(self.route_mask(v.id)).tolist()} (deliveries of "
+                "parcels on board, pickups of ready parcels within capacity)"
+            )
+        stops = reordered(v.route, index)
+        plan = self.price(v.id, stops)
+        delta = plan.cost - self.plan(v.id).cost
+        v.route = stops
+        self._plans[v.id] = plan
+        self.expected_cost += delta
+        self._insertions = {}
+        self._log("route", stops[0].order, v.id)
+        self.routing_vehicle = None
+        self._start_next(v, decided=True)
+        self._check()
+        return delta
+
+    def wait(self) -> float:
+        """Routing mode: hold the pending vehicle where it is until a parcel of its plan becomes ready or its
+        plan changes (driver time is charged as the clock runs). Returns 0 (the cost comes with time)."""
+        v = self._routing_pending()
+        if not self.can_wait(v.id):
+            raise InfeasibleRoute(
+                f"vehicle {v.id} cannot wait: every parcel of its plan is ready or on board, so no event "
+                "would wake it; choose a stop"
+            )
+        v.waiting = True
+        self._log("wait", -1, v.id)
+        self.routing_vehicle = None
+        self._check()
+        return 0.0
+
     def advance(self) -> Order | None:
-        """Run events up to the next decision; returns the order to decide, or None when the shift is over."""
+        """Run events up to the next dispatch decision; returns the order to decide, or None when the shift
+        is over. In routing mode use ``next_decision``, which also stops at routing decisions."""
+        decision = self.next_decision()
+        if decision is None:
+            return None
+        if decision.kind == DecisionKind.ROUTE:
+            raise SimulationError(
+                f"vehicle {decision.vehicle} awaits a routing decision: in routing mode, drive the simulator "
+                "with next_decision() and answer with route() or wait()"
+            )
+        return decision.order
+
+    def next_decision(self) -> Decision | None:
+        """Run events up to the next decision of either kind (``decision``); None when the shift is over."""
         self._check_no_pending()
+        if self._route_queue and (decision := self._pop_route_decision()) is not None:
+            return decision
         if self._batch:
             self.current = self._batch.pop(0)
-            return self.current
+            return self.decision
         while self._queue:
             time_min, kind, _, index = heapq.heappop(self._queue)
             if time_min < self.now - 1e-9:
                 raise SimulationError(f"time went back from {self.now} to {time_min}")
             if time_min > self.now:
+                if self.routing:
+                    self._accrue_waiting(time_min)
                 self.now = time_min
                 self._insertions = {}
             if kind == _ARRIVAL:
@@ -356,18 +518,25 @@ class Simulator:
                 self.current = order
                 self._log("arrival", order.id, -1)
                 self._check()
-                return order
+                return self.decision
             if kind == _TICK:
                 self._batch, self.deferred = self.deferred, []
                 if self._batch:
                     self.current = self._batch.pop(0)
                     self._check()
-                    return self.current
+                    return self.decision
             elif kind == _READY:
                 self._log("ready", index, -1)
+                order = self.orders[index]
+                if self.routing and order.status == OrderStatus.ASSIGNED:
+                    vehicle = self.vehicles[order.vehicle]
+                    if vehicle.waiting:
+                        self._request_route(vehicle)
             else:
                 self._insertions = {}
                 self._vehicle_free(self.vehicles[index])
+            if self._route_queue and (decision := self._pop_route_decision()) is not None:
+                return decision
         self.done = True
         self._check()
         return None
@@ -381,6 +550,47 @@ class Simulator:
     def _check_no_pending(self) -> None:
         if self.current is not None:
             raise SimulationError(f"order {self.current.id} is pending: assign or reject it first")
+        if self.routing_vehicle is not None:
+            raise SimulationError(
+                f"vehicle {self.routing_vehicle} awaits a routing decision: route() or wait() first"
+            )
+
+    def _routing_pending(self) -> Vehicle:
+        if self.routing_vehicle is None:
+            raise SimulationError("no vehicle is pending a routing decision; call next_decision() first")
+        return self.vehicles[self.routing_vehicle]
+
+    def _pop_route_decision(self) -> Decision | None:
+        """The next queued routing decision (a vehicle whose plan was emptied meanwhile heads home)."""
+        while self._route_queue:
+            v = self.vehicles[self._route_queue.pop(0)]
+            if v.route:
+                self.routing_vehicle = v.id
+                self._check()
+                return Decision(DecisionKind.ROUTE, None, v.id)
+            self._start_next(v, decided=True)
+        return None
+
+    def _request_route(self, v: Vehicle) -> None:
+        """Routing mode: the vehicle is free now with planned stops; ask for its next one."""
+        v.waiting = False
+        v.free_min = max(v.free_min, self.now)
+        if v.id != self.routing_vehicle and v.id not in self._route_queue:
+            self._route_queue.append(v.id)
+
+    def _accrue_waiting(self, until_min: float) -> None:
+        """Routing mode, the clock moving to ``until_min``: waiting vehicles are charged the driver time and
+        their plans start later; the expected cost follows (committed + re-priced plans)."""
+        for v in self.vehicles:
+            if v.waiting:
+                before = self.plan(v.id).cost
+                waited = until_min - v.free_min
+                v.duty_min += waited
+                v.free_min = until_min
+                self._plans[v.id] = None
+                after = self.price(v.id, v.route)
+                self._plans[v.id] = after
+                self.expected_cost += waited * v.cost_per_hour / 60.0 + after.cost - before
 
     def _finish_decision(self) -> None:
         self.current = None
@@ -423,11 +633,18 @@ class Simulator:
         if v.idle:
             self._log("vehicle_idle", -1, v.id)
 
-    def _start_next(self, v: Vehicle) -> None:
+    def _start_next(self, v: Vehicle, decided: bool = False) -> None:
         """Commit the vehicle to its next leg: the first planned stop, or the way home.
 
         The leg is a one-stop plan priced by ``evaluate_plan``, so it executes exactly as it was planned.
+        In routing mode a vehicle with planned stops waits for a routing decision instead (``decided``: it
+        was just made).
         """
+        if self.routing:
+            if v.route and not decided:
+                self._request_route(v)
+                return
+            v.waiting = False
         depart = max(v.free_min, self.now)
         self._plans[v.id] = None
         src = v.node

@@ -103,6 +103,7 @@ class Vehicle:
     current: Stop | None = None
     current_start_min: float = math.nan  # service start of the current stop
     returning: bool = False
+    waiting: bool = False  # routing mode: holding at ``node`` (free now) until a parcel of its plan is ready
     route: list[Stop] = field(default_factory=list)
     dist_km: float = 0.0  # committed so far
     duty_min: float = 0.0  # committed so far: time on the road, waiting and serving
@@ -110,6 +111,19 @@ class Vehicle:
     @property
     def idle(self) -> bool:
         return self.current is None and not self.returning and not self.route
+
+
+class DecisionKind(IntEnum):
+    DISPATCH = 0  # who takes the pending order (``Simulator.assign`` / ``reject`` / ``defer``)
+    ROUTE = 1  # which planned stop a free vehicle serves next (``Simulator.route`` / ``wait``; routing mode)
+
+
+class Decision(NamedTuple):
+    """The decision the simulator is waiting for: an order to dispatch, or a vehicle's next stop."""
+
+    kind: DecisionKind
+    order: Order | None  # DISPATCH: the pending order (``sim.current``); None for ROUTE
+    vehicle: int  # ROUTE: the vehicle whose next stop to choose (``sim.routing_vehicle``); -1 for DISPATCH
 
 
 class CostBreakdown(NamedTuple):
@@ -139,6 +153,6 @@ class Event(NamedTuple):
     """One entry of the event log."""
 
     time_min: float
-    kind: str  # arrival, ready, dispatch, reject, depart, pickup, delivery, vehicle_idle
+    kind: str  # arrival, ready, dispatch, reject, defer, pickup, delivery, vehicle_idle, route, wait
     order: int  # -1 when not about an order
     vehicle: int  # -1 when not about a vehicle
