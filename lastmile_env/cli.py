@@ -122,8 +122,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             manifest=args.manifest,
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
+            workers=args.workers,
         )
-    except ManifestError as exc:
+    except (ManifestError, ValueError) as exc:
         print(f"lastmile serve: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -186,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default: 1 MiB)"
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes behind the socket; a decision uses one core (default: 1)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     bench = sub.add_parser(

@@ -6,8 +6,12 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import re
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -354,3 +358,52 @@ def test_runtime_imports_neither_torch_nor_sb3(model):
     )
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout
+
+
+def test_serve_cli_with_two_worker_processes(model, request_body):
+    """``lastmile serve --workers 2``: two processes behind one port answer alike; the token comes from the
+    environment; SIGTERM stops the supervisor and its workers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "lastmile_env.cli", "serve", "--model", str(model[1])]
+    command += ["--scenario", "small", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(
+        command, cwd=REPO_ROOT, env={**os.environ, TOKEN_ENV: TOKEN}, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120.0
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)
+        with httpx.Client(base_url=base, headers=AUTH, timeout=30.0) as http:
+            answers = [http.post("/v1/dispatch", json=request_body) for _ in range(6)]
+            unauthorized = http.post("/v1/dispatch", json=request_body, headers={"Authorization": "x"})
+        assert unauthorized.status_code == 401
+        assert {r.status_code for r in answers} == {200}
+        decisions = {(r.json()["decision"], r.json()["vehicle_id"], r.json()["eta_min"]) for r in answers}
+        assert len(decisions) == 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert server.stderr is not None
+    loaded = set(re.findall(r"process (\d+): model ", server.stderr.read()))
+    assert len(loaded) == 2, loaded  # one line per worker process
+
+
+def test_serve_cli_rejects_zero_workers(model):
+    result = subprocess.run(
+        [sys.executable, "-m", "lastmile_env.cli", "serve", "--model", str(model[1]), "--workers", "0"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "workers must be >= 1" in result.stderr
