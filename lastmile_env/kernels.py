@@ -57,6 +57,37 @@ def late_cost(begin_min: float, due_min: float, late_fixed: float, late_per_min:
 
 
 @njit(cache=True)
+def plan_cost(dist_km: float, duty_min: float, per_km: float, per_hour: float, late_cost: float) -> float:
+    """Cost of a plan: distance, driver time from its start to the return, lateness penalties."""
+    return dist_km * per_km + duty_min * per_hour / 60.0 + late_cost
+
+
+@njit(cache=True)
+def plan_totals(
+    dist_km: np.ndarray,
+    last_node: int,
+    home: int,
+    start_min: float,
+    end_min: float,
+    loads: np.ndarray,
+    cum_dist: np.ndarray,
+    cum_late: np.ndarray,
+    per_km: float,
+    per_hour: float,
+    capacity: float,
+    shift_end_min: float,
+) -> tuple[float, float, float, bool]:
+    """``(cost, km, lateness cost, feasible)`` of a scheduled plan (``schedule``'s prefix arrays): its km
+    include the return home from ``last_node``; feasible when the load never exceeds the capacity and the
+    vehicle is back by its shift end."""
+    k = cum_dist.shape[0] - 1
+    dist = cum_dist[k] + dist_km[last_node, home]
+    late = cum_late[k]
+    feasible = loads.max() <= capacity and end_min <= shift_end_min + 1e-9
+    return plan_cost(dist, end_min - start_min, per_km, per_hour, late), dist, late, feasible
+
+
+@njit(cache=True)
 def schedule(
     time_min: np.ndarray,
     dist_km: np.ndarray,
@@ -281,3 +312,127 @@ def cheapest_insertion(
         if delta < best - tie or (delta <= best + tie and earlier):
             best_i, best_j, best, best_km, best_eta = i, j, delta, km, eta
     return best_i, best_j, best, best_km, best_eta
+
+
+@njit(cache=True)
+def fleet_cheapest_insertion(
+    time_min: np.ndarray,
+    dist_km: np.ndarray,
+    mults: np.ndarray,
+    shift_start_h: float,
+    floor_mult: float,
+    vehicles: np.ndarray,
+    costs: np.ndarray,
+    counts: np.ndarray,
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    start_min: np.ndarray,
+    start_node: np.ndarray,
+    start_load: np.ndarray,
+    dirty: np.ndarray,
+    free: np.ndarray,
+    loads: np.ndarray,
+    cum_dist: np.ndarray,
+    cum_late: np.ndarray,
+    summary: np.ndarray,
+    feasible: np.ndarray,
+    new: np.ndarray,
+    tie: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``cheapest_insertion`` of one new order into every vehicle's plan, in one call.
+
+    Plans are packed one row per vehicle: ``counts[v]`` stops, ``nodes[v, 1 : k + 1]`` their locations, the
+    other stop arrays as in ``schedule``; ``vehicles[v]`` = (speed factor, home, shift end, cost per km,
+    cost per minute, capacity, cost per hour). The schedule of each plan is kept in ``free``, ``loads``,
+    ``cum_dist``, ``cum_late`` (rows as ``schedule``'s prefix arrays), ``summary`` (cost, km, return time,
+    lateness cost, service minutes: ``plan_totals``) and ``feasible``; rows flagged ``dirty`` (their stops
+    or their start ``(start_min, start_node, start_load)[v]`` changed) are scheduled again first, and the
+    flags cleared. Then each feasible plan is searched exactly as ``cheapest_insertion`` does. Returns per
+    vehicle ``i`` (-1 when the plan is infeasible or no insertion is), ``j``, cost increase, km increase
+    and delivery ETA.
+    """
+    n = counts.shape[0]
+    out_i = np.full(n, -1, dtype=np.int64)
+    out_j = np.full(n, -1, dtype=np.int64)
+    out_delta = np.full(n, math.inf)
+    out_km = np.full(n, math.nan)
+    out_eta = np.full(n, math.nan)
+    for v in range(n):
+        k = counts[v]
+        row = nodes[v, : k + 2]
+        if dirty[v]:
+            home = int(vehicles[v, 1])
+            row[0], row[k + 1] = start_node[v], home
+            _, _, f, ld, cd, cl, end, service = schedule(
+                time_min, dist_km, mults, shift_start_h, vehicles[v, 0], home, start_min[v], start_node[v],
+                start_load[v], row[1 : k + 1], open_min[v, :k], due_min[v, :k], service_min[v, :k],
+                load_delta[v, :k], costs[0], costs[1],
+            )  # fmt: skip
+            cost, dist, late, ok = plan_totals(
+                dist_km, row[k], home, start_min[v], end, ld, cd, cl, vehicles[v, 3], vehicles[v, 6],
+                vehicles[v, 5], vehicles[v, 2],
+            )  # fmt: skip
+            free[v, : k + 1], loads[v, : k + 1], cum_dist[v, : k + 1], cum_late[v, : k + 1] = f, ld, cd, cl
+            summary[v, 0], summary[v, 1], summary[v, 2] = cost, dist, end
+            summary[v, 3], summary[v, 4] = late, service
+            feasible[v] = ok
+            dirty[v] = False
+        if not feasible[v]:
+            continue
+        i, j, delta, km, eta = cheapest_insertion(
+            time_min, dist_km, mults, shift_start_h, floor_mult, vehicles[v], costs, row, open_min[v, :k],
+            due_min[v, :k], service_min[v, :k], load_delta[v, :k], free[v, : k + 1], loads[v, : k + 1],
+            cum_dist[v, : k + 1], cum_late[v, : k + 1], summary[v], new, tie,
+        )  # fmt: skip
+        out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = i, j, delta, km, eta
+    return out_i, out_j, out_delta, out_km, out_eta
+
+
+@njit(cache=True)
+def vehicle_features(
+    out: np.ndarray,
+    xy_km: np.ndarray,
+    xy_min: np.ndarray,
+    xy_span: np.ndarray,
+    time_min: np.ndarray,
+    max_capacity: float,
+    reject_penalty: float,
+    now: float,
+    start_min: np.ndarray,
+    start_node: np.ndarray,
+    start_load: np.ndarray,
+    capacity: np.ndarray,
+    n_stops: np.ndarray,
+    home: np.ndarray,
+    plan_end_min: np.ndarray,
+    center: int,
+    due_min: float,
+    pickup_after: np.ndarray,
+    delta_cost: np.ndarray,
+    delta_dist_km: np.ndarray,
+    eta_min: np.ndarray,
+) -> None:
+    """The dispatch observation's vehicle rows (``observations.VEHICLE_FEATURES``, before clipping) into
+    ``out`` (zeros); ``center < 0`` when no order is pending (the order's columns stay 0)."""
+    for v in range(out.shape[0]):
+        node = start_node[v]
+        out[v, 0] = (xy_km[node, 0] - xy_min[0]) / xy_span[0]
+        out[v, 1] = (xy_km[node, 1] - xy_min[1]) / xy_span[1]
+        out[v, 2] = (start_min[v] - now) / 60.0
+        out[v, 3] = start_load[v] / capacity[v]
+        out[v, 4] = n_stops[v] / 10.0
+        out[v, 5] = (plan_end_min[v] - now) / 60.0
+        out[v, 12] = capacity[v] / max_capacity
+        if center < 0:
+            continue
+        out[v, 11] = time_min[node, center] / 60.0
+        out[v, 13] = 1.0 if home[v] == center else 0.0
+        if pickup_after[v] >= 0:
+            out[v, 6] = 1.0
+            out[v, 7] = delta_cost[v] / reject_penalty
+            out[v, 8] = delta_dist_km[v] / 10.0
+            out[v, 9] = (eta_min[v] - now) / 60.0
+            out[v, 10] = 1.0 if eta_min[v] <= due_min + 1e-9 else 0.0  # Insertion.on_time

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
+from lastmile_env import kernels
+from lastmile_env.sim.insertion import FleetInsertion
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import ServiceOption
 from lastmile_env.sim.world import World
@@ -51,6 +53,14 @@ GLOBAL_FEATURES = (
     "arrivals_share",  # arrived orders / expected orders of the day
     "deferred_share",  # orders deferred or waiting in a tick batch / fleet size
 )
+
+
+def _no_insertions(n: int) -> FleetInsertion:
+    """No order pending: no vehicle's insertion."""
+    none = np.full(n, np.nan)
+    return FleetInsertion(
+        np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64), none, none, none, none
+    )
 
 
 class DispatchObservation:
@@ -107,29 +117,28 @@ class DispatchObservation:
         world, now = self.world, sim.now
         order_f = np.zeros(len(ORDER_FEATURES), dtype=np.float32)
         vehicle_f = np.zeros((len(sim.vehicles), len(VEHICLE_FEATURES)), dtype=np.float32)
-        mask = self.mask(sim)
         order = sim.current
-        for v in sim.vehicles:
-            row = vehicle_f[v.id]
-            start_min, node, load = sim.plan_start(v.id)
-            plan = sim.plan(v.id)
-            row[0:2] = (world.xy_km[node] - self._xy_min) / self._xy_span
-            row[2] = (start_min - now) / 60.0
-            row[3] = load / v.capacity
-            row[4] = len(v.route) / 10.0
-            row[5] = (plan.end_min - now) / 60.0
-            row[12] = v.capacity / self._max_cap
-            if order is None:
-                continue
-            row[11] = world.time_min[node][order.center] / 60.0
-            row[13] = float(v.home == order.center)
-            ins = sim.insertion(v.id)
-            if ins is not None:
-                row[6] = 1.0
-                row[7] = ins.delta_cost / self._reject_penalty
-                row[8] = ins.delta_dist_km / 10.0
-                row[9] = (ins.eta_min - now) / 60.0
-                row[10] = float(ins.on_time(order))
+        vehicles = sim.vehicles
+        n_vehicles = len(vehicles)
+        mask = self.mask(sim)
+        state = np.array(
+            [(v.free_min, v.node, v.free_load, v.capacity, len(v.route), v.home) for v in vehicles],
+            dtype=np.float64,
+        ).reshape(n_vehicles, 6)
+        start_min = np.maximum(state[:, 0], now)  # Simulator.plan_start
+        ints = state[:, 1:].astype(np.int64)
+        if order is not None:
+            fleet = sim.fleet_insertions()
+            plan_end, center, due = fleet.plan_end_min, order.center, order.due_min
+        else:
+            plan_end = np.array([sim.plan(v.id).end_min for v in vehicles], dtype=np.float64)
+            fleet, center, due = _no_insertions(n_vehicles), -1, 0.0
+        kernels.vehicle_features(
+            vehicle_f, world.xy_km, self._xy_min, self._xy_span, world.time_arr, self._max_cap,
+            self._reject_penalty, now, start_min, ints[:, 0], ints[:, 1], ints[:, 2], ints[:, 3],
+            ints[:, 4], plan_end, center, due, fleet.pickup_after, fleet.delta_cost, fleet.delta_dist_km,
+            fleet.eta_min,
+        )  # fmt: skip
         if order is not None:
             order_f[:] = (
                 order.size / self._max_cap,

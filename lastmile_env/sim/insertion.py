@@ -46,6 +46,35 @@ class InsertionRule(Protocol):
     def __call__(self, sim: Simulator, vehicle_id: int, order: Order) -> Insertion | None: ...
 
 
+class FleetInsertion(NamedTuple):
+    """An order's placement into every vehicle's plan at once (``Simulator.fleet_insertions``), one entry
+    per vehicle; ``pickup_after`` is -1 where the vehicle cannot take the order (other fields then unset)."""
+
+    pickup_after: np.ndarray  # (V,) int
+    delivery_after: np.ndarray  # (V,) int
+    delta_cost: np.ndarray  # (V,)
+    delta_dist_km: np.ndarray  # (V,)
+    eta_min: np.ndarray  # (V,)
+    plan_end_min: np.ndarray  # (V,) when the vehicle's current plan brings it back to its center
+
+    @property
+    def feasible(self) -> np.ndarray:
+        return self.pickup_after >= 0
+
+    def insertion(self, vehicle_id: int) -> Insertion | None:
+        i = int(self.pickup_after[vehicle_id])
+        if i < 0:
+            return None
+        return Insertion(
+            vehicle_id,
+            i,
+            int(self.delivery_after[vehicle_id]),
+            float(self.delta_cost[vehicle_id]),
+            float(self.delta_dist_km[vehicle_id]),
+            float(self.eta_min[vehicle_id]),
+        )
+
+
 def price_insertion(sim: Simulator, vehicle_id: int, order: Order, i: int, j: int) -> Insertion | None:
     """Price one insertion with the reference schedule (``evaluate_plan``); None if infeasible."""
     candidate = Insertion(vehicle_id, i, j, 0.0, 0.0, 0.0)
@@ -57,6 +86,22 @@ def price_insertion(sim: Simulator, vehicle_id: int, order: Order, i: int, j: in
         delta_cost=new.cost - old.cost,
         delta_dist_km=new.dist_km - old.dist_km,
         eta_min=float(new.starts_min[j + 1]),
+    )
+
+
+def _order_array(sim: Simulator, order: Order) -> np.ndarray:
+    """The new order as the insertion kernels read it."""
+    return np.array(
+        [
+            order.center,
+            order.loc,
+            order.size,
+            order.ready_min,
+            order.earliest_min,
+            order.due_min,
+            sim.world.config.orders.pickup_service_min,
+            order.service_min,
+        ]
     )
 
 
@@ -85,18 +130,7 @@ class CheapestInsertion:
                 vehicle.capacity,
             ]
         )
-        new = np.array(
-            [
-                order.center,
-                order.loc,
-                order.size,
-                order.ready_min,
-                order.earliest_min,
-                order.due_min,
-                world.config.orders.pickup_service_min,
-                order.service_min,
-            ]
-        )
+        new = _order_array(sim, order)
         summary = np.array([old.cost, old.dist_km, old.end_min, old.late_cost, old.service_min])
         i, j, delta, delta_km, eta = kernels.cheapest_insertion(
             world.time_arr, world.dist_arr, world.mults, world.config.shift_start_hour,
@@ -107,6 +141,23 @@ class CheapestInsertion:
         if i < 0:
             return None
         return Insertion(vehicle_id, int(i), int(j), float(delta), float(delta_km), float(eta))
+
+    def fleet(self, sim: Simulator, order: Order) -> FleetInsertion:
+        """The same search for every vehicle in one compiled call (``kernels.fleet_cheapest_insertion``)
+        over the simulator's packed plans (``sim.fleet_plans``): the result for vehicle ``v`` is exactly
+        ``self(sim, v, order)``."""
+        world = sim.world
+        plans = sim.fleet_plans
+        plans.sync(sim)
+        new = _order_array(sim, order)
+        found = kernels.fleet_cheapest_insertion(
+            world.time_arr, world.dist_arr, world.mults, world.config.shift_start_hour,
+            world.congestion_floor, plans.params, np.array(world.late_costs), plans.counts, plans.nodes,
+            plans.open_min, plans.due_min, plans.service_min, plans.load_delta, plans.start_min,
+            plans.start_node, plans.start_load, plans.dirty, plans.free, plans.loads, plans.cum_dist,
+            plans.cum_late, plans.summary, plans.feasible, new, TIE,
+        )  # fmt: skip
+        return FleetInsertion(*found, plan_end_min=plans.plan_end_min)
 
 
 class AppendInsertion:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from lastmile_env import kernels
 from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle
 from lastmile_env.sim.world import World
+
+if TYPE_CHECKING:
+    from lastmile_env.sim.simulator import Simulator
 
 
 class PlanEval(NamedTuple):
@@ -47,28 +50,21 @@ class PlanEval(NamedTuple):
 
 def plan_cost(vehicle: Vehicle, dist_km: float, duty_min: float, late_cost: float) -> float:
     """Cost of a plan: distance, driver time from its start to the return, lateness penalties."""
-    return dist_km * vehicle.cost_per_km + duty_min * vehicle.cost_per_hour / 60.0 + late_cost
+    return kernels.plan_cost(dist_km, duty_min, vehicle.cost_per_km, vehicle.cost_per_hour, late_cost)
 
 
-def evaluate_plan(
-    world: World,
-    orders: Sequence[Order],
-    vehicle: Vehicle,
-    stops: Sequence[Stop],
-    start_min: float,
-    start_node: int,
-    start_load: int,
-) -> PlanEval:
-    """Schedule ``stops`` from ``(start_min, start_node, start_load)`` and price the plan."""
+def stop_arrays(
+    world: World, orders: Sequence[Order], stops: Sequence[Stop]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A plan's stops as the kernels' arrays: ``(loc, open_min, due_min, service_min, load_delta)``."""
     k = len(stops)
-    nodes = np.empty(k + 2, dtype=np.int64)
+    loc = np.empty(k, dtype=np.int64)
     open_min, due_min, service_min = np.empty(k), np.empty(k), np.empty(k)
     load_delta = np.empty(k, dtype=np.int64)
     pickup_service = world.config.orders.pickup_service_min
-    nodes[0], nodes[k + 1] = start_node, vehicle.home
     for m, stop in enumerate(stops):
         order = orders[stop.order]
-        nodes[m + 1] = stop.loc
+        loc[m] = stop.loc
         if stop.kind == StopKind.PICKUP:
             open_min[m], due_min[m], service_min[m], load_delta[m] = (
                 order.ready_min,
@@ -83,23 +79,40 @@ def evaluate_plan(
                 order.service_min,
                 -order.size,
             )
+    return loc, open_min, due_min, service_min, load_delta
+
+
+def evaluate_plan(
+    world: World,
+    orders: Sequence[Order],
+    vehicle: Vehicle,
+    stops: Sequence[Stop],
+    start_min: float,
+    start_node: int,
+    start_load: int,
+) -> PlanEval:
+    """Schedule ``stops`` from ``(start_min, start_node, start_load)`` and price the plan."""
+    k = len(stops)
+    loc, open_min, due_min, service_min, load_delta = stop_arrays(world, orders, stops)
+    nodes = np.empty(k + 2, dtype=np.int64)
+    nodes[0], nodes[1 : k + 1], nodes[k + 1] = start_node, loc, vehicle.home
     late_fixed, late_per_min = world.late_costs
     arrive, begin, free, load, cum_dist, cum_late, end, service = kernels.schedule(
         world.time_arr, world.dist_arr, world.mults, world.config.shift_start_hour, vehicle.speed_factor,
-        vehicle.home, start_min, start_node, start_load, nodes[1 : k + 1], open_min, due_min, service_min,
+        vehicle.home, start_min, start_node, start_load, loc, open_min, due_min, service_min,
         load_delta, late_fixed, late_per_min,
     )  # fmt: skip
-    dist = float(cum_dist[k]) + world.dist_km[int(nodes[k])][vehicle.home]
-    late = float(cum_late[k])
-    end = float(end)
-    feasible = int(load.max()) <= vehicle.capacity and end <= vehicle.shift_end_min + 1e-9
+    cost, dist, late, feasible = kernels.plan_totals(
+        world.dist_arr, nodes[k], vehicle.home, start_min, end, load, cum_dist, cum_late,
+        vehicle.cost_per_km, vehicle.cost_per_hour, vehicle.capacity, vehicle.shift_end_min,
+    )  # fmt: skip
     return PlanEval(
-        cost=plan_cost(vehicle, dist, end - start_min, late),
-        dist_km=dist,
-        end_min=end,
-        late_cost=late,
+        cost=float(cost),
+        dist_km=float(dist),
+        end_min=float(end),
+        late_cost=float(late),
         service_min=float(service),
-        feasible=feasible,
+        feasible=bool(feasible),
         nodes=nodes,
         stop_open_min=open_min,
         stop_due_min=due_min,
@@ -112,3 +125,107 @@ def evaluate_plan(
         cum_dist_km=cum_dist,
         cum_late_cost=cum_late,
     )
+
+
+class FleetPlans:
+    """Every vehicle's remaining plan packed into arrays, one row per vehicle, and each plan's schedule, for
+    the kernels that work on the whole fleet in one call (``kernels.fleet_cheapest_insertion``).
+
+    ``sync`` brings the rows up to date with the simulator: a row's stops are rebuilt (``stop_arrays``) only
+    when its vehicle's route differs from the one it was built from (stops are immutable, so comparing the
+    lists is exact and cheap), and a row is flagged ``dirty`` (to be scheduled again by the kernel) when its
+    stops or its start (``Simulator.plan_start``) changed.
+    """
+
+    def __init__(self) -> None:
+        self._vehicles: list[Vehicle] | None = None
+        self._routes: list[list[Stop]] = []
+        self.params = np.empty((0, 7))
+        self._alloc(0, 8)
+
+    def _alloc(self, n: int, capacity: int) -> None:
+        self.capacity = capacity
+        self.counts = np.zeros(n, dtype=np.int64)
+        self.nodes = np.zeros((n, capacity + 2), dtype=np.int64)
+        self.open_min = np.zeros((n, capacity))
+        self.due_min = np.zeros((n, capacity))
+        self.service_min = np.zeros((n, capacity))
+        self.load_delta = np.zeros((n, capacity), dtype=np.int64)
+        self.start_min = np.full(n, np.nan)
+        self.start_node = np.zeros(n, dtype=np.int64)
+        self.start_load = np.zeros(n, dtype=np.int64)
+        self.dirty = np.ones(n, dtype=np.bool_)
+        self.free = np.zeros((n, capacity + 1))
+        self.loads = np.zeros((n, capacity + 1), dtype=np.int64)
+        self.cum_dist = np.zeros((n, capacity + 1))
+        self.cum_late = np.zeros((n, capacity + 1))
+        self.summary = np.zeros((n, 5))  # cost, km, return time, lateness cost, service minutes
+        self.feasible = np.zeros(n, dtype=np.bool_)
+        self._routes = [[] for _ in range(n)]
+
+    def _write(self, world: World, orders: Sequence[Order], vid: int, route: list[Stop]) -> None:
+        k = len(route)
+        loc, open_min, due_min, service_min, load_delta = stop_arrays(world, orders, route)
+        self.nodes[vid, 1 : k + 1] = loc
+        self.open_min[vid, :k] = open_min
+        self.due_min[vid, :k] = due_min
+        self.service_min[vid, :k] = service_min
+        self.load_delta[vid, :k] = load_delta
+        self.counts[vid] = k
+        self.dirty[vid] = True
+        self._routes[vid] = list(route)
+
+    def _shift(self, vid: int) -> None:
+        """Drop a row's first stop (the same arrays ``_write`` would build for the shorter route)."""
+        k = int(self.counts[vid]) - 1
+        self.nodes[vid, 1 : k + 1] = self.nodes[vid, 2 : k + 2].copy()
+        for stops in (self.open_min, self.due_min, self.service_min, self.load_delta):
+            stops[vid, :k] = stops[vid, 1 : k + 1].copy()
+        self.counts[vid] = k
+        self.dirty[vid] = True
+        del self._routes[vid][0]
+
+    def sync(self, sim: Simulator) -> None:
+        """Bring every row up to date with ``sim``'s vehicles and clock."""
+        vehicles = sim.vehicles
+        longest = max((len(v.route) for v in vehicles), default=0)
+        if vehicles is not self._vehicles or len(vehicles) != len(self._routes) or longest > self.capacity:
+            self._vehicles = vehicles
+            self._alloc(len(vehicles), max(self.capacity, 2 * longest))
+            self.params = np.array(
+                [
+                    [
+                        v.speed_factor,
+                        v.home,
+                        v.shift_end_min,
+                        v.cost_per_km,
+                        v.cost_per_hour / 60.0,
+                        v.capacity,
+                        v.cost_per_hour,
+                    ]
+                    for v in vehicles
+                ],
+                dtype=np.float64,
+            ).reshape(len(vehicles), 7)
+        for vid, v in enumerate(vehicles):
+            route, built = v.route, self._routes[vid]
+            if route == built:
+                continue
+            if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
+                self._shift(vid)
+            else:
+                self._write(sim.world, sim.orders, vid, route)
+        state = np.array([(v.free_min, v.node, v.free_load) for v in vehicles], dtype=np.float64)
+        state = state.reshape(len(vehicles), 3)
+        start_min = np.maximum(state[:, 0], sim.now)  # Simulator.plan_start
+        start_node = state[:, 1].astype(np.int64)
+        start_load = state[:, 2].astype(np.int64)
+        self.dirty |= (
+            (start_min != self.start_min) | (start_node != self.start_node) | (start_load != self.start_load)
+        )
+        self.start_min, self.start_node, self.start_load = start_min, start_node, start_load
+
+    @property
+    def plan_end_min(self) -> np.ndarray:
+        """Each plan's return time (valid after a kernel has scheduled the dirty rows)."""
+        return self.summary[:, 2].copy()
