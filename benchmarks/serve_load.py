@@ -34,10 +34,14 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from fastapi import FastAPI
 
 from agents.heuristics.rules import InsertionPolicy
 from lastmile_env.config import REPO_ROOT, load_scenario
 from lastmile_env.sim import Simulator, world_for
+from serving.app import SETTINGS_ENV, TOKEN_ENV, app_from_env
+from serving.runtime import Dispatcher
+from serving.schema import DispatchRequest, DispatchResponse
 from serving.snapshot import record_requests
 
 TOKEN = "serve-load-benchmark"
@@ -122,11 +126,40 @@ def prepare_model(args: argparse.Namespace, workdir: Path) -> tuple[Path, str]:
     return out, source
 
 
-def start_server(model: Path, port: int, workers: int, log_path: Path) -> subprocess.Popen[bytes]:
+def floor_app() -> FastAPI:
+    """The HTTP floor: ``lastmile serve``'s app (middleware, auth, one-pass parsing and validation of the
+    request, response serialization) with the decision taken out, answering a fixed rejection. Served by
+    uvicorn with ``--factory`` in its own processes; the settings come from the environment as for
+    ``serving.app.app_from_env``."""
+
+    def no_decision(
+        self: Dispatcher, request: DispatchRequest, request_id: str = "", log_decision: bool = True
+    ) -> DispatchResponse:
+        return DispatchResponse.model_construct(
+            request_id=request_id,
+            decision="reject",
+            policy="learned",
+            model_sha256=self.manifest.model_sha256,
+            latency_ms=0.0,
+        )
+
+    Dispatcher.decide = no_decision  # type: ignore[method-assign]
+    return app_from_env()
+
+
+def start_server(
+    model: Path, port: int, workers: int, log_path: Path, floor: bool = False
+) -> subprocess.Popen[bytes]:
+    """``lastmile serve --workers W`` on the port (or the HTTP floor app, ``floor_app``), once healthy."""
     command = [sys.executable, "-m", "lastmile_env.cli", "serve", "--model", str(model)]
     command += ["--scenario", "default", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers)]
-    env = {**os.environ, "LASTMILE_TOKEN": TOKEN}
+    settings = {"model": str(model), "scenario": "default", "manifest": None, "max_body_bytes": 1 << 20}
+    if floor:
+        command = [sys.executable, "-m", "uvicorn", "serve_load:floor_app", "--factory", "--app-dir"]
+        command += [str(Path(__file__).parent), "--port", str(port), "--workers", str(workers)]
+        command += ["--log-level", "warning", "--no-access-log"]
+    env = {**os.environ, TOKEN_ENV: TOKEN, SETTINGS_ENV: json.dumps({**settings, "log_level": "warning"})}
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
     deadline = time.monotonic() + 120.0
@@ -212,12 +245,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600, help="requests per concurrency level")
     parser.add_argument("--clients", default="1,10,50", help="concurrency levels")
     parser.add_argument("--workers", default="1,2", help="server processes, one server per value")
+    parser.add_argument(
+        "--floor", default="1,2", help="worker counts to measure the HTTP floor at (no decision; '' for none)"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "serve_load.md")
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     worker_counts = [int(w) for w in args.workers.split(",")]
+    floor_counts = [int(w) for w in args.floor.split(",")] if args.floor else []
 
     results: list[tuple[int, Level]] = []  # (server workers, level)
+    floors: list[tuple[int, Level]] = []  # the same for the HTTP floor
     log_lines = 0
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         workdir = Path(tmp)
@@ -225,19 +263,37 @@ def main() -> None:
         requests = record_requests(Simulator(world_for(load_scenario("default")), 0), InsertionPolicy())
         bodies = [json.dumps(r).encode() for r in requests]
         load_before = os.getloadavg()
-        for workers in worker_counts:
-            port, log_path = free_port(), workdir / f"server-{workers}.log"
-            server = start_server(model, port, workers, log_path)
+        for floor, workers in [(False, w) for w in worker_counts] + [(True, w) for w in floor_counts]:
+            port, log_path = free_port(), workdir / f"server-{workers}-{floor}.log"
+            server = start_server(model, port, workers, log_path, floor)
             try:
                 # Warm-up: connections, caches, and every worker process past its first requests.
                 asyncio.run(run_level("127.0.0.1", port, bodies, 2 * workers, 50 * workers))
-                results += [(workers, measure(port, bodies, c, args.requests, server.pid)) for c in levels]
+                measured = [measure(port, bodies, c, args.requests, server.pid) for c in levels]
             finally:
                 server.terminate()
                 server.wait(timeout=30)
+            (floors if floor else results).extend((workers, level) for level in measured)
             log_lines += sum(1 for line in log_path.open() if line.startswith('{"event": "decision"'))
 
     open_orders = [len(r["orders"]) for r in requests]
+    header = [
+        "| workers | clients | requests | errors | decisions/s | p50 ms | p99 ms | server p50 ms "
+        "| server p99 ms | server CPU ms/req | client CPU ms/req |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def row(workers: int, level: Level) -> str:
+        server_cpu, client_cpu = (
+            cpu / level.requests * 1e3 for cpu in (level.server_cpu_s, level.client_cpu_s)
+        )
+        return (
+            f"| {workers} | {level.clients} | {level.requests} | {level.errors} | {level.rate:,.0f} | "
+            f"{level.percentile(50):.1f} | {level.percentile(99):.1f} | "
+            f"{level.percentile(50, server=True):.2f} | {level.percentile(99, server=True):.2f} | "
+            f"{server_cpu:.2f} | {client_cpu:.2f} |"
+        )
+
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         f"load average before the run {load_before[0]:.2f} (other processes share the CPUs).",
@@ -249,20 +305,9 @@ def main() -> None:
         f"{args.requests} requests per level after a warm-up. Clients on the same machine (asyncio, one "
         "keep-alive connection each, each sends its next request as soon as it has its answer).",
         "",
-        "| workers | clients | requests | errors | decisions/s | p50 ms | p99 ms | server p50 ms "
-        "| server p99 ms | server CPU ms/req | client CPU ms/req |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *header,
     ]
-    for workers, level in results:
-        server_cpu, client_cpu = (
-            cpu / level.requests * 1e3 for cpu in (level.server_cpu_s, level.client_cpu_s)
-        )
-        lines.append(
-            f"| {workers} | {level.clients} | {level.requests} | {level.errors} | {level.rate:,.0f} | "
-            f"{level.percentile(50):.1f} | {level.percentile(99):.1f} | "
-            f"{level.percentile(50, server=True):.2f} | {level.percentile(99, server=True):.2f} | "
-            f"{server_cpu:.2f} | {client_cpu:.2f} |"
-        )
+    lines += [row(workers, level) for workers, level in results]
     lines += [
         "",
         "p50 / p99: end-to-end latency at the client. server p50 / p99: the server's own time per decision "
@@ -270,6 +315,15 @@ def main() -> None:
         "decision), without JSON parsing, validation and HTTP. server / client CPU: CPU time of the server "
         "processes / of the clients (this process) per request, over the level.",
     ]
+    if floors:
+        lines += [
+            "",
+            "HTTP floor, same run: the same app (middleware, auth, one-pass parsing and validation of the "
+            "same requests, response) with the decision taken out (`floor_app` in this script):",
+            "",
+            *header,
+            *(row(workers, level) for workers, level in floors),
+        ]
     at_10 = [(w, level) for w, level in results if level.clients == 10]
     if at_10:
         workers, best = min(at_10, key=lambda wl: wl[1].percentile(99))
@@ -290,6 +344,7 @@ def main() -> None:
             ("checkpoint", args.checkpoint),
             ("requests", args.requests),
             ("workers", args.workers),
+            ("floor", args.floor),
         )
         if v is not None
     )

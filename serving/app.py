@@ -231,7 +231,7 @@ def resolve_token(token: str | None) -> str | None:
     return token if token is not None else (os.environ.get(TOKEN_ENV) or None)
 
 
-_SETTINGS_ENV = "LASTMILE_SERVE_SETTINGS"  # how ``serve`` hands its settings to worker processes
+SETTINGS_ENV = "LASTMILE_SERVE_SETTINGS"  # how ``serve`` hands its settings to worker processes
 
 
 def _load(settings: dict[str, Any]) -> FastAPI:
@@ -255,7 +255,7 @@ def _load(settings: dict[str, Any]) -> FastAPI:
 def app_from_env() -> FastAPI:
     """uvicorn's app factory in each worker process of ``serve(workers > 1)``: the settings come from the
     environment the parent set (the token from ``LASTMILE_TOKEN``)."""
-    settings = json.loads(os.environ[_SETTINGS_ENV])
+    settings = json.loads(os.environ[SETTINGS_ENV])
     configure_logging(settings["log_level"])
     return _load(settings)
 
@@ -298,7 +298,7 @@ def serve(
     if workers == 1:
         uvicorn.run(_load(settings), host=host, port=port, log_level=log_level, access_log=False)
         return
-    os.environ[_SETTINGS_ENV] = json.dumps(settings)
+    os.environ[SETTINGS_ENV] = json.dumps(settings)
     uvicorn.run(
         "serving.app:app_from_env",
         factory=True,
