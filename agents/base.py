@@ -1,4 +1,4 @@
-"""The one interface every dispatch policy implements, and the loop that runs a policy on a simulator.
+"""The interfaces every dispatch and routing policy implements, and the loop that runs them on a simulator.
 
 A policy acts on the simulator's domain view (the pending order, the vehicles, their plans and the
 insertion rule's placements), never on arrays: a learned policy carries its own observation encoder. So
@@ -13,9 +13,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from lastmile_env.sim.simulator import Simulator
+from lastmile_env.sim.types import DecisionKind
 
 REJECT = -1  # refuse the order (the rejection penalty is paid)
 DEFER = -2  # decide at the next dispatch tick (Simulator.defer)
+WAIT = -1  # routing: hold the vehicle until a parcel of its plan is ready (Simulator.wait)
 
 
 @runtime_checkable
@@ -30,6 +32,22 @@ class Policy(Protocol):
     def act(self, sim: Simulator) -> int:
         """The decision for ``sim.current``. May look at anything in ``sim``; changes nothing except through
         ``sim.prioritize`` (which pending order to decide first) and ``sim.replan`` (re-optimization)."""
+        ...
+
+
+@runtime_checkable
+class RoutingPolicy(Protocol):
+    """Decides the next stop of ``sim.routing_vehicle`` (routing mode): an index into its planned stops
+    ``sim.vehicles[sim.routing_vehicle].route`` (valid ones: ``sim.route_mask()``) or ``WAIT``."""
+
+    name: str
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode (seed any randomness of the policy)."""
+
+    def route(self, sim: Simulator) -> int:
+        """The next stop of the pending vehicle. May look at anything in ``sim``; changes nothing except
+        through ``sim.replan`` of that vehicle's plan (re-optimization)."""
         ...
 
 
@@ -60,9 +78,38 @@ def apply(sim: Simulator, decision: int) -> None:
         )
 
 
-def run_episode(sim: Simulator, policy: Policy, seed: int | None = None) -> Simulator:
-    """Play a whole shift: the policy decides every order; returns the finished simulator."""
+def apply_route(sim: Simulator, decision: int) -> None:
+    """Carry out a routing policy's decision on the simulator."""
+    if decision == WAIT:
+        sim.wait()
+    elif decision >= 0:
+        sim.route(decision)
+    else:
+        raise ValueError(f"unknown routing decision {decision}: a stop index or WAIT ({WAIT})")
+
+
+def run_episode(
+    sim: Simulator, policy: Policy, seed: int | None = None, router: RoutingPolicy | None = None
+) -> Simulator:
+    """Play a whole shift: the policy decides every order; returns the finished simulator.
+
+    With a routing policy (``router``, or the policy's own ``router`` attribute, as a dispatch+routing
+    pair has) the simulator must be in routing mode and the router decides every vehicle's next stop.
+    """
     policy.reset(seed)
-    while sim.advance() is not None:
-        apply(sim, policy.act(sim))
+    if router is None:
+        router = getattr(policy, "router", None)
+    else:
+        router.reset(seed)
+    if router is None:
+        while sim.advance() is not None:
+            apply(sim, policy.act(sim))
+        return sim
+    if not sim.routing:
+        raise ValueError(f"routing policy {router.name!r} needs a simulator in routing mode (routing=True)")
+    while (decision := sim.next_decision()) is not None:
+        if decision.kind == DecisionKind.DISPATCH:
+            apply(sim, policy.act(sim))
+        else:
+            apply_route(sim, router.route(sim))
     return sim

@@ -1,4 +1,4 @@
-"""lastmile: a reinforcement-learning research environment for dynamic last-mile delivery dispatch."""
+"""lastmile: a reinforcement-learning research environment for last-mile delivery dispatch and routing."""
 
 from gymnasium.envs.registration import register
 
@@ -10,6 +10,11 @@ register(
     id="LastMile-Dispatch-v0",
     entry_point="lastmile_env.env:DispatchEnv",
     max_episode_steps=10_000,
+)
+register(
+    id="LastMile-Routing-v0",
+    entry_point="lastmile_env.routing_env:RoutingEnv",
+    max_episode_steps=20_000,
 )
 
 __all__ = ["ConfigError", "ScenarioConfig", "__version__", "load_scenario"]
