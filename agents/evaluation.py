@@ -135,8 +135,13 @@ def resolve_policy(spec: str) -> Callable[[], Policy]:
     """A factory for the policy named by ``spec``, checked before any work and called in each worker.
 
     A spec is a heuristic name (``HEURISTICS``) or the path of a trained model zip (``train.py``'s
-    checkpoints and ``final.zip``), loaded as a ``LearnedPolicy`` in each worker.
+    checkpoints and ``final.zip``), loaded as a ``LearnedPolicy`` in each worker. ``dispatch+routing``
+    (e.g. ``insertion+nearest_next``, ``model.zip+routing_model.zip``) pairs a dispatch spec with a routing
+    one (``agents.routing.ROUTING_HEURISTICS`` or a trained routing model zip); the pair plays the
+    simulator in routing mode, the router choosing every vehicle's next stop.
     """
+    if "+" in spec:
+        return _resolve_pair(spec)
     if spec in HEURISTICS:
         return functools.partial(make_heuristic, spec)
     valid = ", ".join(HEURISTICS)
@@ -150,6 +155,41 @@ def resolve_policy(spec: str) -> Callable[[], Policy]:
             f"policy {spec!r} looks like a file but is not a trained model zip; valid policy names: {valid}"
         )
     raise EvaluationError(f"unknown policy {spec!r}; valid names: {valid}, or a trained model .zip")
+
+
+def _resolve_pair(spec: str) -> Callable[[], Policy]:
+    """``dispatch+routing``: factories for both halves, checked now (see ``resolve_policy``)."""
+    from agents.routing import ROUTING_HEURISTICS, make_routing_heuristic
+
+    dispatch_spec, _, routing_spec = spec.partition("+")
+    dispatch = resolve_policy(dispatch_spec)
+    router: Callable[[], Any]
+    if routing_spec in ROUTING_HEURISTICS:
+        router = functools.partial(make_routing_heuristic, routing_spec)
+    elif routing_spec.endswith(".zip") and Path(routing_spec).is_file():
+        router = functools.partial(_load_learned_router, routing_spec)
+    else:
+        raise EvaluationError(
+            f"policy {spec!r}: unknown routing policy {routing_spec!r}; valid: "
+            f"{', '.join(ROUTING_HEURISTICS)}, or a trained routing model .zip (as dispatch+routing)"
+        )
+    return functools.partial(_make_pair, dispatch, router, spec)
+
+
+def _make_pair(dispatch: Callable[[], Policy], router: Callable[[], Any], name: str) -> Policy:
+    from agents.routing import PairedPolicy
+
+    return PairedPolicy(dispatch(), router(), name)
+
+
+def _load_learned_router(path: str) -> Any:
+    """A trained routing policy for one worker process (one torch thread)."""
+    import torch
+
+    from agents.learned.routing_policy import LearnedRoutingPolicy
+
+    torch.set_num_threads(1)
+    return LearnedRoutingPolicy.load(path)
 
 
 def _load_learned(path: str) -> Policy:
@@ -262,12 +302,15 @@ def _play(task: _Task) -> dict[str, Any]:
     config = ScenarioConfig.model_validate_json(task.config_json)
     world = world_for(config)
     policy = resolve_policy(task.policy)()
+    router = getattr(policy, "router", None)  # a dispatch+routing pair plays in routing mode
     snapshot = None
     if task.snapshot:
         mid_min = min(config.fleet.shift_end_min, config.orders.last_arrival_min) / 2.0
         policy = snapshot = _Snapshot(policy, world, mid_min)
     started = time.perf_counter()
-    sim = run_episode(Simulator(world, task.seed), policy, task.seed)
+    sim = run_episode(
+        Simulator(world, task.seed, routing=router is not None), policy, task.seed, router=router
+    )
     wall_s = time.perf_counter() - started
     if snapshot is not None:
         if snapshot.frame is None:  # no decision after mid-shift: show the end of the day
