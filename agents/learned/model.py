@@ -137,8 +137,9 @@ def _build_identity_heads(
 ) -> None:
     """Replaces SB3's ``_build``: split latents, identity heads (the net has its own), then the optimizer."""
     extractor = policy.features_extractor
-    assert isinstance(extractor, DispatchFeatures), "a dispatch policy needs the DispatchFeatures extractor"
-    policy.mlp_extractor = SplitLatent(extractor.n_actions)  # type: ignore[assignment]
+    n_actions = getattr(extractor, "n_actions", None)  # DispatchFeatures, or the routing net's extractor
+    assert isinstance(n_actions, int), "the policy's extractor must output [masked logits, value]"
+    policy.mlp_extractor = SplitLatent(n_actions)  # type: ignore[assignment]
     policy.action_net = nn.Identity()
     policy.value_net = nn.Identity()  # type: ignore[assignment]
     policy.optimizer = policy.optimizer_class(

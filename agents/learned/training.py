@@ -1,4 +1,5 @@
-"""Training ``DispatchNet`` with MaskablePPO (default), PPO or A2C: config, envs, callbacks, checkpoints.
+"""Training ``DispatchNet`` (or, with ``task: routing``, ``RoutingNet`` on ``LastMile-Routing-v0``) with
+MaskablePPO (default), PPO or A2C: config, envs, callbacks, checkpoints.
 
 A run lives in ``runs/<scenario>__<algo>__<seed>__<YYYYmmdd-HHMMSS>/``:
 
@@ -30,23 +31,27 @@ from typing import Any, Literal
 import gymnasium as gym
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-import lastmile_env  # noqa: F401  (registers LastMile-Dispatch-v0)
-from agents.base import Policy, run_episode
+import lastmile_env  # noqa: F401  (registers LastMile-Dispatch-v0 and LastMile-Routing-v0)
+from agents.base import Policy, RoutingPolicy, run_episode
 from agents.heuristics import HEURISTICS, make_heuristic
 from agents.learned.model import DispatchPolicy, MaskableDispatchPolicy, dispatch_net
 from agents.learned.policy import LearnedPolicy
+from agents.learned.routing_model import MaskableRoutingPolicy, RoutingActorCriticPolicy, routing_net
+from agents.learned.routing_policy import LearnedRoutingPolicy
+from agents.routing import ROUTING_HEURISTICS, make_routing_heuristic
 from lastmile_env.config import (
     ConfigError,
     ScenarioConfig,
@@ -111,10 +116,33 @@ class AlgoConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """The network (``DispatchNet``)."""
+    """The network (``DispatchNet``, or ``RoutingNet`` for ``task: routing``)."""
 
     hidden: int = Field(64, ge=4)
-    """width of every hidden layer and of the vehicle embedding"""
+    """width of every hidden layer and of the vehicle (stop) embedding"""
+    heads: int = Field(4, ge=1)
+    """routing only: attention heads over the stops (hidden must be divisible by it)"""
+
+    def extractor_kwargs(self, task: str) -> dict[str, Any]:
+        return {"hidden": self.hidden, "heads": self.heads} if task == "routing" else {"hidden": self.hidden}
+
+
+class RoutingTaskConfig(_Section):
+    """``task: routing``: the routing env's settings (``LastMile-Routing-v0``)."""
+
+    dispatch: str = "insertion"
+    """dispatch rule giving orders to vehicles: a heuristic name or a trained dispatch model .zip"""
+    max_stops: int = Field(32, ge=1)
+    """stop slots of the observation (the plan's first max_stops stops are offered)"""
+    skip_forced: bool = True
+    """play routing decisions with a single valid action without asking the agent"""
+
+    @field_validator("dispatch")
+    @classmethod
+    def _known_dispatch(cls, v: str) -> str:
+        if v not in HEURISTICS and not v.endswith(".zip"):
+            raise ValueError(f"unknown dispatch rule {v!r}; valid: {', '.join(HEURISTICS)} or a model .zip")
+        return v
 
 
 class EvalConfig(_Section):
@@ -125,13 +153,15 @@ class EvalConfig(_Section):
     seeds: list[int] = Field(default_factory=lambda: [10_000, 10_001, 10_002], min_length=1)
     """episode seeds (days) played by both policies"""
     baseline: str = "insertion"
-    """heuristic to compare with (a name from agents.heuristics)"""
+    """heuristic to compare with (a name from agents.heuristics; for task routing, from agents.routing)"""
 
     @field_validator("baseline")
     @classmethod
     def _known_heuristic(cls, v: str) -> str:
-        if v not in HEURISTICS:
-            raise ValueError(f"unknown heuristic {v!r}; valid: {', '.join(HEURISTICS)}")
+        if v not in HEURISTICS and v not in ROUTING_HEURISTICS:
+            raise ValueError(
+                f"unknown heuristic {v!r}; valid: {', '.join([*HEURISTICS, *ROUTING_HEURISTICS])}"
+            )
         return v
 
 
@@ -139,6 +169,8 @@ class ExperimentConfig(_Section):
     """One training run. Every field can be overridden from the command line (``algo.learning_rate=1e-4``);
     scenario fields are addressed as ``env.<field>`` (``env.fleet.size=30``)."""
 
+    task: Literal["dispatch", "routing"] = "dispatch"
+    """dispatch (LastMile-Dispatch-v0, DispatchNet) or routing (LastMile-Routing-v0, RoutingNet)"""
     scenario: str = "default"
     """scenario name (configs/scenario/<name>.yaml) or YAML path"""
     env: dict[str, Any] = Field(default_factory=dict)
@@ -164,6 +196,21 @@ class ExperimentConfig(_Section):
     algo: AlgoConfig = AlgoConfig()
     model: ModelConfig = ModelConfig()
     eval: EvalConfig = EvalConfig()
+    routing: RoutingTaskConfig = RoutingTaskConfig()
+
+    @model_validator(mode="after")
+    def _baseline_fits_task(self) -> ExperimentConfig:
+        names = ROUTING_HEURISTICS if self.task == "routing" else HEURISTICS
+        if self.eval.baseline not in names:
+            raise ValueError(
+                f"eval.baseline {self.eval.baseline!r} is not a {self.task} heuristic; "
+                f"valid: {', '.join(names)}"
+            )
+        if self.task == "routing" and self.model.hidden % self.model.heads:
+            raise ValueError(
+                f"model.hidden {self.model.hidden} is not divisible by model.heads {self.model.heads}"
+            )
+        return self
 
     def load_scenario(self) -> ScenarioConfig:
         return load_scenario(self.scenario, self.env)
@@ -202,6 +249,20 @@ def make_env(scenario: ScenarioConfig, exp: ExperimentConfig) -> Callable[[], gy
     masked = exp.algo.name == "maskable_ppo"
 
     def thunk() -> gym.Env:
+        if exp.task == "routing":
+            return Monitor(
+                gym.make(
+                    "LastMile-Routing-v0",
+                    scenario=scenario,
+                    dispatch=exp.routing.dispatch,
+                    max_stops=exp.routing.max_stops,
+                    skip_forced=exp.routing.skip_forced,
+                    reward="cost",
+                    reward_scale=exp.reward_scale,
+                    invalid_action="raise" if masked else "penalize",
+                    invalid_action_penalty=exp.invalid_action_penalty,
+                )
+            )
         env = gym.make(
             "LastMile-Dispatch-v0",
             scenario=scenario,
@@ -224,11 +285,15 @@ def make_vec_env(scenario: ScenarioConfig, exp: ExperimentConfig, seed: int) -> 
     return vec_env
 
 
-def evaluate(policy: Policy, world: World, seeds: Sequence[int]) -> dict[str, float]:
-    """Play one episode per seed; totals over the episodes (cost per delivered = total cost / deliveries)."""
+def evaluate(
+    policy: Policy, world: World, seeds: Sequence[int], router: RoutingPolicy | None = None
+) -> dict[str, float]:
+    """Play one episode per seed (with ``router``: in routing mode, the router choosing every next stop);
+    totals over the episodes (cost per delivered = total cost / deliveries)."""
     totals = dict.fromkeys(("orders", "delivered", "on_time", "rejected", "cost"), 0.0)
     for seed in seeds:
-        summary = run_episode(Simulator(world, seed), policy, seed).summary()
+        sim = Simulator(world, seed, routing=router is not None)
+        summary = run_episode(sim, policy, seed, router=router).summary()
         for key in totals:
             totals[key] += summary[key]
     return {
@@ -355,9 +420,19 @@ class EvalCallback(_EveryCallback):
     def fire(self) -> None:
         started = time.perf_counter()
         cfg = self.exp.eval
-        if self._baseline is None:
-            self._baseline = evaluate(make_heuristic(cfg.baseline), self.world, cfg.seeds)
-        learned = evaluate(LearnedPolicy(dispatch_net(self.model.policy)), self.world, cfg.seeds)
+        if self.exp.task == "routing":
+            from lastmile_env.routing_env import make_dispatcher
+
+            dispatcher = make_dispatcher(self.exp.routing.dispatch)
+            if self._baseline is None:
+                baseline = make_routing_heuristic(cfg.baseline)
+                self._baseline = evaluate(dispatcher, self.world, cfg.seeds, router=baseline)
+            router = LearnedRoutingPolicy(routing_net(self.model.policy))
+            learned = evaluate(dispatcher, self.world, cfg.seeds, router=router)
+        else:
+            if self._baseline is None:
+                self._baseline = evaluate(make_heuristic(cfg.baseline), self.world, cfg.seeds)
+            learned = evaluate(LearnedPolicy(dispatch_net(self.model.policy)), self.world, cfg.seeds)
         relative = learned["cost_per_delivered"] / self._baseline["cost_per_delivered"] - 1.0
         seconds = time.perf_counter() - started
         base = self._baseline
@@ -429,7 +504,8 @@ class ProgressBarCallback(BaseCallback):
 
 
 def _new_run_dir(runs_dir: Path, scenario: ScenarioConfig, exp: ExperimentConfig) -> Path:
-    name = f"{scenario.name}__{exp.algo.name}__{exp.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    task = "routing__" if exp.task == "routing" else ""  # dispatch runs keep their historical names
+    name = f"{task}{scenario.name}__{exp.algo.name}__{exp.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir, n = runs_dir / name, 1
     while run_dir.exists():  # two runs started in the same second
         n += 1
@@ -450,11 +526,16 @@ def train(exp: ExperimentConfig, runs_dir: str | Path = "runs", progress: bool =
     torch.set_num_threads(exp.torch_threads)
 
     vec_env = make_vec_env(scenario, exp, exp.seed)
-    policy = MaskableDispatchPolicy if exp.algo.name == "maskable_ppo" else DispatchPolicy
+    masked = exp.algo.name == "maskable_ppo"
+    policy: type[BasePolicy]
+    if exp.task == "routing":
+        policy = MaskableRoutingPolicy if masked else RoutingActorCriticPolicy
+    else:
+        policy = MaskableDispatchPolicy if masked else DispatchPolicy
     model = ALGOS[exp.algo.name](
         policy,
         vec_env,
-        policy_kwargs={"features_extractor_kwargs": exp.model.model_dump()},
+        policy_kwargs={"features_extractor_kwargs": exp.model.extractor_kwargs(exp.task)},
         seed=exp.seed,
         device="cpu",
         verbose=0,
