@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="env decision steps per second next to CartPole (python benchmarks/env_speed.py; see -h)",
+        help="the benchmark suite: its speed section by default, --sections all for every section (see -h)",
         add_help=False,
         prefix_chars="\0",
     )

@@ -1,0 +1,535 @@
+"""The benchmark suite: speed, scaling, training throughput, evaluation wall time and memory, in one table.
+
+    python benchmarks/suite.py [--sections speed,scaling,ppo,eval,memory] [--quick] [--repeats 5]
+                               [--steps 2000] [--out benchmarks/results/suite.md]
+    lastmile bench --sections all [...]        (the same script; ``lastmile bench`` alone: the speed section)
+
+Sections (each figure is the median of ``--repeats`` runs; every comparison is a ratio of two figures
+measured in this same run, on this machine, under the load printed in the header):
+
+- ``speed``: dispatch env decision steps per second under a random masked policy, single process, on
+  ``--scenarios`` (default ``small,default,large``), next to gymnasium's CartPole-v1 (random actions) and,
+  when it can be installed, OR-Gym's VehicleRouting-v0 (random actions; gym 0.19 in a separate venv,
+  ``benchmarks/.orgym-venv``, built by this script; skipped with the reason otherwise).
+- ``scaling``: microseconds per decision step as the fleet (10, 50, 100, 200 vehicles), the orders per
+  shift (rate x 0.5, 1, 2, 4) and the road graph (300 to 10,000 nodes, same 298 addresses) grow, one at a
+  time from ``default``; the fitted log-log slope per dimension, and a plot (``--plot``).
+- ``ppo``: SB3 PPO env steps per second (MlpPolicy, the same settings, one env, CPU, one torch thread) on
+  ``default`` (flat observation, invalid actions penalized) and on CartPole-v1.
+- ``eval``: wall time of ``evaluate`` (``--eval-episodes`` days x 5 heuristics on ``--eval-scenario``)
+  with one worker and with all cores; the results must be identical.
+- ``memory``: peak RSS of a fresh process that builds each scenario and plays one episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import lastmile_env  # noqa: F401  (registers LastMile-Dispatch-v0)
+from lastmile_env.sim import Simulator
+
+REPO = Path(__file__).resolve().parent.parent
+SECTIONS = ("speed", "scaling", "ppo", "eval", "memory")
+HEURISTICS = ("random", "nearest", "least_loaded", "insertion", "regret")
+ORGYM_VENV = REPO / "benchmarks" / ".orgym-venv"
+# gym 0.19's setup.py does not build with setuptools >= 58 / wheel >= 0.38 (its extras use a requirement
+# syntax they reject), so the venv pins them and builds gym without build isolation.
+ORGYM_INSTALL = (
+    ("pip", "install", "-q", "setuptools<58", "wheel<0.38", "pip<24.1"),
+    ("pip", "install", "-q", "--no-build-isolation", "gym==0.19.0"),
+    ("pip", "install", "-q", "or-gym==0.5.0"),
+)
+ORGYM_CHILD = """
+import contextlib, json, os, statistics, sys, time
+import or_gym
+steps, repeats = int(sys.argv[1]), int(sys.argv[2])
+env = or_gym.make("VehicleRouting-v0")
+env.action_space.seed(0)
+rates = []
+with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # its step() prints every move
+    env.reset()
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(steps):
+            _, _, done, _ = env.step(env.action_space.sample())
+            if done:
+                env.reset()
+        rates.append(steps / (time.perf_counter() - started))
+print(json.dumps({"rate": statistics.median(rates), "grid": list(env.grid)}))
+"""
+MEMORY_CHILD = """
+import json, sys
+import numpy as np
+import gymnasium as gym
+import lastmile_env
+def high_water_kib():  # this process's peak RSS (ru_maxrss would include the parent's, from before exec)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+base = high_water_kib()
+env = gym.make("LastMile-Dispatch-v0", scenario=sys.argv[1])
+obs, _ = env.reset(seed=0)
+rng = np.random.default_rng(0)
+steps, done = 0, False
+while not done:
+    obs, _, terminated, truncated, _ = env.step(int(rng.choice(np.flatnonzero(obs["action_mask"]))))
+    steps, done = steps + 1, terminated or truncated
+print(json.dumps({"imports_kib": base, "peak_kib": high_water_kib(),
+    "steps": steps, "nodes": env.unwrapped.world.graph.number_of_nodes(),
+    "vehicles": env.unwrapped.world.n_vehicles}))
+"""
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    section: str
+    what: str
+    value: str
+    comparison: str = ""
+
+
+@dataclass
+class Settings:
+    repeats: int
+    steps: int
+    scenarios: list[str]
+    quick: bool
+    eval_scenario: str
+    eval_episodes: int
+    ppo_steps: int
+    plot: Path
+    orgym: str  # build (the venv when missing), auto (only if it exists), no
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def steps_per_second(env: gym.Env, steps: int, seed: int, masked: bool, whole: bool = False) -> float:
+    """Steps per second of a uniformly random (masked) policy, resets included.
+
+    ``whole``: play whole episodes (days ``seed``, ``seed + 1``...) until at least ``steps`` decisions, so
+    every hour of the day weighs as it does in an episode (plans are short in the morning, long at the
+    peaks); the rate is then over all the decisions played.
+    """
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    episode = done = 0
+    started = time.perf_counter()
+    while done < steps or (whole and episode == 0):
+        if masked:
+            action = int(rng.choice(np.flatnonzero(obs["action_mask"])))
+        else:
+            action = int(env.action_space.sample())
+        obs, _, terminated, truncated, _ = env.step(action)
+        done += 1
+        if terminated or truncated:
+            episode += 1
+            if whole and done >= steps:
+                break
+            obs, _ = env.reset(seed=seed + episode)
+    return done / (time.perf_counter() - started)
+
+
+def median_rate(env: gym.Env, steps: int, repeats: int, masked: bool, whole: bool = False) -> float:
+    return statistics.median(steps_per_second(env, steps, r, masked, whole) for r in range(repeats))
+
+
+def cartpole_rate(settings: Settings) -> float:
+    env = gym.make("CartPole-v1")
+    env.action_space.seed(0)
+    steps_per_second(env, 1000, 0, masked=False)
+    return median_rate(env, settings.steps * 10, settings.repeats, masked=False)
+
+
+def dispatch_env(scenario: str, overrides: dict[str, Any] | None = None, **kwargs: Any) -> gym.Env:
+    env = gym.make("LastMile-Dispatch-v0", scenario=scenario, overrides=overrides, **kwargs)
+    env.reset(seed=0)  # builds the world (and loads the compiled kernels) outside the timing
+    return env
+
+
+def fit_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The log-log slope of ``ys`` against ``xs`` (least squares): y ~ x**slope."""
+    slope, _ = np.polyfit(np.log(np.asarray(xs, dtype=float)), np.log(np.asarray(ys, dtype=float)), 1)
+    return float(slope)
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+# ------------------------------------------------------------------------------------------- OR-Gym
+def orgym_python(timeout_s: float = 900) -> tuple[Path | None, str]:
+    """The OR-Gym venv's interpreter (built on first use), or None and why it is not available."""
+    python = ORGYM_VENV / "bin" / "python"
+    check = [str(python), "-c", "import or_gym; or_gym.make('VehicleRouting-v0')"]
+    if python.exists() and subprocess.run(check, capture_output=True, timeout=120).returncode == 0:
+        return python, ""
+    print(f"building {ORGYM_VENV} (gym 0.19 + or-gym; a few minutes the first time)...", file=sys.stderr)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(ORGYM_VENV)], check=True, timeout=120)
+        deadline = time.monotonic() + timeout_s
+        for step in ORGYM_INSTALL:
+            cmd = [str(python), "-m", *step]
+            out = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=max(1.0, deadline - time.monotonic())
+            )
+            if out.returncode != 0:
+                tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+                return None, f"`{' '.join(step)}` failed: {' / '.join(tail)}"
+        out = subprocess.run(check, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            return None, f"or_gym does not import: {out.stderr.strip().splitlines()[-1:]}"
+    except subprocess.TimeoutExpired:
+        return None, f"installing gym 0.19 + or-gym took more than {timeout_s:.0f} s"
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return None, f"could not build the venv: {exc}"
+    return python, ""
+
+
+def orgym_rate(settings: Settings) -> tuple[dict[str, Any] | None, str]:
+    if settings.orgym == "no":
+        return None, "skipped (--orgym no)"
+    if settings.orgym == "auto" and not (ORGYM_VENV / "bin" / "python").exists():
+        return None, f"skipped: {ORGYM_VENV.relative_to(REPO)} not built (`--orgym build` builds it)"
+    python, why = orgym_python()
+    if python is None:
+        return None, why
+    out = subprocess.run(
+        [str(python), "-c", ORGYM_CHILD, str(settings.steps * 5), str(settings.repeats)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if out.returncode != 0:
+        return None, f"VehicleRouting-v0 failed: {out.stderr.strip().splitlines()[-1:]}"
+    return json.loads(out.stdout.strip().splitlines()[-1]), ""
+
+
+# ------------------------------------------------------------------------------------------- sections
+def section_speed(settings: Settings, rows: list[Row], notes: list[str]) -> dict[str, float]:
+    cartpole = cartpole_rate(settings)
+    orgym, why = orgym_rate(settings)
+    rows.append(Row("speed", "CartPole-v1 (gymnasium), random actions: steps/s", f"{cartpole:,.0f}", "1.000"))
+    if orgym is not None:
+        rows.append(
+            Row(
+                "speed",
+                f"OR-Gym VehicleRouting-v0 (1 vehicle, {orgym['grid'][0]}x{orgym['grid'][1]} grid, "
+                "gym 0.19), random actions: steps/s",
+                f"{orgym['rate']:,.0f}",
+                f"{orgym['rate'] / cartpole:.3f} x CartPole",
+            )
+        )
+    else:
+        notes.append(f"OR-Gym VehicleRouting-v0 not measured: {why}.")
+    found = {"cartpole": cartpole, "orgym": orgym["rate"] if orgym else math.nan}
+    for name in settings.scenarios:
+        env = dispatch_env(name)
+        world = env.unwrapped.world  # type: ignore[attr-defined]
+        steps_per_second(env, 100, 10_000, masked=True)
+        rate = median_rate(env, settings.steps, settings.repeats, masked=True, whole=True)
+        found[name] = rate
+        vs = f"{rate / cartpole:.4f} x CartPole"
+        if orgym is not None:
+            vs += f"; {rate / orgym['rate']:.2f} x OR-Gym"
+        rows.append(
+            Row(
+                "speed",
+                f"LastMile-Dispatch-v0 `{name}` ({world.n_vehicles} vehicles, "
+                f"{world.graph.number_of_nodes():,} nodes, {len(world.matrix.nodes):,} key nodes), "
+                "random masked policy: steps/s",
+                f"{rate:,.0f}",
+                vs,
+            )
+        )
+    return found
+
+
+SCALING: dict[str, tuple[str, list[float], Callable[[float], dict[str, Any]]]] = {
+    "fleet": ("vehicles", [10, 50, 100, 200], lambda x: {"fleet.size": int(x)}),
+    "orders": ("orders per shift", [0.5, 1.0, 2.0, 4.0], lambda x: {"orders.rate_per_hour": 42 * x}),
+    "graph": (
+        "graph nodes",
+        [300, 1000, 3000, 10000],
+        lambda x: {"graph.n_nodes": int(x), "graph.n_addresses": 298},
+    ),
+}
+
+
+def section_scaling(settings: Settings, rows: list[Row], notes: list[str]) -> None:
+    steps = 300 if settings.quick else 1000
+    results: dict[str, tuple[list[float], list[float]]] = {}
+    for dim, (label, values, overrides) in SCALING.items():
+        xs, ys = [], []
+        for x in values:
+            env = dispatch_env("default", overrides(x))
+            sim = env.unwrapped.sim  # type: ignore[attr-defined]
+            steps_per_second(env, 100, 10_000, masked=True)
+            rate = median_rate(env, steps, settings.repeats, masked=True, whole=True)
+            if dim == "orders":  # the x axis: the orders of a day, measured
+                x = float(np.mean([len(Simulator(sim.world, s).orders) for s in range(5)]))
+            xs.append(x)
+            ys.append(1e6 / rate)
+        results[dim] = (xs, ys)
+        slope = fit_slope(xs, ys)
+        points = ", ".join(f"{x:,.0f}: {y:,.0f}" for x, y in zip(xs, ys, strict=True))
+        rows.append(Row("scaling", f"µs per step vs {label} ({points})", f"slope {slope:.2f}", "log-log fit"))
+    notes.append(
+        f"Scaling: from `default` (20 vans, ~410 orders, 300 nodes), one dimension at a time; medians of "
+        f"{settings.repeats} runs of whole days (at least {steps} decisions). Graph size: same area and "
+        "298 addresses, so the travel matrix (centers + addresses) keeps its size while the road graph grows."
+    )
+    plot_scaling(results, settings.plot)
+
+
+def plot_scaling(results: dict[str, tuple[list[float], list[float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6))
+    for ax, (dim, (xs, ys)) in zip(np.atleast_1d(axes), results.items(), strict=True):
+        slope, intercept = np.polyfit(np.log(xs), np.log(ys), 1)
+        grid = np.geomspace(min(xs), max(xs), 50)
+        ax.loglog(xs, ys, "o", color="C0")
+        ax.loglog(grid, np.exp(intercept) * grid**slope, "-", color="C1", label=f"slope {slope:.2f}")
+        ax.set_xlabel(SCALING[dim][0])
+        ax.set_ylabel("µs per decision step")
+        ax.set_title(f"step time vs {SCALING[dim][0]}")
+        ax.legend()
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _ppo_rate(make_env: Callable[[], gym.Env], timesteps: int, seed: int) -> float:
+    import torch
+    from stable_baselines3 import PPO
+
+    torch.set_num_threads(1)
+    model = PPO(
+        "MlpPolicy", make_env(), n_steps=512, batch_size=64, n_epochs=4, seed=seed, device="cpu", verbose=0
+    )
+    started = time.perf_counter()
+    model.learn(total_timesteps=timesteps)
+    return model.num_timesteps / (time.perf_counter() - started)
+
+
+def section_ppo(settings: Settings, rows: list[Row], notes: list[str]) -> None:
+    def ours() -> gym.Env:
+        return gym.make(
+            "LastMile-Dispatch-v0", scenario="default", observation="flat", invalid_action="penalize"
+        )
+
+    repeats = max(1, min(settings.repeats, 3))
+    found = {}
+    for label, make in (("CartPole-v1", lambda: gym.make("CartPole-v1")), ("`default` (flat)", ours)):
+        _ppo_rate(make, 512, 0)  # warm-up: imports, first compile
+        found[label] = statistics.median(_ppo_rate(make, settings.ppo_steps, r) for r in range(repeats))
+    cart, mine = found["CartPole-v1"], found["`default` (flat)"]
+    rows.append(Row("ppo", "SB3 PPO on CartPole-v1: env steps/s", f"{cart:,.0f}", "1.00"))
+    rows.append(
+        Row("ppo", "SB3 PPO on `default` (flat obs): env steps/s", f"{mine:,.0f}", f"{mine / cart:.2f}")
+    )
+    notes.append(
+        f"PPO: `MlpPolicy`, n_steps 512, batch 64, 4 epochs, 1 env, CPU, 1 torch thread, "
+        f"{settings.ppo_steps} steps per run, median of {repeats} runs; `default` with the flat "
+        "observation and invalid actions penalized as rejections (plain PPO does not mask)."
+    )
+
+
+def section_eval(settings: Settings, rows: list[Row], notes: list[str]) -> None:
+    from agents.evaluation import evaluate
+
+    def run(workers: int) -> tuple[float, list[dict[str, Any]]]:
+        started = time.perf_counter()
+        result = evaluate(
+            settings.eval_scenario,
+            list(HEURISTICS),
+            episodes=settings.eval_episodes,
+            seed=1000,
+            workers=workers,
+            reference="insertion",
+            hindsight_time_limit_s=0,
+            progress=False,
+            route_map=False,
+        )
+        took = time.perf_counter() - started
+        return took, [{k: v for k, v in r.items() if k != "wall_s"} for r in result.rows]
+
+    cores = os.cpu_count() or 1
+    serial_s, serial_rows = run(1)
+    parallel_s, parallel_rows = run(cores)
+    same = json.dumps(serial_rows) == json.dumps(parallel_rows)  # NaN-aware (no hindsight: NaN columns)
+    days, scenario = settings.eval_episodes, settings.eval_scenario
+    what = f"evaluate: {days} days x {len(HEURISTICS)} heuristics on `{scenario}`"
+    rows.append(Row("eval", f"{what}, 1 worker: wall s", f"{serial_s:.1f}", ""))
+    rows.append(
+        Row(
+            "eval",
+            f"{what}, {cores} workers: wall s",
+            f"{parallel_s:.1f}",
+            f"{serial_s / parallel_s:.2f}x faster; results {'identical' if same else 'DIFFERENT'}",
+        )
+    )
+    notes.append(f"Evaluation: heuristics {', '.join(HEURISTICS)}; no hindsight bound, no route map.")
+
+
+def section_memory(settings: Settings, rows: list[Row], notes: list[str]) -> None:
+    for name in settings.scenarios:
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, name], capture_output=True, text=True, timeout=900, cwd=REPO
+        )
+        if out.returncode != 0:
+            rows.append(Row("memory", f"`{name}`: peak RSS", "failed", out.stderr.strip()[-200:]))
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(
+            Row(
+                "memory",
+                f"`{name}` ({r['vehicles']} vehicles, {r['nodes']:,} nodes), one episode: peak RSS MiB",
+                f"{r['peak_kib'] / 1024:,.0f}",
+                f"{r['imports_kib'] / 1024:,.0f} MiB after imports",
+            )
+        )
+    notes.append(
+        "Memory: a fresh process per scenario builds the world (travel matrix from the on-disk cache when "
+        "present) and plays one episode (random masked policy); its `VmHWM`."
+    )
+
+
+# ------------------------------------------------------------------------------------------- main
+def targets(found: dict[str, float]) -> list[str]:
+    """The issue's targets for what this run measured."""
+    lines = []
+    if "default" in found:
+        rate, cart, orgym = found["default"], found["cartpole"], found.get("orgym", math.nan)
+        verdict = "met" if rate >= 20_000 else f"missed ({rate / 20_000:.1%} of it)"
+        lines.append(f"- `default` >= 20,000 steps/s: {verdict}.")
+        verdict = "met" if rate >= cart / 10 else f"missed (x{rate / cart:.4f}, {10 * rate / cart:.1%} of it)"
+        lines.append(f"- `default` >= 1/10 of CartPole-v1: {verdict}.")
+        if math.isfinite(orgym):
+            ratio = rate / orgym
+            verdict = "met" if ratio >= 3 else f"missed (x{ratio:.2f}, {ratio / 3:.0%} of it)"
+            lines.append(f"- `default` >= 3x OR-Gym VehicleRouting-v0: {verdict}.")
+    return lines
+
+
+def parse_args(
+    argv: Sequence[str] | None, prog: str | None, default_sections: str, orgym_default: str, out_default: str
+) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sections", default=default_sections, help=f"{','.join(SECTIONS)} or all")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, steps and episodes")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per figure (default 5; quick 3)")
+    parser.add_argument("--steps", type=int, default=None, help="decisions per run (default 2000; quick 300)")
+    parser.add_argument("--scenarios", default="small,default,large", help="speed and memory sections")
+    parser.add_argument("--eval-scenario", default="default")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="default 100; quick 4")
+    parser.add_argument("--ppo-steps", type=int, default=None, help="PPO env steps per run (default 4096)")
+    parser.add_argument(
+        "--orgym",
+        choices=("build", "auto", "no"),
+        default=orgym_default,
+        help=f"OR-Gym VehicleRouting-v0: build its venv when missing, use it only if built, or skip "
+        f"(default {orgym_default})",
+    )
+    parser.add_argument("--out", type=Path, default=REPO / out_default)
+    parser.add_argument("--plot", type=Path, default=REPO / "benchmarks/results/scaling.png")
+    return parser.parse_args(argv)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    prog: str | None = None,
+    default_sections: str = "all",
+    orgym_default: str = "build",
+    command: str = "python benchmarks/suite.py",
+    out_default: str = "benchmarks/results/suite.md",
+) -> int:
+    args = parse_args(argv, prog, default_sections, orgym_default, out_default)
+    sections = SECTIONS if args.sections == "all" else tuple(s.strip() for s in args.sections.split(","))
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        print(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}, all", file=sys.stderr)
+        return 2
+    settings = Settings(
+        repeats=args.repeats or (3 if args.quick else 5),
+        steps=args.steps or (300 if args.quick else 2000),
+        scenarios=[s.strip() for s in args.scenarios.split(",") if s.strip()],
+        quick=args.quick,
+        eval_scenario=args.eval_scenario,
+        eval_episodes=args.eval_episodes or (4 if args.quick else 100),
+        ppo_steps=args.ppo_steps or (1024 if args.quick else 4096),
+        plot=args.plot,
+        orgym=args.orgym,
+    )
+    load_before = load_average()
+    started = time.perf_counter()
+    rows: list[Row] = []
+    notes: list[str] = []
+    found: dict[str, float] = {}
+    for section in sections:
+        print(f"[{section}]...", file=sys.stderr, flush=True)
+        if section == "speed":
+            found = section_speed(settings, rows, notes)
+        elif section == "scaling":
+            section_scaling(settings, rows, notes)
+        elif section == "ppo":
+            section_ppo(settings, rows, notes)
+        elif section == "eval":
+            section_eval(settings, rows, notes)
+        else:
+            section_memory(settings, rows, notes)
+    took = time.perf_counter() - started
+    header = [
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; load average (1/5/15 min) "
+        f"{load_before} before, {load_average()} after; {took:.0f} s. Medians of {settings.repeats} runs "
+        f"of whole days (at least {settings.steps} decisions; CartPole {settings.steps * 10} steps, "
+        f"OR-Gym {settings.steps * 5}).",
+    ]
+    table = [
+        "| section | measurement | value | comparison (same run) |",
+        "|---|---|---:|---|",
+        *(f"| {r.section} | {r.what} | {r.value} | {r.comparison} |" for r in rows),
+    ]
+    text = "\n".join([*header, "", *table, ""])
+    if found:
+        text += "\nTargets:\n" + "\n".join(targets(found)) + "\n"
+    if notes:
+        text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    shown = shlex.join(list(argv) if argv is not None else sys.argv[1:])
+    plot = ""
+    if "scaling" in sections:
+        plot = f"\n![step time scaling]({os.path.relpath(args.plot, args.out.parent)})\n"
+    args.out.write_text(f"# Benchmark suite\n\nCommand: `{command} {shown}`\n\n{text}{plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

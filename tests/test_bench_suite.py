@@ -1,0 +1,64 @@
+"""The benchmark suite (``benchmarks/suite.py``): its table, fits and options (no timing is asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from lastmile_env.config import REPO_ROOT
+
+
+def _suite() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_suite", REPO_ROOT / "benchmarks" / "suite.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_slope_recovers_the_exponent() -> None:
+    suite = _suite()
+    xs = [10, 50, 100, 200]
+    assert suite.fit_slope(xs, [3.0 * x**1.0 for x in xs]) == pytest.approx(1.0)
+    assert suite.fit_slope(xs, [7.0 * x**0.5 for x in xs]) == pytest.approx(0.5)
+    assert suite.fit_slope(xs, [5.0 for _ in xs]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_speed_section_prints_and_records_one_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = _suite()
+    out = tmp_path / "suite.md"
+    argv = ["--sections", "speed", "--scenarios", "small", "--repeats", "1", "--steps", "20"]
+    assert suite.main([*argv, "--orgym", "no", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    text = out.read_text()
+    assert "| speed | CartPole-v1" in printed and "LastMile-Dispatch-v0 `small`" in printed
+    assert "Command: `python benchmarks/suite.py --sections speed" in text
+    assert "OR-Gym VehicleRouting-v0 not measured: skipped (--orgym no)" in text
+    assert "load average" in text
+
+
+def test_scaling_plot_is_written(tmp_path: Path) -> None:
+    suite = _suite()
+    path = tmp_path / "scaling.png"
+    xs = [10.0, 50.0, 100.0, 200.0]
+    suite.plot_scaling({"fleet": (xs, [2 * x for x in xs]), "graph": (xs, [30.0] * 4)}, path)
+    assert path.stat().st_size > 1000
+
+
+def test_targets_say_by_how_much_they_are_missed() -> None:
+    lines = _suite().targets({"default": 5_000.0, "cartpole": 100_000.0, "orgym": 2_500.0})
+    assert lines[0] == "- `default` >= 20,000 steps/s: missed (25.0% of it)."
+    assert "missed (x0.0500, 50.0% of it)" in lines[1]
+    assert lines[2] == "- `default` >= 3x OR-Gym VehicleRouting-v0: missed (x2.00, 67% of it)."
+
+
+def test_unknown_section_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _suite().main(["--sections", "speed,warp", "--out", str(tmp_path / "x.md")]) == 2
+    assert "unknown section(s) warp" in capsys.readouterr().err
