@@ -56,6 +56,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, help="output folder (default: runs/eval/<scenario or suite>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--ray", action="store_true", help="run the episodes as Ray tasks (pip install 'lastmile[ray]')"
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to use (auto, HOST:PORT, ray://HOST:10001); implies --ray",
+    )
     parser.add_argument("overrides", nargs="*", help="scenario overrides, e.g. env.fleet.size=30")
     return parser
 
@@ -76,6 +84,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             "hindsight_time_limit_s": args.hindsight_time_limit,
             "overrides": scenario_overrides(args.overrides),
             "progress": not args.no_progress,
+            "ray": args.ray_address or args.ray,
         }
         if args.suite is not None:
             suite = evaluate_suite(args.suite, policies, **common)

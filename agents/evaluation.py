@@ -28,6 +28,7 @@ import json
 import math
 import multiprocessing
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -354,8 +355,12 @@ def _run_task(task: _Task) -> dict[str, Any]:
     return _play(task) if task.policy is not None else _hindsight(task)
 
 
-def _execute(tasks: Sequence[_Task], workers: int, progress: bool) -> list[dict[str, Any]]:
-    """Run the tasks (in-process for one worker, else a spawn pool); results in task order."""
+def _execute(
+    tasks: Sequence[_Task], workers: int, progress: bool, ray: bool | str = False
+) -> list[dict[str, Any]]:
+    """Run the tasks (in-process for one worker, else a spawn pool, or Ray tasks); results in task order."""
+    if ray is not False:
+        return _execute_ray(tasks, None if ray is True else ray, progress)
     results: list[dict[str, Any] | None] = [None] * len(tasks)
     with tqdm(total=len(tasks), desc="evaluate", unit="task", disable=not progress) as bar:
         if workers == 1:
@@ -378,6 +383,61 @@ def _execute(tasks: Sequence[_Task], workers: int, progress: bool) -> list[dict[
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
     assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+def connect_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
+    """The ``ray`` module, initialized: already, or now on ``address`` (``auto``, ``HOST:PORT``,
+    ``ray://HOST:10001``), or with ``ray.init()``'s default (the cluster of ``RAY_ADDRESS`` or one started on
+    this machine with ``ray start``, else a new local instance) when None; ``local`` starts a new local
+    instance (of ``num_cpus``). Workers get the repository on their ``PYTHONPATH``: a cluster's nodes need
+    this checkout at the same path and the same environment.
+
+    Ray missing, or a cluster that cannot be reached, raises EvaluationError (before any work)."""
+    try:
+        import ray
+    except ImportError:
+        raise EvaluationError(
+            "the Ray backend needs Ray, an optional extra: pip install 'lastmile[ray]'"
+        ) from None
+    if ray.is_initialized():
+        return ray
+    if address not in (None, "auto", "local"):
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        try:  # ray.init would retry an unreachable address for minutes
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except (OSError, ValueError) as exc:
+            raise EvaluationError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    try:
+        ray.init(address=address, num_cpus=num_cpus, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    except Exception as exc:
+        where = f"the Ray cluster at {address}" if address else "Ray (ray.init())"
+        raise EvaluationError(f"cannot connect to {where}: {type(exc).__name__}: {exc}") from None
+    return ray
+
+
+def _execute_ray(tasks: Sequence[_Task], address: str | None, progress: bool) -> list[dict[str, Any]]:
+    """One Ray task per (scenario, policy, episode) task, as many at a time as the cluster has CPUs;
+    results in task order, as from the pool."""
+    ray = connect_ray(address)
+    remote = ray.remote(num_cpus=1)(_run_task)
+    refs = [remote.remote(task) for task in tasks]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list[dict[str, Any] | None] = [None] * len(tasks)
+    pending = list(refs)
+    with tqdm(total=len(tasks), desc="evaluate (ray)", unit="task", disable=not progress) as bar:
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    i = index[ref]
+                    results[i] = _guarded(tasks[i], functools.partial(ray.get, ref))
+                    bar.update()
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref)
+            raise
     return [r for r in results if r is not None]
 
 
@@ -828,10 +888,12 @@ def _plan(
     )
 
 
-def _run(plans: Sequence[_Plan], workers: int, progress: bool) -> list[EvaluationResult]:
+def _run(
+    plans: Sequence[_Plan], workers: int, progress: bool, ray: bool | str = False
+) -> list[EvaluationResult]:
     tasks = [task for i, plan in enumerate(plans) for task in plan.tasks(i)]
     started = time.perf_counter()
-    results = _execute(tasks, workers, progress)
+    results = _execute(tasks, workers, progress, ray)
     wall_s = time.perf_counter() - started
     out = []
     for i, plan in enumerate(plans):
@@ -853,6 +915,7 @@ def evaluate(
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
     route_map: bool = True,
+    ray: bool | str = False,
 ) -> EvaluationResult:
     """Evaluate policies on paired episodes of one scenario.
 
@@ -864,13 +927,17 @@ def evaluate(
         reference: the policy the others are compared to episode by episode (None: no comparison).
         hindsight_time_limit_s: solver time per day for the hindsight bound (0: skip the gap).
         route_map: capture a mid-shift route map of episode 0 (kept for the policy with the lowest cost).
+        ray: run the tasks as Ray tasks instead of the pool (``workers`` is then ignored): True for
+            ``ray.init()``'s default, or a cluster address (``connect_ray``). Same rows as the pool.
 
     Bad input (unknown names, episodes < 1...) raises ConfigError / EvaluationError before any work.
     """
     specs = _parse_policies(policies)
     n_workers = _check_run(episodes, seed, workers, hindsight_time_limit_s)
     plan = _plan(scenario, specs, episodes, seed, reference, hindsight_time_limit_s, overrides, route_map)
-    return _run([plan], n_workers, progress)[0]
+    if ray is not False:
+        connect_ray(None if ray is True else ray)
+    return _run([plan], n_workers, progress, ray)[0]
 
 
 def evaluate_suite(
@@ -884,6 +951,7 @@ def evaluate_suite(
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
     route_map: bool = True,
+    ray: bool | str = False,
 ) -> SuiteResult:
     """Evaluate policies on every scenario of a suite (one pool for all tasks); arguments as ``evaluate``,
     ``overrides`` apply to every scenario."""
@@ -905,6 +973,8 @@ def evaluate_suite(
     names = [p.config.name for p in plans]
     if len(set(names)) != len(names):
         raise EvaluationError(f"suite {loaded.name}: two scenarios share a name in {names}")
+    if ray is not False:
+        connect_ray(None if ray is True else ray)
     started = time.perf_counter()
-    results = _run(plans, n_workers, progress)
+    results = _run(plans, n_workers, progress, ray)
     return SuiteResult(loaded, results, time.perf_counter() - started)

@@ -24,6 +24,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
+import functools
+import importlib
 import json
 import math
 import multiprocessing
@@ -309,19 +312,14 @@ def execute_run(task: RunTask) -> RunOutcome:
 
 # --------------------------------------------------------------------------------------------------------
 # Backends. A backend runs independent tasks and returns their outcomes in task order, calling
-# ``on_done(index, outcome)`` as each finishes. ``run_local`` is the only one today; the Ray backend
-# (``--ray``, a later issue) belongs in ``select_backend``: ``ray.remote(execute_run)`` per task, the
-# results gathered in task order. Nothing else in this file changes for it.
+# ``on_done(index, outcome)`` as each finishes: ``run_local`` (a process pool) or ``run_ray`` (a Ray task
+# per run), chosen by ``select_backend``.
 
 Backend = Callable[[Sequence[RunTask], int, Callable[[int, RunOutcome], None]], list[RunOutcome]]
-RAY_UNAVAILABLE = (
-    "the Ray backend (--ray) is not available yet; run without --ray to use the local process pool "
-    "(--workers N)"
-)
 
 
 class BackendUnavailable(RuntimeError):
-    """The requested backend does not exist (yet)."""
+    """The requested backend cannot be used here (Ray not installed, cluster unreachable)."""
 
 
 def run_local(
@@ -357,11 +355,64 @@ def run_local(
     return [o for o in outcomes if o is not None]
 
 
-def select_backend(ray: bool) -> Backend:
-    """The backend to run the tasks on; BackendUnavailable for one that does not exist yet."""
-    if ray:
-        raise BackendUnavailable(RAY_UNAVAILABLE)
-    return run_local
+def execute_run_plain(task: dict[str, Any]) -> dict[str, Any]:
+    """``execute_run`` on and to plain data: what a Ray worker runs (it imports this module by name, so
+    the classes on both sides are the same whether the driver runs this file as a script or a module)."""
+    fields = {**task, "run": Run(**task["run"])}
+    return dataclasses.asdict(execute_run(RunTask(**fields)))
+
+
+def run_ray(
+    tasks: Sequence[RunTask],
+    workers: int,
+    on_done: Callable[[int, RunOutcome], None],
+    address: str | None = None,
+) -> list[RunOutcome]:
+    """One Ray task per run (``execute_run``) on the cluster at ``address`` (``connect_ray``), as many at a
+    time as it has CPUs (``workers`` is not used); outcomes in task order. Runs write their folders and
+    logs under ``OUT`` on the node that runs them: on a multi-node cluster ``OUT`` must be a shared path."""
+    from agents.evaluation import connect_ray
+
+    ray = connect_ray(address)
+    if str(REPO_ROOT) not in sys.path:  # "python experiments/sweep.py" puts experiments/ first, not the root
+        sys.path.insert(0, str(REPO_ROOT))
+    module = importlib.import_module("experiments.sweep")
+    remote = ray.remote(num_cpus=1)(module.execute_run_plain)
+    refs = [remote.remote(dataclasses.asdict(task)) for task in tasks]
+    index = {ref: i for i, ref in enumerate(refs)}
+    outcomes: list[RunOutcome | None] = [None] * len(tasks)
+    pending = list(refs)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                i = index[ref]
+                try:
+                    found = ray.get(ref)
+                    outcome = RunOutcome(**{**found, "run": Run(**found["run"])})
+                except Exception as exc:  # the worker itself died
+                    outcome = RunOutcome(tasks[i].run, error=f"{type(exc).__name__}: {exc}")
+                outcomes[i] = outcome
+                on_done(i, outcome)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref)
+        raise
+    return [o for o in outcomes if o is not None]
+
+
+def select_backend(ray: bool, address: str | None = None) -> Backend:
+    """The backend to run the tasks on: the local pool, or Ray (``ray`` or an ``address``), connected
+    here, before any work; BackendUnavailable when Ray is missing or the cluster cannot be reached."""
+    if not ray and address is None:
+        return run_local
+    from agents.evaluation import connect_ray
+
+    try:
+        connect_ray(address)
+    except ConfigError as exc:
+        raise BackendUnavailable(str(exc)) from None
+    return functools.partial(run_ray, address=address)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -642,10 +693,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder (default: runs/sweeps/<sweep name>)")
     parser.add_argument("--workers", type=int, default=2, help="runs at a time (default: 2)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the expanded runs only")
-    parser.add_argument("--ray", action="store_true", help="run on a Ray cluster (not available yet)")
+    parser.add_argument(
+        "--ray", action="store_true", help="one Ray task per run (pip install 'lastmile[ray]'); see README"
+    )
+    parser.add_argument(
+        "--ray-address", metavar="ADDR", help="Ray cluster (auto, HOST:PORT, ray://HOST:10001); implies --ray"
+    )
     args = parser.parse_args(argv)
     try:
-        backend = select_backend(args.ray)
+        if args.dry_run:
+            args.ray, args.ray_address = False, None  # nothing runs
+        backend = select_backend(args.ray, args.ray_address)
         if args.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {args.workers}")
         spec = load_sweep(args.sweep)

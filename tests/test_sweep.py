@@ -1,10 +1,12 @@
-"""Sweeps (experiments/sweep.py): expansion, validation before any work, the smoke sweep end to end, --ray."""
+"""Sweeps (experiments/sweep.py): expansion, validation before any work, the smoke sweep end to end, --ray
+errors (the Ray backend itself: tests/test_ray_backend.py)."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -147,8 +149,26 @@ def test_smoke_sweep_end_to_end_with_two_workers(tmp_path):
     assert load_sweep(out_dir / "sweep.yaml") == spec
 
 
-def test_ray_backend_is_not_available_yet(tmp_path):
-    out = sweep_cmd(str(SMOKE), "--ray", "--out", str(tmp_path / "out"), cwd=tmp_path)
-    assert out.returncode == 2
-    assert "Ray backend (--ray) is not available yet" in out.stderr
+def test_ray_without_ray_installed_names_the_extra(tmp_path):
+    hidden = tmp_path / "no_ray"
+    (hidden / "ray").mkdir(parents=True)
+    (hidden / "ray" / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    out = subprocess.run(
+        [sys.executable, str(SWEEP), str(SMOKE), "--ray", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(hidden), str(REPO_ROOT)])},
+    )
+    assert out.returncode == 2, out.stderr
+    assert "pip install 'lastmile[ray]'" in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_ray_address_is_named(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'lastmile[ray]')")
+    out = sweep_cmd(str(SMOKE), "--ray-address", "127.0.0.1:9", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "cannot reach the Ray cluster at 127.0.0.1:9" in out.stderr
     assert not (tmp_path / "out").exists()
