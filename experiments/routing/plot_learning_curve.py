@@ -1,0 +1,65 @@
+"""Learning curves of one routing training run, read from its TensorBoard events.
+
+    python experiments/routing/plot_learning_curve.py RUN_DIR OUT.png [--baseline planned]
+
+Left: cost per delivered order of every training episode (stochastic policy) with a 10-episode rolling
+mean, the greedy (argmax) policy on the fixed evaluation days, and the baseline on the same days. Right: the
+on-time rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+WINDOW = 10
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--baseline", default="planned", help="the run's eval.baseline")
+    args = parser.parse_args()
+    events = EventAccumulator(str(args.run_dir))
+    events.Reload()
+
+    def series(tag: str) -> tuple[np.ndarray, np.ndarray]:
+        points = events.Scalars(tag)
+        return np.array([p.step for p in points]), np.array([p.value for p in points])
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, metric, scale, label in (
+        (axes[0], "cost_per_delivered", 1.0, "cost per delivered order"),
+        (axes[1], "on_time_rate", 100.0, "on-time rate (%)"),
+    ):
+        steps, values = series(f"charts/{metric}")
+        ax.plot(steps, scale * values, color="0.75", lw=0.8, label="training episodes")
+        if len(values) >= WINDOW:
+            rolling = np.convolve(values, np.ones(WINDOW) / WINDOW, mode="valid")
+            ax.plot(steps[WINDOW - 1 :], scale * rolling, color="C0", label=f"{WINDOW}-episode mean")
+        eval_steps, learned = series(f"eval/learned_{metric}")
+        ax.plot(eval_steps, scale * learned, "o-", color="C2", label="learned, eval days (argmax)")
+        _, baseline = series(f"eval/{args.baseline}_{metric}")
+        ax.axhline(scale * float(baseline[-1]), color="C3", ls="--", label=f"{args.baseline} (eval days)")
+        ax.set_xlabel("env steps (routing decisions)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"routing training: {args.run_dir.name}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
