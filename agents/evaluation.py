@@ -63,6 +63,7 @@ EPISODE_COLUMNS = (
     "delivered",
     "orders",
     "eta_abs_error_min",
+    "eta_live_abs_error_min",
     "hindsight_cost",
     "hindsight_gap",
     "wall_s",
@@ -76,6 +77,7 @@ SUMMARY_METRICS = (
     "rejected",
     "late_minutes",
     "eta_abs_error_min",
+    "eta_live_abs_error_min",
     "hindsight_gap",
     "wall_s",
 )
@@ -323,7 +325,7 @@ def _play(task: _Task) -> dict[str, Any]:
         "policy": task.policy,
         "episode": task.episode,
         "seed": task.seed,
-        **{k: s[k] for k in EPISODE_COLUMNS[4:13]},
+        **{k: s[k] for k in EPISODE_COLUMNS[4 : EPISODE_COLUMNS.index("hindsight_cost")]},
         "hindsight_cost": math.nan,
         "hindsight_gap": math.nan,
         "wall_s": wall_s,
@@ -596,6 +598,12 @@ class EvaluationResult:
             )
         else:
             notes.append(f"Gap to hindsight: not computed ({self.hindsight_note}).")
+        live_eta = self.config.travel.live_eta
+        if live_eta:
+            notes.append(
+                "ETA error: mean |actual − ETA| in minutes, for the ETA promised at dispatch and for the "
+                "live ETA in force 30 min before the delivery (orders dispatched later than that left out)."
+            )
         lines = [f"{heading} Evaluation: {self.scenario}", ""]
         if self.config.description:
             lines += [self.config.description, ""]
@@ -603,8 +611,10 @@ class EvaluationResult:
             " ".join(notes),
             "",
             "| policy | on-time rate (%) | cost | cost/delivered | km | rejected | gap to hindsight (%) "
-            f"| Δcost vs {ref or '–'} | s/episode |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"| Δcost vs {ref or '–'} |"
+            + (" ETA error promised / live (min) |" if live_eta else "")
+            + " s/episode |",
+            "|---|---|---|---|---|---|---|---|" + ("---|" if live_eta else "") + "---|",
         ]
         for policy in self.policies:
             m = self.summary[policy]["metrics"]
@@ -618,6 +628,11 @@ class EvaluationResult:
                 _fmt(m["rejected"]),
                 _fmt(m["hindsight_gap"], scale=100.0) if self.hindsight_computed else "n/c",
                 _fmt_delta(vs, "cost") if ref is not None else "–",
+                *(
+                    [f"{_fmt(m['eta_abs_error_min']).split(' ±')[0]} / {_fmt(m['eta_live_abs_error_min'])}"]
+                    if live_eta
+                    else []
+                ),
                 _fmt(m["wall_s"], ".2f").split(" ±")[0],
             ]
             lines.append("| " + " | ".join(cells) + " |")

@@ -212,6 +212,24 @@ class DispatchConfig(_Model):
     max_defer_min: float = Field(60.0, ge=0, description="no order may wait longer than this for a decision")
 
 
+class NoiseConfig(_Model):
+    """Travel-time uncertainty: each driven leg takes its planned (expected) time x a random factor."""
+
+    kind: Literal["none", "lognormal"] = Field(
+        "none", description="none: legs take exactly their planned time; lognormal: factor of mean 1"
+    )
+    sigma: float = Field(0.15, ge=0, le=2, description="lognormal: standard deviation of log(factor)")
+
+
+class TravelConfig(_Model):
+    """How execution departs from the plan, and what the simulator tracks about it."""
+
+    noise: NoiseConfig = NoiseConfig()
+    live_eta: bool = Field(
+        False, description="keep each open order's live ETA and log every update (for ETA-error metrics)"
+    )
+
+
 class ScenarioConfig(_Model):
     """A complete scenario: the city, the order stream, the fleet and the costs."""
 
@@ -225,6 +243,7 @@ class ScenarioConfig(_Model):
     fleet: FleetConfig = FleetConfig()
     costs: CostsConfig = CostsConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    travel: TravelConfig = TravelConfig()
 
     @model_validator(mode="after")
     def _arrivals_within_shift(self) -> ScenarioConfig:

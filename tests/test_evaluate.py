@@ -221,7 +221,15 @@ def test_unknown_scenario_and_suite_list_valid_names(tmp_path: Path) -> None:
 
 def test_standard_suite_scenarios_load() -> None:
     suite = load_suite("standard")
-    assert suite.scenarios == ("sparse", "default", "peak", "tight_windows", "hetero_fleet", "aguascalientes")
+    assert suite.scenarios == (
+        "sparse",
+        "default",
+        "peak",
+        "tight_windows",
+        "hetero_fleet",
+        "aguascalientes",
+        "realistic",
+    )
     for name in suite.scenarios:
         assert load_scenario(name).name == name
     fleet = load_scenario("hetero_fleet").fleet

@@ -23,7 +23,8 @@ def check_invariants(sim: Simulator) -> None:
       sits where that state says (pending: awaiting a decision or deferred; assigned / on board: in exactly
       one vehicle's plan); no order that has not arrived is anywhere;
     - no vehicle carries more than its capacity, now or anywhere along its plan;
-    - time never runs ahead of pending events and every committed leg takes the matrix's travel time;
+    - time never runs ahead of pending events and every committed leg takes the matrix's travel time (times
+      its noise factor under ``travel.noise``; the factor is 1 without noise);
     - the expected cost equals committed cost plus the cost of every remaining plan;
     - routing mode: a vehicle free with planned stops is pending a routing decision, queued for one, or
       waiting; a waiting vehicle is free now at its node and has a pickup whose parcel is not ready yet (the
@@ -90,12 +91,17 @@ def check_invariants(sim: Simulator) -> None:
     if settled != delivered:
         problems.append(f"on-time + late counters {settled} != delivered orders {delivered}")
 
-    for vid, src, dst, depart, arrive in sim.legs:
+    noisy = sim.world.config.travel.noise.kind != "none"
+    for vid, src, dst, depart, arrive, factor in sim.legs:
         v = sim.vehicles[vid]
         expect = sim.world.travel_arrival_min(src, dst, depart, v.speed_factor)
+        if factor != 1.0:  # realized = planned leg time x the leg's noise factor
+            if not noisy or not factor > 0:
+                problems.append(f"vehicle {vid} leg {src}->{dst}: noise factor {factor} (noise off or <= 0)")
+            expect = depart + (expect - depart) * factor
         if abs(expect - arrive) > 1e-6:
             problems.append(f"vehicle {vid} leg {src}->{dst} at {depart:.3f} arrived {arrive} != {expect}")
-    dist = sum(sim.world.dist_km[src][dst] for _, src, dst, _, _ in sim.legs)
+    dist = sum(sim.world.dist_km[leg[1]][leg[2]] for leg in sim.legs)
     if abs(dist - sum(v.dist_km for v in sim.vehicles)) > 1e-6 * max(1.0, dist):
         problems.append(f"distance driven {sum(v.dist_km for v in sim.vehicles)} != legs' matrix sum {dist}")
 

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lastmile_env import kernels
 from lastmile_env.sim.insertion import CheapestInsertion, FleetInsertion, Insertion, InsertionRule
 from lastmile_env.sim.plan import FleetPlans, PlanEval, evaluate_plan
 from lastmile_env.sim.types import (
@@ -60,6 +61,9 @@ from lastmile_env.sim.world import World
 
 if TYPE_CHECKING:
     from lastmile_env.generators import OrderGenerator
+
+# The live-ETA error is measured on the ETA in force this long before the actual delivery.
+LIVE_ETA_LEAD_MIN = 30.0
 
 # Event kinds in the queue; at equal times vehicles move first, then parcels become ready, then orders arrive,
 # then deferred orders come back.
@@ -109,6 +113,12 @@ class Simulator:
         seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         arrivals_seq, self._noise_seq = seq.spawn(2)
         self.world = world
+        travel = world.config.travel
+        # Travel noise: one factor per driven leg, from its own stream (the orders never depend on it).
+        self._noise_sigma = travel.noise.sigma if travel.noise.kind == "lognormal" else 0.0
+        self._noise_rng = np.random.default_rng(self._noise_seq) if travel.noise.kind != "none" else None
+        self.track_eta = travel.live_eta
+        self.eta_log: list[tuple[float, int, float]] = []  # live_eta: (time, order, new ETA) per update
         self.insertion_rule: InsertionRule = insertion or CheapestInsertion()
         self.debug = debug
         self.routing = routing
@@ -128,7 +138,8 @@ class Simulator:
         self.n_arrived = 0
         self.done = False
         self.events: list[Event] = []
-        self.legs: list[tuple[int, int, int, float, float]] = []  # (vehicle, src, dst, depart, arrive)
+        # (vehicle, src, dst, depart, arrive, noise factor): arrive - depart = planned leg time x factor
+        self.legs: list[tuple[int, int, int, float, float, float]] = []
         self._queue: list[tuple[float, int, int, int]] = []  # (time, kind, seq, index)
         self._seq = 0
         for o in self.orders:
@@ -345,6 +356,7 @@ class Simulator:
         self._finish_decision()
         if v.current is None and not v.returning:
             self._start_next(v)
+        self._update_etas(v)
         self._check()
         return delta
 
@@ -438,6 +450,7 @@ class Simulator:
             v = self.vehicles[vid]
             if v.current is None and not v.returning and (v.route or v.waiting):
                 self._start_next(v)
+            self._update_etas(v)
         self._check()
         return delta
 
@@ -591,6 +604,7 @@ class Simulator:
                 after = self.price(v.id, v.route)
                 self._plans[v.id] = after
                 self.expected_cost += waited * v.cost_per_hour / 60.0 + after.cost - before
+                self._update_etas(v)
 
     def _finish_decision(self) -> None:
         self.current = None
@@ -636,9 +650,13 @@ class Simulator:
     def _start_next(self, v: Vehicle, decided: bool = False) -> None:
         """Commit the vehicle to its next leg: the first planned stop, or the way home.
 
-        The leg is a one-stop plan priced by ``evaluate_plan``, so it executes exactly as it was planned.
-        In routing mode a vehicle with planned stops waits for a routing decision instead (``decided``: it
-        was just made).
+        The leg is a one-stop plan priced by ``evaluate_plan``, so without travel noise it executes exactly
+        as it was planned. With noise (``travel.noise``) the leg's driving time is its planned time x a
+        factor drawn from the noise stream; the service at the stop then starts at the realized arrival (or
+        when the stop opens) and the lateness is priced there (``kernels.late_cost``). The surprise (the
+        realized leg and the re-priced rest of the plan against the old plan) goes into the expected cost,
+        so the rewards still sum to minus the episode's cost. In routing mode a vehicle with planned stops
+        waits for a routing decision instead (``decided``: it was just made).
         """
         if self.routing:
             if v.route and not decided:
@@ -646,28 +664,73 @@ class Simulator:
                 return
             v.waiting = False
         depart = max(v.free_min, self.now)
+        noisy = self._noise_rng is not None
+        before = committed = 0.0
+        if noisy and (v.route or v.node != v.home):
+            before = self.plan(v.id).cost
+            committed = v.dist_km * v.cost_per_km + v.duty_min * v.cost_per_hour / 60.0 + self.late_cost
         self._plans[v.id] = None
         src = v.node
+        factor = self._leg_factor() if noisy else 1.0
         if v.route:
             stop = v.route.pop(0)
             leg = evaluate_plan(self.world, self.orders, v, [stop], depart, src, v.free_load)
             dst = stop.loc
             arrive, begin, free = float(leg.arrive_min[0]), float(leg.starts_min[0]), float(leg.frees_min[1])
+            late = float(leg.cum_late_cost[1])
+            if factor != 1.0:
+                arrive = depart + (arrive - depart) * factor
+                begin = max(arrive, float(leg.stop_open_min[0]))
+                free = begin + float(leg.stop_service_min[0])
+                late = kernels.late_cost(begin, float(leg.stop_due_min[0]), *self.world.late_costs)
             v.current, v.current_start_min = stop, begin
             v.free_load = int(leg.loads[1])
-            self.late_cost += float(leg.cum_late_cost[1])
+            self.late_cost += late
         elif src != v.home:
             dst = v.home
             arrive = free = self.world.travel_arrival_min(src, dst, depart, v.speed_factor)
+            if factor != 1.0:
+                arrive = free = depart + (arrive - depart) * factor
             v.returning = True
         else:
             v.free_min = depart
             return
         v.dist_km += self.world.dist_km[src][dst]
         v.duty_min += free - depart
-        self.legs.append((v.id, src, dst, depart, arrive))
+        self.legs.append((v.id, src, dst, depart, arrive, factor))
         v.node, v.free_min = dst, free
         self._push(free, _VEHICLE, v.id)
+        if noisy:
+            now_committed = v.dist_km * v.cost_per_km + v.duty_min * v.cost_per_hour / 60.0 + self.late_cost
+            self.expected_cost += now_committed - committed + self.plan(v.id).cost - before
+        self._update_etas(v)
+
+    def _leg_factor(self) -> float:
+        """The next leg's travel-time factor: lognormal with mean 1 (``travel.noise``)."""
+        assert self._noise_rng is not None
+        sigma = self._noise_sigma
+        return float(self._noise_rng.lognormal(-0.5 * sigma * sigma, sigma))
+
+    def _update_etas(self, v: Vehicle) -> None:
+        """``travel.live_eta``: the live ETA of every delivery on the vehicle (the stop under way, then its
+        plan from ``plan``, the same schedule that is executed); each change is logged in ``eta_log``.
+
+        The vehicle under way knows its arrival at its current stop (as a navigation app does), so the plan
+        starts at the realized end of the current leg; the noise of every later leg is unknown."""
+        if not self.track_eta:
+            return
+        if v.current is not None and v.current.kind == StopKind.DELIVERY:
+            self._set_eta(self.orders[v.current.order], v.current_start_min)
+        if v.route:
+            starts = self.plan(v.id).starts_min
+            for m, stop in enumerate(v.route):
+                if stop.kind == StopKind.DELIVERY:
+                    self._set_eta(self.orders[stop.order], float(starts[m]))
+
+    def _set_eta(self, order: Order, eta: float) -> None:
+        if not abs(order.live_eta_min - eta) <= 1e-9:  # a change (or the first ETA: nan)
+            order.live_eta_min = eta
+            self.eta_log.append((self.now, order.id, eta))
 
     def _check(self) -> None:
         if self.debug:
@@ -687,6 +750,7 @@ class Simulator:
         settled = len(delivered) + self.n_rejected
         cost = self.cost()
         eta_errors = [abs(o.eta_error_min) for o in delivered]
+        live_errors = self.live_eta_errors() if self.track_eta else []
         return {
             "orders": len(arrived),
             "delivered": len(delivered),
@@ -703,4 +767,16 @@ class Simulator:
             "distance_km": sum(v.dist_km for v in self.vehicles),
             "late_minutes": self.late_min_total,
             "eta_abs_error_min": float(np.mean(eta_errors)) if eta_errors else math.nan,
+            "eta_live_abs_error_min": float(np.mean(np.abs(live_errors))) if live_errors else math.nan,
         }
+
+    def live_eta_errors(self, lead_min: float = LIVE_ETA_LEAD_MIN) -> list[float]:
+        """``travel.live_eta``: actual minus live ETA of each delivered order, taking the ETA in force
+        ``lead_min`` before the delivery (its last update made by then); orders promised later than that
+        (dispatched less than ``lead_min`` before their delivery) have no such ETA and are left out."""
+        in_force: dict[int, float] = {}
+        for time_min, order_id, eta in self.eta_log:  # in time order
+            order = self.orders[order_id]
+            if order.status == OrderStatus.DELIVERED and time_min <= order.delivered_min - lead_min + 1e-9:
+                in_force[order_id] = eta
+        return [self.orders[i].delivered_min - eta for i, eta in sorted(in_force.items())]

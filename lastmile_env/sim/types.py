@@ -52,6 +52,7 @@ class Order:
     promised_eta_min: float = math.nan  # planned delivery time given to the customer at dispatch
     pickup_min: float = math.nan
     delivered_min: float = math.nan  # proof of delivery: service start at the door
+    live_eta_min: float = math.nan  # travel.live_eta: the latest ETA of the delivery (``Simulator.eta_log``)
 
     @property
     def late_min(self) -> float:

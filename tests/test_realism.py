@@ -1,0 +1,159 @@
+"""Realism options (docs/realism.md): travel-time noise and live ETAs; the `realistic` scenario."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+
+import lastmile_env  # noqa: F401  (registers the ids)
+from lastmile_env import load_scenario
+from lastmile_env.sim import InvariantError, Simulator, build_world, check_invariants, world_for
+from lastmile_env.sim.world import World
+from tests.conftest import fixed_orders
+
+NOISY = {"travel.noise.kind": "lognormal", "travel.noise.sigma": 0.3, "travel.live_eta": True}
+# A short `realistic` day (2 h of orders) so that debug-mode runs stay fast.
+SHORT = {"orders.last_arrival_min": 120}
+
+
+def with_options(world: World, overrides: dict) -> World:
+    return build_world(load_scenario(world.config, overrides))
+
+
+def random_day(sim: Simulator, seed: int) -> Simulator:
+    """Play a day with a random feasible vehicle (reject when none) for dispatch, random valid stops for
+    routing."""
+    rng = np.random.default_rng(seed)
+    while (decision := sim.next_decision()) is not None:
+        if decision.order is not None:
+            feasible = np.flatnonzero(sim.feasible_vehicles())
+            sim.assign(int(rng.choice(feasible))) if feasible.size else sim.reject()
+        else:
+            valid = np.flatnonzero(sim.route_mask())
+            sim.route(int(rng.choice(valid))) if valid.size else sim.wait()
+    return sim
+
+
+def lognormal_factors(seed: int, sigma: float, n: int) -> list[float]:
+    """The first ``n`` leg factors of an episode seed: the simulator's noise stream, replayed."""
+    _, noise_seq = np.random.SeedSequence(seed).spawn(2)
+    rng = np.random.default_rng(noise_seq)
+    return [float(rng.lognormal(-0.5 * sigma * sigma, sigma)) for _ in range(n)]
+
+
+# --------------------------------------------------------------------------------------- travel noise
+def test_golden_noisy_legs_on_the_line(tiny_world):
+    """One order D -> A (1 km, 2 min planned): each leg takes its planned time x its factor, in order."""
+    world = with_options(tiny_world(), NOISY)
+    one = fixed_orders({"arrival_min": 0.0, "node": "A", "due_min": 60.0})
+    sim = Simulator(world, 7, generator=one, debug=True)
+    sim.advance()
+    sim.assign(0)
+    assert sim.advance() is None
+    f_pickup, f_deliver, f_home = lognormal_factors(7, 0.3, 3)
+    assert [leg[5] for leg in sim.legs] == [f_pickup, f_deliver, f_home]
+    order = sim.orders[0]
+    # Pickup at D (a 0-minute leg), load 1 min -> 1; D->A planned 2 min -> 1 + 2 f; serve 2 min; back 2 f'.
+    assert order.promised_eta_min == pytest.approx(3.0)
+    assert order.delivered_min == pytest.approx(1.0 + 2.0 * f_deliver)
+    back = 1.0 + 2.0 * f_deliver + 2.0 + 2.0 * f_home
+    assert sim.vehicles[0].duty_min == pytest.approx(back)
+    assert sim.cost().total == pytest.approx(2.0 + back)  # 2 km x 1 + duty minutes x 1
+    assert sim.expected_cost == pytest.approx(sim.cost().total)
+    # Live ETAs: the promise at dispatch, then the realized arrival once the van heads for A.
+    assert sim.eta_log == [(0.0, 0, pytest.approx(3.0)), (1.0, 0, pytest.approx(order.delivered_min))]
+    assert sim.summary()["eta_abs_error_min"] == pytest.approx(abs(2.0 * f_deliver - 2.0))
+
+
+def test_noise_is_off_by_default_and_sigma_zero_changes_nothing():
+    base = world_for(load_scenario("small"))
+    assert base.config.travel.noise.kind == "none" and not base.config.travel.live_eta
+    zero = with_options(base, {"travel.noise.kind": "lognormal", "travel.noise.sigma": 0.0})
+    a, b = random_day(Simulator(base, 4), 1), random_day(Simulator(zero, 4), 1)
+    assert a.summary() == b.summary()
+    assert [leg[:5] for leg in a.legs] == [leg[:5] for leg in b.legs]
+    assert {leg[5] for leg in a.legs} == {1.0}
+
+
+def test_noise_changes_legs_not_orders_and_is_deterministic():
+    base = world_for(load_scenario("small"))
+    noisy = with_options(base, NOISY)
+    quiet, loud, again = (random_day(Simulator(w, 9, debug=True), 2) for w in (base, noisy, noisy))
+    key = [(o.arrival_min, o.loc, o.size, o.ready_min, o.due_min) for o in quiet.orders]
+    assert key == [(o.arrival_min, o.loc, o.size, o.ready_min, o.due_min) for o in loud.orders]
+    assert loud.summary() == again.summary() and loud.eta_log == again.eta_log
+    factors = np.array([leg[5] for leg in loud.legs])
+    assert (factors != 1.0).all() and 0.8 < factors.mean() < 1.2
+    assert loud.summary()["cost"] != quiet.summary()["cost"]
+
+
+def test_invariants_catch_a_leg_that_does_not_match_its_factor():
+    sim = random_day(Simulator(with_options(world_for(load_scenario("small")), NOISY), 3), 3)
+    check_invariants(sim)
+    vid, src, dst, depart, arrive, factor = sim.legs[3]
+    sim.legs[3] = (vid, src, dst, depart, arrive, factor * 1.1)
+    with pytest.raises(InvariantError, match="arrived"):
+        check_invariants(sim)
+
+
+# ------------------------------------------------------------------------------------------ live ETAs
+def test_live_etas_end_at_the_actual_delivery_and_errors_are_measured_30_min_ahead():
+    sim = random_day(Simulator(with_options(world_for(load_scenario("small")), NOISY), 5, debug=True), 4)
+    delivered = [o for o in sim.orders if o.status.name == "DELIVERED"]
+    assert delivered
+    for o in delivered:  # the last live ETA is set when the van leaves for the door: the actual time
+        assert o.live_eta_min == o.delivered_min
+    times = [t for t, _, _ in sim.eta_log]
+    assert times == sorted(times)
+    errors = sim.live_eta_errors()
+    by_order: dict[int, list[tuple[float, float]]] = {}
+    for t, oid, eta in sim.eta_log:
+        by_order.setdefault(oid, []).append((t, eta))
+    expected = []
+    for o in sorted(delivered, key=lambda o: o.id):
+        ahead = [eta for t, eta in by_order[o.id] if t <= o.delivered_min - 30.0]
+        if ahead:
+            expected.append(o.delivered_min - ahead[-1])
+    assert errors == pytest.approx(expected) and len(errors) > 5
+    assert sim.summary()["eta_live_abs_error_min"] == pytest.approx(np.mean(np.abs(expected)))
+
+
+def test_without_live_eta_nothing_is_tracked():
+    sim = random_day(Simulator(world_for(load_scenario("small")), 5), 4)
+    assert sim.eta_log == [] and np.isnan(sim.summary()["eta_live_abs_error_min"])
+
+
+# ------------------------------------------------------------------------------ the realistic scenario
+def test_realistic_loads_and_joins_the_suite():
+    cfg = load_scenario("realistic")
+    default = load_scenario("default")
+    assert cfg.travel.noise.kind == "lognormal" and cfg.travel.live_eta
+    assert cfg.model_dump(exclude={"name", "description", "travel"}) == default.model_dump(
+        exclude={"name", "description", "travel"}
+    )
+    assert default.travel == load_scenario("small").travel == type(default.travel)()
+
+
+@pytest.mark.parametrize("routing", [False, True])
+def test_realistic_random_play_keeps_invariants(routing):
+    world = world_for(load_scenario("realistic", SHORT))
+    sim = random_day(Simulator(world, 11, debug=True, routing=routing), 12)
+    check_invariants(sim)
+    assert sim.done and sim.n_open == 0
+    assert sim.expected_cost == pytest.approx(sim.cost().total)
+
+
+def test_realistic_rewards_sum_to_minus_the_cost_and_check_env():
+    env = gym.make("LastMile-Dispatch-v0", scenario="realistic", overrides=SHORT)
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    env.reset(seed=2)
+    rng = np.random.default_rng(2)
+    total, done = 0.0, False
+    while not done:
+        mask = env.unwrapped.action_masks()
+        _, r, terminated, truncated, _ = env.step(int(rng.choice(np.flatnonzero(mask))))
+        total += r
+        done = terminated or truncated
+    assert total == pytest.approx(-env.unwrapped.sim.summary()["cost"], rel=1e-9)
