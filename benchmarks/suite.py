@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -493,16 +494,20 @@ def main(
     found: dict[str, float] = {}
     for section in sections:
         print(f"[{section}]...", file=sys.stderr, flush=True)
-        if section == "speed":
-            found = section_speed(settings, rows, notes)
-        elif section == "scaling":
-            section_scaling(settings, rows, notes)
-        elif section == "ppo":
-            section_ppo(settings, rows, notes)
-        elif section == "eval":
-            section_eval(settings, rows, notes)
-        else:
-            section_memory(settings, rows, notes)
+        try:
+            if section == "speed":
+                found = section_speed(settings, rows, notes)
+            elif section == "scaling":
+                section_scaling(settings, rows, notes)
+            elif section == "ppo":
+                section_ppo(settings, rows, notes)
+            elif section == "eval":
+                section_eval(settings, rows, notes)
+            else:
+                section_memory(settings, rows, notes)
+        except Exception as exc:  # one broken section must not lose the others' figures
+            traceback.print_exc()
+            rows.append(Row(section, "FAILED", "-", f"{type(exc).__name__}: {exc}"[:300].replace("|", "/")))
     took = time.perf_counter() - started
     header = [
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {platform.machine()}, "
@@ -527,8 +532,9 @@ def main(
     plot = ""
     if "scaling" in sections:
         plot = f"\n![step time scaling]({os.path.relpath(args.plot, args.out.parent)})\n"
+    status = 1 if any(r.what == "FAILED" for r in rows) else 0
     args.out.write_text(f"# Benchmark suite\n\nCommand: `{command} {shown}`\n\n{text}{plot}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":
