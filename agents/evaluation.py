@@ -64,6 +64,11 @@ EPISODE_COLUMNS = (
     "orders",
     "eta_abs_error_min",
     "eta_live_abs_error_min",
+    "on_time_rate_same_day",
+    "on_time_rate_window",
+    "on_time_rate_express",
+    "revenue",
+    "profit",
     "hindsight_cost",
     "hindsight_gap",
     "wall_s",
@@ -78,6 +83,11 @@ SUMMARY_METRICS = (
     "late_minutes",
     "eta_abs_error_min",
     "eta_live_abs_error_min",
+    "on_time_rate_same_day",
+    "on_time_rate_window",
+    "on_time_rate_express",
+    "revenue",
+    "profit",
     "hindsight_gap",
     "wall_s",
 )
@@ -604,6 +614,16 @@ class EvaluationResult:
                 "ETA error: mean |actual − ETA| in minutes, for the ETA promised at dispatch and for the "
                 "live ETA in force 30 min before the delivery (orders dispatched later than that left out)."
             )
+        by_option = self.config.orders.express_share > 0
+        if by_option:
+            notes.append("On-time by option: the on-time rate among same-day / window / express orders.")
+        prices = self.config.orders.prices
+        priced = prices.same_day > 0 or prices.window > 0 or prices.express > 0
+        if priced:
+            notes.append(
+                f"Profit: revenue (per delivered order: same-day {prices.same_day:g}, window "
+                f"{prices.window:g}, express {prices.express:g}) minus cost."
+            )
         lines = [f"{heading} Evaluation: {self.scenario}", ""]
         if self.config.description:
             lines += [self.config.description, ""]
@@ -613,8 +633,10 @@ class EvaluationResult:
             "| policy | on-time rate (%) | cost | cost/delivered | km | rejected | gap to hindsight (%) "
             f"| Δcost vs {ref or '–'} |"
             + (" ETA error promised / live (min) |" if live_eta else "")
+            + (" on-time by option (%) |" if by_option else "")
+            + (" profit |" if priced else "")
             + " s/episode |",
-            "|---|---|---|---|---|---|---|---|" + ("---|" if live_eta else "") + "---|",
+            "|---|---|---|---|---|---|---|---|" + "---|" * (live_eta + by_option + priced) + "---|",
         ]
         for policy in self.policies:
             m = self.summary[policy]["metrics"]
@@ -633,6 +655,17 @@ class EvaluationResult:
                     if live_eta
                     else []
                 ),
+                *(
+                    [
+                        " / ".join(
+                            _fmt(m[f"on_time_rate_{o}"], ".0f", scale=100.0).split(" ±")[0]
+                            for o in ("same_day", "window", "express")
+                        )
+                    ]
+                    if by_option
+                    else []
+                ),
+                *([_fmt(m["profit"], ".0f")] if priced else []),
                 _fmt(m["wall_s"], ".2f").split(" ±")[0],
             ]
             lines.append("| " + " | ".join(cells) + " |")

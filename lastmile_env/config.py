@@ -148,6 +148,15 @@ class OrderLogConfig(_Model):
         return self
 
 
+class OptionPrices(_Model):
+    """What the customer pays for each service option (revenue per delivered order, reported only: the
+    dispatch objective stays the cost, in which a rejection's penalty stands for the lost sale)."""
+
+    same_day: float = Field(0.0, ge=0)
+    window: float = Field(0.0, ge=0)
+    express: float = Field(0.0, ge=0)
+
+
 class OrdersConfig(_Model):
     """The order stream: a Poisson process with a time-varying rate, hotspots, sizes and service options
     (or, with ``log``, a replayed order log: the Poisson fields then only give defaults)."""
@@ -168,7 +177,20 @@ class OrdersConfig(_Model):
     window_lead_min: Range = Range(low=60, high=240)
     window_width_min: float = Field(60.0, gt=0)
     deadline_min: float = Field(180.0, gt=0, description="same-day: due this long after the order arrives")
+    express_share: float = Field(0.0, ge=0, le=1, description="share of customers who choose express")
+    express_deadline_min: float = Field(
+        120.0, gt=0, description="express: due this long after the order arrives"
+    )
+    prices: OptionPrices = OptionPrices()
     log: OrderLogConfig | None = None
+
+    @model_validator(mode="after")
+    def _option_shares(self) -> OrdersConfig:
+        if self.window_share + self.express_share > 1.0 + 1e-9:
+            raise ValueError(
+                f"window_share ({self.window_share}) + express_share ({self.express_share}) must be <= 1"
+            )
+        return self
 
 
 class VehicleType(_Model):

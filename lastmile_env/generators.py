@@ -76,7 +76,8 @@ def _parsed_log(world: World) -> OrderLog:
 
 class PoissonOrderGenerator:
     """Orders from the scenario's ``orders`` section: Poisson arrivals with peaks, addresses uniform or
-    around hotspots, uniform sizes / preparation / service times, same-day deadline or a chosen window.
+    around hotspots, uniform sizes / preparation / service times, and the customer's service option: a
+    chosen window (``window_share``), express (``express_share``: a tight deadline) or same-day (the rest).
 
     Each order is fulfilled by the center nearest to its address. Deadlines and windows are pulled in to end
     ``DUE_MARGIN_MIN`` before the fleet's shift end. A day with no order at all is redrawn (an episode needs
@@ -97,7 +98,9 @@ class PoissonOrderGenerator:
         sizes = rng.integers(int(cfg.size.low), int(cfg.size.high) + 1, size=n)
         prep = rng.uniform(cfg.prep_min.low, cfg.prep_min.high, size=n)
         service = rng.uniform(cfg.service_min.low, cfg.service_min.high, size=n)
-        window = rng.uniform(size=n) < cfg.window_share
+        choice = rng.uniform(size=n)  # one draw for the option: window, then express, then same-day
+        window = choice < cfg.window_share
+        express = choice < cfg.window_share + cfg.express_share
         lead = rng.uniform(cfg.window_lead_min.low, cfg.window_lead_min.high, size=n)
         # Promises end DUE_MARGIN_MIN before the fleet's shift end, so a van can still get back in time.
         latest_due = world.config.fleet.shift_end_min - DUE_MARGIN_MIN
@@ -108,6 +111,9 @@ class PoissonOrderGenerator:
                 option = ServiceOption.WINDOW
                 earliest = max(arrival, min(arrival + float(lead[i]), latest_due - cfg.window_width_min))
                 due = earliest + cfg.window_width_min
+            elif express[i]:
+                option, earliest = ServiceOption.EXPRESS, arrival
+                due = max(arrival, min(arrival + cfg.express_deadline_min, latest_due))
             else:
                 option, earliest = ServiceOption.SAME_DAY, arrival
                 due = max(arrival, min(arrival + cfg.deadline_min, latest_due))

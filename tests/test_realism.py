@@ -9,7 +9,17 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 
 import lastmile_env  # noqa: F401  (registers the ids)
 from lastmile_env import load_scenario
-from lastmile_env.sim import InvariantError, Simulator, build_world, check_invariants, world_for
+from lastmile_env.config import ConfigError
+from lastmile_env.generators import DUE_MARGIN_MIN
+from lastmile_env.sim import (
+    InvariantError,
+    OrderStatus,
+    ServiceOption,
+    Simulator,
+    build_world,
+    check_invariants,
+    world_for,
+)
 from lastmile_env.sim.world import World
 from tests.conftest import fixed_orders
 
@@ -125,15 +135,83 @@ def test_without_live_eta_nothing_is_tracked():
     assert sim.eta_log == [] and np.isnan(sim.summary()["eta_live_abs_error_min"])
 
 
+# ------------------------------------------------------------------------------------ service options
+def test_express_orders_come_from_the_same_draw_as_same_day_ones():
+    """express_share turns some same-day customers into express ones; nothing else about the day moves."""
+    base = world_for(load_scenario("default"))
+    express = with_options(base, {"orders.express_share": 0.2, "orders.express_deadline_min": 90})
+    before, after = Simulator(base, 6).orders, Simulator(express, 6).orders
+    assert len(before) == len(after) > 300
+    latest = base.config.fleet.shift_end_min - DUE_MARGIN_MIN
+    n_express = 0
+    for b, a in zip(before, after, strict=True):
+        assert (a.arrival_min, a.loc, a.size, a.ready_min) == (b.arrival_min, b.loc, b.size, b.ready_min)
+        if a.option == ServiceOption.EXPRESS:
+            n_express += 1
+            assert b.option == ServiceOption.SAME_DAY
+            assert a.earliest_min == a.arrival_min
+            assert a.due_min == max(a.arrival_min, min(a.arrival_min + 90.0, latest))
+        else:
+            assert (a.option, a.earliest_min, a.due_min) == (b.option, b.earliest_min, b.due_min)
+    assert 0.12 < n_express / len(after) < 0.28
+    with pytest.raises(ConfigError, match="express_share"):
+        load_scenario("default", {"orders.window_share": 0.6, "orders.express_share": 0.5})
+
+
+def test_golden_on_time_rate_and_revenue_per_option(tiny_world):
+    """Same-day to A on time, express to B late, a window order rejected: rates and revenue by hand."""
+    prices = {"orders.prices": {"same_day": 5.0, "window": 7.0, "express": 11.0}}
+    world = with_options(tiny_world(), prices)
+    three = fixed_orders(
+        {"arrival_min": 0.0, "node": "A", "due_min": 60.0},
+        {"arrival_min": 0.0, "node": "B", "due_min": 2.0, "option": ServiceOption.EXPRESS},
+        {"arrival_min": 1.0, "node": "B", "due_min": 90.0, "option": ServiceOption.WINDOW},
+    )
+    sim = Simulator(world, 0, generator=three, debug=True)
+    sim.advance()
+    sim.assign(0)
+    sim.advance()
+    sim.assign(0)
+    sim.advance()
+    sim.reject()
+    assert sim.advance() is None
+    assert [o.status for o in sim.orders] == [
+        OrderStatus.DELIVERED,
+        OrderStatus.DELIVERED,
+        OrderStatus.REJECTED,
+    ]
+    assert sim.orders[0].on_time and not sim.orders[1].on_time
+    s = sim.summary()
+    assert (s["on_time_rate_same_day"], s["on_time_rate_express"], s["on_time_rate_window"]) == (
+        1.0,
+        0.0,
+        0.0,
+    )
+    assert s["revenue"] == 16.0 and s["profit"] == pytest.approx(16.0 - s["cost"])
+    plain = Simulator(
+        tiny_world(), 0, generator=fixed_orders({"arrival_min": 0.0, "node": "A", "due_min": 9.0})
+    )
+    plain.advance()
+    plain.assign(0)
+    plain.advance()
+    s = plain.summary()
+    assert s["revenue"] == 0.0 and s["on_time_rate_same_day"] == 1.0
+    assert np.isnan(s["on_time_rate_window"]) and np.isnan(s["on_time_rate_express"])
+
+
 # ------------------------------------------------------------------------------ the realistic scenario
 def test_realistic_loads_and_joins_the_suite():
     cfg = load_scenario("realistic")
     default = load_scenario("default")
     assert cfg.travel.noise.kind == "lognormal" and cfg.travel.live_eta
-    assert cfg.model_dump(exclude={"name", "description", "travel"}) == default.model_dump(
-        exclude={"name", "description", "travel"}
-    )
-    assert default.travel == load_scenario("small").travel == type(default.travel)()
+    assert cfg.orders.express_share > 0 and cfg.orders.prices.express > cfg.orders.prices.same_day > 0
+    options = {"express_share", "express_deadline_min", "prices"}
+    for a, b in ((cfg, default), (cfg.orders, default.orders)):
+        other = {"name", "description", "travel", "orders"} if a is cfg else options
+        assert a.model_dump(exclude=other) == b.model_dump(exclude=other)
+    for off in (default, load_scenario("small")):
+        assert off.travel == type(off.travel)() and off.orders.express_share == 0
+        assert off.orders.prices == type(off.orders.prices)()
 
 
 @pytest.mark.parametrize("routing", [False, True])
@@ -157,3 +235,28 @@ def test_realistic_rewards_sum_to_minus_the_cost_and_check_env():
         total += r
         done = terminated or truncated
     assert total == pytest.approx(-env.unwrapped.sim.summary()["cost"], rel=1e-9)
+
+
+def test_evaluate_reports_the_realism_metrics(tmp_path):
+    from agents.evaluation import EPISODE_COLUMNS, evaluate
+
+    result = evaluate(
+        "realistic",
+        ["nearest", "insertion"],
+        episodes=2,
+        seed=1,
+        workers=1,
+        hindsight_time_limit_s=0.0,
+        overrides=SHORT,
+        progress=False,
+        route_map=False,
+    )
+    for row in result.rows:
+        assert set(row) == set(EPISODE_COLUMNS)
+        assert row["revenue"] > 0 and row["profit"] == pytest.approx(row["revenue"] - row["cost"])
+        assert np.isfinite(row["eta_live_abs_error_min"]) and 0 <= row["on_time_rate_express"] <= 1
+    text = result.markdown()
+    assert "ETA error promised / live (min)" in text and "on-time by option (%)" in text and "profit" in text
+    header = next(line for line in text.splitlines() if line.startswith("| policy"))
+    first = next(line for line in text.splitlines() if line.startswith("| `nearest`"))
+    assert header.count("|") == first.count("|")

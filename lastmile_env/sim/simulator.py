@@ -53,6 +53,7 @@ from lastmile_env.sim.types import (
     Ledger,
     Order,
     OrderStatus,
+    ServiceOption,
     Stop,
     StopKind,
     Vehicle,
@@ -743,7 +744,9 @@ class Simulator:
         """Outcome of the episode so far: on-time rate, cost breakdown, distance, lateness, ETA error.
 
         The on-time rate is on-time deliveries over orders with a known outcome (delivered or rejected):
-        a rejected order counts as not served on time.
+        a rejected order counts as not served on time; ``on_time_rate_<option>`` is the same over the orders
+        of one service option (nan when there is none). ``revenue`` is the price of every delivered order
+        (``orders.prices``, by option), ``profit`` the revenue minus the cost.
         """
         arrived = self.orders[: self.n_arrived]
         delivered = [o for o in arrived if o.status == OrderStatus.DELIVERED]
@@ -751,6 +754,18 @@ class Simulator:
         cost = self.cost()
         eta_errors = [abs(o.eta_error_min) for o in delivered]
         live_errors = self.live_eta_errors() if self.track_eta else []
+        prices = self.world.config.orders.prices
+        price = {
+            ServiceOption.SAME_DAY: prices.same_day,
+            ServiceOption.WINDOW: prices.window,
+            ServiceOption.EXPRESS: prices.express,
+        }
+        revenue = sum(price[o.option] for o in delivered)
+        by_option: dict[ServiceOption, list[int]] = {option: [0, 0] for option in ServiceOption}
+        for o in arrived:  # settled (delivered or rejected), on time
+            if o.status == OrderStatus.DELIVERED or o.status == OrderStatus.REJECTED:
+                by_option[o.option][0] += 1
+                by_option[o.option][1] += o.on_time
         return {
             "orders": len(arrived),
             "delivered": len(delivered),
@@ -768,6 +783,12 @@ class Simulator:
             "late_minutes": self.late_min_total,
             "eta_abs_error_min": float(np.mean(eta_errors)) if eta_errors else math.nan,
             "eta_live_abs_error_min": float(np.mean(np.abs(live_errors))) if live_errors else math.nan,
+            **{
+                f"on_time_rate_{option.name.lower()}": hits / n if n else math.nan
+                for option, (n, hits) in by_option.items()
+            },
+            "revenue": revenue,
+            "profit": revenue - cost.total,
         }
 
     def live_eta_errors(self, lead_min: float = LIVE_ETA_LEAD_MIN) -> list[float]:

@@ -30,6 +30,7 @@ class StopKind(IntEnum):
 class ServiceOption(IntEnum):
     SAME_DAY = 0  # delivered by a deadline
     WINDOW = 1  # delivered inside a customer-chosen window
+    EXPRESS = 2  # delivered by a tight deadline (``orders.express_deadline_min``)
 
 
 @dataclass(slots=True)
