@@ -69,6 +69,9 @@ EPISODE_COLUMNS = (
     "on_time_rate_express",
     "revenue",
     "profit",
+    "failed_attempts",
+    "delivered_pickup_point",
+    "failed",
     "hindsight_cost",
     "hindsight_gap",
     "wall_s",
@@ -88,6 +91,9 @@ SUMMARY_METRICS = (
     "on_time_rate_express",
     "revenue",
     "profit",
+    "failed_attempts",
+    "delivered_pickup_point",
+    "failed",
     "hindsight_gap",
     "wall_s",
 )
@@ -624,6 +630,12 @@ class EvaluationResult:
                 f"Profit: revenue (per delivered order: same-day {prices.same_day:g}, window "
                 f"{prices.window:g}, express {prices.express:g}) minus cost."
             )
+        absences = self.config.attempts.enabled
+        if absences:
+            notes.append(
+                "Attempts: failed attempts (customer absent) / orders left at a pickup point / orders failed "
+                "(brought back), per day."
+            )
         lines = [f"{heading} Evaluation: {self.scenario}", ""]
         if self.config.description:
             lines += [self.config.description, ""]
@@ -635,8 +647,11 @@ class EvaluationResult:
             + (" ETA error promised / live (min) |" if live_eta else "")
             + (" on-time by option (%) |" if by_option else "")
             + (" profit |" if priced else "")
+            + (" attempts failed / pickup point / failed |" if absences else "")
             + " s/episode |",
-            "|---|---|---|---|---|---|---|---|" + "---|" * (live_eta + by_option + priced) + "---|",
+            "|---|---|---|---|---|---|---|---|"
+            + "---|" * (live_eta + by_option + priced + absences)
+            + "---|",
         ]
         for policy in self.policies:
             m = self.summary[policy]["metrics"]
@@ -666,6 +681,16 @@ class EvaluationResult:
                     else []
                 ),
                 *([_fmt(m["profit"], ".0f")] if priced else []),
+                *(
+                    [
+                        " / ".join(
+                            _fmt(m[k]).split(" ±")[0]
+                            for k in ("failed_attempts", "delivered_pickup_point", "failed")
+                        )
+                    ]
+                    if absences
+                    else []
+                ),
                 _fmt(m["wall_s"], ".2f").split(" ±")[0],
             ]
             lines.append("| " + " | ".join(cells) + " |")

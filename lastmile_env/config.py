@@ -252,6 +252,42 @@ class TravelConfig(_Model):
     )
 
 
+class LockersConfig(_Model):
+    """Pickup points / parcel lockers: address nodes spread over the city (fixed by the layout)."""
+
+    count: int = Field(0, ge=0, description="lockers (0: none; a pickup-point order is then redelivered)")
+    capacity: int = Field(30, ge=1, description="parcels each locker takes over the day")
+
+
+class AttemptsConfig(_Model):
+    """Delivery attempts: the customer may be absent; the parcel then goes to a pickup point or is
+    redelivered later, per the order's choice (docs/realism.md). Off while every probability is 0."""
+
+    absence_by_hour: list[float] = Field(
+        default_factory=lambda: [0.0] * 24,
+        description="probability that the customer is absent, for each clock hour 0..23 of the attempt",
+    )
+    pickup_point_share: float = Field(
+        0.5, ge=0, le=1, description="share who want a pickup point when absent (else a redelivery)"
+    )
+    redelivery_delay_min: float = Field(90.0, ge=0, description="a redelivery comes at least this much later")
+    failed_penalty: float = Field(8.0, ge=0, description="cost of each failed attempt")
+    lockers: LockersConfig = LockersConfig()
+
+    @field_validator("absence_by_hour")
+    @classmethod
+    def _probabilities_24(cls, v: list[float]) -> list[float]:
+        if len(v) != 24:
+            raise ValueError(f"needs 24 hourly probabilities, got {len(v)}")
+        if min(v) < 0 or max(v) > 1:
+            raise ValueError(f"probabilities must be in [0, 1], got {min(v)}..{max(v)}")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return max(self.absence_by_hour) > 0
+
+
 class ScenarioConfig(_Model):
     """A complete scenario: the city, the order stream, the fleet and the costs."""
 
@@ -266,6 +302,7 @@ class ScenarioConfig(_Model):
     costs: CostsConfig = CostsConfig()
     dispatch: DispatchConfig = DispatchConfig()
     travel: TravelConfig = TravelConfig()
+    attempts: AttemptsConfig = AttemptsConfig()
 
     @model_validator(mode="after")
     def _arrivals_within_shift(self) -> ScenarioConfig:

@@ -195,13 +195,14 @@ class DispatchEnv(gym.Env):
         ``on_time_rate`` is 1.0 until the first outcome (no order missed yet), so infos stay comparable.
         """
         sim = self._require_sim()
-        settled = sim.n_on_time + sim.n_late + sim.n_rejected
+        settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
         return {
             "on_time_rate": sim.n_on_time / settled if settled else 1.0,
             "cost": sim.cost().total,
             "expected_cost": sim.expected_cost,
             "delivered": sim.n_on_time + sim.n_late,
             "rejected": sim.n_rejected,
+            "failed": sim.n_failed,
             "orders": sim.n_arrived,
             "time_min": sim.now,
         }

@@ -150,7 +150,7 @@ class DispatchObservation:
                 world.time_min[order.center][order.loc] / 60.0,
                 (now - order.arrival_min) / 60.0,
             )
-        settled = sim.n_on_time + sim.n_late + sim.n_rejected
+        settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
         global_f = np.array(
             [
                 now / world.config.fleet.shift_end_min,

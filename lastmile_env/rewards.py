@@ -31,11 +31,13 @@ class CostReward:
 
 
 class OnTimeReward:
-    """Sparse: +1 for each delivery on time, -1 for each late delivery or rejection, as they happen."""
+    """Sparse: +1 for each delivery on time, -1 for each late delivery, rejection or failed order, as they
+    happen."""
 
     def __call__(self, before: Ledger, after: Ledger) -> float:
         on_time = after.n_on_time - before.n_on_time
         missed = (after.n_late - before.n_late) + (after.n_rejected - before.n_rejected)
+        missed += after.n_failed - before.n_failed
         return float(on_time - missed)
 
 

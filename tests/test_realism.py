@@ -199,19 +199,125 @@ def test_golden_on_time_rate_and_revenue_per_option(tiny_world):
     assert np.isnan(s["on_time_rate_window"]) and np.isnan(s["on_time_rate_express"])
 
 
+# ----------------------------------------------------------------------------------- delivery attempts
+def attempts(absent_hours: dict[int, float], reject_penalty: float = 10.0, **extra) -> dict:
+    hours = [absent_hours.get(h, 0.0) for h in range(24)]
+    return {
+        "attempts": {"absence_by_hour": hours, "failed_penalty": 5.0, **extra},
+        "costs.reject_penalty": reject_penalty,
+    }
+
+
+def one_order_to_b(world: World, due: float = 60.0) -> Simulator:
+    """One order to B (2 km from D), arriving at 0: loaded by 1, at B at 5 (the shift starts at 8:00)."""
+    sim = Simulator(world, 0, generator=fixed_orders({"arrival_min": 0.0, "node": "B", "due_min": due}))
+    sim.debug = True
+    sim.advance()
+    sim.assign(0)
+    assert sim.advance() is None
+    return sim
+
+
+def test_golden_absent_customer_parcel_left_at_the_pickup_point(tiny_world):
+    options = attempts({8: 1.0}, pickup_point_share=1.0, lockers={"count": 1, "capacity": 3})
+    world = with_options(tiny_world(), options)
+    a = world.matrix.index_of("A")
+    assert world.lockers.tolist() == [a]  # of the addresses A and B, A comes first at the same distance
+    sim = one_order_to_b(world)
+    o = sim.orders[0]
+    # At B at 5, absent; serve 2 -> 7; B->A 2 min -> 9, deliver there, 11; A->D -> 13.
+    assert (o.status, o.attempts, o.locker, sim.locker_used.tolist()) == (OrderStatus.DELIVERED, 1, 0, [1])
+    assert (o.pod_node, o.pod_min, o.pod_how, o.delivered_min) == (a, 9.0, "pickup_point", 9.0)
+    cost = sim.cost()
+    assert cost.failures == 5.0 and cost.lateness == 0.0
+    assert cost.total == pytest.approx(4.0 + 13.0 + 5.0) == pytest.approx(sim.expected_cost)
+    s = sim.summary()
+    assert (s["delivered_door"], s["delivered_pickup_point"], s["failed"], s["failed_attempts"]) == (
+        0,
+        1,
+        0,
+        1,
+    )
+    assert [e.kind for e in sim.events if e.order == 0][-2:] == ["failed_attempt", "delivery"]
+
+
+def test_golden_absent_twice_the_parcel_goes_back_and_the_order_fails(tiny_world):
+    options = attempts({8: 1.0}, reject_penalty=100.0, pickup_point_share=0.0, redelivery_delay_min=30.0)
+    sim = one_order_to_b(with_options(tiny_world(), options))
+    o = sim.orders[0]
+    # Absent at 5 (free 7). Redelivery from 35 (wait at B, serve till 37, home at 41: 2 km + 34 min = 36)
+    # beats failing (B->D, unload: 2 km + 5 min = 7, + 100). Absent again: back B->D at 41, unload -> 42.
+    assert (o.status, o.attempts, o.returning, o.loc) == (OrderStatus.FAILED, 2, True, 0)
+    assert (o.pod_node, o.pod_min, o.pod_how) == (0, 41.0, "returned")
+    assert sim.vehicles[0].load == 0 and sim.vehicles[0].duty_min == pytest.approx(42.0)
+    assert sim.cost().failures == 5.0 + 5.0 + 100.0
+    assert sim.cost().total == pytest.approx(4.0 + 42.0 + 110.0) == pytest.approx(sim.expected_cost)
+    s = sim.summary()
+    assert (s["delivered"], s["failed"], s["failed_attempts"], s["on_time_rate"]) == (0, 1, 2, 0.0)
+
+
+def test_golden_a_redelivery_dearer_than_failing_is_not_made(tiny_world):
+    """The same day with a rejection worth 10: failing at once (7 + 10) beats the redelivery (36)."""
+    options = attempts({8: 1.0}, reject_penalty=10.0, pickup_point_share=0.0, redelivery_delay_min=30.0)
+    sim = one_order_to_b(with_options(tiny_world(), options))
+    o = sim.orders[0]
+    assert (o.status, o.attempts, o.pod_min) == (OrderStatus.FAILED, 1, 11.0)  # B->D 7..11, unload -> 12
+    assert sim.cost().total == pytest.approx(4.0 + 12.0 + 5.0 + 10.0) == pytest.approx(sim.expected_cost)
+
+
+def test_golden_redelivery_in_another_hour_finds_the_customer(tiny_world):
+    """Absent at 8:05 (p = 1 at 8 h), present from 9:00 (p = 0): redelivered at 9:05, 5 min late."""
+    options = attempts({8: 1.0}, reject_penalty=100.0, pickup_point_share=0.0, redelivery_delay_min=60.0)
+    world = with_options(tiny_world(), options)
+    sim = one_order_to_b(world)
+    o = sim.orders[0]
+    assert (o.status, o.attempts, o.pod_how, o.delivered_min) == (OrderStatus.DELIVERED, 2, "door", 65.0)
+    assert sim.cost().lateness == pytest.approx(2.0 + 5.0)  # charged once, at the actual delivery
+    assert sim.cost().total == pytest.approx(4.0 + 71.0 + 5.0 + 7.0) == pytest.approx(sim.expected_cost)
+    present = with_options(tiny_world(), attempts({9: 1.0}))
+    o = one_order_to_b(present).orders[0]
+    assert (o.status, o.attempts, o.pod_how, o.pod_node, o.delivered_min) == (
+        OrderStatus.DELIVERED,
+        1,
+        "door",
+        present.matrix.index_of("B"),
+        5.0,
+    )
+
+
+def test_attempts_keep_days_paired_deterministic_and_consistent():
+    base = world_for(load_scenario("small"))
+    absent = with_options(base, attempts({h: 0.4 for h in range(24)}, lockers={"count": 3, "capacity": 2}))
+    assert not base.lockers.size and absent.lockers.size == 3
+    quiet, loud, again = (random_day(Simulator(w, 8, debug=True), 3) for w in (base, absent, absent))
+    key = [(o.arrival_min, o.size, o.ready_min, o.due_min) for o in quiet.orders]
+    assert key == [(o.arrival_min, o.size, o.ready_min, o.due_min) for o in loud.orders]
+    assert loud.summary() == again.summary()
+    s = loud.summary()
+    assert s["failed_attempts"] > 5 and s["delivered_pickup_point"] > 0
+    assert s["delivered_door"] + s["delivered_pickup_point"] == s["delivered"]
+    assert s["delivered"] + s["failed"] + s["rejected"] == s["orders"]
+    assert loud.locker_used.max() <= 2
+    assert s["cost_failures"] == 5.0 * s["failed_attempts"] + 10.0 * s["failed"]
+    with pytest.raises(ConfigError, match="absence_by_hour"):
+        load_scenario("small", {"attempts.absence_by_hour": [0.5] * 23})
+
+
 # ------------------------------------------------------------------------------ the realistic scenario
 def test_realistic_loads_and_joins_the_suite():
     cfg = load_scenario("realistic")
     default = load_scenario("default")
     assert cfg.travel.noise.kind == "lognormal" and cfg.travel.live_eta
     assert cfg.orders.express_share > 0 and cfg.orders.prices.express > cfg.orders.prices.same_day > 0
+    assert cfg.attempts.enabled and cfg.attempts.lockers.count > 0
     options = {"express_share", "express_deadline_min", "prices"}
     for a, b in ((cfg, default), (cfg.orders, default.orders)):
-        other = {"name", "description", "travel", "orders"} if a is cfg else options
+        other = {"name", "description", "travel", "orders", "attempts"} if a is cfg else options
         assert a.model_dump(exclude=other) == b.model_dump(exclude=other)
     for off in (default, load_scenario("small")):
         assert off.travel == type(off.travel)() and off.orders.express_share == 0
         assert off.orders.prices == type(off.orders.prices)()
+        assert off.attempts == type(off.attempts)() and not off.attempts.enabled
 
 
 @pytest.mark.parametrize("routing", [False, True])
@@ -257,6 +363,8 @@ def test_evaluate_reports_the_realism_metrics(tmp_path):
         assert np.isfinite(row["eta_live_abs_error_min"]) and 0 <= row["on_time_rate_express"] <= 1
     text = result.markdown()
     assert "ETA error promised / live (min)" in text and "on-time by option (%)" in text and "profit" in text
+    assert "attempts failed / pickup point / failed" in text
+    assert sum(row["failed_attempts"] for row in result.rows) > 0
     header = next(line for line in text.splitlines() if line.startswith("| policy"))
     first = next(line for line in text.splitlines() if line.startswith("| `nearest`"))
     assert header.count("|") == first.count("|")

@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from lastmile_env.sim.types import OrderStatus, StopKind
+from lastmile_env.sim.types import MAX_ATTEMPTS, OrderStatus, StopKind
 
 if TYPE_CHECKING:
     from lastmile_env.sim.simulator import Simulator
@@ -26,6 +26,7 @@ def check_invariants(sim: Simulator) -> None:
     - time never runs ahead of pending events and every committed leg takes the matrix's travel time (times
       its noise factor under ``travel.noise``; the factor is 1 without noise);
     - the expected cost equals committed cost plus the cost of every remaining plan;
+    - delivery attempts (``_check_attempts``): failed orders, parcels going back, lockers, attempt counts;
     - routing mode: a vehicle free with planned stops is pending a routing decision, queued for one, or
       waiting; a waiting vehicle is free now at its node and has a pickup whose parcel is not ready yet (the
       readiness that will wake it); a pending or queued vehicle is free with planned stops. Outside routing
@@ -66,6 +67,7 @@ def check_invariants(sim: Simulator) -> None:
             OrderStatus.ON_BOARD: (0, 1),
             OrderStatus.DELIVERED: (0, 0),
             OrderStatus.REJECTED: (0, 0),
+            OrderStatus.FAILED: (0, 0),
         }[o.status]
         if (pickups, deliveries) != expected:
             problems.append(
@@ -90,6 +92,7 @@ def check_invariants(sim: Simulator) -> None:
     delivered = sum(o.status == OrderStatus.DELIVERED for o in sim.orders[:arrived])
     if settled != delivered:
         problems.append(f"on-time + late counters {settled} != delivered orders {delivered}")
+    _check_attempts(sim, problems)
 
     noisy = sim.world.config.travel.noise.kind != "none"
     for vid, src, dst, depart, arrive, factor in sim.legs:
@@ -112,6 +115,32 @@ def check_invariants(sim: Simulator) -> None:
         problems.append(f"expected cost {sim.expected_cost} != committed + planned {expected_cost}")
     if problems:
         raise InvariantError("; ".join(problems[:10]))
+
+
+def _check_attempts(sim: Simulator, problems: list[str]) -> None:
+    """Delivery attempts: failed orders counted and brought back to their vehicle's center, parcels going
+    back are on board and headed there, lockers hold what was sent to them and no more than their capacity,
+    no order has more door attempts than allowed (and none at all without ``attempts``)."""
+    arrived = sim.orders[: sim.n_arrived]
+    failed = sum(o.status == OrderStatus.FAILED for o in arrived)
+    if failed != sim.n_failed:
+        problems.append(f"failed counter {sim.n_failed} != failed orders {failed}")
+    sent = Counter(o.locker for o in arrived if o.locker >= 0)
+    capacity = sim.world.config.attempts.lockers.capacity
+    for i, used in enumerate(sim.locker_used):
+        if used != sent[i] or used > capacity:
+            problems.append(f"locker {i} holds {used} parcels, {sent[i]} sent there, capacity {capacity}")
+    for o in arrived:
+        if o.attempts > MAX_ATTEMPTS or (o.attempts and not sim.attempts_on):
+            problems.append(f"order {o.id} has {o.attempts} door attempts")
+        if o.returning or o.status == OrderStatus.FAILED:
+            home = sim.vehicles[o.vehicle].home
+            if o.status not in (OrderStatus.ON_BOARD, OrderStatus.FAILED) or o.loc != home:
+                problems.append(f"failed order {o.id} is {o.status.name} at {o.loc}, not going to {home}")
+            if not o.returning or o.attempts == 0:
+                problems.append(f"order {o.id} failed without a failed attempt")
+        elif o.locker >= 0 and o.loc != int(sim.world.lockers[o.locker]):
+            problems.append(f"order {o.id} sent to locker {o.locker} but delivered to {o.loc}")
 
 
 def _check_routing(sim: Simulator, problems: list[str]) -> None:

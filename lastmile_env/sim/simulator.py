@@ -46,6 +46,8 @@ from lastmile_env import kernels
 from lastmile_env.sim.insertion import CheapestInsertion, FleetInsertion, Insertion, InsertionRule
 from lastmile_env.sim.plan import FleetPlans, PlanEval, evaluate_plan
 from lastmile_env.sim.types import (
+    MAX_ATTEMPTS,
+    AbsentChoice,
     CostBreakdown,
     Decision,
     DecisionKind,
@@ -157,6 +159,22 @@ class Simulator:
         self.n_late = 0
         self.n_rejected = 0
         self.late_min_total = 0.0
+        # Delivery attempts (attempts.*): the absence draws of each order's attempts and its choice, fixed
+        # per episode seed from their own stream, so every policy meets the same customers.
+        attempts = world.config.attempts
+        self.attempts_on = attempts.enabled
+        self.n_failed = 0  # orders failed for good (brought back)
+        self.n_failed_attempts = 0
+        self.failed_cost = 0.0
+        self.locker_used = np.zeros(len(world.lockers), dtype=np.int64)  # parcels left or planned there
+        self._stop_late = [0.0] * len(self.vehicles)  # lateness charged for each vehicle's current stop
+        self._absence_u = np.empty((0, MAX_ATTEMPTS))
+        if self.attempts_on:
+            absence_rng = np.random.default_rng(seq.spawn(1)[0])
+            self._absence_u = absence_rng.uniform(size=(len(self.orders), MAX_ATTEMPTS))
+            wants_point = absence_rng.uniform(size=len(self.orders)) < attempts.pickup_point_share
+            for o, point in zip(self.orders, wants_point, strict=True):
+                o.absent_choice = AbsentChoice.PICKUP_POINT if point else AbsentChoice.REDELIVER
 
     @classmethod
     def from_snapshot(
@@ -314,15 +332,22 @@ class Simulator:
         """Cost committed so far: legs driven or under way, lateness of committed deliveries, rejections."""
         distance = sum(v.dist_km * v.cost_per_km for v in self.vehicles)
         driver = sum(v.duty_min * v.cost_per_hour / 60.0 for v in self.vehicles)
-        return CostBreakdown(distance, driver, self.late_cost, self.reject_cost)
+        return CostBreakdown(distance, driver, self.late_cost, self.reject_cost, self.failed_cost)
 
     def ledger(self) -> Ledger:
-        return Ledger(self.expected_cost, self.n_on_time, self.n_late, self.n_rejected, self.late_min_total)
+        return Ledger(
+            self.expected_cost,
+            self.n_on_time,
+            self.n_late,
+            self.n_rejected,
+            self.late_min_total,
+            self.n_failed,
+        )
 
     @property
     def n_open(self) -> int:
-        """Accepted orders not yet delivered."""
-        settled = self.n_on_time + self.n_late + self.n_rejected
+        """Accepted orders not yet delivered (or failed)."""
+        settled = self.n_on_time + self.n_late + self.n_rejected + self.n_failed
         return self.n_arrived - settled - len(self.pending) - len(self.deferred)
 
     @property
@@ -631,6 +656,14 @@ class Simulator:
                 order.pickup_min = v.current_start_min
                 v.load += order.size
                 self._log("pickup", order.id, v.id)
+            elif self.attempts_on and self._absent(order, v.current_start_min):
+                self._failed_attempt(v, order)
+            elif order.returning:
+                order.status = OrderStatus.FAILED
+                order.pod_node, order.pod_min, order.pod_how = stop.loc, v.current_start_min, "returned"
+                v.load -= order.size
+                self.n_failed += 1
+                self._log("returned", order.id, v.id)
             else:
                 order.status = OrderStatus.DELIVERED
                 order.delivered_min = v.current_start_min
@@ -640,6 +673,11 @@ class Simulator:
                 else:
                     self.n_late += 1
                     self.late_min_total += order.late_min
+                if self.attempts_on:
+                    at_locker = order.locker >= 0
+                    order.attempts += not at_locker
+                    order.pod_node, order.pod_min = stop.loc, order.delivered_min
+                    order.pod_how = "pickup_point" if at_locker else "door"
                 self._log("delivery", order.id, v.id)
             v.current = None
         elif v.returning:
@@ -647,6 +685,94 @@ class Simulator:
         self._start_next(v)
         if v.idle:
             self._log("vehicle_idle", -1, v.id)
+
+    def _absent(self, order: Order, begin_min: float) -> bool:
+        """Whether the customer is absent at this door attempt: the order's draw for the attempt against the
+        absence probability of the attempt's clock hour (never at a locker or at the center a failed parcel
+        goes back to, never for a snapshot's orders, which have no draws)."""
+        if order.locker >= 0 or order.returning or order.id >= len(self._absence_u):
+            return False
+        hour = int((self.world.config.shift_start_hour + begin_min / 60.0) % 24.0)
+        absence = self.world.config.attempts.absence_by_hour[hour]
+        return bool(self._absence_u[order.id, order.attempts] < absence)
+
+    def _failed_attempt(self, v: Vehicle, order: Order) -> None:
+        """The customer was absent: charge the penalty, keep the parcel on board and plan its next stop.
+
+        A customer who chose a pickup point gets the parcel at the locker nearest (by travel time) to the
+        address that has room. Else (or with no room anywhere) the parcel is either redelivered, at least
+        ``redelivery_delay_min`` after the attempt (after a first attempt only, and only within the
+        vehicle's shift), or brought back to the vehicle's center, the order failed for good at the cost of a
+        rejection (``costs.reject_penalty``): whichever costs less. The new stop is a delivery stop of the
+        order at its new place (``loc``), inserted where it costs least in the vehicle's plan
+        (``_best_drop``). The lateness charged for the attempt is refunded (lateness counts at the actual
+        delivery); the surprise goes into the expected cost.
+        """
+        cfg = self.world.config.attempts
+        order.attempts += 1
+        self.n_failed_attempts += 1
+        before = self.plan(v.id).cost  # the plan after the stop, as if the parcel had been delivered
+        refund = self._stop_late[v.id]
+        self.late_cost -= refund
+        penalty = cfg.failed_penalty
+        v.free_load += order.size  # still on board
+        self._plans[v.id] = None
+        self._insertions = {}
+        self.fleet_plans = FleetPlans()  # the order's stop arrays change: every packed row is rebuilt
+        self._log("failed_attempt", order.id, v.id)
+        choice = None
+        if order.absent_choice == AbsentChoice.PICKUP_POINT:
+            locker = self._free_locker(order.loc)
+            if locker >= 0:
+                self.locker_used[locker] += 1
+                order.locker, order.loc = locker, int(self.world.lockers[locker])
+                choice = self._best_drop(v, order, need_shift=False)
+        if choice is None:
+            address, earliest = order.loc, order.earliest_min
+            order.returning, order.loc = True, v.home
+            choice = self._best_drop(v, order, need_shift=False)
+            lost = self.world.config.costs.reject_penalty
+            if order.attempts < MAX_ATTEMPTS:
+                order.returning, order.loc = False, address
+                order.earliest_min = max(earliest, v.current_start_min + cfg.redelivery_delay_min)
+                again = self._best_drop(v, order, need_shift=True)
+                if again is not None and (choice is None or again[1].cost <= choice[1].cost + lost):
+                    choice, lost = again, 0.0
+                else:
+                    order.returning, order.loc, order.earliest_min = True, v.home, earliest
+            penalty += lost
+        assert choice is not None  # first in the plan always keeps the capacity (the load only goes down)
+        v.route, plan = choice
+        self._plans[v.id] = plan
+        self.failed_cost += penalty
+        self.expected_cost += penalty - refund + plan.cost - before
+
+    def _free_locker(self, loc: int) -> int:
+        """The locker nearest (by travel time) to ``loc`` that has room; -1 if none."""
+        room = np.flatnonzero(self.locker_used < self.world.config.attempts.lockers.capacity)
+        if room.size == 0:
+            return -1
+        times = np.array([self.world.time_min[loc][int(self.world.lockers[i])] for i in room])
+        return int(room[int(np.argmin(times))])
+
+    def _best_drop(self, v: Vehicle, order: Order, need_shift: bool) -> tuple[list[Stop], PlanEval] | None:
+        """The vehicle's plan with the delivery stop of an order on board at its cheapest place (priced as
+        the order stands now): a feasible plan first, else (unless ``need_shift``) the cheapest within
+        capacity; None if none. Nothing changes."""
+        stop = Stop(StopKind.DELIVERY, order.id, order.loc)
+        best: tuple[tuple[int, float], list[Stop], PlanEval] | None = None
+        for p in range(len(v.route) + 1):
+            stops = [*v.route[:p], stop, *v.route[p:]]
+            plan = self.price(v.id, stops)
+            if plan.feasible:
+                key = (0, plan.cost)
+            elif not need_shift and int(plan.loads.max()) <= v.capacity:
+                key = (1, plan.cost)
+            else:
+                continue
+            if best is None or key < best[0]:
+                best = (key, stops, plan)
+        return None if best is None else (best[1], best[2])
 
     def _start_next(self, v: Vehicle, decided: bool = False) -> None:
         """Commit the vehicle to its next leg: the first planned stop, or the way home.
@@ -687,6 +813,7 @@ class Simulator:
             v.current, v.current_start_min = stop, begin
             v.free_load = int(leg.loads[1])
             self.late_cost += late
+            self._stop_late[v.id] = late
         elif src != v.home:
             dst = v.home
             arrive = free = self.world.travel_arrival_min(src, dst, depart, v.speed_factor)
@@ -743,14 +870,16 @@ class Simulator:
     def summary(self) -> dict[str, Any]:
         """Outcome of the episode so far: on-time rate, cost breakdown, distance, lateness, ETA error.
 
-        The on-time rate is on-time deliveries over orders with a known outcome (delivered or rejected):
-        a rejected order counts as not served on time; ``on_time_rate_<option>`` is the same over the orders
-        of one service option (nan when there is none). ``revenue`` is the price of every delivered order
-        (``orders.prices``, by option), ``profit`` the revenue minus the cost.
+        The on-time rate is on-time deliveries over orders with a known outcome (delivered, rejected or
+        failed): a rejected or failed order counts as not served on time; ``on_time_rate_<option>`` is the
+        same over the orders of one service option (nan when there is none). ``revenue`` is the price of
+        every delivered order (``orders.prices``, by option), ``profit`` the revenue minus the cost.
+        Delivery attempts: ``delivered_door`` / ``delivered_pickup_point`` / ``failed`` orders, and the
+        ``failed_attempts`` (customer absent); ``cost_failures``: their penalties and those of failed orders.
         """
         arrived = self.orders[: self.n_arrived]
         delivered = [o for o in arrived if o.status == OrderStatus.DELIVERED]
-        settled = len(delivered) + self.n_rejected
+        settled = len(delivered) + self.n_rejected + self.n_failed
         cost = self.cost()
         eta_errors = [abs(o.eta_error_min) for o in delivered]
         live_errors = self.live_eta_errors() if self.track_eta else []
@@ -762,8 +891,8 @@ class Simulator:
         }
         revenue = sum(price[o.option] for o in delivered)
         by_option: dict[ServiceOption, list[int]] = {option: [0, 0] for option in ServiceOption}
-        for o in arrived:  # settled (delivered or rejected), on time
-            if o.status == OrderStatus.DELIVERED or o.status == OrderStatus.REJECTED:
+        for o in arrived:  # settled (delivered, rejected or failed), on time
+            if o.status >= OrderStatus.DELIVERED:
                 by_option[o.option][0] += 1
                 by_option[o.option][1] += o.on_time
         return {
@@ -789,6 +918,11 @@ class Simulator:
             },
             "revenue": revenue,
             "profit": revenue - cost.total,
+            "delivered_door": sum(o.locker < 0 for o in delivered),
+            "delivered_pickup_point": sum(o.locker >= 0 for o in delivered),
+            "failed": self.n_failed,
+            "failed_attempts": self.n_failed_attempts,
+            "cost_failures": cost.failures,
         }
 
     def live_eta_errors(self, lead_min: float = LIVE_ETA_LEAD_MIN) -> list[float]:

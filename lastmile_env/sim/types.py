@@ -20,6 +20,17 @@ class OrderStatus(IntEnum):
     ON_BOARD = 2  # picked up, not yet delivered
     DELIVERED = 3
     REJECTED = 4
+    FAILED = 5  # attempts.*: not delivered (customer absent, no pickup point or redelivery) and brought back
+
+
+class AbsentChoice(IntEnum):
+    """What the customer wants done with the parcel when absent at the attempt (``attempts.*``)."""
+
+    REDELIVER = 0  # a later attempt at the door
+    PICKUP_POINT = 1  # left at the nearest pickup point / parcel locker with room
+
+
+MAX_ATTEMPTS = 2  # door attempts per order (the first and one redelivery)
 
 
 class StopKind(IntEnum):
@@ -54,6 +65,16 @@ class Order:
     pickup_min: float = math.nan
     delivered_min: float = math.nan  # proof of delivery: service start at the door
     live_eta_min: float = math.nan  # travel.live_eta: the latest ETA of the delivery (``Simulator.eta_log``)
+    # Delivery attempts (``attempts.*``): after a failed attempt the order's delivery stop goes to a locker
+    # (``loc`` becomes the locker's node), a redelivery (``earliest_min`` moves on) or back to the center
+    # (``returning``). Proof of delivery: where (``pod_node``), when (``pod_min``) and how (``pod_how``).
+    absent_choice: AbsentChoice = AbsentChoice.REDELIVER
+    attempts: int = 0  # door attempts made
+    locker: int = -1  # index of the locker the parcel was redirected to (-1: none)
+    returning: bool = False  # failed for good: on its way back to the center
+    pod_node: int = -1
+    pod_min: float = math.nan
+    pod_how: str = ""  # door, pickup_point, or returned (failed)
 
     @property
     def late_min(self) -> float:
@@ -135,10 +156,12 @@ class CostBreakdown(NamedTuple):
     driver_time: float
     lateness: float
     rejection: float
+    # attempts.*: failed_penalty per attempt with the customer absent, reject_penalty per failed order
+    failures: float = 0.0
 
     @property
     def total(self) -> float:
-        return self.distance + self.driver_time + self.lateness + self.rejection
+        return self.distance + self.driver_time + self.lateness + self.rejection + self.failures
 
 
 class Ledger(NamedTuple):
@@ -149,12 +172,14 @@ class Ledger(NamedTuple):
     n_late: int
     n_rejected: int
     late_min: float
+    n_failed: int = 0  # orders failed for good (attempts.*)
 
 
 class Event(NamedTuple):
     """One entry of the event log."""
 
     time_min: float
-    kind: str  # arrival, ready, dispatch, reject, defer, pickup, delivery, vehicle_idle, route, wait
+    kind: str  # arrival, ready, dispatch, reject, defer, pickup, delivery, vehicle_idle, route, wait,
+    # failed_attempt, returned
     order: int  # -1 when not about an order
     vehicle: int  # -1 when not about a vehicle

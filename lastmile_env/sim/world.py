@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ class World:
     dist_arr: np.ndarray  # (K, K) km
     mults: np.ndarray  # (24,) congestion multipliers by clock hour
     late_costs: tuple[float, float]  # (late_fixed, late_per_min)
+    lockers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # (L,) key indices
 
     @property
     def n_vehicles(self) -> int:
@@ -211,6 +212,23 @@ def _snap_addresses(cfg: ScenarioConfig, graph: nx.DiGraph, nodes: list, xy: np.
     return [nodes[candidates[i]] for i in dict.fromkeys(int(j) for j in nearest)]
 
 
+def _choose_lockers(cfg: ScenarioConfig, xy: np.ndarray, addresses: np.ndarray) -> np.ndarray:
+    """Pickup points spread over the city: farthest-point sampling of the address nodes, from the one nearest
+    the addresses' centroid (deterministic in the layout)."""
+    count = cfg.attempts.lockers.count
+    if count > addresses.size:
+        raise ConfigError(f"attempts.lockers.count: {count} is more than the {addresses.size} addresses")
+    if count == 0:
+        return np.empty(0, dtype=np.int64)
+    pts = xy[addresses]
+    picked = [int(np.argmin(((pts - pts.mean(axis=0)) ** 2).sum(axis=1)))]
+    gap = ((pts - pts[picked[0]]) ** 2).sum(axis=1)
+    while len(picked) < count:
+        picked.append(int(np.argmax(gap)))
+        gap = np.minimum(gap, ((pts - pts[picked[-1]]) ** 2).sum(axis=1))
+    return addresses[np.array(picked, dtype=np.int64)]
+
+
 def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
     """Build the world of a scenario (deterministic in ``cfg.layout_seed``)."""
     graph_seq, place_seq = np.random.SeedSequence(cfg.layout_seed).spawn(2)
@@ -260,6 +278,7 @@ def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
         dist_arr=np.ascontiguousarray(matrix.dist_km, dtype=np.float64),
         mults=np.array(congestion.multipliers, dtype=np.float64),
         late_costs=(cfg.costs.late_fixed, cfg.costs.late_per_min),
+        lockers=_choose_lockers(cfg, xy, addresses),
     )
 
 
