@@ -138,6 +138,54 @@ def schedule(
 
 
 @njit(cache=True)
+def evaluate(
+    time_min: np.ndarray,
+    dist_km: np.ndarray,
+    mults: np.ndarray,
+    shift_start_h: float,
+    vehicle: np.ndarray,
+    start_min: float,
+    start_node: int,
+    start_load: int,
+    loc: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    late_fixed: float,
+    late_per_min: float,
+) -> tuple[
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    float,
+    float,
+    float,
+    float,
+    float,
+    bool,
+]:
+    """``schedule`` then ``plan_totals`` of a plan, in one call: ``schedule``'s eight results, then cost,
+    km, lateness cost and feasibility. ``vehicle`` = (speed factor, home, shift end, cost per km, cost per
+    minute, capacity, cost per hour)."""
+    home = int(vehicle[1])
+    arrive, begin, free, loads, cum_dist, cum_late, end, service = schedule(
+        time_min, dist_km, mults, shift_start_h, vehicle[0], home, start_min, start_node, start_load, loc,
+        open_min, due_min, service_min, load_delta, late_fixed, late_per_min,
+    )  # fmt: skip
+    k = loc.shape[0]
+    last = loc[k - 1] if k > 0 else start_node
+    cost, dist, late, feasible = plan_totals(
+        dist_km, last, home, start_min, end, loads, cum_dist, cum_late, vehicle[3], vehicle[6], vehicle[5],
+        vehicle[2],
+    )  # fmt: skip
+    return arrive, begin, free, loads, cum_dist, cum_late, end, service, cost, dist, late, feasible
+
+
+@njit(cache=True)
 def _priced(
     time_min: np.ndarray,
     dist_km: np.ndarray,
@@ -364,16 +412,11 @@ def fleet_cheapest_insertion(
         k = counts[v]
         row = nodes[v, : k + 2]
         if dirty[v]:
-            home = int(vehicles[v, 1])
-            row[0], row[k + 1] = start_node[v], home
-            _, _, f, ld, cd, cl, end, service = schedule(
-                time_min, dist_km, mults, shift_start_h, vehicles[v, 0], home, start_min[v], start_node[v],
+            row[0], row[k + 1] = start_node[v], int(vehicles[v, 1])
+            _, _, f, ld, cd, cl, end, service, cost, dist, late, ok = evaluate(
+                time_min, dist_km, mults, shift_start_h, vehicles[v], start_min[v], start_node[v],
                 start_load[v], row[1 : k + 1], open_min[v, :k], due_min[v, :k], service_min[v, :k],
                 load_delta[v, :k], costs[0], costs[1],
-            )  # fmt: skip
-            cost, dist, late, ok = plan_totals(
-                dist_km, row[k], home, start_min[v], end, ld, cd, cl, vehicles[v, 3], vehicles[v, 6],
-                vehicles[v, 5], vehicles[v, 2],
             )  # fmt: skip
             free[v, : k + 1], loads[v, : k + 1], cum_dist[v, : k + 1], cum_late[v, : k + 1] = f, ld, cd, cl
             summary[v, 0], summary[v, 1], summary[v, 2] = cost, dist, end
