@@ -53,6 +53,22 @@ def plan_cost(vehicle: Vehicle, dist_km: float, duty_min: float, late_cost: floa
     return kernels.plan_cost(dist_km, duty_min, vehicle.cost_per_km, vehicle.cost_per_hour, late_cost)
 
 
+def vehicle_params(vehicle: Vehicle) -> np.ndarray:
+    """A vehicle as the kernels read it: (speed factor, home, shift end, cost per km, cost per minute,
+    capacity, cost per hour)."""
+    return np.array(
+        [
+            vehicle.speed_factor,
+            vehicle.home,
+            vehicle.shift_end_min,
+            vehicle.cost_per_km,
+            vehicle.cost_per_hour / 60.0,
+            vehicle.capacity,
+            vehicle.cost_per_hour,
+        ]
+    )
+
+
 def stop_arrays(
     world: World, orders: Sequence[Order], stops: Sequence[Stop]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -100,15 +116,12 @@ def evaluate_plan(
     nodes = np.empty(k + 2, dtype=np.int64)
     nodes[0], nodes[1 : k + 1], nodes[k + 1] = start_node, loc, vehicle.home
     late_fixed, late_per_min = world.late_costs
-    arrive, begin, free, load, cum_dist, cum_late, end, service = kernels.schedule(
-        world.time_arr, world.dist_arr, world.mults, world.config.shift_start_hour, vehicle.speed_factor,
-        vehicle.home, start_min, start_node, start_load, loc, open_min, due_min, service_min,
-        load_delta, late_fixed, late_per_min,
+    found = kernels.evaluate(
+        world.time_arr, world.dist_arr, world.mults, world.config.shift_start_hour, vehicle_params(vehicle),
+        start_min, start_node, start_load, loc, open_min, due_min, service_min, load_delta, late_fixed,
+        late_per_min,
     )  # fmt: skip
-    cost, dist, late, feasible = kernels.plan_totals(
-        world.dist_arr, nodes[k], vehicle.home, start_min, end, load, cum_dist, cum_late,
-        vehicle.cost_per_km, vehicle.cost_per_hour, vehicle.capacity, vehicle.shift_end_min,
-    )  # fmt: skip
+    arrive, begin, free, load, cum_dist, cum_late, end, service, cost, dist, late, feasible = found
     return PlanEval(
         cost=float(cost),
         dist_km=float(dist),
@@ -195,21 +208,9 @@ class FleetPlans:
         if vehicles is not self._vehicles or len(vehicles) != len(self._routes) or longest > self.capacity:
             self._vehicles = vehicles
             self._alloc(len(vehicles), max(self.capacity, 2 * longest))
-            self.params = np.array(
-                [
-                    [
-                        v.speed_factor,
-                        v.home,
-                        v.shift_end_min,
-                        v.cost_per_km,
-                        v.cost_per_hour / 60.0,
-                        v.capacity,
-                        v.cost_per_hour,
-                    ]
-                    for v in vehicles
-                ],
-                dtype=np.float64,
-            ).reshape(len(vehicles), 7)
+            self.params = np.array([vehicle_params(v) for v in vehicles], dtype=np.float64).reshape(
+                len(vehicles), 7
+            )
         for vid, v in enumerate(vehicles):
             route, built = v.route, self._routes[vid]
             if route == built:
