@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 
 from lastmile_env import kernels
+from lastmile_env.sim.plan import vehicle_params
 from lastmile_env.sim.types import Order, Stop, StopKind
 
 if TYPE_CHECKING:
@@ -120,16 +121,7 @@ class CheapestInsertion:
         if not old.feasible:
             return None
         world = sim.world
-        params = np.array(
-            [
-                vehicle.speed_factor,
-                vehicle.home,
-                vehicle.shift_end_min,
-                vehicle.cost_per_km,
-                vehicle.cost_per_hour / 60.0,
-                vehicle.capacity,
-            ]
-        )
+        params = vehicle_params(vehicle)
         new = _order_array(sim, order)
         summary = np.array([old.cost, old.dist_km, old.end_min, old.late_cost, old.service_min])
         i, j, delta, delta_km, eta = kernels.cheapest_insertion(
