@@ -320,6 +320,16 @@ def test_realistic_loads_and_joins_the_suite():
         assert off.attempts == type(off.attempts)() and not off.attempts.enabled
 
 
+def test_realistic_is_deterministic_and_paired_with_default():
+    world = world_for(load_scenario("realistic", SHORT))
+    a, b = (random_day(Simulator(world, 21), 5) for _ in range(2))
+    assert a.summary() == b.summary() and a.events == b.events and a.legs == b.legs and a.eta_log == b.eta_log
+    plain = Simulator(world_for(load_scenario("default", SHORT)), 21)
+    assert [(o.arrival_min, o.loc, o.size) for o in plain.orders] == [
+        (o.arrival_min, o.loc, o.size) for o in Simulator(world, 21).orders
+    ]
+
+
 @pytest.mark.parametrize("routing", [False, True])
 def test_realistic_random_play_keeps_invariants(routing):
     world = world_for(load_scenario("realistic", SHORT))
