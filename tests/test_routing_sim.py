@@ -181,3 +181,15 @@ def test_run_episode_needs_routing_mode_for_a_router():
     world = world_for(load_scenario("small"))
     with pytest.raises(ValueError, match="routing mode"):
         run_episode(Simulator(world, 0), make_heuristic("insertion"), 0, router=make_routing_heuristic("edf"))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_planned_route_with_ready_parcels_is_exactly_dispatch_mode(seed):
+    """With every parcel ready when it arrives, following the plan in routing mode drives exactly the legs
+    dispatch mode drives: the same summary, number for number (one source of travel and cost)."""
+    world = world_for(load_scenario("small", {"orders.prep_min": {"low": 0, "high": 0}}))
+    dispatch_mode = run_episode(Simulator(world, seed), make_heuristic("insertion"), seed)
+    pair = PairedPolicy(make_heuristic("insertion"), make_routing_heuristic("planned"))
+    routing_mode = run_episode(Simulator(world, seed, routing=True, debug=True), pair, seed)
+    assert routing_mode.summary() == dispatch_mode.summary()
+    assert routing_mode.legs == dispatch_mode.legs
