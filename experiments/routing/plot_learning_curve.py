@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 WINDOW = 10
@@ -51,6 +52,7 @@ def main() -> None:
         ax.plot(eval_steps, scale * learned, "o-", color="C2", label="learned, eval days (argmax)")
         _, baseline = series(f"eval/{args.baseline}_{metric}")
         ax.axhline(scale * float(baseline[-1]), color="C3", ls="--", label=f"{args.baseline} (eval days)")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
         ax.set_xlabel("env steps (routing decisions)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
