@@ -72,6 +72,7 @@ EPISODE_COLUMNS = (
     "failed_attempts",
     "delivered_pickup_point",
     "failed",
+    "on_time_rate_return",
     "hindsight_cost",
     "hindsight_gap",
     "wall_s",
@@ -94,6 +95,7 @@ SUMMARY_METRICS = (
     "failed_attempts",
     "delivered_pickup_point",
     "failed",
+    "on_time_rate_return",
     "hindsight_gap",
     "wall_s",
 )
@@ -636,6 +638,9 @@ class EvaluationResult:
                 "Attempts: failed attempts (customer absent) / orders left at a pickup point / orders failed "
                 "(brought back), per day."
             )
+        returns = self.config.orders.returns_share > 0
+        if returns:
+            notes.append("Returns on time: share of returns collected within their window.")
         lines = [f"{heading} Evaluation: {self.scenario}", ""]
         if self.config.description:
             lines += [self.config.description, ""]
@@ -648,9 +653,10 @@ class EvaluationResult:
             + (" on-time by option (%) |" if by_option else "")
             + (" profit |" if priced else "")
             + (" attempts failed / pickup point / failed |" if absences else "")
+            + (" returns on time (%) |" if returns else "")
             + " s/episode |",
             "|---|---|---|---|---|---|---|---|"
-            + "---|" * (live_eta + by_option + priced + absences)
+            + "---|" * (live_eta + by_option + priced + absences + returns)
             + "---|",
         ]
         for policy in self.policies:
@@ -691,6 +697,7 @@ class EvaluationResult:
                     if absences
                     else []
                 ),
+                *([_fmt(m["on_time_rate_return"], scale=100.0)] if returns else []),
                 _fmt(m["wall_s"], ".2f").split(" ±")[0],
             ]
             lines.append("| " + " | ".join(cells) + " |")

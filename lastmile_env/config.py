@@ -182,6 +182,9 @@ class OrdersConfig(_Model):
         120.0, gt=0, description="express: due this long after the order arrives"
     )
     prices: OptionPrices = OptionPrices()
+    returns_share: float = Field(
+        0.0, ge=0, le=1, description="share of orders that are returns, collected at the customer in a window"
+    )
     log: OrderLogConfig | None = None
 
     @model_validator(mode="after")

@@ -78,6 +78,9 @@ class PoissonOrderGenerator:
     """Orders from the scenario's ``orders`` section: Poisson arrivals with peaks, addresses uniform or
     around hotspots, uniform sizes / preparation / service times, and the customer's service option: a
     chosen window (``window_share``), express (``express_share``: a tight deadline) or same-day (the rest).
+    A share ``returns_share`` of the orders are returns instead: the customer hands a parcel over in a
+    window (drawn as a window order's) and it goes back to the center nearest the address; their draw comes
+    after every other, so a day without returns is unchanged.
 
     Each order is fulfilled by the center nearest to its address. Deadlines and windows are pulled in to end
     ``DUE_MARGIN_MIN`` before the fleet's shift end. A day with no order at all is redrawn (an episode needs
@@ -132,4 +135,12 @@ class PoissonOrderGenerator:
                     due_min=due,
                 )
             )
+        if cfg.returns_share > 0:
+            for r in np.flatnonzero(rng.uniform(size=n) < cfg.returns_share).tolist():
+                o = orders[r]
+                lead_min = min(o.arrival_min + float(lead[r]), latest_due - cfg.window_width_min)
+                start = max(o.arrival_min, lead_min)
+                # Collected at the address (the pickup place) in the window, dropped at the nearest center.
+                o.is_return, o.option, o.center, o.loc = True, ServiceOption.WINDOW, o.loc, o.center
+                o.ready_min, o.earliest_min, o.due_min = start, start, start + cfg.window_width_min
         return orders

@@ -3,8 +3,9 @@ cost, and the cheapest-insertion search.
 
 These are the single implementation: the simulator commits legs, prices plans and searches insertions
 through them, so what is planned is exactly what is executed. Plans are passed as parallel arrays, one entry
-per stop: ``loc`` (key index), ``open_min`` (parcel ready / window start), ``due_min`` (inf for pickups),
-``service_min``, ``load_delta`` (+size for a pickup, -size for a delivery).
+per stop: ``loc`` (key index), ``open_min`` (parcel ready / window start), ``due_min`` (lateness is priced at
+every stop by it: inf for pickups at a center, a return's window end at its collection), ``service_min``,
+``load_delta`` (+size for a pickup, -size for a delivery).
 """
 
 from __future__ import annotations
@@ -127,8 +128,7 @@ def schedule(
         b = a if a >= open_min[m] else open_min[m]
         t = b + service_min[m]
         service += service_min[m]
-        if load_delta[m] < 0:
-            late += late_cost(b, due_min[m], late_fixed, late_per_min)
+        late += late_cost(b, due_min[m], late_fixed, late_per_min)  # 0 for a stop without a due (inf)
         ld += load_delta[m]
         node = dst
         arrive[m], begin[m] = a, b
@@ -207,7 +207,7 @@ def _priced(
     j: int,
     bound: float,
 ) -> tuple[float, float, float]:
-    """``(cost increase, km increase, delivery ETA)`` of inserting the new order's pickup after ``i`` and
+    """``(cost increase, km increase, ETA)`` of inserting the new order's pickup after ``i`` and
     its delivery after ``j`` old stops; cost inf if infeasible or provably not below ``bound``.
 
     Resumes from the old plan's state after ``i`` stops and ends early once the new schedule rejoins the old
@@ -226,21 +226,24 @@ def _priced(
     target = old_cost + bound
     t, node = free[i], nodes[i]
     dist, late = cum_dist[i], cum_late[i]
-    # the new pickup
+    # the new pickup (a return's collection at the customer has a due: new[8]; inf otherwise)
     dist += dist_km[node, center]
     a = igl_arrival(mults, shift_start_h, time_min[node, center] / speed, t)
-    t = (a if a >= new[3] else new[3]) + new[6]
+    b = a if a >= new[3] else new[3]
+    late += late_cost(b, new[8], late_fixed, late_per_min)
+    eta = b if new[8] < math.inf else math.nan  # a return: the ETA is its collection's
+    t = b + new[6]
     node = center
     m = i
     delivered = False
-    eta = math.nan
     while True:
         if not delivered and m == j:  # the new delivery
             dist += dist_km[node, dest]
             a = igl_arrival(mults, shift_start_h, time_min[node, dest] / speed, t)
             b = a if a >= new[4] else new[4]
             late += late_cost(b, new[5], late_fixed, late_per_min)
-            eta = b
+            if new[8] == math.inf:
+                eta = b
             t = b + new[7]
             node = dest
             delivered = True
@@ -259,8 +262,7 @@ def _priced(
         a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
         b = a if a >= open_min[m] else open_min[m]
         t = b + service_min[m]
-        if load_delta[m] < 0:
-            late += late_cost(b, due_min[m], late_fixed, late_per_min)
+        late += late_cost(b, due_min[m], late_fixed, late_per_min)
         node = dst
         m += 1
         # The rest of the route is the old one from here, with the new delivery still to come: its km
@@ -298,15 +300,18 @@ def cheapest_insertion(
     tie: float,
 ) -> tuple[int, int, float, float, float]:
     """Exact cheapest feasible insertion of a new order into a plan: ``(i, j, cost increase, km increase,
-    delivery ETA)`` with the pickup after ``i`` and the delivery after ``j`` old stops; ``i = -1`` when no
+    ETA)`` with the pickup after ``i`` and the delivery after ``j`` old stops; ``i = -1`` when no
     insertion is feasible.
 
     ``nodes`` is ``[start, stop locs..., home]``; ``vehicle`` = (speed factor, home, shift end, cost per km,
     cost per minute, capacity); ``costs`` = (late fixed, late per min); ``old`` = (cost, km, return time,
-    lateness cost, service minutes) of the plan; ``new`` = (center, address, size, ready, earliest, due,
-    pickup service, delivery service). Branch and bound: pairs are priced in order of a lower bound (added
-    km, plus the driver time by which the plan done without waiting at the day's lowest congestion would
-    outlast the current return), and the search stops once the bound exceeds the best found. Ties (within
+    lateness cost, service minutes) of the plan; ``new`` = (pickup place, delivery place, size, ready,
+    earliest, due, pickup service, delivery service, pickup due): a delivery's pickup is at its center with
+    due inf, a return's pickup is the collection at the customer (due its window end) and its delivery the
+    drop at the center (due inf); the ETA is the service start of the stop with the due. Branch and bound:
+    pairs are priced in order of a lower bound (added km, plus the driver time by which the plan done
+    without waiting at the day's lowest congestion would outlast the current return), and the search stops
+    once the bound exceeds the best found. Ties (within
     ``tie``) go to the earliest positions.
     """
     k = nodes.shape[0] - 2

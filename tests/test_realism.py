@@ -13,6 +13,7 @@ from lastmile_env.config import ConfigError
 from lastmile_env.generators import DUE_MARGIN_MIN
 from lastmile_env.sim import (
     InvariantError,
+    Order,
     OrderStatus,
     ServiceOption,
     Simulator,
@@ -303,6 +304,75 @@ def test_attempts_keep_days_paired_deterministic_and_consistent():
         load_scenario("small", {"attempts.absence_by_hour": [0.5] * 23})
 
 
+# -------------------------------------------------------------------------------------------- returns
+def delivery_and_return(world: World, rng: np.random.Generator) -> list[Order]:
+    """Order 0: a parcel for B (due 60). Order 1: a return handed over at A in [10, 40], back to D."""
+    d, a, b = (world.matrix.index_of(n) for n in "DAB")
+    common = {"arrival_min": 0.0, "size": 1, "service_min": 2.0}
+    return [
+        Order(id=0, center=d, loc=b, ready_min=0.0, option=ServiceOption.SAME_DAY, earliest_min=0.0,
+              due_min=60.0, **common),
+        Order(id=1, center=a, loc=d, ready_min=10.0, option=ServiceOption.WINDOW, earliest_min=10.0,
+              due_min=40.0, is_return=True, **common),
+    ]  # fmt: skip
+
+
+def test_golden_return_shares_the_van_and_is_collected_in_its_window(tiny_world):
+    """A van of capacity 1: the return can only be collected once the parcel for B is delivered."""
+    sim = Simulator(tiny_world(capacity=1), 0, generator=delivery_and_return, debug=True)
+    sim.advance()
+    sim.assign(0)  # load at D 0..1, D->B 5, serve till 7, back home 11
+    sim.advance()
+    ins = sim.insertion(0)
+    # B->A at 9, wait for 10, collect till 12; A->D 14, unload till 15 (home): 4 km + 15 min.
+    assert (ins.pickup_after, ins.delivery_after) == (1, 1) and ins.eta_min == 10.0
+    assert ins.delta_cost == pytest.approx(19.0 - 15.0)
+    sim.assign(0)
+    assert sim.advance() is None
+    ret = sim.orders[1]
+    assert (ret.status, ret.pickup_min, ret.delivered_min, ret.promised_eta_min) == (
+        OrderStatus.DELIVERED,
+        10.0,
+        14.0,
+        10.0,
+    )
+    assert ret.on_time and ret.eta_error_min == 0.0 and ret.late_min == 0.0
+    assert sim.cost().total == pytest.approx(19.0) == pytest.approx(sim.expected_cost)
+    s = sim.summary()
+    assert (s["returns"], s["on_time_rate_return"], s["delivered"]) == (1, 1.0, 2)
+    two = Simulator(tiny_world(capacity=2), 0, generator=delivery_and_return)
+    two.advance()
+    two.assign(0)
+    two.advance()
+    assert two.insertion(0).pickup_after == 1  # room for both: still after B, the cheapest way round
+
+
+def test_returns_are_drawn_last_and_keep_every_invariant():
+    base = world_for(load_scenario("small"))
+    with_returns = with_options(base, {"orders.returns_share": 0.3})
+    before, after = Simulator(base, 2).orders, Simulator(with_returns, 2).orders
+    returns = [o for o in after if o.is_return]
+    assert 0 < len(returns) < len(after)
+    for b, a in zip(before, after, strict=True):
+        assert (a.arrival_min, a.size) == (b.arrival_min, b.size)
+        if a.is_return:
+            assert (a.center, a.loc) == (b.loc, b.center) and a.option == ServiceOption.WINDOW
+            assert (
+                a.ready_min
+                == a.earliest_min
+                == pytest.approx(a.due_min - base.config.orders.window_width_min)
+            )
+        else:
+            assert a == b
+    for routing in (False, True):
+        sim = random_day(Simulator(with_returns, 2, debug=True, routing=routing), 6)
+        s = sim.summary()
+        assert s["returns"] == len(returns) and sim.expected_cost == pytest.approx(sim.cost().total)
+        collected = [o for o in sim.orders if o.is_return and o.status == OrderStatus.DELIVERED]
+        assert collected and all(o.pickup_min <= o.delivered_min for o in collected)
+        assert all(o.pickup_min >= o.ready_min for o in collected)
+
+
 # ------------------------------------------------------------------------------ the realistic scenario
 def test_realistic_loads_and_joins_the_suite():
     cfg = load_scenario("realistic")
@@ -378,3 +448,32 @@ def test_evaluate_reports_the_realism_metrics(tmp_path):
     header = next(line for line in text.splitlines() if line.startswith("| policy"))
     first = next(line for line in text.splitlines() if line.startswith("| `nearest`"))
     assert header.count("|") == first.count("|")
+
+
+def test_evaluate_reports_returns_on_time():
+    from agents.evaluation import evaluate
+
+    result = evaluate(
+        "small",
+        ["insertion"],
+        episodes=2,
+        seed=0,
+        workers=1,
+        hindsight_time_limit_s=0.0,
+        overrides={"orders.returns_share": 0.3},
+        progress=False,
+        route_map=False,
+    )
+    assert all(0 <= row["on_time_rate_return"] <= 1 for row in result.rows)
+    assert "returns on time (%)" in result.markdown()
+
+
+def test_append_insertion_prices_a_return_at_its_collection(tiny_world):
+    from lastmile_env.sim import AppendInsertion
+
+    sim = Simulator(tiny_world(), 0, generator=delivery_and_return, insertion=AppendInsertion(), debug=True)
+    sim.advance()
+    sim.assign(0)
+    sim.advance()
+    ins = sim.insertion(0)
+    assert (ins.pickup_after, ins.delivery_after, ins.eta_min) == (1, 1, 10.0)

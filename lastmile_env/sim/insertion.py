@@ -7,6 +7,7 @@ one; ``AppendInsertion`` is the simple alternative (pickup and delivery at the e
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
@@ -86,12 +87,28 @@ def price_insertion(sim: Simulator, vehicle_id: int, order: Order, i: int, j: in
     return candidate._replace(
         delta_cost=new.cost - old.cost,
         delta_dist_km=new.dist_km - old.dist_km,
-        eta_min=float(new.starts_min[j + 1]),
+        eta_min=float(new.starts_min[i if order.is_return else j + 1]),  # a return: its collection
     )
 
 
 def _order_array(sim: Simulator, order: Order) -> np.ndarray:
-    """The new order as the insertion kernels read it."""
+    """The new order as the insertion kernels read it (a return: collected at the customer by its due,
+    unloaded at the center)."""
+    pickup_service = sim.world.config.orders.pickup_service_min
+    if order.is_return:
+        return np.array(
+            [
+                order.center,
+                order.loc,
+                order.size,
+                order.ready_min,
+                order.earliest_min,
+                math.inf,
+                order.service_min,
+                pickup_service,
+                order.due_min,
+            ]
+        )
     return np.array(
         [
             order.center,
@@ -100,8 +117,9 @@ def _order_array(sim: Simulator, order: Order) -> np.ndarray:
             order.ready_min,
             order.earliest_min,
             order.due_min,
-            sim.world.config.orders.pickup_service_min,
+            pickup_service,
             order.service_min,
+            math.inf,
         ]
     )
 

@@ -82,13 +82,12 @@ def stop_arrays(
         order = orders[stop.order]
         loc[m] = stop.loc
         if stop.kind == StopKind.PICKUP:
-            open_min[m], due_min[m], service_min[m], load_delta[m] = (
-                order.ready_min,
-                math.inf,
-                pickup_service,
-                order.size,
-            )
-        elif order.returning:  # a failed parcel unloaded at the center: no window, no lateness
+            if order.is_return:  # collected at the customer in its window
+                open_min[m], due_min[m], service_min[m] = order.ready_min, order.due_min, order.service_min
+            else:
+                open_min[m], due_min[m], service_min[m] = order.ready_min, math.inf, pickup_service
+            load_delta[m] = order.size
+        elif order.returning or order.is_return:  # unloaded at the center: no window, no lateness
             open_min[m], due_min[m], service_min[m] = 0.0, math.inf, pickup_service
             load_delta[m] = -order.size
         else:

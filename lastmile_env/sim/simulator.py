@@ -376,7 +376,8 @@ class Simulator:
         order.status = OrderStatus.ASSIGNED
         order.vehicle = vehicle_id
         order.decided_min = self.now
-        order.promised_eta_min = float(plan.starts_min[ins.delivery_after + 1])
+        served = ins.pickup_after if order.is_return else ins.delivery_after + 1  # a return: its collection
+        order.promised_eta_min = float(plan.starts_min[served])
         self.expected_cost += delta
         self._log("dispatch", order.id, vehicle_id)
         self._finish_decision()
@@ -673,7 +674,9 @@ class Simulator:
                 else:
                     self.n_late += 1
                     self.late_min_total += order.late_min
-                if self.attempts_on:
+                if order.is_return:  # proof of collection
+                    order.pod_node, order.pod_min, order.pod_how = order.center, order.pickup_min, "collected"
+                elif self.attempts_on:
                     at_locker = order.locker >= 0
                     order.attempts += not at_locker
                     order.pod_node, order.pod_min = stop.loc, order.delivered_min
@@ -690,7 +693,7 @@ class Simulator:
         """Whether the customer is absent at this door attempt: the order's draw for the attempt against the
         absence probability of the attempt's clock hour (never at a locker or at the center a failed parcel
         goes back to, never for a snapshot's orders, which have no draws)."""
-        if order.locker >= 0 or order.returning or order.id >= len(self._absence_u):
+        if order.locker >= 0 or order.returning or order.is_return or order.id >= len(self._absence_u):
             return False
         hour = int((self.world.config.shift_start_hour + begin_min / 60.0) % 24.0)
         absence = self.world.config.attempts.absence_by_hour[hour]
@@ -847,13 +850,15 @@ class Simulator:
         starts at the realized end of the current leg; the noise of every later leg is unknown."""
         if not self.track_eta:
             return
-        if v.current is not None and v.current.kind == StopKind.DELIVERY:
-            self._set_eta(self.orders[v.current.order], v.current_start_min)
+        orders = self.orders
+        current = v.current
+        if current is not None and (current.kind == StopKind.DELIVERY) != orders[current.order].is_return:
+            self._set_eta(orders[current.order], v.current_start_min)
         if v.route:
             starts = self.plan(v.id).starts_min
             for m, stop in enumerate(v.route):
-                if stop.kind == StopKind.DELIVERY:
-                    self._set_eta(self.orders[stop.order], float(starts[m]))
+                if (stop.kind == StopKind.DELIVERY) != orders[stop.order].is_return:  # the customer's stop
+                    self._set_eta(orders[stop.order], float(starts[m]))
 
     def _set_eta(self, order: Order, eta: float) -> None:
         if not abs(order.live_eta_min - eta) <= 1e-9:  # a change (or the first ETA: nan)
@@ -876,6 +881,9 @@ class Simulator:
         every delivered order (``orders.prices``, by option), ``profit`` the revenue minus the cost.
         Delivery attempts: ``delivered_door`` / ``delivered_pickup_point`` / ``failed`` orders, and the
         ``failed_attempts`` (customer absent); ``cost_failures``: their penalties and those of failed orders.
+        Returns (``orders.returns_share``) count among the orders and, once back at the center, among the
+        delivered ones (on time when collected by their due time; no revenue); ``returns`` and
+        ``on_time_rate_return`` report them apart, and the per-option rates leave them out.
         """
         arrived = self.orders[: self.n_arrived]
         delivered = [o for o in arrived if o.status == OrderStatus.DELIVERED]
@@ -889,10 +897,15 @@ class Simulator:
             ServiceOption.WINDOW: prices.window,
             ServiceOption.EXPRESS: prices.express,
         }
-        revenue = sum(price[o.option] for o in delivered)
+        revenue = sum(price[o.option] for o in delivered if not o.is_return)
         by_option: dict[ServiceOption, list[int]] = {option: [0, 0] for option in ServiceOption}
+        returns = [0, 0]  # settled, on time
         for o in arrived:  # settled (delivered, rejected or failed), on time
-            if o.status >= OrderStatus.DELIVERED:
+            if o.is_return:
+                if o.status >= OrderStatus.DELIVERED:
+                    returns[0] += 1
+                    returns[1] += o.on_time
+            elif o.status >= OrderStatus.DELIVERED:
                 by_option[o.option][0] += 1
                 by_option[o.option][1] += o.on_time
         return {
@@ -918,7 +931,9 @@ class Simulator:
             },
             "revenue": revenue,
             "profit": revenue - cost.total,
-            "delivered_door": sum(o.locker < 0 for o in delivered),
+            "returns": sum(o.is_return for o in arrived),
+            "on_time_rate_return": returns[1] / returns[0] if returns[0] else math.nan,
+            "delivered_door": sum(o.locker < 0 and not o.is_return for o in delivered),
             "delivered_pickup_point": sum(o.locker >= 0 for o in delivered),
             "failed": self.n_failed,
             "failed_attempts": self.n_failed_attempts,
@@ -932,6 +947,6 @@ class Simulator:
         in_force: dict[int, float] = {}
         for time_min, order_id, eta in self.eta_log:  # in time order
             order = self.orders[order_id]
-            if order.status == OrderStatus.DELIVERED and time_min <= order.delivered_min - lead_min + 1e-9:
+            if order.status == OrderStatus.DELIVERED and time_min <= order.served_min - lead_min + 1e-9:
                 in_force[order_id] = eta
-        return [self.orders[i].delivered_min - eta for i, eta in sorted(in_force.items())]
+        return [self.orders[i].served_min - eta for i, eta in sorted(in_force.items())]

@@ -69,6 +69,10 @@ class Order:
     # (``loc`` becomes the locker's node), a redelivery (``earliest_min`` moves on) or back to the center
     # (``returning``). Proof of delivery: where (``pod_node``), when (``pod_min``) and how (``pod_how``).
     absent_choice: AbsentChoice = AbsentChoice.REDELIVER
+    # A return (``orders.returns_share``): collected at the customer (``center`` is then the customer's
+    # address, ``ready_min`` / ``due_min`` its window) and brought to the center ``loc``; on time when
+    # collected by ``due_min``.
+    is_return: bool = False
     attempts: int = 0  # door attempts made
     locker: int = -1  # index of the locker the parcel was redirected to (-1: none)
     returning: bool = False  # failed for good: on its way back to the center
@@ -77,20 +81,23 @@ class Order:
     pod_how: str = ""  # door, pickup_point, or returned (failed)
 
     @property
+    def served_min(self) -> float:
+        """When the customer was served: the delivery's service start (a return: its collection's)."""
+        return self.pickup_min if self.is_return else self.delivered_min
+
+    @property
     def late_min(self) -> float:
         """Minutes after the due time (0 when on time; nan until delivered)."""
-        return (
-            max(0.0, self.delivered_min - self.due_min) if self.status == OrderStatus.DELIVERED else math.nan
-        )
+        return max(0.0, self.served_min - self.due_min) if self.status == OrderStatus.DELIVERED else math.nan
 
     @property
     def on_time(self) -> bool:
-        return self.status == OrderStatus.DELIVERED and self.delivered_min <= self.due_min + 1e-9
+        return self.status == OrderStatus.DELIVERED and self.served_min <= self.due_min + 1e-9
 
     @property
     def eta_error_min(self) -> float:
-        """Actual minus promised delivery time (nan unless delivered)."""
-        return self.delivered_min - self.promised_eta_min
+        """Actual minus promised time of service (nan unless served)."""
+        return self.served_min - self.promised_eta_min
 
 
 @dataclass(slots=True, frozen=True)
