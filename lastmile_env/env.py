@@ -21,6 +21,24 @@ class InvalidActionError(ValueError):
     """An action outside the action mask (or the action space)."""
 
 
+def episode_info(sim: Simulator) -> dict[str, Any]:
+    """An env's ``info``: running totals (cheap: counters only). The full outcome is ``sim.summary()``.
+
+    ``on_time_rate`` is 1.0 until the first outcome (no order missed yet), so infos stay comparable.
+    """
+    settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
+    return {
+        "on_time_rate": sim.n_on_time / settled if settled else 1.0,
+        "cost": sim.cost().total,
+        "expected_cost": sim.expected_cost,
+        "delivered": sim.n_on_time + sim.n_late,
+        "rejected": sim.n_rejected,
+        "failed": sim.n_failed,
+        "orders": sim.n_arrived,
+        "time_min": sim.now,
+    }
+
+
 class DispatchEnv(gym.Env):
     """
     ## Description
@@ -190,19 +208,4 @@ class DispatchEnv(gym.Env):
         return self.sim
 
     def _info(self) -> dict[str, Any]:
-        """Running totals (cheap: counters only). The full outcome is ``env.unwrapped.sim.summary()``.
-
-        ``on_time_rate`` is 1.0 until the first outcome (no order missed yet), so infos stay comparable.
-        """
-        sim = self._require_sim()
-        settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
-        return {
-            "on_time_rate": sim.n_on_time / settled if settled else 1.0,
-            "cost": sim.cost().total,
-            "expected_cost": sim.expected_cost,
-            "delivered": sim.n_on_time + sim.n_late,
-            "rejected": sim.n_rejected,
-            "failed": sim.n_failed,
-            "orders": sim.n_arrived,
-            "time_min": sim.now,
-        }
+        return episode_info(self._require_sim())

@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from lastmile_env.config import ScenarioConfig, load_scenario
-from lastmile_env.env import InvalidActionError
+from lastmile_env.env import InvalidActionError, episode_info
 from lastmile_env.generators import default_generator
 from lastmile_env.observations import CLIP
 from lastmile_env.rewards import RewardFn, make_reward
@@ -383,15 +383,8 @@ class RoutingEnv(gym.Env):
 
     def _info(self) -> dict[str, Any]:
         sim = self._require_sim()
-        settled = sim.n_on_time + sim.n_late + sim.n_rejected
         return {
-            "on_time_rate": sim.n_on_time / settled if settled else 1.0,
-            "cost": sim.cost().total,
-            "expected_cost": sim.expected_cost,
-            "delivered": sim.n_on_time + sim.n_late,
-            "rejected": sim.n_rejected,
-            "orders": sim.n_arrived,
-            "time_min": sim.now,
+            **episode_info(sim),
             "vehicle": -1 if sim.routing_vehicle is None else sim.routing_vehicle,
             "on_board": sum(o.status == OrderStatus.ON_BOARD for o in sim.arrived_orders),
         }

@@ -149,15 +149,12 @@ def _build_identity_heads(
     )
 
 
-def _dispatch_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
-    kwargs.setdefault("features_extractor_class", DispatchFeatures)
-    kwargs.setdefault("ortho_init", False)  # DispatchNet initializes its own layers
-    kwargs.setdefault("share_features_extractor", True)
-    return kwargs
+class NetHeads:
+    """Mixin for an SB3 actor-critic policy whose features extractor (``extractor``) is a whole network that
+    outputs ``[masked logits, value]``: identity heads, one extractor shared by actor and critic, the
+    network's own initialization (no orthogonal re-init)."""
 
-
-class _DispatchHeads:
-    """Shared by both dispatch policies: ``DispatchNet`` as the features extractor, identity heads."""
+    extractor: type[BaseFeaturesExtractor]
 
     def __init__(
         self,
@@ -166,21 +163,28 @@ class _DispatchHeads:
         lr_schedule: Schedule,
         **kwargs: Any,
     ) -> None:
-        super().__init__(observation_space, action_space, lr_schedule, **_dispatch_defaults(kwargs))  # type: ignore[call-arg]
+        kwargs.setdefault("features_extractor_class", self.extractor)
+        kwargs.setdefault("ortho_init", False)
+        kwargs.setdefault("share_features_extractor", True)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
 
     def _build(self, lr_schedule: Schedule) -> None:
         _build_identity_heads(self, lr_schedule)  # type: ignore[arg-type]
 
 
-class MaskableDispatchPolicy(_DispatchHeads, MaskableActorCriticPolicy):
+class MaskableDispatchPolicy(NetHeads, MaskableActorCriticPolicy):
     """``DispatchNet`` as an sb3-contrib ``MaskableActorCriticPolicy`` (for ``MaskablePPO``).
 
     ``policy_kwargs=dict(features_extractor_kwargs=dict(hidden=64))`` sets the width.
     """
 
+    extractor = DispatchFeatures
 
-class DispatchPolicy(_DispatchHeads, ActorCriticPolicy):
+
+class DispatchPolicy(NetHeads, ActorCriticPolicy):
     """``DispatchNet`` as an SB3 ``ActorCriticPolicy`` (for ``PPO`` / ``A2C``); masking comes from the obs."""
+
+    extractor = DispatchFeatures
 
 
 def dispatch_net(policy: BasePolicy) -> DispatchNet:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -15,7 +15,19 @@ from lastmile_env.observations import DispatchObservation
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World
 
-_NET_PREFIX = "features_extractor.net."  # where DispatchFeatures keeps the net in an SB3 policy's state dict
+_NET_PREFIX = "features_extractor.net."  # where a NetHeads policy's extractor keeps its network
+
+
+def load_net_state(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The network's constructor kwargs and weights from an SB3 zip saved by training (a checkpoint or
+    ``final.zip``) of a ``NetHeads`` policy; the weights are empty when the zip holds no such network."""
+    data, params, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
+    if data is None or "policy" not in params:
+        raise ValueError(f"{path}: not an SB3 model zip")
+    kwargs = dict((data.get("policy_kwargs") or {}).get("features_extractor_kwargs") or {})
+    policy_state = cast(dict[str, torch.Tensor], params["policy"])
+    state = {k.removeprefix(_NET_PREFIX): v for k, v in policy_state.items() if k.startswith(_NET_PREFIX)}
+    return kwargs, state
 
 
 class LearnedPolicy:
@@ -37,12 +49,7 @@ class LearnedPolicy:
     @classmethod
     def load(cls, path: str | Path) -> LearnedPolicy:
         """From an SB3 zip saved by training (a checkpoint or ``final.zip``): the net's weights and width."""
-        data, params, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
-        if data is None or "policy" not in params:
-            raise ValueError(f"{path}: not an SB3 model zip")
-        extractor_kwargs = dict((data.get("policy_kwargs") or {}).get("features_extractor_kwargs") or {})
-        policy_state = cast(dict[str, torch.Tensor], params["policy"])
-        state = {k.removeprefix(_NET_PREFIX): v for k, v in policy_state.items() if k.startswith(_NET_PREFIX)}
+        extractor_kwargs, state = load_net_state(path)
         if not state:
             raise ValueError(f"{path}: not trained with a dispatch policy (no DispatchNet weights)")
         net = DispatchNet(**extractor_kwargs, defer=any(k.startswith("defer.") for k in state))

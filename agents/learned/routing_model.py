@@ -25,17 +25,14 @@ features extractor (features = masked logits, then the value) with identity head
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from gymnasium import spaces
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from agents.learned.model import MASKED_LOGIT, _build_identity_heads, _dispatch_defaults, _mlp
+from agents.learned.model import MASKED_LOGIT, NetHeads, _mlp
 from lastmile_env.routing_env import ROUTE_GLOBAL_FEATURES, ROUTE_VEHICLE_FEATURES, STOP_FEATURES
 
 N_STOP, N_RVEHICLE, N_RGLOBAL = len(STOP_FEATURES), len(ROUTE_VEHICLE_FEATURES), len(ROUTE_GLOBAL_FEATURES)
@@ -116,33 +113,16 @@ class RoutingFeatures(BaseFeaturesExtractor):
         return torch.cat([logits, value], dim=1)
 
 
-def _routing_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
-    kwargs.setdefault("features_extractor_class", RoutingFeatures)
-    return _dispatch_defaults(kwargs)
-
-
-class _RoutingHeads:
-    """Shared by both routing policies: ``RoutingNet`` as the features extractor, identity heads."""
-
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        lr_schedule: Schedule,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(observation_space, action_space, lr_schedule, **_routing_defaults(kwargs))  # type: ignore[call-arg]
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        _build_identity_heads(self, lr_schedule)  # type: ignore[arg-type]
-
-
-class MaskableRoutingPolicy(_RoutingHeads, MaskableActorCriticPolicy):
+class MaskableRoutingPolicy(NetHeads, MaskableActorCriticPolicy):
     """``RoutingNet`` as an sb3-contrib ``MaskableActorCriticPolicy`` (for ``MaskablePPO``)."""
 
+    extractor = RoutingFeatures
 
-class RoutingActorCriticPolicy(_RoutingHeads, ActorCriticPolicy):
+
+class RoutingActorCriticPolicy(NetHeads, ActorCriticPolicy):
     """``RoutingNet`` as an SB3 ``ActorCriticPolicy`` (for ``PPO`` / ``A2C``); masking comes from the obs."""
+
+    extractor = RoutingFeatures
 
 
 def routing_net(policy: BasePolicy) -> RoutingNet:

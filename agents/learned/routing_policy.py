@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import torch
-from stable_baselines3.common.save_util import load_from_zip_file
 
 from agents.base import TIE_LOGIT, WAIT
+from agents.learned.policy import load_net_state
 from agents.learned.routing_model import RoutingNet
 from lastmile_env.routing_env import RoutingObservation
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World
 
-_NET_PREFIX = "features_extractor.net."
-
 
 def is_routing_model(path: str | Path) -> bool:
     """Whether a model zip holds a ``RoutingNet`` (not a dispatch net)."""
-    _, params, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
-    return any(k.startswith(_NET_PREFIX + "attention.") for k in (params or {}).get("policy", {}))
+    return any(k.startswith("attention.") for k in load_net_state(path)[1])
 
 
 class LearnedRoutingPolicy:
@@ -39,12 +35,7 @@ class LearnedRoutingPolicy:
     @classmethod
     def load(cls, path: str | Path) -> LearnedRoutingPolicy:
         """From an SB3 zip saved by routing training (a checkpoint or ``final.zip``)."""
-        data, params, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
-        if data is None or "policy" not in params:
-            raise ValueError(f"{path}: not an SB3 model zip")
-        kwargs = dict((data.get("policy_kwargs") or {}).get("features_extractor_kwargs") or {})
-        policy_state = cast(dict[str, torch.Tensor], params["policy"])
-        state = {k.removeprefix(_NET_PREFIX): v for k, v in policy_state.items() if k.startswith(_NET_PREFIX)}
+        kwargs, state = load_net_state(path)
         if not any(k.startswith("attention.") for k in state):
             raise ValueError(f"{path}: not trained with a routing policy (no RoutingNet weights)")
         net = RoutingNet(**kwargs)
