@@ -62,43 +62,44 @@ class PlannedRoute:
         return int(np.flatnonzero(mask)[0])
 
 
-class NearestNextRoute:
+class _BestValidStop:
+    """The valid stop with the smallest ``key``; waits only when no stop is valid."""
+
+    name: str
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def key(self, sim: Simulator, v: Vehicle, i: int) -> tuple[float, ...]:
+        raise NotImplementedError
+
+    def route(self, sim: Simulator) -> int:
+        v = pending_vehicle(sim)
+        options = valid_stops(sim)
+        if not options:
+            return WAIT
+        return min(options, key=lambda i: self.key(sim, v, i))
+
+
+class NearestNextRoute(_BestValidStop):
     """The valid stop with the shortest free-flow drive from the vehicle (ties: plan order); waits only
     when no stop is valid."""
 
     name = "nearest_next"
 
-    def reset(self, seed: int | None = None) -> None:
-        pass
-
-    def route(self, sim: Simulator) -> int:
-        v = pending_vehicle(sim)
-        options = valid_stops(sim)
-        if not options:
-            return WAIT
-        time_min = sim.world.time_min
-        return min(options, key=lambda i: (time_min[v.node][v.route[i].loc], i))
+    def key(self, sim: Simulator, v: Vehicle, i: int) -> tuple[float, ...]:
+        return (sim.world.time_min[v.node][v.route[i].loc], i)
 
 
-class EarliestDeadlineRoute:
+class EarliestDeadlineRoute(_BestValidStop):
     """The valid stop whose parcel is due first (a pickup carries its delivery's due time; ties: the
     nearer, then plan order); waits only when no stop is valid."""
 
     name = "edf"
 
-    def reset(self, seed: int | None = None) -> None:
-        pass
-
-    def route(self, sim: Simulator) -> int:
-        v = pending_vehicle(sim)
-        options = valid_stops(sim)
-        if not options:
-            return WAIT
-        time_min = sim.world.time_min
-        return min(
-            options,
-            key=lambda i: (sim.orders[v.route[i].order].due_min, time_min[v.node][v.route[i].loc], i),
-        )
+    def key(self, sim: Simulator, v: Vehicle, i: int) -> tuple[float, ...]:
+        stop = v.route[i]
+        return (sim.orders[stop.order].due_min, sim.world.time_min[v.node][stop.loc], i)
 
 
 class GreedyRepriceRoute:
