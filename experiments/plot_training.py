@@ -1,9 +1,10 @@
-"""Learning curves of one training run, read from its TensorBoard events.
+"""Learning curves of one training run (dispatch or routing), read from its TensorBoard events.
 
-    python experiments/plot_training.py RUN_DIR OUT.png
+    python experiments/plot_training.py RUN_DIR OUT.png [--baseline insertion]
 
-Left: cost per delivered order of every training episode (and a 10-episode rolling mean), the greedy
-policy on the fixed evaluation days, and the insertion baseline on the same days. Right: the on-time rate.
+Left: cost per delivered order of every training episode (the stochastic policy) with a 10-episode rolling
+mean, the greedy (argmax) policy on the fixed evaluation days, and the run's baseline on the same days
+(``eval.baseline``: ``insertion`` for dispatch runs, ``planned`` for routing runs). Right: the on-time rate.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 WINDOW = 10
@@ -27,6 +29,7 @@ def main() -> None:
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--baseline", default="insertion", help="the run's eval.baseline")
     args = parser.parse_args()
     events = EventAccumulator(str(args.run_dir))
     events.Reload()
@@ -41,21 +44,24 @@ def main() -> None:
         (axes[1], "on_time_rate", 100.0, "on-time rate (%)"),
     ):
         steps, values = series(f"charts/{metric}")
-        ax.plot(steps, scale * values, alpha=0.25, color="C0", label="training episode")
+        ax.plot(steps, scale * values, color="0.75", lw=0.8, label="training episodes")
         if len(values) >= WINDOW:
             rolling = np.convolve(values, np.ones(WINDOW) / WINDOW, mode="valid")
-            ax.plot(steps[WINDOW - 1 :], scale * rolling, color="C0", label=f"rolling mean ({WINDOW})")
-        _, baseline = series(f"eval/insertion_{metric}")
-        ax.axhline(scale * float(baseline[-1]), color="C3", ls="--", label="insertion (eval days)")
+            ax.plot(steps[WINDOW - 1 :], scale * rolling, color="C0", label=f"{WINDOW}-episode mean")
         eval_steps, learned = series(f"eval/learned_{metric}")
-        ax.plot(eval_steps, scale * learned, "o-", color="C2", label="learned, greedy (eval days)")
-        ax.set(xlabel="env steps", ylabel=label)
-        ax.legend(fontsize=8)
-    axes[0].set_ylim(0, 2 * float(series("eval/insertion_cost_per_delivered")[1][-1]))  # cut the first spike
-    fig.suptitle(args.run_dir.name)
+        ax.plot(eval_steps, scale * learned, "o-", color="C2", label="learned, eval days (argmax)")
+        _, baseline = series(f"eval/{args.baseline}_{metric}")
+        ax.axhline(scale * float(baseline[-1]), color="C3", ls="--", label=f"{args.baseline} (eval days)")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
+        ax.set(xlabel="env steps (decisions)", ylabel=label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[0].set_ylim(0, 2 * float(series(f"eval/{args.baseline}_cost_per_delivered")[1][-1]))  # cut the spike
+    fig.suptitle(args.run_dir.name, fontsize=9)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=90)
+    fig.savefig(args.out, dpi=100)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
