@@ -381,7 +381,13 @@ def section_eval(settings: Settings, rows: list[Row], notes: list[str]) -> None:
     cores = os.cpu_count() or 1
     serial_s, serial_rows = run(1)
     parallel_s, parallel_rows = run(cores)
-    same = json.dumps(serial_rows) == json.dumps(parallel_rows)  # NaN-aware (no hindsight: NaN columns)
+    if json.dumps(serial_rows) == json.dumps(parallel_rows):  # NaN-aware (no hindsight: NaN columns)
+        same = "results identical"
+    elif [sorted(r) for r in serial_rows] != [sorted(r) for r in parallel_rows]:
+        same = "results DIFFERENT: other columns (did the code change during the run?)"
+    else:
+        n = sum(json.dumps(a) != json.dumps(b) for a, b in zip(serial_rows, parallel_rows, strict=True))
+        same = f"results DIFFERENT in {n} of {len(serial_rows)} rows"
     days, scenario = settings.eval_episodes, settings.eval_scenario
     what = f"evaluate: {days} days x {len(HEURISTICS)} heuristics on `{scenario}`"
     rows.append(Row("eval", f"{what}, 1 worker: wall s", f"{serial_s:.1f}", ""))
@@ -390,7 +396,7 @@ def section_eval(settings: Settings, rows: list[Row], notes: list[str]) -> None:
             "eval",
             f"{what}, {cores} workers: wall s",
             f"{parallel_s:.1f}",
-            f"{serial_s / parallel_s:.2f}x faster; results {'identical' if same else 'DIFFERENT'}",
+            f"{serial_s / parallel_s:.2f}x faster; {same}",
         )
     )
     notes.append(f"Evaluation: heuristics {', '.join(HEURISTICS)}; no hindsight bound, no route map.")
