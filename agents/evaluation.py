@@ -44,6 +44,7 @@ from agents.base import Policy, run_episode
 from agents.heuristics import HEURISTICS, make_heuristic
 from lastmile_env.config import REPO_ROOT, ConfigError, ScenarioConfig, available_scenarios, load_scenario
 from lastmile_env.sim.simulator import Simulator
+from lastmile_env.sim.types import MODES
 from lastmile_env.sim.world import World, world_for
 
 SUITE_DIR = REPO_ROOT / "configs" / "suite"
@@ -73,6 +74,7 @@ EPISODE_COLUMNS = (
     "delivered_pickup_point",
     "failed",
     "on_time_rate_return",
+    *(f"{what}_{mode}" for what in ("delivered", "km") for mode in MODES),
     "hindsight_cost",
     "hindsight_gap",
     "wall_s",
@@ -96,6 +98,7 @@ SUMMARY_METRICS = (
     "delivered_pickup_point",
     "failed",
     "on_time_rate_return",
+    *(f"{what}_{mode}" for what in ("delivered", "km") for mode in MODES),
     "hindsight_gap",
     "wall_s",
 )
@@ -641,6 +644,9 @@ class EvaluationResult:
         returns = self.config.orders.returns_share > 0
         if returns:
             notes.append("Returns on time: share of returns collected within their window.")
+        modes = any(t.mode != "van" for t in self.config.fleet.types)
+        if modes:
+            notes.append("By mode: deliveries / km per day of the vans, cargo bikes and drones.")
         lines = [f"{heading} Evaluation: {self.scenario}", ""]
         if self.config.description:
             lines += [self.config.description, ""]
@@ -654,9 +660,10 @@ class EvaluationResult:
             + (" profit |" if priced else "")
             + (" attempts failed / pickup point / failed |" if absences else "")
             + (" returns on time (%) |" if returns else "")
+            + (" by mode: van / bike / drone deliveries; km |" if modes else "")
             + " s/episode |",
             "|---|---|---|---|---|---|---|---|"
-            + "---|" * (live_eta + by_option + priced + absences + returns)
+            + "---|" * (live_eta + by_option + priced + absences + returns + modes)
             + "---|",
         ]
         for policy in self.policies:
@@ -698,6 +705,16 @@ class EvaluationResult:
                     else []
                 ),
                 *([_fmt(m["on_time_rate_return"], scale=100.0)] if returns else []),
+                *(
+                    [
+                        "; ".join(
+                            " / ".join(_fmt(m[f"{what}_{mode}"], ".0f").split(" ±")[0] for mode in MODES)
+                            for what in ("delivered", "km")
+                        )
+                    ]
+                    if modes
+                    else []
+                ),
                 _fmt(m["wall_s"], ".2f").split(" ±")[0],
             ]
             lines.append("| " + " | ".join(cells) + " |")

@@ -129,6 +129,11 @@ def build_multitrip(
     center between trips unpaid, which the pricing by trips does, so it is a little conservative there).
     Units and travel times as in ``reopt.build_pdp``.
     """
+    if any(v.mode_name != "van" for v in world.vehicles):  # docs/realism.md, vehicle modes
+        raise NotImplementedError(
+            "the hindsight bound models vans only (one road matrix, no drone battery): this fleet has "
+            f"{sorted({v.mode_name for v in world.vehicles})} (fleet.types[].mode)"
+        )
     n_depots = world.n_depots
     pickup_min = world.config.orders.pickup_service_min
     # Locations: the centers, then one per order.

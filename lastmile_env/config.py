@@ -205,6 +205,55 @@ class VehicleType(_Model):
     speed_factor: float = Field(1.0, gt=0, description="travel time is divided by this")
     cost_per_km: float = Field(0.4, ge=0)
     cost_per_hour: float = Field(25.0, ge=0, description="driver time while on a route")
+    mode: Literal["van", "cargo_bike", "drone"] = Field(
+        "van",
+        description="van: the road matrix; cargo_bike: the roads at speed_kmh_by_highway; drone: straight "
+        "lines at speed_kmh, one parcel per sortie (capacity), a battery (range_km, recharge_min)",
+    )
+    speed_kmh: float | None = Field(
+        None, gt=0, description="drone: flying speed; cargo_bike: speed on road types not in the table"
+    )
+    speed_kmh_by_highway: dict[str, float] | None = Field(
+        None, description="cargo_bike: speed by road type (0: not allowed on it); None: a default table"
+    )
+    congestion: bool | None = Field(
+        None, description="whether the hourly congestion applies (default: vans yes, bikes and drones no)"
+    )
+    range_km: float | None = Field(None, gt=0, description="drone: km per battery charge (None: unlimited)")
+    recharge_min: float = Field(0.0, ge=0, description="drone: recharge at its center after each sortie")
+
+    @field_validator("speed_kmh_by_highway")
+    @classmethod
+    def _speeds(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        bad = {k: s for k, s in (v or {}).items() if not s >= 0}
+        if bad:
+            raise ValueError(f"speeds must be >= 0 km/h (0: not allowed), got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> VehicleType:
+        if self.mode == "drone" and self.speed_kmh is None:
+            raise ValueError("a drone needs speed_kmh")
+        if self.mode == "van" and (self.speed_kmh is not None or self.speed_kmh_by_highway is not None):
+            raise ValueError("a van drives the road matrix (speed_factor); speed_kmh* are for other modes")
+        if self.mode != "drone" and (self.range_km is not None or self.recharge_min > 0):
+            raise ValueError("range_km and recharge_min are for drones")
+        return self
+
+
+BIKE_SPEED_KMH_BY_HIGHWAY: dict[str, float] = {
+    "motorway": 0.0,  # not allowed
+    "motorway_link": 0.0,
+    "trunk": 0.0,
+    "trunk_link": 0.0,
+    "primary": 15.0,  # in traffic
+    "secondary": 15.0,
+    "tertiary": 16.0,
+    "unclassified": 16.0,
+    "residential": 18.0,
+    "living_street": 18.0,
+    "cycleway": 20.0,
+}
 
 
 class FleetConfig(_Model):

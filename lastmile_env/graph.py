@@ -333,6 +333,29 @@ def assign_speeds(g: nx.DiGraph, speed_kmh_by_highway: Mapping[str, float], defa
         data["speed_kmh"] = float(speed_kmh_by_highway.get(data.get("highway", ""), default_speed_kmh))
 
 
+def mode_graph(
+    g: nx.DiGraph, speed_kmh_by_highway: Mapping[str, float], default_speed_kmh: float
+) -> nx.DiGraph:
+    """A copy of road graph ``g`` for another vehicle mode (a cargo bike): its own speed by road type, and
+    without the edges of the road types at speed 0 (not allowed). Its travel matrix comes from
+    ``build_travel_matrix`` as the vans' does (cached by content)."""
+    banned = {hw for hw, s in speed_kmh_by_highway.items() if s == 0}
+    out = nx.DiGraph()
+    out.graph.update(g.graph)
+    out.add_nodes_from(g.nodes(data=True))
+    out.add_edges_from(
+        (u, v, dict(d)) for u, v, d in g.edges(data=True) if d.get("highway", "") not in banned
+    )
+    assign_speeds(out, {hw: s for hw, s in speed_kmh_by_highway.items() if s > 0}, default_speed_kmh)
+    return out
+
+
+def euclidean_matrix(xy_km: np.ndarray, speed_kmh: float) -> tuple[np.ndarray, np.ndarray]:
+    """Straight-line ``(minutes, km)`` between points ``xy_km`` (K, 2) at ``speed_kmh`` (a drone)."""
+    km = np.sqrt(((xy_km[:, None, :] - xy_km[None, :, :]) ** 2).sum(axis=2))
+    return km * (60.0 / speed_kmh), km
+
+
 def largest_strongly_connected(g: nx.DiGraph) -> nx.DiGraph:
     """``g`` itself if strongly connected, else a copy of its largest strongly connected component (warns).
 

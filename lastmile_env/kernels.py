@@ -6,6 +6,13 @@ through them, so what is planned is exactly what is executed. Plans are passed a
 per stop: ``loc`` (key index), ``open_min`` (parcel ready / window start), ``due_min`` (lateness is priced at
 every stop by it: inf for pickups at a center, a return's window end at its collection), ``service_min``,
 ``load_delta`` (+size for a pickup, -size for a delivery).
+
+Vehicle modes (van, cargo bike, drone): the travel arrays are stacked per mode, ``time_min`` / ``dist_km``
+``(M, K, K)`` and ``mults`` ``(M, 24)`` (mode 0 is the road matrix vans use), and each vehicle's row names its
+mode (``VEHICLE_*`` columns below), so every kernel reads the matrices of the vehicle's mode. A vehicle with
+a battery (a drone: ``range_km`` finite or ``recharge_min`` > 0) flies at most ``range_km`` between two
+visits of its home center (a sortie) and, arriving home after a flight, leaves again no earlier than
+``recharge_min`` later (``stop_free``).
 """
 
 from __future__ import annotations
@@ -46,6 +53,21 @@ def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, d
         work -= 60.0 / mults[hour]
         hour = (hour + 1) % 24
     return t + work * mults[hour]
+
+
+# Columns of a vehicle row (``sim.plan.vehicle_params``).
+VEHICLE_COLUMNS = 12
+MODE, RANGE_KM, RECHARGE_MIN, FLOWN_KM = 7, 8, 9, 11
+
+
+@njit(cache=True)
+def stop_free(arrive: float, begin: float, service: float, recharge: float, charging: bool) -> float:
+    """When a vehicle is free after a stop: the service done, and (``charging``: a battery vehicle arrived
+    home from a flight) its battery recharged ``recharge`` minutes after the arrival."""
+    t = begin + service
+    if charging and arrive + recharge > t:
+        return arrive + recharge
+    return t
 
 
 @njit(cache=True)
@@ -106,11 +128,17 @@ def schedule(
     load_delta: np.ndarray,
     late_fixed: float,
     late_per_min: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]:
+    range_km: float,
+    recharge_min: float,
+    start_flown_km: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float, bool]:
     """Drive a plan from its start, serve every stop (waiting for its open time), return home.
 
-    Returns per stop ``arrive``, ``begin`` (service start), and the state after ``m`` stops (``m = 0..k``):
-    ``free`` (time), ``load``, ``cum_dist``, ``cum_late``; then the return time and the service minutes.
+    ``time_min`` / ``dist_km`` / ``mults`` are the vehicle's mode's. Returns per stop ``arrive``, ``begin``
+    (service start), and the state after ``m`` stops (``m = 0..k``): ``free`` (time), ``load``,
+    ``cum_dist``, ``cum_late``; then the return time, the service minutes, and whether every sortie (km
+    flown between two visits of home, ``start_flown_km`` already flown at the start) is within ``range_km``.
+    A battery vehicle (``recharge_min`` > 0) arriving home from a flight recharges there (``stop_free``).
     """
     k = loc.shape[0]
     arrive = np.empty(k)
@@ -121,12 +149,23 @@ def schedule(
     cum_late = np.empty(k + 1)
     t, node, ld, dist, late, service = start_min, start_node, start_load, 0.0, 0.0, 0.0
     free[0], load[0], cum_dist[0], cum_late[0] = t, ld, 0.0, 0.0
+    battery = recharge_min > 0.0 or range_km < math.inf
+    flown, in_range = start_flown_km, True
     for m in range(k):
         dst = loc[m]
-        dist += dist_km[node, dst]
+        leg_km = dist_km[node, dst]
+        dist += leg_km
         a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed_factor, t)
         b = a if a >= open_min[m] else open_min[m]
-        t = b + service_min[m]
+        if battery:
+            flown += leg_km
+            in_range = in_range and flown <= range_km + 1e-9
+            charging = dst == home and leg_km > 0.0
+            t = stop_free(a, b, service_min[m], recharge_min, charging)
+            if dst == home:
+                flown = 0.0
+        else:
+            t = b + service_min[m]
         service += service_min[m]
         late += late_cost(b, due_min[m], late_fixed, late_per_min)  # 0 for a stop without a due (inf)
         ld += load_delta[m]
@@ -134,7 +173,9 @@ def schedule(
         arrive[m], begin[m] = a, b
         free[m + 1], load[m + 1], cum_dist[m + 1], cum_late[m + 1] = t, ld, dist, late
     end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed_factor, t)
-    return arrive, begin, free, load, cum_dist, cum_late, end, service
+    if battery:
+        in_range = in_range and flown + dist_km[node, home] <= range_km + 1e-9
+    return arrive, begin, free, load, cum_dist, cum_late, end, service, in_range
 
 
 @njit(cache=True)
@@ -168,21 +209,39 @@ def evaluate(
     float,
     bool,
 ]:
-    """``schedule`` then ``plan_totals`` of a plan, in one call: ``schedule``'s eight results, then cost,
-    km, lateness cost and feasibility. ``vehicle`` = (speed factor, home, shift end, cost per km, cost per
-    minute, capacity, cost per hour)."""
+    """``schedule`` then ``plan_totals`` of a plan, in one call: ``schedule``'s first eight results, then
+    cost, km, lateness cost and feasibility (capacity, shift end and, for a battery vehicle, range). The
+    arrays are stacked per mode (``(M, K, K)``, ``(M, 24)``); ``vehicle`` = (speed factor, home, shift
+    end, cost per km, cost per minute, capacity, cost per hour, mode, range km, recharge minutes, unused,
+    km flown since its last charge at the start)."""
     home = int(vehicle[1])
-    arrive, begin, free, loads, cum_dist, cum_late, end, service = schedule(
-        time_min, dist_km, mults, shift_start_h, vehicle[0], home, start_min, start_node, start_load, loc,
-        open_min, due_min, service_min, load_delta, late_fixed, late_per_min,
+    mode = int(vehicle[MODE])
+    time_m, dist_m = time_min[mode], dist_km[mode]
+    arrive, begin, free, loads, cum_dist, cum_late, end, service, in_range = schedule(
+        time_m, dist_m, mults[mode], shift_start_h, vehicle[0], home, start_min, start_node, start_load, loc,
+        open_min, due_min, service_min, load_delta, late_fixed, late_per_min, vehicle[RANGE_KM],
+        vehicle[RECHARGE_MIN], vehicle[FLOWN_KM],
     )  # fmt: skip
     k = loc.shape[0]
     last = loc[k - 1] if k > 0 else start_node
     cost, dist, late, feasible = plan_totals(
-        dist_km, last, home, start_min, end, loads, cum_dist, cum_late, vehicle[3], vehicle[6], vehicle[5],
+        dist_m, last, home, start_min, end, loads, cum_dist, cum_late, vehicle[3], vehicle[6], vehicle[5],
         vehicle[2],
     )  # fmt: skip
-    return arrive, begin, free, loads, cum_dist, cum_late, end, service, cost, dist, late, feasible
+    return (
+        arrive,
+        begin,
+        free,
+        loads,
+        cum_dist,
+        cum_late,
+        end,
+        service,
+        cost,
+        dist,
+        late,
+        feasible and in_range,
+    )
 
 
 @njit(cache=True)
@@ -278,12 +337,71 @@ def _priced(
 
 
 @njit(cache=True)
-def cheapest_insertion(
+def _priced_battery(
     time_min: np.ndarray,
     dist_km: np.ndarray,
     mults: np.ndarray,
     shift_start_h: float,
-    floor_mult: float,
+    vehicle: np.ndarray,
+    costs: np.ndarray,
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    start_min: float,
+    start_load: int,
+    old: np.ndarray,
+    new: np.ndarray,
+    i: int,
+    j: int,
+) -> tuple[float, float, float]:
+    """``_priced`` for a battery vehicle (a drone): the new plan scheduled whole by ``schedule``, whose
+    range and recharge depend on every leg of a sortie (its plans are short: one parcel on board)."""
+    k = nodes.shape[0] - 2
+    loc = np.empty(k + 2, dtype=np.int64)
+    o_min, d_min, s_min = np.empty(k + 2), np.empty(k + 2), np.empty(k + 2)
+    delta = np.empty(k + 2, dtype=np.int64)
+    size = int(new[2])
+    n = 0
+    for m in range(k + 1):
+        if m == i:  # the new pickup
+            loc[n], o_min[n], d_min[n], s_min[n], delta[n] = int(new[0]), new[3], new[8], new[6], size
+            n += 1
+        if m == j:  # the new delivery
+            loc[n], o_min[n], d_min[n], s_min[n], delta[n] = int(new[1]), new[4], new[5], new[7], -size
+            n += 1
+        if m < k:
+            loc[n], o_min[n], d_min[n], s_min[n], delta[n] = (
+                nodes[m + 1],
+                open_min[m],
+                due_min[m],
+                service_min[m],
+                load_delta[m],
+            )
+            n += 1
+    home = int(vehicle[1])
+    _, begin, _, loads, cum_dist, cum_late, end, _, in_range = schedule(
+        time_min, dist_km, mults, shift_start_h, vehicle[0], home, start_min, nodes[0], start_load, loc,
+        o_min, d_min, s_min, delta, costs[0], costs[1], vehicle[RANGE_KM], vehicle[RECHARGE_MIN],
+        vehicle[FLOWN_KM],
+    )  # fmt: skip
+    cost, dist, _, feasible = plan_totals(
+        dist_km, loc[k + 1], home, start_min, end, loads, cum_dist, cum_late, vehicle[3], vehicle[6],
+        vehicle[5], vehicle[2],
+    )  # fmt: skip
+    if not (feasible and in_range):
+        return math.inf, math.nan, math.nan
+    eta = begin[i] if new[8] < math.inf else begin[j + 1]  # a return: its collection
+    return cost - old[0], dist - old[1], eta
+
+
+@njit(cache=True)
+def cheapest_insertion(
+    time_modes: np.ndarray,
+    dist_modes: np.ndarray,
+    mults_modes: np.ndarray,
+    shift_start_h: float,
     vehicle: np.ndarray,
     costs: np.ndarray,
     nodes: np.ndarray,
@@ -303,17 +421,23 @@ def cheapest_insertion(
     ETA)`` with the pickup after ``i`` and the delivery after ``j`` old stops; ``i = -1`` when no
     insertion is feasible.
 
-    ``nodes`` is ``[start, stop locs..., home]``; ``vehicle`` = (speed factor, home, shift end, cost per km,
-    cost per minute, capacity); ``costs`` = (late fixed, late per min); ``old`` = (cost, km, return time,
-    lateness cost, service minutes) of the plan; ``new`` = (pickup place, delivery place, size, ready,
+    The travel arrays are stacked per mode; ``nodes`` is ``[start, stop locs..., home]``; ``vehicle`` =
+    (speed factor, home, shift end, cost per km, cost per minute, capacity, ...: ``evaluate``); ``costs``
+    = (late fixed, late per min); ``old`` = (cost, km, return time, lateness cost, service minutes) of the
+    plan; ``new`` = (pickup place, delivery place, size, ready,
     earliest, due, pickup service, delivery service, pickup due): a delivery's pickup is at its center with
     due inf, a return's pickup is the collection at the customer (due its window end) and its delivery the
     drop at the center (due inf); the ETA is the service start of the stop with the due. Branch and bound:
     pairs are priced in order of a lower bound (added km, plus the driver time by which the plan done
     without waiting at the day's lowest congestion would outlast the current return), and the search stops
-    once the bound exceeds the best found. Ties (within
-    ``tie``) go to the earliest positions.
+    once the bound exceeds the best found (the lowest congestion multiplier of the vehicle's mode). Ties
+    (within ``tie``) go to the earliest positions. A battery vehicle's pairs are priced by
+    ``_priced_battery`` (recharges only add time: the bound holds).
     """
+    mode = int(vehicle[MODE])
+    time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
+    floor_mult = mults.min()
+    battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
     k = nodes.shape[0] - 2
     capacity = vehicle[5]
     room = capacity - new[2]
@@ -354,10 +478,16 @@ def cheapest_insertion(
         c = order[r]
         if lower[c] > best + tie:
             break
-        delta, km, eta = _priced(
-            time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
-            service_min, load_delta, free, cum_dist, cum_late, old, new, pi[c], pj[c], best + tie,
-        )  # fmt: skip
+        if battery:
+            delta, km, eta = _priced_battery(
+                time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
+                service_min, load_delta, free[0], loads[0], old, new, pi[c], pj[c],
+            )  # fmt: skip
+        else:
+            delta, km, eta = _priced(
+                time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
+                service_min, load_delta, free, cum_dist, cum_late, old, new, pi[c], pj[c], best + tie,
+            )  # fmt: skip
         if delta == math.inf:
             continue
         i, j = pi[c], pj[c]
@@ -373,7 +503,6 @@ def fleet_cheapest_insertion(
     dist_km: np.ndarray,
     mults: np.ndarray,
     shift_start_h: float,
-    floor_mult: float,
     vehicles: np.ndarray,
     costs: np.ndarray,
     counts: np.ndarray,
@@ -398,8 +527,8 @@ def fleet_cheapest_insertion(
     """``cheapest_insertion`` of one new order into every vehicle's plan, in one call.
 
     Plans are packed one row per vehicle: ``counts[v]`` stops, ``nodes[v, 1 : k + 1]`` their locations, the
-    other stop arrays as in ``schedule``; ``vehicles[v]`` = (speed factor, home, shift end, cost per km,
-    cost per minute, capacity, cost per hour). The schedule of each plan is kept in ``free``, ``loads``,
+    other stop arrays as in ``schedule``; ``vehicles[v]`` its row (``evaluate``); the travel arrays are
+    stacked per mode. The schedule of each plan is kept in ``free``, ``loads``,
     ``cum_dist``, ``cum_late`` (rows as ``schedule``'s prefix arrays), ``summary`` (cost, km, return time,
     lateness cost, service minutes: ``plan_totals``) and ``feasible``; rows flagged ``dirty`` (their stops
     or their start ``(start_min, start_node, start_load)[v]`` changed) are scheduled again first, and the
@@ -431,7 +560,7 @@ def fleet_cheapest_insertion(
         if not feasible[v]:
             continue
         i, j, delta, km, eta = cheapest_insertion(
-            time_min, dist_km, mults, shift_start_h, floor_mult, vehicles[v], costs, row, open_min[v, :k],
+            time_min, dist_km, mults, shift_start_h, vehicles[v], costs, row, open_min[v, :k],
             due_min[v, :k], service_min[v, :k], load_delta[v, :k], free[v, : k + 1], loads[v, : k + 1],
             cum_dist[v, : k + 1], cum_late[v, : k + 1], summary[v], new, tie,
         )  # fmt: skip

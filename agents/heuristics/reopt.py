@@ -135,6 +135,11 @@ def _build_pdp(
     end_floor: Sequence[float],
 ) -> PdpInstance:
     """``build_pdp`` with due times and shift ends no earlier than the given floors (minutes)."""
+    if any(v.mode_name != "van" for v in world.vehicles):  # docs/realism.md, vehicle modes
+        raise NotImplementedError(
+            "reopt models vans only (one road matrix, no drone battery): this fleet has "
+            f"{sorted({v.mode_name for v in world.vehicles})} (fleet.types[].mode)"
+        )
     n_depots = world.n_depots
     pickup_min = world.config.orders.pickup_service_min
     client_ids = [i for st in starts for i in st.on_board]

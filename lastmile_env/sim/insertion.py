@@ -143,8 +143,8 @@ class CheapestInsertion:
         new = _order_array(sim, order)
         summary = np.array([old.cost, old.dist_km, old.end_min, old.late_cost, old.service_min])
         i, j, delta, delta_km, eta = kernels.cheapest_insertion(
-            world.time_arr, world.dist_arr, world.mults, world.config.shift_start_hour,
-            world.congestion_floor, params, np.array(world.late_costs), old.nodes, old.stop_open_min,
+            world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, params,
+            np.array(world.late_costs), old.nodes, old.stop_open_min,
             old.stop_due_min, old.stop_service_min, old.stop_load_delta, old.frees_min, old.loads,
             old.cum_dist_km, old.cum_late_cost, summary, new, TIE,
         )  # fmt: skip
@@ -161,8 +161,8 @@ class CheapestInsertion:
         plans.sync(sim)
         new = _order_array(sim, order)
         found = kernels.fleet_cheapest_insertion(
-            world.time_arr, world.dist_arr, world.mults, world.config.shift_start_hour,
-            world.congestion_floor, plans.params, np.array(world.late_costs), plans.counts, plans.nodes,
+            world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
+            plans.params, np.array(world.late_costs), plans.counts, plans.nodes,
             plans.open_min, plans.due_min, plans.service_min, plans.load_delta, plans.start_min,
             plans.start_node, plans.start_load, plans.dirty, plans.free, plans.loads, plans.cum_dist,
             plans.cum_late, plans.summary, plans.feasible, new, TIE,

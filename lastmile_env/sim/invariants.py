@@ -97,16 +97,17 @@ def check_invariants(sim: Simulator) -> None:
     noisy = sim.world.config.travel.noise.kind != "none"
     for vid, src, dst, depart, arrive, factor in sim.legs:
         v = sim.vehicles[vid]
-        expect = sim.world.travel_arrival_min(src, dst, depart, v.speed_factor)
+        expect = sim.world.travel_arrival_min(src, dst, depart, v.speed_factor, v.mode)
         if factor != 1.0:  # realized = planned leg time x the leg's noise factor
             if not noisy or not factor > 0:
                 problems.append(f"vehicle {vid} leg {src}->{dst}: noise factor {factor} (noise off or <= 0)")
             expect = depart + (expect - depart) * factor
         if abs(expect - arrive) > 1e-6:
             problems.append(f"vehicle {vid} leg {src}->{dst} at {depart:.3f} arrived {arrive} != {expect}")
-    dist = sum(sim.world.dist_km[leg[1]][leg[2]] for leg in sim.legs)
+    dist = sum(sim.world.leg_km(leg[1], leg[2], sim.vehicles[leg[0]].mode) for leg in sim.legs)
     if abs(dist - sum(v.dist_km for v in sim.vehicles)) > 1e-6 * max(1.0, dist):
         problems.append(f"distance driven {sum(v.dist_km for v in sim.vehicles)} != legs' matrix sum {dist}")
+    _check_batteries(sim, problems)
 
     _check_routing(sim, problems)
 
@@ -115,6 +116,32 @@ def check_invariants(sim: Simulator) -> None:
         problems.append(f"expected cost {sim.expected_cost} != committed + planned {expected_cost}")
     if problems:
         raise InvariantError("; ".join(problems[:10]))
+
+
+def _check_batteries(sim: Simulator, problems: list[str]) -> None:
+    """Vehicle modes: a battery vehicle (drone) flies at most its range between two visits of home, leaves
+    home no earlier than its recharge time after arriving from a flight, and carries at most its capacity
+    (a drone: one parcel)."""
+    flown = {v.id: 0.0 for v in sim.vehicles if v.range_km < math.inf or v.recharge_min > 0}
+    landed: dict[int, float] = {}
+    for vid, src, dst, depart, arrive, _ in sim.legs:
+        if vid not in flown:
+            continue
+        v = sim.vehicles[vid]
+        if src == v.home and vid in landed and depart < landed[vid] + v.recharge_min - 1e-6:
+            problems.append(f"drone {vid} left home at {depart:.3f} before recharged ({landed[vid]:.3f} + "
+                            f"{v.recharge_min})")  # fmt: skip
+        km = sim.world.leg_km(src, dst, v.mode)
+        flown[vid] += km
+        if flown[vid] > v.range_km + 1e-6:
+            problems.append(f"drone {vid} flew {flown[vid]:.3f} km in a sortie (range {v.range_km})")
+        if dst == v.home:
+            flown[vid] = 0.0
+            if km > 0:
+                landed[vid] = arrive
+    for vid, km in flown.items():
+        if abs(km - sim.vehicles[vid].flown_km) > 1e-6:
+            problems.append(f"drone {vid} flown_km {sim.vehicles[vid].flown_km} != its legs' {km}")
 
 
 def _check_attempts(sim: Simulator, problems: list[str]) -> None:

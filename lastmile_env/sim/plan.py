@@ -55,7 +55,7 @@ def plan_cost(vehicle: Vehicle, dist_km: float, duty_min: float, late_cost: floa
 
 def vehicle_params(vehicle: Vehicle) -> np.ndarray:
     """A vehicle as the kernels read it: (speed factor, home, shift end, cost per km, cost per minute,
-    capacity, cost per hour)."""
+    capacity, cost per hour, mode, range km, recharge minutes, 0, km flown since its last charge)."""
     return np.array(
         [
             vehicle.speed_factor,
@@ -65,6 +65,11 @@ def vehicle_params(vehicle: Vehicle) -> np.ndarray:
             vehicle.cost_per_hour / 60.0,
             vehicle.capacity,
             vehicle.cost_per_hour,
+            vehicle.mode,
+            vehicle.range_km,
+            vehicle.recharge_min,
+            0.0,
+            vehicle.flown_km,
         ]
     )
 
@@ -116,7 +121,8 @@ def evaluate_plan(
     nodes[0], nodes[1 : k + 1], nodes[k + 1] = start_node, loc, vehicle.home
     late_fixed, late_per_min = world.late_costs
     found = kernels.evaluate(
-        world.time_arr, world.dist_arr, world.mults, world.config.shift_start_hour, vehicle_params(vehicle),
+        world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
+        vehicle_params(vehicle),
         start_min, start_node, start_load, loc, open_min, due_min, service_min, load_delta, late_fixed,
         late_per_min,
     )  # fmt: skip
@@ -155,7 +161,8 @@ class FleetPlans:
     def __init__(self) -> None:
         self._vehicles: list[Vehicle] | None = None
         self._routes: list[list[Stop]] = []
-        self.params = np.empty((0, 7))
+        self._battery: list[int] = []
+        self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
         self._alloc(0, 8)
 
     def _alloc(self, n: int, capacity: int) -> None:
@@ -208,8 +215,14 @@ class FleetPlans:
             self._vehicles = vehicles
             self._alloc(len(vehicles), max(self.capacity, 2 * longest))
             self.params = np.array([vehicle_params(v) for v in vehicles], dtype=np.float64).reshape(
-                len(vehicles), 7
+                len(vehicles), kernels.VEHICLE_COLUMNS
             )
+            self._battery = [v.id for v in vehicles if v.range_km < math.inf or v.recharge_min > 0]
+        for vid in self._battery:  # a battery's state is part of the plan's start
+            flown = vehicles[vid].flown_km
+            if self.params[vid, kernels.FLOWN_KM] != flown:
+                self.params[vid, kernels.FLOWN_KM] = flown
+                self.dirty[vid] = True
         for vid, v in enumerate(vehicles):
             route, built = v.route, self._routes[vid]
             if route == built:

@@ -47,6 +47,7 @@ from lastmile_env.sim.insertion import CheapestInsertion, FleetInsertion, Insert
 from lastmile_env.sim.plan import FleetPlans, PlanEval, evaluate_plan
 from lastmile_env.sim.types import (
     MAX_ATTEMPTS,
+    MODES,
     AbsentChoice,
     CostBreakdown,
     Decision,
@@ -802,6 +803,7 @@ class Simulator:
         self._plans[v.id] = None
         src = v.node
         factor = self._leg_factor() if noisy else 1.0
+        homing = not v.route
         if v.route:
             stop = v.route.pop(0)
             leg = evaluate_plan(self.world, self.orders, v, [stop], depart, src, v.free_load)
@@ -811,7 +813,10 @@ class Simulator:
             if factor != 1.0:
                 arrive = depart + (arrive - depart) * factor
                 begin = max(arrive, float(leg.stop_open_min[0]))
-                free = begin + float(leg.stop_service_min[0])
+                charging = v.recharge_min > 0 and dst == v.home and self.world.leg_km(src, dst, v.mode) > 0
+                free = kernels.stop_free(
+                    arrive, begin, float(leg.stop_service_min[0]), v.recharge_min, charging
+                )
                 late = kernels.late_cost(begin, float(leg.stop_due_min[0]), *self.world.late_costs)
             v.current, v.current_start_min = stop, begin
             v.free_load = int(leg.loads[1])
@@ -819,15 +824,20 @@ class Simulator:
             self._stop_late[v.id] = late
         elif src != v.home:
             dst = v.home
-            arrive = free = self.world.travel_arrival_min(src, dst, depart, v.speed_factor)
+            arrive = free = self.world.travel_arrival_min(src, dst, depart, v.speed_factor, v.mode)
             if factor != 1.0:
                 arrive = free = depart + (arrive - depart) * factor
             v.returning = True
         else:
             v.free_min = depart
             return
-        v.dist_km += self.world.dist_km[src][dst]
+        leg_km = self.world.leg_km(src, dst, v.mode)
+        v.dist_km += leg_km
         v.duty_min += free - depart
+        if homing and v.recharge_min > 0 and leg_km > 0:
+            # back home: the plan ends at the arrival; the battery recharges before it leaves again
+            free = kernels.stop_free(arrive, free, 0.0, v.recharge_min, True)
+        v.flown_km = 0.0 if dst == v.home else v.flown_km + leg_km
         self.legs.append((v.id, src, dst, depart, arrive, factor))
         v.node, v.free_min = dst, free
         self._push(free, _VEHICLE, v.id)
@@ -938,7 +948,18 @@ class Simulator:
             "failed": self.n_failed,
             "failed_attempts": self.n_failed_attempts,
             "cost_failures": cost.failures,
+            **self._by_mode(delivered),
         }
+
+    def _by_mode(self, delivered: list[Order]) -> dict[str, float]:
+        """Vehicle modes: ``delivered_<mode>`` (orders delivered by vehicles of that mode) and ``km_<mode>``
+        (km driven or flown), for van, cargo_bike and drone."""
+        out: dict[str, float] = {}
+        for mode in MODES:
+            out[f"delivered_{mode}"] = sum(self.vehicles[o.vehicle].mode_name == mode for o in delivered)
+        for mode in MODES:
+            out[f"km_{mode}"] = sum(v.dist_km for v in self.vehicles if v.mode_name == mode)
+        return out
 
     def live_eta_errors(self, lead_min: float = LIVE_ETA_LEAD_MIN) -> list[float]:
         """``travel.live_eta``: actual minus live ETA of each delivered order, taking the ETA in force

@@ -109,6 +109,9 @@ class Stop:
     loc: int
 
 
+MODES = ("van", "cargo_bike", "drone")  # vehicle modes (``fleet.types[].mode``)
+
+
 @dataclass(slots=True)
 class Vehicle:
     """A vehicle, its fixed attributes and its state.
@@ -126,6 +129,10 @@ class Vehicle:
     cost_per_hour: float
     home: int  # key index of its center
     shift_end_min: float
+    mode: int = 0  # index of its mode's travel matrices in the World (0: the road matrix vans use)
+    mode_name: str = "van"  # van | cargo_bike | drone
+    range_km: float = math.inf  # battery: km per sortie (between two visits of home)
+    recharge_min: float = 0.0  # battery: recharge after a flight home
     node: int = 0
     free_min: float = 0.0
     load: int = 0  # size of the parcels on board now
@@ -137,6 +144,7 @@ class Vehicle:
     route: list[Stop] = field(default_factory=list)
     dist_km: float = 0.0  # committed so far
     duty_min: float = 0.0  # committed so far: time on the road, waiting and serving
+    flown_km: float = 0.0  # km since it last reached home, once its current leg is done (battery range)
 
     @property
     def idle(self) -> bool:

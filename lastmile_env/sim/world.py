@@ -19,7 +19,13 @@ from scipy.spatial import KDTree
 
 from lastmile_env import graph as roads
 from lastmile_env import kernels
-from lastmile_env.config import ConfigError, ScenarioConfig, resolve_map_path
+from lastmile_env.config import (
+    BIKE_SPEED_KMH_BY_HIGHWAY,
+    ConfigError,
+    ScenarioConfig,
+    VehicleType,
+    resolve_map_path,
+)
 from lastmile_env.sim.types import Vehicle
 
 
@@ -34,6 +40,10 @@ class VehicleSpec:
     cost_per_hour: float
     home: int  # key index of its center
     shift_end_min: float
+    mode: int = 0  # index of its mode's matrices (``World.time_modes``); 0: the road matrix
+    mode_name: str = "van"
+    range_km: float = math.inf
+    recharge_min: float = 0.0
 
     def vehicle(self, vehicle_id: int, **state: Any) -> Vehicle:
         """A vehicle of this spec in the given state (``node``, ``free_min``, ``load``, ``route``...)."""
@@ -46,6 +56,10 @@ class VehicleSpec:
             cost_per_hour=self.cost_per_hour,
             home=self.home,
             shift_end_min=self.shift_end_min,
+            mode=self.mode,
+            mode_name=self.mode_name,
+            range_km=self.range_km,
+            recharge_min=self.recharge_min,
             **state,
         )
 
@@ -75,6 +89,12 @@ class World:
     mults: np.ndarray  # (24,) congestion multipliers by clock hour
     late_costs: tuple[float, float]  # (late_fixed, late_per_min)
     lockers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # (L,) key indices
+    # Vehicle modes: one travel matrix per profile (mode 0 is the road matrix above, the vans'), stacked
+    # for the kernels; a vehicle reads those of its ``mode``.
+    time_modes: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))  # (M, K, K) minutes
+    dist_modes: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))  # (M, K, K) km
+    mode_mults: np.ndarray = field(default_factory=lambda: np.empty((0, 24)))  # (M, 24) congestion
+    mode_names: tuple[str, ...] = ("van",)  # (M,) van | cargo_bike | drone
 
     @property
     def n_vehicles(self) -> int:
@@ -93,10 +113,23 @@ class World:
         """The fleet at the start of the shift: every vehicle idle at its center."""
         return [spec.vehicle(i, node=spec.home) for i, spec in enumerate(self.vehicles)]
 
-    def travel_arrival_min(self, src: int, dst: int, depart_min: float, speed_factor: float) -> float:
-        """Arrival time of a leg between key nodes: free-flow matrix time, vehicle speed, congestion."""
-        free_flow_min = self.time_min[src][dst] / speed_factor
-        return float(kernels.igl_arrival(self.mults, self.config.shift_start_hour, free_flow_min, depart_min))
+    def travel_arrival_min(
+        self, src: int, dst: int, depart_min: float, speed_factor: float, mode: int = 0
+    ) -> float:
+        """Arrival time of a leg between key nodes: free-flow matrix time of the vehicle's mode, vehicle
+        speed, congestion."""
+        if mode == 0:
+            free_flow_min = self.time_min[src][dst] / speed_factor
+            return float(
+                kernels.igl_arrival(self.mults, self.config.shift_start_hour, free_flow_min, depart_min)
+            )
+        free_flow_min = float(self.time_modes[mode, src, dst]) / speed_factor
+        mults = self.mode_mults[mode]
+        return float(kernels.igl_arrival(mults, self.config.shift_start_hour, free_flow_min, depart_min))
+
+    def leg_km(self, src: int, dst: int, mode: int = 0) -> float:
+        """Length of a leg between key nodes for a vehicle of ``mode``."""
+        return self.dist_km[src][dst] if mode == 0 else float(self.dist_modes[mode, src, dst])
 
 
 def _build_graph(cfg: ScenarioConfig, rng: np.random.Generator) -> nx.DiGraph:
@@ -158,8 +191,65 @@ def _choose_depots(cfg: ScenarioConfig, graph: nx.DiGraph, nodes: list, xy: np.n
     return [nodes[i] for i in picked]
 
 
+def _profile(t: VehicleType) -> tuple:
+    """What a vehicle type's travel matrix depends on (types with the same profile share one)."""
+    congestion = t.mode == "van" if t.congestion is None else t.congestion
+    if t.mode == "van":
+        return ("van", congestion)
+    if t.mode == "drone":
+        return ("drone", congestion, t.speed_kmh)
+    table = BIKE_SPEED_KMH_BY_HIGHWAY if t.speed_kmh_by_highway is None else t.speed_kmh_by_highway
+    return ("cargo_bike", congestion, t.speed_kmh or 16.0, tuple(sorted(table.items())))
+
+
+def _profiles(cfg: ScenarioConfig) -> list[tuple]:
+    """The travel profiles of the fleet, the vans' road matrix with congestion first (mode 0)."""
+    out: list[tuple] = [("van", True)]
+    for t in cfg.fleet.types:
+        if _profile(t) not in out:
+            out.append(_profile(t))
+    return out
+
+
+def _mode_matrices(
+    cfg: ScenarioConfig,
+    graph: nx.DiGraph,
+    key_nodes: list,
+    matrix: roads.TravelMatrix,
+    xy: np.ndarray,
+    mults: np.ndarray,
+    cache_dir: Path,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    """``(time (M, K, K), km (M, K, K), congestion (M, 24), names)``, one per profile (``_profiles``)."""
+    times, dists, rows, names = [], [], [], []
+    for profile in _profiles(cfg):
+        mode, congestion = profile[0], profile[1]
+        if mode == "van":
+            time_min, dist_km = matrix.time_min, matrix.dist_km
+        elif mode == "drone":
+            time_min, dist_km = roads.euclidean_matrix(xy, profile[2])
+        else:
+            bikes = roads.mode_graph(graph, dict(profile[3]), profile[2])
+            try:
+                bike = roads.build_travel_matrix(bikes, key_nodes, cache_dir=cache_dir)
+            except roads.GraphError as exc:
+                raise ConfigError(f"fleet.types: cargo bikes cannot reach every address: {exc}") from None
+            time_min, dist_km = bike.time_min, bike.dist_km
+        times.append(time_min)
+        dists.append(dist_km)
+        rows.append(mults if congestion else np.ones(24))
+        names.append(mode)
+    return (
+        np.ascontiguousarray(np.stack(times), dtype=np.float64),
+        np.ascontiguousarray(np.stack(dists), dtype=np.float64),
+        np.ascontiguousarray(np.stack(rows), dtype=np.float64),
+        tuple(names),
+    )
+
+
 def _fleet(cfg: ScenarioConfig, n_depots: int) -> tuple[VehicleSpec, ...]:
     """Vehicle types by largest-remainder shares; homes round-robin over the centers."""
+    profiles = _profiles(cfg)
     types = cfg.fleet.types
     total = sum(t.share for t in types)
     exact = [cfg.fleet.size * t.share / total for t in types]
@@ -180,6 +270,10 @@ def _fleet(cfg: ScenarioConfig, n_depots: int) -> tuple[VehicleSpec, ...]:
                     cost_per_hour=t.cost_per_hour,
                     home=len(specs) % n_depots,
                     shift_end_min=cfg.fleet.shift_end_min,
+                    mode=profiles.index(_profile(t)),
+                    mode_name=t.mode,
+                    range_km=math.inf if t.range_km is None else t.range_km,
+                    recharge_min=t.recharge_min,
                 )
             )
     return tuple(specs)
@@ -261,6 +355,10 @@ def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
         rows.append(w / w.sum())
     nearest = np.argmin(matrix.time_min[:n_depots, :], axis=0)
     congestion = roads.CongestionProfile(tuple(cfg.graph.congestion))
+    mults = np.array(congestion.multipliers, dtype=np.float64)
+    time_modes, dist_modes, mode_mults, mode_names = _mode_matrices(
+        cfg, graph, key_nodes, matrix, xy, mults, cache_dir or roads.default_cache_dir()
+    )
     return World(
         config=cfg,
         graph=graph,
@@ -276,9 +374,13 @@ def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
         dist_km=matrix.dist_km.tolist(),
         time_arr=np.ascontiguousarray(matrix.time_min, dtype=np.float64),
         dist_arr=np.ascontiguousarray(matrix.dist_km, dtype=np.float64),
-        mults=np.array(congestion.multipliers, dtype=np.float64),
+        mults=mults,
         late_costs=(cfg.costs.late_fixed, cfg.costs.late_per_min),
         lockers=_choose_lockers(cfg, xy, addresses),
+        time_modes=time_modes,
+        dist_modes=dist_modes,
+        mode_mults=mode_mults,
+        mode_names=mode_names,
     )
 
 
