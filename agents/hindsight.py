@@ -1,7 +1,8 @@
 """A full-information reference: the day's orders all known in advance, routed once by PyVRP.
 
 ``hindsight_bound(world, sim.orders)`` takes a finished episode's orders, gives PyVRP every one of them at
-time 0 (each parcel released at its ready time, delivered within its window) as a prize-collecting
+time 0 (each parcel released at its ready time, delivered within its window; each return collected within
+its window and brought back to its center) as a prize-collecting
 multi-trip VRP (``build_multitrip``: an order PyVRP does not serve is dropped at the rejection penalty),
 and prices PyVRP's routes with the simulator's ``evaluate_plan``, so the result is in exactly the
 simulator's cost units: distance, driver time, lateness, rejections.
@@ -30,7 +31,7 @@ import pyvrp
 from pyvrp import Activity, ActivityType
 from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 
-from agents.heuristics.reopt import COST_SCALE, DIST_SCALE, LOAD_SCALE, TIME_SCALE, mean_congestion
+from agents.heuristics.reopt import COST_SCALE, DIST_SCALE, LOAD_SCALE, TIME_SCALE, door, mean_congestion
 from lastmile_env.sim.plan import PlanEval, evaluate_plan
 from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle
 from lastmile_env.sim.world import World
@@ -120,7 +121,10 @@ def build_multitrip(
 
     Each order is an optional client (prize ``prize``) released at its ready time, delivered within
     ``[earliest, due]`` (a due time that cannot be met even by a direct delivery is widened to that arrival +
-    ``late_slack_min``), its service the time at the door plus its loading time at the center. A vehicle
+    ``late_slack_min``), its service the time at the door plus its loading time at the center. A return
+    (``Order.is_return``) is a client with a *pickup* amount at its address (no release time), collected
+    within ``[ready, due]`` (widened the same way) and unloaded at the end of the trip at its center
+    (``Order.loc``: the trip's center), its service the time at the door plus the unloading time. A vehicle
     starts and ends at its center and may reload at any center; a trip leaving a center only serves that
     center's orders (every other edge is unreachable: a center to another center's address, between
     addresses of different centers).
@@ -137,8 +141,8 @@ def build_multitrip(
     n_depots = world.n_depots
     pickup_min = world.config.orders.pickup_service_min
     # Locations: the centers, then one per order.
-    keys = np.array([*range(n_depots), *(o.loc for o in orders)], dtype=np.int64)
-    center_of = np.array([*range(n_depots), *(o.center for o in orders)], dtype=np.int64)
+    keys = np.array([*range(n_depots), *(door(o) for o in orders)], dtype=np.int64)
+    center_of = np.array([*range(n_depots), *(home_center(o) for o in orders)], dtype=np.int64)
     is_depot = np.arange(len(keys)) < n_depots
     # Allowed: into a center from anywhere; out of a center or an address only to its own center's addresses.
     allowed = is_depot[None, :] | (center_of[:, None] == center_of[None, :])
@@ -158,6 +162,22 @@ def build_multitrip(
     fastest = max((v.speed_factor for v in vehicles), default=1.0)
     clients = []
     for c, o in enumerate(orders):
+        if o.is_return:
+            reach = max(o.ready_min, world.time_min[o.loc][o.center] / fastest * mult)
+            due = o.due_min if reach <= o.due_min else reach + late_slack_min
+            clients.append(
+                pyvrp.Client(
+                    location=n_depots + c,
+                    delivery=[0],
+                    pickup=[o.size * LOAD_SCALE],
+                    service_duration=round((o.service_min + pickup_min) * TIME_SCALE),
+                    tw_early=round(o.ready_min * TIME_SCALE),
+                    tw_late=round(due * TIME_SCALE),
+                    prize=round(prize * COST_SCALE),
+                    required=False,
+                )
+            )
+            continue
         reach = max(
             o.earliest_min, o.ready_min + pickup_min + world.time_min[o.center][o.loc] / fastest * mult
         )
@@ -194,6 +214,11 @@ def build_multitrip(
     return MultiTrip(data, [o.id for o in orders])
 
 
+def home_center(order: Order) -> int:
+    """The center an order's trip leaves from: its parcel's, or the one a return is brought back to."""
+    return order.loc if order.is_return else order.center
+
+
 def one_order_trips(
     instance: MultiTrip, orders: Sequence[Order], vehicles: Sequence[Vehicle]
 ) -> pyvrp.Solution:
@@ -208,7 +233,7 @@ def one_order_trips(
     for c in sorted(
         range(len(instance.order_ids)), key=lambda c: (orders[instance.order_ids[c]].ready_min, c)
     ):
-        center = orders[instance.order_ids[c]].center
+        center = home_center(orders[instance.order_ids[c]])
         pool = homed.get(center, every)
         vid = pool[turn.get(center, 0) % len(pool)]
         turn[center] = turn.get(center, 0) + 1
@@ -223,7 +248,7 @@ def multitrip_stops(
     instance: MultiTrip, orders: Sequence[Order], solution: pyvrp.Solution
 ) -> list[list[Stop]]:
     """Each vehicle's route as simulator stops: per trip, the pickups at its center by ready time, then the
-    deliveries in PyVRP's order."""
+    deliveries and the collections of returns in PyVRP's order, then the returns unloaded at their center."""
     routes: list[list[Stop]] = [[] for _ in range(instance.data.num_vehicle_types)]
     for route in solution.routes():
         trips: dict[int, list[int]] = {}
@@ -232,9 +257,17 @@ def multitrip_stops(
                 trips.setdefault(a.trip, []).append(instance.order_ids[a.idx])
         for t in sorted(trips):
             ids = trips[t]
-            loaded = sorted(ids, key=lambda i: (orders[i].ready_min, i))
-            routes[route.vehicle_type()] += [Stop(StopKind.PICKUP, i, orders[i].center) for i in loaded]
-            routes[route.vehicle_type()] += [Stop(StopKind.DELIVERY, i, orders[i].loc) for i in ids]
+            returns = [i for i in ids if orders[i].is_return]
+            loaded = sorted(
+                (i for i in ids if not orders[i].is_return), key=lambda i: (orders[i].ready_min, i)
+            )
+            stops = routes[route.vehicle_type()]
+            stops += [Stop(StopKind.PICKUP, i, orders[i].center) for i in loaded]
+            stops += [
+                Stop(StopKind.PICKUP if orders[i].is_return else StopKind.DELIVERY, i, door(orders[i]))
+                for i in ids
+            ]
+            stops += [Stop(StopKind.DELIVERY, i, orders[i].loc) for i in returns]
     return routes
 
 

@@ -348,12 +348,14 @@ class Dispatcher:
         present = sorted(slots)  # simulator vehicle index -> fleet slot
 
         order_index: dict[str, int] = {}
-        places: list[tuple[int, int]] = []  # (center, address) key indices of each order
+        # (pickup, delivery) key indices of each order: (center, address), a return's (address, center)
+        places: list[tuple[int, int]] = []
         for j, o in enumerate(request.orders):
             if o.id in order_index:
                 raise SnapshotError(("orders", j, "id"), f"order {o.id!r} is listed twice")
             order_index[o.id] = j
-            places.append((self._center(o.center, ("orders", j)), self._key(o.node, ("orders", j))))
+            center, address = self._center(o.center, ("orders", j)), self._key(o.node, ("orders", j))
+            places.append((address, center) if o.kind == "return" else (center, address))
         if request.new_order.id in order_index:
             raise SnapshotError(("new_order", "id"), f"{request.new_order.id!r} is already one of the orders")
 
@@ -399,6 +401,9 @@ class Dispatcher:
             status = OrderStatus.ASSIGNED if j in picked else OrderStatus.ON_BOARD
             if status == OrderStatus.ON_BOARD:
                 on_board[vehicle_of[j]] += o.size
+            is_return = o.kind == "return"
+            # A return is collected in [max(ready, earliest), due]: its pickup opens at ready_min.
+            ready = max(o.ready_min, o.earliest_min) if is_return else o.ready_min
             orders.append(
                 Order(
                     id=j,
@@ -406,13 +411,14 @@ class Dispatcher:
                     center=places[j][0],
                     loc=places[j][1],
                     size=o.size,
-                    ready_min=o.ready_min,
+                    ready_min=ready,
                     service_min=o.service_min,
-                    option=ServiceOption.SAME_DAY,
-                    earliest_min=o.earliest_min,
+                    option=ServiceOption.WINDOW if is_return else ServiceOption.SAME_DAY,
+                    earliest_min=ready if is_return else o.earliest_min,
                     due_min=o.due_min,
                     status=status,
                     vehicle=vehicle_of[j],
+                    is_return=is_return,
                 )
             )
         orders.append(self._new_order(request, len(orders)))
@@ -452,6 +458,8 @@ class Dispatcher:
         arrival = now if new.arrival_min is None else new.arrival_min
         if arrival > now + 1e-9:
             raise SnapshotError(("new_order", "arrival_min"), f"{arrival} is after now_min {now}")
+        if new.kind == "return":
+            return self._new_return(new, index, loc, center, arrival)
         if new.window is not None:
             option, earliest, due = ServiceOption.WINDOW, new.window.start_min, new.window.end_min
         else:
@@ -470,6 +478,34 @@ class Dispatcher:
             option=option,
             earliest_min=earliest,
             due_min=due,
+        )
+
+    def _new_return(self, new: NewOrderIn, index: int, address: int, center: int, arrival: float) -> Order:
+        """A return: collected at ``address`` in its window (from ``ready_min`` when later), then brought
+        back to ``center``."""
+        if new.window is None:
+            raise SnapshotError(("new_order", "window"), "a return needs its collection window")
+        if new.deadline_min is not None:
+            raise SnapshotError(
+                ("new_order", "deadline_min"), "a return is collected in its window: give no deadline_min"
+            )
+        start = new.window.start_min if new.ready_min is None else max(new.window.start_min, new.ready_min)
+        if start > new.window.end_min:
+            raise SnapshotError(
+                ("new_order", "ready_min"), f"{new.ready_min} is after the window's end {new.window.end_min}"
+            )
+        return Order(
+            id=index,
+            arrival_min=arrival,
+            center=address,
+            loc=center,
+            size=new.size,
+            ready_min=start,
+            service_min=self.default_service_min if new.service_min is None else new.service_min,
+            option=ServiceOption.WINDOW,
+            earliest_min=start,
+            due_min=new.window.end_min,
+            is_return=True,
         )
 
     def _vehicle(

@@ -51,16 +51,24 @@ class VehicleIn(_Model):
     returning: bool = Field(False, description="driving back to its center (node is then its center)")
 
 
+OrderKind = Literal["delivery", "return"]
+
+
 class OrderIn(_Model):
-    """An accepted order that a vehicle's plan (its stops or the stop under way) refers to."""
+    """An accepted order that a vehicle's plan (its stops or the stop under way) refers to.
+
+    A ``return`` goes the other way: collected at the customer's ``node`` (its pickup stop) within
+    ``[max(ready_min, earliest_min), due_min]`` and brought back to ``center`` (its delivery stop).
+    """
 
     id: OrderId
-    center: int = Field(ge=0, description="index of its fulfillment center")
-    node: NodeId = Field(description="delivery address")
+    kind: OrderKind = Field("delivery", description="a delivery, or a return collected at the customer")
+    center: int = Field(ge=0, description="index of its fulfillment center (a return: where it goes back)")
+    node: NodeId = Field(description="delivery address (a return: where it is collected)")
     size: int = Field(gt=0)
-    ready_min: Minutes = Field(description="parcel ready for pickup")
-    earliest_min: Minutes = Field(description="delivery may not start before (window start)")
-    due_min: Minutes = Field(description="deadline or window end")
+    ready_min: Minutes = Field(description="parcel ready for pickup (a return: may be collected from)")
+    earliest_min: Minutes = Field(description="delivery (a return: collection) may not start before")
+    due_min: Minutes = Field(description="deadline or window end (a return: of its collection)")
     service_min: Minutes = Field(description="minutes at the door")
     arrival_min: Minutes | None = Field(None, description="when it was ordered (informational)")
 
@@ -85,11 +93,20 @@ class Window(_Model):
 
 
 class NewOrderIn(_Model):
-    """The order to decide: same-day (``deadline_min``) or in a ``window``, exactly one of them."""
+    """The order to decide: same-day (``deadline_min``) or in a ``window``, exactly one of them.
+
+    A ``return`` is collected at ``node`` in its ``window`` (required; no deadline) and brought back to
+    ``center``.
+    """
 
     id: OrderId = "new"
-    node: NodeId = Field(description="delivery address")
-    center: int | None = Field(None, ge=0, description="fulfillment center index (default: the nearest)")
+    kind: OrderKind = Field("delivery", description="a delivery, or a return collected at the customer")
+    node: NodeId = Field(description="delivery address (a return: where it is collected)")
+    center: int | None = Field(
+        None,
+        ge=0,
+        description="fulfillment center index (default: the nearest; a return: where it goes back)",
+    )
     size: int = Field(gt=0)
     deadline_min: Minutes | None = None
     window: Window | None = None
@@ -101,7 +118,8 @@ class NewOrderIn(_Model):
 
     @model_validator(mode="after")
     def _one_promise(self) -> NewOrderIn:
-        if (self.deadline_min is None) == (self.window is None):
+        # A return's promise (a window, no deadline) is checked by the Dispatcher, which names the field.
+        if self.kind == "delivery" and (self.deadline_min is None) == (self.window is None):
             raise ValueError("give exactly one of deadline_min (same-day) and window")
         return self
 
@@ -144,7 +162,9 @@ class DispatchResponse(BaseModel):
     request_id: str
     decision: Literal["assign", "reject", "defer"]
     vehicle_id: str | None = None
-    eta_min: float | None = Field(None, description="promised delivery (service start at the door)")
+    eta_min: float | None = Field(
+        None, description="promised delivery (service start at the door; a return: its collection)"
+    )
     stops: list[PlannedStop] = Field(
         default_factory=list, description="the vehicle's plan, stop under way first"
     )

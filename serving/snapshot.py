@@ -15,7 +15,7 @@ import numpy as np
 
 from agents.base import DEFER, REJECT, Policy, apply
 from lastmile_env.sim.simulator import Simulator
-from lastmile_env.sim.types import ServiceOption, Stop, StopKind
+from lastmile_env.sim.types import Order, ServiceOption, Stop, StopKind
 
 
 def _node(sim: Simulator, key: int) -> int | str:
@@ -25,6 +25,14 @@ def _node(sim: Simulator, key: int) -> int | str:
 
 def _stop(stop: Stop) -> dict[str, str]:
     return {"order_id": f"o{stop.order}", "kind": "pickup" if stop.kind == StopKind.PICKUP else "delivery"}
+
+
+def _places(sim: Simulator, order: Order) -> dict[str, Any]:
+    """An order's ``kind`` (returns only: a delivery is the default), ``node`` (the customer's: a
+    delivery's address, a return's collection) and ``center``."""
+    if order.is_return:
+        return {"kind": "return", "node": _node(sim, order.center), "center": order.loc}
+    return {"node": _node(sim, order.loc), "center": order.center}
 
 
 def snapshot_request(sim: Simulator, counters: bool = True) -> dict[str, Any]:
@@ -53,30 +61,27 @@ def snapshot_request(sim: Simulator, counters: bool = True) -> dict[str, Any]:
         if v.returning:
             entry["returning"] = True
         vehicles.append(entry)
-    orders = [
-        {
-            "id": f"o{o.id}",
-            "center": o.center,
-            "node": _node(sim, o.loc),
-            "size": o.size,
-            "ready_min": o.ready_min,
-            "earliest_min": o.earliest_min,
-            "due_min": o.due_min,
-            "service_min": o.service_min,
-            "arrival_min": o.arrival_min,
-        }
-        for o in (sim.orders[i] for i in sorted(referenced))
-    ]
+    orders = []
+    for o in (sim.orders[i] for i in sorted(referenced)):
+        entry = {"id": f"o{o.id}", **_places(sim, o)}
+        entry.update(
+            size=o.size,
+            ready_min=o.ready_min,
+            earliest_min=o.earliest_min,
+            due_min=o.due_min,
+            service_min=o.service_min,
+            arrival_min=o.arrival_min,
+        )
+        orders.append(entry)
     new: dict[str, Any] = {
         "id": f"o{order.id}",
-        "node": _node(sim, order.loc),
-        "center": order.center,
+        **_places(sim, order),
         "size": order.size,
         "arrival_min": order.arrival_min,
         "ready_min": order.ready_min,
         "service_min": order.service_min,
     }
-    if order.option == ServiceOption.WINDOW:
+    if order.option == ServiceOption.WINDOW or order.is_return:
         new["window"] = {"start_min": order.earliest_min, "end_min": order.due_min}
     else:
         new["deadline_min"] = order.due_min

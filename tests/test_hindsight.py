@@ -12,7 +12,7 @@ from agents.heuristics.reopt import ReoptPolicy
 from agents.heuristics.rules import InsertionPolicy
 from agents.hindsight import hindsight_bound, price_trip, split_trips
 from lastmile_env.config import load_scenario
-from lastmile_env.sim import Simulator, Stop, StopKind, evaluate_plan, world_for
+from lastmile_env.sim import ServiceOption, Simulator, Stop, StopKind, evaluate_plan, world_for
 from tests.conftest import fixed_orders
 
 ITERS = 500  # an iteration limit keeps the tests fast and reproducible (a time limit depends on the machine)
@@ -102,11 +102,68 @@ def test_a_window_delays_the_trip_instead_of_waiting_at_the_door(tiny_world):
     assert result.trip_starts_min[0][0] == pytest.approx(47.0)
 
 
-def test_routes_are_feasible_and_priced_by_the_simulator():
-    world = world_for(load_scenario("small"))
+def with_returns(generator, *returns):
+    """The generator's orders, those numbered in ``returns`` turned into returns: collected at their node in
+    ``[ready_min, due_min]`` and brought back to the center."""
+
+    def generate(world, rng):
+        orders = generator(world, rng)
+        for i in returns:
+            o = orders[i]
+            o.is_return, o.option, o.center, o.loc = True, ServiceOption.WINDOW, o.loc, o.center
+            o.earliest_min = o.ready_min
+        return orders
+
+    return generate
+
+
+def test_a_return_is_collected_on_the_way_back(tiny_world):
+    world = tiny_world()
+    orders = day(
+        world,
+        with_returns(
+            fixed_orders(
+                {"arrival_min": 0.0, "ready_min": 5.0, "node": "B", "due_min": 12.0},
+                {"arrival_min": 0.0, "ready_min": 10.0, "node": "A", "due_min": 40.0},
+            ),
+            1,
+        ),
+    )
+    result = hindsight_bound(world, orders, max_iterations=ITERS)
+    # Leave at 5, load -> 6, D->B 10, serve -> 12, B->A 14, collect -> 16, A->D 18, unload -> 19:
+    # 4 km + 14 driver minutes (collecting first, the parcel for B would be late).
+    assert result.cost == pytest.approx(18.0)
+    assert (result.n_served, result.n_dropped, result.n_on_time) == (2, 0, 2)
+    assert result.routes == [
+        [[Stop(StopKind.PICKUP, 0, 0), Stop(StopKind.DELIVERY, 0, 2), Stop(StopKind.PICKUP, 1, 1),
+          Stop(StopKind.DELIVERY, 1, 0)]]
+    ]  # fmt: skip
+    van = world.make_vehicles()[0]
+    plan = evaluate_plan(world, orders, van, result.routes[0][0], result.trip_starts_min[0][0], 0, 0)
+    assert plan.feasible and plan.cost == pytest.approx(result.cost)
+
+
+def test_a_lone_return_leaves_when_it_must(tiny_world):
+    world = tiny_world()
+    orders = day(
+        world,
+        with_returns(fixed_orders({"arrival_min": 0.0, "ready_min": 30.0, "node": "A", "due_min": 60.0}), 0),
+    )
+    result = hindsight_bound(world, orders, max_iterations=ITERS)
+    # Leave at 28, D->A 30, collect -> 32, A->D 34, unload -> 35: 2 km + 7 minutes.
+    assert result.cost == pytest.approx(9.0)
+    assert result.trip_starts_min == [[28.0]]
+    assert result.routes == [[[Stop(StopKind.PICKUP, 0, 1), Stop(StopKind.DELIVERY, 0, 0)]]]
+    assert result.n_on_time == 1
+
+
+@pytest.mark.parametrize("returns_share", [0.0, 0.3])
+def test_routes_are_feasible_and_priced_by_the_simulator(returns_share):
+    world = world_for(load_scenario("small", {"orders.returns_share": returns_share}))
     penalty = world.config.costs.reject_penalty
     for seed in (0, 1):
         orders = Simulator(world, seed).orders
+        assert any(o.is_return for o in orders) == (returns_share > 0)
         result = hindsight_bound(world, orders, max_iterations=ITERS, seed=seed)
         stops = Counter((s.order, s.kind) for trips in result.routes for trip in trips for s in trip)
         served = {order for order, _ in stops}
@@ -128,11 +185,12 @@ def test_routes_are_feasible_and_priced_by_the_simulator():
                     assert (s.kind == StopKind.PICKUP) != (s.order in seen)
                     seen.add(s.order)
                 total += plan.cost
-                on_time += sum(
-                    plan.starts_min[m] <= orders[s.order].due_min + 1e-9
-                    for m, s in enumerate(trip)
-                    if s.kind == StopKind.DELIVERY
-                )
+                for m, s in enumerate(trip):
+                    order = orders[s.order]
+                    place = order.center if s.kind == StopKind.PICKUP else order.loc
+                    assert s.loc == place  # a return: collected at its address, dropped at its center
+                    if (s.kind == StopKind.DELIVERY) != order.is_return:  # the customer's stop
+                        on_time += plan.starts_min[m] <= order.due_min + 1e-9
                 end = plan.end_min
         assert result.cost == pytest.approx(total + result.n_dropped * penalty)
         assert result.n_on_time == on_time

@@ -380,7 +380,7 @@ def test_realistic_loads_and_joins_the_suite():
     assert cfg.travel.noise.kind == "lognormal" and cfg.travel.live_eta
     assert cfg.orders.express_share > 0 and cfg.orders.prices.express > cfg.orders.prices.same_day > 0
     assert cfg.attempts.enabled and cfg.attempts.lockers.count > 0
-    options = {"express_share", "express_deadline_min", "prices"}
+    options = {"express_share", "express_deadline_min", "prices", "returns_share"}
     for a, b in ((cfg, default), (cfg.orders, default.orders)):
         other = {"name", "description", "travel", "orders", "attempts"} if a is cfg else options
         assert a.model_dump(exclude=other) == b.model_dump(exclude=other)
@@ -396,8 +396,8 @@ def test_realistic_is_deterministic_and_paired_with_default():
     assert a.summary() == b.summary() and a.events == b.events and a.legs == b.legs and a.eta_log == b.eta_log
     plain = Simulator(world_for(load_scenario("default", SHORT)), 21)
     assert [(o.arrival_min, o.loc, o.size) for o in plain.orders] == [
-        (o.arrival_min, o.loc, o.size) for o in Simulator(world, 21).orders
-    ]
+        (o.arrival_min, o.center if o.is_return else o.loc, o.size) for o in Simulator(world, 21).orders
+    ]  # a return's customer is at its pickup place
 
 
 @pytest.mark.parametrize("routing", [False, True])

@@ -161,6 +161,12 @@ def wrong_load(body: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def as_return(body: dict[str, Any], **promise: Any) -> dict[str, Any]:
+    """The new order as a return with the given promise (no window, no deadline when none is given)."""
+    new = {k: v for k, v in body["new_order"].items() if k not in ("deadline_min", "window")}
+    return {**body, "new_order": {**new, "kind": "return", **promise}}
+
+
 def without_promise(body: dict[str, Any]) -> dict[str, Any]:
     new = {k: v for k, v in body["new_order"].items() if k not in ("deadline_min", "window")}
     return {**body, "new_order": new}
@@ -181,6 +187,13 @@ def without_promise(body: dict[str, Any]) -> dict[str, Any]:
         (lambda b: mutate(b, "new_order.size", "big"), "new_order.size", "integer"),
         (lambda b: mutate(b, "vehicles.0.free_at_min", math.nan), "vehicles[0].free_at_min", "finite"),
         (without_promise, "new_order", "exactly one of deadline_min"),
+        (as_return, "new_order.window", "a return needs its collection window"),
+        (
+            lambda b: as_return(b, window={"start_min": 300, "end_min": 360}, deadline_min=400),
+            "new_order.deadline_min",
+            "give no deadline_min",
+        ),
+        (lambda b: mutate(b, "orders.0.kind", "exchange"), "orders[0].kind", "'delivery' or 'return'"),
         (
             lambda b: mutate(b, f"vehicles.{busy_vehicle(b)}.stops.0.order_id", "ghost"),
             "stops[0].order_id",
@@ -407,3 +420,87 @@ def test_serve_cli_rejects_zero_workers(model):
         timeout=120,
     )
     assert result.returncode == 2 and "workers must be >= 1" in result.stderr
+
+
+def return_body(dispatcher: Dispatcher) -> dict[str, Any]:
+    """Every van idle at center 0; v0 plans an open return "r" (collected at one address in [20, 80], back
+    to center 0); the new order "n" is a return at another address in [30, 90]."""
+    world = dispatcher.world
+    depot = dispatcher.node_id(0)
+    first, second = (dispatcher.node_id(int(a)) for a in world.addresses[:2])
+    ret = {"id": "r", "kind": "return", "center": 0, "node": first, "size": 2, "ready_min": 20,
+           "earliest_min": 20, "due_min": 80, "service_min": 3}  # fmt: skip
+    plan = [{"order_id": "r", "kind": "pickup"}, {"order_id": "r", "kind": "delivery"}]
+    return {
+        "now_min": 10,
+        "vehicles": [
+            {"id": f"v{i}", "capacity": 10, "node": depot, "load": 0, "stops": plan if i == 0 else []}
+            for i in range(world.n_vehicles)
+        ],
+        "orders": [ret],
+        "new_order": {"id": "n", "kind": "return", "node": second, "size": 1,
+                      "window": {"start_min": 30, "end_min": 90}},
+    }  # fmt: skip
+
+
+def test_a_return_is_decided_and_its_stops_planned(client, dispatcher, monkeypatch):
+    """Returns in the snapshot: collected at the customer's node (pickup), dropped at the center."""
+    body = return_body(dispatcher)
+    response = client.post("/v1/dispatch", json=body)
+    assert response.status_code == 200, response.text
+
+    world = dispatcher.world
+    snap = dispatcher.snapshot(DispatchRequest.model_validate(body))
+    first, second = (int(a) for a in world.addresses[:2])
+    new_center = int(world.nearest_depot[second])
+    assert [(o.is_return, o.center, o.loc, o.ready_min, o.due_min) for o in snap.sim.orders] == [
+        (True, first, 0, 20.0, 80.0),
+        (True, second, new_center, 30.0, 90.0),
+    ]
+
+    monkeypatch.setattr(dispatcher, "_model_action", lambda sim: (0, None))  # v0: both returns on one van
+    decided = dispatcher.decide(DispatchRequest.model_validate(body), log_decision=False)
+    assert decided.decision == "assign" and decided.vehicle_id == "v0"
+    stops = {(s.order_id, s.kind): s for s in decided.stops}
+    assert set(stops) == {("r", "pickup"), ("r", "delivery"), ("n", "pickup"), ("n", "delivery")}
+    assert (stops["r", "pickup"].node, stops["r", "delivery"].node) == (
+        body["orders"][0]["node"],
+        body["vehicles"][0]["node"],
+    )
+    assert stops["n", "pickup"].node == body["new_order"]["node"]
+    assert stops["n", "delivery"].node == dispatcher.node_id(new_center)
+    order = [(s.order_id, s.kind) for s in decided.stops]
+    for oid in "rn":  # collected before it is dropped, in its window
+        assert order.index((oid, "pickup")) < order.index((oid, "delivery"))
+    assert (
+        30.0 <= stops["n", "pickup"].planned_min <= 90.0 and 20.0 <= stops["r", "pickup"].planned_min <= 80.0
+    )
+    assert decided.eta_min == stops["n", "pickup"].planned_min  # a return's ETA: its collection
+
+
+def test_snapshots_with_returns_rebuild_the_live_decision_point(model):
+    """On small with 30% returns, every decision point of a day as a snapshot: the same observation, plans
+    and insertion options as the live simulator, and the model's decision (up to ties of identical vans)."""
+    from lastmile_env.config import load_scenario
+
+    dispatcher = Dispatcher(model[1], load_scenario("small", {"orders.returns_share": 0.3}))
+    policy = LearnedPolicy.load(model[0])
+    sim = Simulator(dispatcher.world, 1)
+    returns = 0
+    while sim.advance() is not None:
+        request = DispatchRequest.model_validate(snapshot_request(sim))
+        snap = dispatcher.snapshot(request)
+        rebuilt, ids = snap.sim, snap.order_ids  # the snapshot numbers its orders afresh
+        live, again = dispatcher.observe(sim), dispatcher.observe(rebuilt)
+        assert all(np.array_equal(live[k], again[k]) for k in live)
+        for v in sim.vehicles:
+            assert rebuilt.plan(v.id).cost == pytest.approx(sim.plan(v.id).cost, rel=1e-12)
+            got = [(s.kind, ids[s.order], s.loc) for s in rebuilt.vehicles[v.id].route]
+            assert got == [(s.kind, f"o{s.order}", s.loc) for s in v.route]
+        returns += sim.current.is_return
+        expected = policy.act(sim)
+        decided = apply_response(sim, dispatcher.decide(request, log_decision=False).model_dump())
+        if decided != expected:
+            assert decided >= 0 and expected >= 0
+            assert np.array_equal(live["vehicles"][0][decided], live["vehicles"][0][expected])
+    assert returns > 3

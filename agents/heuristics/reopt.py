@@ -11,6 +11,10 @@ for stop:
   the per-parcel loading time) and delivered to its address within ``[earliest, due]``. PyVRP windows are
   hard, so a due time that cannot be met even by the fastest direct delivery is widened to that arrival
   plus ``late_slack_min``; the simulator then prices the lateness;
+- each *return* not yet collected (``Order.is_return``) is a shipment the other way round: picked up at the
+  customer's address within ``[ready, due]`` (due widened as above, taking the time at the door) and
+  delivered to its center (``Order.loc``; unloaded like a pickup, no window). A parcel that failed for good
+  and goes back to its center (``Order.returning``) has no window either;
 - each parcel on board is a *client* delivered from the vehicle's start (PyVRP clients are loaded at the
   depot a route leaves from), reachable only by its vehicle (a per-vehicle routing profile makes the
   other vehicles' on-board addresses unreachable);
@@ -92,6 +96,11 @@ class PdpInstance:
     starts: list[VehicleStart]
 
 
+def door(order: Order) -> int:
+    """Where the customer is served: the delivery address, or the address a return is collected at."""
+    return order.center if order.is_return else order.loc
+
+
 def build_pdp(
     world: World,
     orders: Sequence[Order],
@@ -110,6 +119,7 @@ def build_pdp(
     for PyVRP and can warm-start it.
     """
     args = (world, orders, shipment_ids, starts, late_slack_min)
+    # A return's due time is its collection's (its pickup); everything else's is its delivery's.
     if keep_feasible is None:
         return _build_pdp(*args, {}, [0.0] * len(starts))
     relaxed = _build_pdp(*args, dict.fromkeys(range(len(orders)), NO_LIMIT_MIN), [NO_LIMIT_MIN] * len(starts))
@@ -118,8 +128,10 @@ def build_pdp(
     for route in as_solution(relaxed, keep_feasible).routes():
         end_floor[route.vehicle_type()] = route.end_time() / TIME_SCALE
         for a in route.schedule():
-            if a.type == ActivityType.DELIVERY:
-                due_floor[relaxed.shipment_ids[a.idx]] = a.start_time / TIME_SCALE
+            if a.type in (ActivityType.PICKUP, ActivityType.DELIVERY):
+                i = relaxed.shipment_ids[a.idx]
+                if (a.type == ActivityType.PICKUP) == orders[i].is_return:  # the customer's stop
+                    due_floor[i] = a.start_time / TIME_SCALE
             elif a.type == ActivityType.CLIENT:
                 due_floor[relaxed.client_ids[a.idx]] = a.start_time / TIME_SCALE
     return _build_pdp(*args, due_floor, end_floor)
@@ -144,7 +156,8 @@ def _build_pdp(
     pickup_min = world.config.orders.pickup_service_min
     client_ids = [i for st in starts for i in st.on_board]
     owner = [k for k, st in enumerate(starts) for _ in st.on_board]
-    addresses = sorted({orders[i].loc for i in shipment_ids})
+    # A shipment's address: where a parcel is delivered, or where a return is collected.
+    addresses = sorted({door(orders[i]) for i in shipment_ids})
     # Locations: the centers, each vehicle's start, shipment addresses, then one per on-board parcel.
     keys = np.array(
         [*range(n_depots), *(st.node for st in starts), *addresses, *(orders[i].loc for i in client_ids)],
@@ -196,6 +209,26 @@ def _build_pdp(
     shipments = []
     for i in shipment_ids:
         o = orders[i]
+        if o.is_return:  # collected at the address in its window, unloaded at its center
+            reach = min(
+                (
+                    st.time_min + world.time_min[st.node][o.center] / st.vehicle.speed_factor * mult
+                    for st in starts
+                ),
+                default=0.0,
+            )
+            shipments.append(
+                pyvrp.Shipment(
+                    pickup_location=address_index[o.center],
+                    delivery_location=o.loc,
+                    pickup_tw_early=seconds(o.ready_min),
+                    pickup_tw_late=latest(o, max(reach, o.ready_min)),
+                    pickup_service_duration=seconds(o.service_min),
+                    delivery_service_duration=seconds(pickup_min),
+                    amount=[o.size * LOAD_SCALE],
+                )
+            )
+            continue
         leave = max(o.ready_min, at_center[o.center]) + pickup_min
         reach = leave + world.time_min[o.center][o.loc] / fastest * mult
         shipments.append(
@@ -213,6 +246,15 @@ def _build_pdp(
     clients = []
     for c, (i, k) in enumerate(zip(client_ids, owner, strict=True)):
         o, st = orders[i], starts[k]
+        if o.is_return or o.returning:  # unloaded at the center: no window
+            clients.append(
+                pyvrp.Client(
+                    location=first_client_loc + c,
+                    delivery=[o.size * LOAD_SCALE],
+                    service_duration=seconds(pickup_min),
+                )
+            )
+            continue
         reach = st.time_min + world.time_min[st.node][o.loc] / st.vehicle.speed_factor * mult
         clients.append(
             pyvrp.Client(
