@@ -36,6 +36,10 @@ def test_bench_prints_and_records_the_table(tmp_path):
         [
             *LASTMILE,
             "bench",
+            "--sections",
+            "speed",
+            "--orgym",
+            "no",
             "--steps",
             "50",
             "--repeats",
@@ -52,4 +56,4 @@ def test_bench_prints_and_records_the_table(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "LastMile-Dispatch-v0 `small`" in out.stdout and "CartPole-v1" in out.stdout
-    assert "Command: `python benchmarks/env_speed.py" in out_file.read_text()
+    assert "Command: `python benchmarks/suite.py --sections speed" in out_file.read_text()
