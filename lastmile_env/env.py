@@ -21,6 +21,14 @@ class InvalidActionError(ValueError):
     """An action outside the action mask (or the action space)."""
 
 
+def check_env_options(observation: str, invalid_action: str) -> None:
+    """The options every lastmile env shares; ValueError names a bad one."""
+    if observation not in ("dict", "flat"):
+        raise ValueError(f"observation must be 'dict' or 'flat', got {observation!r}")
+    if invalid_action not in ("raise", "penalize"):
+        raise ValueError(f"invalid_action must be 'raise' or 'penalize', got {invalid_action!r}")
+
+
 def episode_info(sim: Simulator) -> dict[str, Any]:
     """An env's ``info``: running totals (cheap: counters only). The full outcome is ``sim.summary()``.
 
@@ -109,10 +117,7 @@ class DispatchEnv(gym.Env):
         render_mode: str | None = None,
         debug: bool = False,
     ) -> None:
-        if observation not in ("dict", "flat"):
-            raise ValueError(f"observation must be 'dict' or 'flat', got {observation!r}")
-        if invalid_action not in ("raise", "penalize"):
-            raise ValueError(f"invalid_action must be 'raise' or 'penalize', got {invalid_action!r}")
+        check_env_options(observation, invalid_action)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"

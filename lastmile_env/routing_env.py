@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from lastmile_env.config import ScenarioConfig, load_scenario
-from lastmile_env.env import InvalidActionError, episode_info
+from lastmile_env.env import InvalidActionError, check_env_options, episode_info
 from lastmile_env.generators import default_generator
 from lastmile_env.observations import CLIP
 from lastmile_env.rewards import RewardFn, make_reward
@@ -277,10 +277,7 @@ class RoutingEnv(gym.Env):
         invalid_action_penalty: float = 0.0,
         debug: bool = False,
     ) -> None:
-        if observation not in ("dict", "flat"):
-            raise ValueError(f"observation must be 'dict' or 'flat', got {observation!r}")
-        if invalid_action not in ("raise", "penalize"):
-            raise ValueError(f"invalid_action must be 'raise' or 'penalize', got {invalid_action!r}")
+        check_env_options(observation, invalid_action)
         self.config = load_scenario(scenario, overrides)
         self.world: World = world_for(self.config)
         self.generator = default_generator(self.world)

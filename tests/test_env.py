@@ -134,6 +134,8 @@ def test_on_time_reward_counts_outcomes():
 def test_bad_env_arguments():
     with pytest.raises(ValueError, match="observation"):
         DispatchEnv("small", observation="image")
+    with pytest.raises(ValueError, match="invalid_action must be 'raise' or 'penalize', got 'ignore'"):
+        DispatchEnv("small", invalid_action="ignore")
     with pytest.raises(ValueError, match="unknown reward"):
         DispatchEnv("small", reward="profit")
     with pytest.raises(RuntimeError, match="reset"):

@@ -121,6 +121,8 @@ def test_invalid_action_raises_or_is_penalized():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="observation"):
         RoutingEnv("small", observation="image")
+    with pytest.raises(ValueError, match="invalid_action must be 'raise' or 'penalize', got 'ignore'"):
+        RoutingEnv("small", invalid_action="ignore")
     with pytest.raises(ValueError, match="unknown policy"):
         RoutingEnv("small", dispatch="teleport")
     with pytest.raises(ValueError, match="max_stops"):
