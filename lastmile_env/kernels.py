@@ -574,7 +574,7 @@ def vehicle_features(
     xy_km: np.ndarray,
     xy_min: np.ndarray,
     xy_span: np.ndarray,
-    time_min: np.ndarray,
+    time_modes: np.ndarray,
     max_capacity: float,
     reject_penalty: float,
     now: float,
@@ -584,6 +584,7 @@ def vehicle_features(
     capacity: np.ndarray,
     n_stops: np.ndarray,
     home: np.ndarray,
+    mode: np.ndarray,
     plan_end_min: np.ndarray,
     center: int,
     due_min: float,
@@ -593,7 +594,9 @@ def vehicle_features(
     eta_min: np.ndarray,
 ) -> None:
     """The dispatch observation's vehicle rows (``observations.VEHICLE_FEATURES``, before clipping) into
-    ``out`` (zeros); ``center < 0`` when no order is pending (the order's columns stay 0)."""
+    ``out`` (zeros); ``center < 0`` when no order is pending (the order's columns stay 0). ``time_modes`` is
+    the stacked free-flow minutes ``(M, K, K)`` and ``mode[v]`` vehicle ``v``'s mode: the minutes to the
+    order's center are read from the vehicle's mode's matrix."""
     for v in range(out.shape[0]):
         node = start_node[v]
         out[v, 0] = (xy_km[node, 0] - xy_min[0]) / xy_span[0]
@@ -605,7 +608,7 @@ def vehicle_features(
         out[v, 12] = capacity[v] / max_capacity
         if center < 0:
             continue
-        out[v, 11] = time_min[node, center] / 60.0
+        out[v, 11] = time_modes[mode[v], node, center] / 60.0
         out[v, 13] = 1.0 if home[v] == center else 0.0
         if pickup_after[v] >= 0:
             out[v, 6] = 1.0

@@ -25,7 +25,7 @@ ORDER_FEATURES = (
     "is_window",  # 1 for a time-window order, 0 for same-day
     "x",  # delivery address, scaled to [0, 1] over the map
     "y",
-    "center_to_door_h",  # free-flow hours from its center to the address
+    "center_to_door_h",  # free-flow hours from its center to the address (the van road matrix: per order)
     "waited_h",  # hours since it arrived (deferred orders come back later)
 )
 VEHICLE_FEATURES = (
@@ -40,7 +40,7 @@ VEHICLE_FEATURES = (
     "insert_km",  # added km / 10 (0 if infeasible)
     "eta_in_h",  # hours until the planned delivery of the order (0 if infeasible)
     "on_time",  # 1 if the order would be on time with it
-    "to_center_h",  # free-flow hours from where it is free to the order's center
+    "to_center_h",  # free-flow hours from where it is free to the order's center, by the vehicle's mode
     "capacity_share",  # capacity / largest capacity
     "home_is_center",  # 1 if the order's center is its home
 )
@@ -122,9 +122,9 @@ class DispatchObservation:
         n_vehicles = len(vehicles)
         mask = self.mask(sim)
         state = np.array(
-            [(v.free_min, v.node, v.free_load, v.capacity, len(v.route), v.home) for v in vehicles],
+            [(v.free_min, v.node, v.free_load, v.capacity, len(v.route), v.home, v.mode) for v in vehicles],
             dtype=np.float64,
-        ).reshape(n_vehicles, 6)
+        ).reshape(n_vehicles, 7)
         start_min = np.maximum(state[:, 0], now)  # Simulator.plan_start
         ints = state[:, 1:].astype(np.int64)
         if order is not None:
@@ -134,10 +134,10 @@ class DispatchObservation:
             plan_end = np.array([sim.plan(v.id).end_min for v in vehicles], dtype=np.float64)
             fleet, center, due = _no_insertions(n_vehicles), -1, 0.0
         kernels.vehicle_features(
-            vehicle_f, world.xy_km, self._xy_min, self._xy_span, world.time_arr, self._max_cap,
+            vehicle_f, world.xy_km, self._xy_min, self._xy_span, world.time_modes, self._max_cap,
             self._reject_penalty, now, start_min, ints[:, 0], ints[:, 1], ints[:, 2], ints[:, 3],
-            ints[:, 4], plan_end, center, due, fleet.pickup_after, fleet.delta_cost, fleet.delta_dist_km,
-            fleet.eta_min,
+            ints[:, 4], ints[:, 5], plan_end, center, due, fleet.pickup_after, fleet.delta_cost,
+            fleet.delta_dist_km, fleet.eta_min,
         )  # fmt: skip
         if order is not None:
             order_f[:] = (

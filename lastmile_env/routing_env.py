@@ -25,9 +25,9 @@ STOP_FEATURES = (
     "is_pickup",  # 1 pickup at a center, 0 delivery
     "plan_position",  # its index in the current plan / 10
     "is_first",  # 1 for the plan's first stop (what the planned route would do)
-    "drive_h",  # free-flow hours from the vehicle to the stop
+    "drive_h",  # free-flow hours from the vehicle to the stop, by the vehicle's mode and speed
     "due_in_h",  # hours until the parcel's due time (a pickup carries its delivery's)
-    "slack_h",  # due - (now + drive [+ center to door for a pickup]), hours
+    "slack_h",  # due - (now + drive [+ center to door for a pickup, by the vehicle's mode]), hours
     "opens_in_h",  # hours until the parcel is ready (pickup) or the window opens (delivery)
     "planned_in_h",  # hours until its service starts in the current plan
     "planned_late",  # 1 if the current plan delivers it late (deliveries)
@@ -125,12 +125,13 @@ class RoutingObservation:
             v = sim.vehicles[vid]
             plan = sim.plan(vid)
             speed = v.speed_factor
+            times = world.time_modes[v.mode]  # the free-flow minutes of the vehicle's mode (0: vans' roads)
             for i, stop in enumerate(v.route[:slots]):
                 order = sim.orders[stop.order]
                 row = stop_f[i]
                 pickup = stop.kind == StopKind.PICKUP
-                drive_h = world.time_min[v.node][stop.loc] / speed / 60.0
-                to_door_h = world.time_min[order.center][order.loc] / speed / 60.0 if pickup else 0.0
+                drive_h = float(times[v.node, stop.loc]) / speed / 60.0
+                to_door_h = float(times[order.center, order.loc]) / speed / 60.0 if pickup else 0.0
                 due_h = (order.due_min - now) / 60.0
                 opens = order.ready_min if pickup else order.earliest_min
                 row[0:10] = (
