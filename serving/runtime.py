@@ -7,7 +7,8 @@ ETA arithmetic (``Simulator.assign``): nothing here re-implements them.
 
 Fleet rule: the scenario's fleet defines the vehicles. Vehicle ``v{i}`` is the scenario's vehicle ``i``
 (its type, capacity, speed, costs, home center and shift end); a request names vehicles by these ids and its
-capacities (and types, when given) must match. A request may leave vehicles out (e.g. off duty): the network
+capacities (and types, when given) must match; a drone's battery state comes with it (``flown_km``, within
+its range; its recharge as ``free_at_min``). A request may leave vehicles out (e.g. off duty): the network
 serves the scenario's whole fleet only, so such a request is decided by the ``insertion`` heuristic, and the
 response says so. The other fallbacks: onnxruntime fails, or returns non-finite or masked-action logits.
 """
@@ -32,7 +33,7 @@ from lastmile_env.config import ScenarioConfig, load_scenario
 from lastmile_env.observations import DispatchObservation
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import Order, OrderStatus, ServiceOption, Stop, StopKind, Vehicle
-from lastmile_env.sim.world import World, world_for
+from lastmile_env.sim.world import VehicleSpec, World, world_for
 from serving.manifest import SCHEMA_VERSION, Manifest, load_manifest
 from serving.schema import (
     CenterInfo,
@@ -83,6 +84,11 @@ class Snapshot:
 
 def _json_node(node: Hashable) -> int | str:
     return int(node) if isinstance(node, int | np.integer) else str(node)
+
+
+def _battery(spec: VehicleSpec) -> bool:
+    """A vehicle with a battery (a drone with a range or a recharge time: ``kernels.schedule``'s rule)."""
+    return spec.range_km < math.inf or spec.recharge_min > 0.0
 
 
 class Dispatcher:
@@ -139,7 +145,15 @@ class Dispatcher:
             shift_end_min=cfg.fleet.shift_end_min,
             centers=[CenterInfo(index=c, node=self.node_id(c)) for c in range(self.world.n_depots)],
             fleet=[
-                FleetSlot(id=vid, type=s.type_name, capacity=s.capacity, home_center=s.home)
+                FleetSlot(
+                    id=vid,
+                    type=s.type_name,
+                    capacity=s.capacity,
+                    home_center=s.home,
+                    mode=s.mode_name,
+                    range_km=s.range_km if _battery(s) and s.range_km < math.inf else None,
+                    recharge_min=s.recharge_min if _battery(s) else None,
+                )
                 for vid, s in zip(self.fleet_ids, self.world.vehicles, strict=True)
             ],
             n_key_nodes=len(self.world.matrix.nodes),
@@ -344,6 +358,18 @@ class Dispatcher:
                 )
             if v.load > v.capacity:
                 raise SnapshotError(("vehicles", i, "load"), f"{v.load} exceeds the capacity {v.capacity}")
+            if v.flown_km > 0.0 and not _battery(spec):
+                raise SnapshotError(
+                    ("vehicles", i, "flown_km"),
+                    f"{v.flown_km}, but fleet slot {v.id} ({spec.type_name}, {spec.mode_name}) has no "
+                    "battery: give 0 or leave it out",
+                )
+            if v.flown_km > spec.range_km + 1e-9:
+                raise SnapshotError(
+                    ("vehicles", i, "flown_km"),
+                    f"{v.flown_km} km is beyond the range of fleet slot {v.id} "
+                    f"({spec.range_km} km per charge)",
+                )
             slots[slot] = (i, v)
         present = sorted(slots)  # simulator vehicle index -> fleet slot
 
@@ -427,6 +453,7 @@ class Dispatcher:
             for vi, slot in enumerate(present)
         ]
         sim = Simulator.from_snapshot(world, now, orders, vehicles, pending=len(orders) - 1)
+        self._set_batteries(sim, [slots[slot] for slot in present])
         counters = request.counters
         if counters is not None:
             settled = counters.on_time + counters.late + counters.rejected
@@ -446,6 +473,31 @@ class Dispatcher:
             order_ids=[o.id for o in request.orders] + [request.new_order.id],
             missing=[vid for slot, vid in enumerate(self.fleet_ids) if slot not in slots],
         )
+
+    def _set_batteries(self, sim: Simulator, given: list[tuple[int, VehicleIn]]) -> None:
+        """Give the battery vehicles their ``flown_km`` and check that their plans stay within range.
+
+        Set once the simulator is built: ``Simulator.from_snapshot``'s invariant check counts each sortie
+        from the legs the simulator flew itself (none yet), so it expects ``flown_km`` 0; the plans and
+        insertions cached so far are dropped and priced again with the battery state.
+        """
+        flown = {vi: (i, v.flown_km) for vi, (i, v) in enumerate(given) if v.flown_km > 0.0}
+        if not flown:
+            return
+        charged = {vi: sim.plan(vi).feasible for vi in flown}
+        for vi, (_, km) in flown.items():
+            sim.vehicles[vi].flown_km = km
+        sim._plans = [None] * len(sim.vehicles)
+        sim._insertions = {}
+        for vi, (i, km) in flown.items():
+            if charged[vi] and not sim.plan(vi).feasible:
+                v = sim.vehicles[vi]
+                raise SnapshotError(
+                    ("vehicles", i, "flown_km"),
+                    f"{km} km flown: its plan and the flight home to its center would exceed its range of "
+                    f"{v.range_km} km",
+                )
+        sim.expected_cost = sum(sim.plan(v.id).cost for v in sim.vehicles)
 
     def _new_order(self, request: DispatchRequest, index: int) -> Order:
         new, now = request.new_order, request.now_min
@@ -543,6 +595,26 @@ class Dispatcher:
                 f"{v.free_at_min} is before now_min {now} with a leg under way",
             )
         free_min = max(now, v.free_at_min) if v.free_at_min is not None else now
+        if v.flown_km > 0.0 and node == spec.home:
+            raise SnapshotError(
+                ("vehicles", i, "flown_km"),
+                f"{v.flown_km}, but the vehicle is free next at its center ({self.node_id(spec.home)}), "
+                "where its battery is charged: flown_km is 0 there",
+            )
+        if not busy and free_min > now + 1e-9 and _battery(spec):
+            # An idle battery vehicle free later than now: recharging, which happens at its center only.
+            if node != spec.home:
+                raise SnapshotError(
+                    ("vehicles", i, "free_at_min"),
+                    f"{v.free_at_min} is after now_min {now}, but an idle drone is free later only while it "
+                    f"recharges at its center ({self.node_id(spec.home)}), not at {v.node!r}",
+                )
+            if free_min > now + spec.recharge_min + 1e-9:
+                raise SnapshotError(
+                    ("vehicles", i, "free_at_min"),
+                    f"{v.free_at_min} is more than its recharge time ({spec.recharge_min} min) after now_min "
+                    f"{now}: an idle drone at its center is free now or once recharged",
+                )
 
         current = plan[0] if v.current_stop is not None else None
         if current is not None and node != current.loc:
@@ -563,4 +635,4 @@ class Dispatcher:
             current=current,
             returning=v.returning,
             route=plan[1:] if current is not None else plan,
-        )
+        )  # flown_km: set by _set_batteries once the simulator is built

@@ -36,8 +36,16 @@ class VehicleIn(_Model):
 
     ``node`` is where the vehicle is free next: where it stands when idle, the stop it is driving to or
     serving (``current_stop``), or its center when ``returning``; ``free_at_min`` is when it is free there
-    (required with a stop under way or when returning; an idle vehicle is free now). ``stops`` is the plan
-    after that, the part a decision may change. ``load`` is the size of the parcels on board now.
+    (required with a stop under way or when returning; an idle vehicle is free now unless it gives a later
+    one). ``stops`` is the plan after that, the part a decision may change. ``load`` is the size of the
+    parcels on board now.
+
+    Battery vehicles (drones: the fleet slots of ``GET /v1/scenario`` with a ``range_km`` or
+    ``recharge_min``) also give ``flown_km``, the km flown since the battery was last charged at the home
+    center, counted to the end of the leg under way (so 0 when ``node`` is that center). A drone that landed
+    at its center recharges ``recharge_min`` after the landing: it is ``returning`` with ``free_at_min`` the
+    end of the charge, as the simulator keeps it, or, the same, idle at its center with ``free_at_min``
+    later than now (at most ``recharge_min`` later).
     """
 
     id: str = Field(min_length=1, max_length=64, description="fleet slot id: v0 .. v{V-1}")
@@ -47,8 +55,21 @@ class VehicleIn(_Model):
     load: int = Field(ge=0)
     stops: list[StopIn] = Field(default_factory=list, max_length=1000)
     current_stop: StopIn | None = None
-    free_at_min: Minutes | None = None
+    free_at_min: Minutes | None = Field(
+        None,
+        description="when it is free at node: required with a current_stop or when returning (a drone's "
+        "recharge included); an idle vehicle is free now, or at this time when later (an idle drone: "
+        "recharging at its center, at most recharge_min after now)",
+    )
     returning: bool = Field(False, description="driving back to its center (node is then its center)")
+    flown_km: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="battery vehicles (a fleet slot with range_km or recharge_min): km flown since the last "
+        "charge at its home center, counted to the end of the leg under way (0 when node is that center); "
+        "at most range_km; vehicles without a battery give 0 or leave it out",
+    )
 
 
 OrderKind = Literal["delivery", "return"]
@@ -194,12 +215,23 @@ class CenterInfo(BaseModel):
 
 
 class FleetSlot(BaseModel):
-    """One vehicle of the scenario's fleet: requests name it by ``id`` and must match its capacity."""
+    """One vehicle of the scenario's fleet: requests name it by ``id`` and must match its capacity.
+
+    A slot with a battery (a drone with ``range_km`` or ``recharge_min``) needs its vehicle's ``flown_km``
+    in requests (``VehicleIn``); ``range_km`` and ``recharge_min`` are null for a vehicle without one.
+    """
 
     id: str
     type: str
     capacity: int
     home_center: int
+    mode: str = Field(description="how it travels: van, cargo_bike or drone")
+    range_km: float | None = Field(
+        None, description="battery: km per sortie between two visits of its home center (null: no limit)"
+    )
+    recharge_min: float | None = Field(
+        None, description="battery: minutes it recharges at its home center after landing (null: no battery)"
+    )
 
 
 class ScenarioInfo(BaseModel):

@@ -2,12 +2,13 @@
 applied back. The parity test and the load benchmark drive the server with these.
 
 ``snapshot_request(sim)`` serializes exactly what a live system would know at the simulator's pending
-decision: the time, every vehicle (fleet slot id, node, load, stop under way, plan), the open orders those
-plans refer to, the new order and the day's counters.
+decision: the time, every vehicle (fleet slot id, node, load, stop under way, plan; a drone's km flown since
+its last charge), the open orders those plans refer to, the new order and the day's counters.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from typing import Any
 
@@ -60,6 +61,8 @@ def snapshot_request(sim: Simulator, counters: bool = True) -> dict[str, Any]:
             entry["free_at_min"] = v.free_min
         if v.returning:
             entry["returning"] = True
+        if v.flown_km > 0.0 and (v.range_km < math.inf or v.recharge_min > 0.0):  # a battery's state
+            entry["flown_km"] = v.flown_km
         vehicles.append(entry)
     orders = []
     for o in (sim.orders[i] for i in sorted(referenced)):

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import torch
 from agents.base import DEFER, run_episode
 from agents.heuristics.rules import InsertionPolicy
 from agents.learned.policy import LearnedPolicy
-from lastmile_env.config import REPO_ROOT
+from lastmile_env.config import REPO_ROOT, load_scenario
 from lastmile_env.observations import DispatchObservation
 from lastmile_env.sim import Simulator
 from serving.app import TOKEN_ENV, create_app, resolve_token, running
@@ -504,3 +504,195 @@ def test_snapshots_with_returns_rebuild_the_live_decision_point(model):
             assert decided >= 0 and expected >= 0
             assert np.array_equal(live["vehicles"][0][decided], live["vehicles"][0][expected])
     assert returns > 3
+
+
+# ----------------------------------------------------------------------------------- battery vehicles
+MIXED_FLEET = {
+    "fleet.size": 6,
+    "fleet.types": [
+        {"name": "van", "share": 3, "capacity": 10, "cost_per_km": 0.4, "cost_per_hour": 25},
+        {"name": "bike", "share": 2, "mode": "cargo_bike", "capacity": 4, "cost_per_km": 0.05,
+         "cost_per_hour": 20},
+        {"name": "drone", "share": 1, "mode": "drone", "capacity": 1, "speed_kmh": 50, "cost_per_km": 0.05,
+         "cost_per_hour": 5, "range_km": 4.0, "recharge_min": 20},
+    ],
+    "orders.size": {"low": 1, "high": 2},
+    "orders.returns_share": 0.3,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mixed(model: tuple[Path, Path]) -> Dispatcher:
+    """``small`` with vans, cargo bikes and a drone (v5: one parcel, 4 km per charge, 20 min to recharge),
+    and returns (collected at the customer: the drone's sortie then goes on from its last door)."""
+    return Dispatcher(model[1], load_scenario("small", MIXED_FLEET))
+
+
+@pytest.fixture(scope="module")
+def mixed_client(mixed: Dispatcher) -> Iterator[httpx.Client]:
+    with running(create_app(mixed)) as base_url, httpx.Client(base_url=base_url, timeout=10.0) as http:
+        yield http
+
+
+DRONE = 5  # the drone's fleet slot in ``mixed``
+
+
+def drone_places(d: Dispatcher) -> tuple[int, int]:
+    """Key indices of X, the address farthest from the drone's center, and Y, the address farthest from X
+    on a way X -> Y -> center that a charged battery flies."""
+    spec = d.world.vehicles[DRONE]
+    km = d.world.dist_modes[spec.mode]
+    addresses = [int(a) for a in d.world.addresses]
+    x = max(addresses, key=lambda a: km[spec.home, a])
+    y = max((a for a in addresses if km[x, a] + km[a, spec.home] <= spec.range_km), key=lambda a: km[x, a])
+    return x, y
+
+
+def drone_body(d: Dispatcher, flown_km: float | None = None) -> dict[str, Any]:
+    """At 60 min: every van and bike idle at the center; the drone delivering order "d" at X (free there at
+    62); the new order a return collected at Y (a return's pickup is at the customer: the drone goes on to
+    Y from X without a charge). ``flown_km`` is the drone's (None: left out, a full battery at X)."""
+    x, y = drone_places(d)
+    vehicles = [
+        {"id": f"v{i}", "capacity": s.capacity, "node": d.node_id(s.home), "load": 0}
+        for i, s in enumerate(d.world.vehicles)
+    ]
+    vehicles[DRONE].update(
+        node=d.node_id(x), load=1, current_stop={"order_id": "d", "kind": "delivery"}, free_at_min=62.0
+    )
+    if flown_km is not None:
+        vehicles[DRONE]["flown_km"] = flown_km
+    delivery = {"id": "d", "center": 0, "node": d.node_id(x), "size": 1, "ready_min": 30,
+                "earliest_min": 30, "due_min": 120, "service_min": 2}  # fmt: skip
+    new = {"id": "r", "kind": "return", "node": d.node_id(y), "size": 1,
+           "window": {"start_min": 60, "end_min": 200}}  # fmt: skip
+    return {"now_min": 60.0, "vehicles": vehicles, "orders": [delivery], "new_order": new}
+
+
+def test_scenario_lists_each_slot_s_mode_and_battery(client, mixed):
+    vans = client.get("/v1/scenario").json()["fleet"]
+    assert {(v["mode"], v["range_km"], v["recharge_min"]) for v in vans} == {("van", None, None)}
+    fleet = [(s.mode, s.range_km, s.recharge_min) for s in mixed.scenario_info().fleet]
+    assert fleet == [("van", None, None)] * 3 + [("cargo_bike", None, None)] * 2 + [("drone", 4.0, 20.0)]
+    vehicle = client.get("/openapi.json").json()["components"]["schemas"]["VehicleIn"]["properties"]
+    assert "range_km" in vehicle["flown_km"]["description"]
+
+
+def test_a_drone_s_flown_km_masks_an_order_beyond_its_battery(mixed, mixed_client):
+    """The drone at X has flown there from its center: it can fly home but not collect a return at Y on
+    the way, which a charged drone at X can (and, being the cheapest, is given by the insertion heuristic)."""
+    spec = mixed.world.vehicles[DRONE]
+    km = mixed.world.dist_modes[spec.mode]
+    x, y = drone_places(mixed)
+    out = float(km[spec.home, x])  # the straight flight out from its center
+    assert out + km[x, spec.home] <= spec.range_km < out + km[x, y] + km[y, spec.home]
+    charged, flown = drone_body(mixed), drone_body(mixed, flown_km=out)
+    masks = []
+    for body in (charged, flown):
+        sim = mixed.snapshot(DispatchRequest.model_validate(body)).sim
+        masks.append(mixed.observe(sim)["action_mask"][0])
+        assert (sim.insertion(DRONE) is not None) == (body is charged)
+        assert (InsertionPolicy().act(sim) == DRONE) == (body is charged)
+    assert masks[0][DRONE] == 1 and masks[1][DRONE] == 0
+    assert np.array_equal(np.delete(masks[0], DRONE), np.delete(masks[1], DRONE))  # the others as before
+    response = mixed_client.post("/v1/dispatch", json=flown)
+    assert response.status_code == 200, response.text
+    assert response.json()["vehicle_id"] != f"v{DRONE}"
+
+
+def idle_drone(at_home: bool, **state: Any) -> Callable[[Dispatcher], dict[str, Any]]:
+    """``drone_body`` with the drone idle (no orders) at X or at its center, in the given state."""
+
+    def change(d: Dispatcher) -> dict[str, Any]:
+        body = drone_body(d)
+        node = body["vehicles"][0 if at_home else DRONE]["node"]
+        body["orders"] = []
+        body["vehicles"][DRONE] = {"id": f"v{DRONE}", "capacity": 1, "node": node, "load": 0, **state}
+        return body
+
+    return change
+
+
+def test_a_recharging_drone_is_returning_or_idle_at_its_center_until_charged(mixed):
+    """Charged at 75: ``returning`` with the end of the charge (as the simulator keeps a drone that landed)
+    and idle at the center free at 75 are the same state; free now, the drone would leave earlier."""
+    etas = []
+    for state in ({"returning": True, "free_at_min": 75.0}, {"free_at_min": 75.0}, {}):
+        sim = mixed.snapshot(DispatchRequest.model_validate(idle_drone(True, **state)(mixed))).sim
+        etas.append(sim.insertion(DRONE).eta_min)
+    assert etas[0] == etas[1] > etas[2]
+
+
+def test_snapshots_with_drones_rebuild_the_live_decision_point(mixed):
+    """A mixed-fleet day with returns, every decision point as a snapshot (the drone's flown_km and its
+    recharges included): the same observation, plans and insertion options as the live simulator."""
+    sim = Simulator(mixed.world, 1)
+    flown = returning = 0
+    while sim.advance() is not None:
+        body = snapshot_request(sim)
+        assert not any("flown_km" in v for v in body["vehicles"][:DRONE])  # vans and bikes: no battery
+        flown += "flown_km" in body["vehicles"][DRONE]
+        returning += body["vehicles"][DRONE].get("returning", False)  # flying home or recharging there
+        request = DispatchRequest.model_validate(body)
+        rebuilt = mixed.snapshot(request).sim
+        live, again = mixed.observe(sim), mixed.observe(rebuilt)
+        assert all(np.array_equal(live[k], again[k]) for k in live)
+        assert rebuilt.vehicles[DRONE].flown_km == sim.vehicles[DRONE].flown_km
+        for v in sim.vehicles:
+            assert rebuilt.plan(v.id).cost == pytest.approx(sim.plan(v.id).cost, rel=1e-12)
+            ours, theirs = sim.insertion(v.id), rebuilt.insertion(v.id)
+            assert (ours is None) == (theirs is None)
+            if ours is not None and theirs is not None:
+                assert ours.eta_min == pytest.approx(theirs.eta_min, rel=1e-12)
+        apply_response(sim, mixed.decide(request, log_decision=False).model_dump())
+    assert flown > 0 and returning > 0
+
+
+def drone_with(**state: Any) -> Callable[[Dispatcher], dict[str, Any]]:
+    """``drone_body`` with the drone's (or, with ``slot``, another vehicle's) fields set."""
+
+    def change(d: Dispatcher) -> dict[str, Any]:
+        body = drone_body(d)
+        body["vehicles"][state.get("slot", DRONE)].update((k, v) for k, v in state.items() if k != "slot")
+        return body
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (drone_with(flown_km=-0.5), f"vehicles[{DRONE}].flown_km", "greater than or equal to 0"),
+        (drone_with(flown_km=math.inf), f"vehicles[{DRONE}].flown_km", "finite"),
+        (drone_with(slot=0, flown_km=0.5), "vehicles[0].flown_km", "fleet slot v0 (van, van) has no battery"),
+        (drone_with(slot=3, flown_km=0.5), "vehicles[3].flown_km", "(bike, cargo_bike) has no battery"),
+        (
+            drone_with(flown_km=4.5),
+            f"vehicles[{DRONE}].flown_km",
+            "beyond the range of fleet slot v5 (4.0 km",
+        ),
+        (drone_with(flown_km=3.9), f"vehicles[{DRONE}].flown_km", "flight home to its center would exceed"),
+        (idle_drone(True, flown_km=1.0), f"vehicles[{DRONE}].flown_km", "flown_km is 0 there"),
+        (idle_drone(True, free_at_min=81.0), f"vehicles[{DRONE}].free_at_min", "recharge time (20.0 min)"),
+        (idle_drone(False, free_at_min=70.0), f"vehicles[{DRONE}].free_at_min", "recharges at its center"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_impossible_battery_states_get_422_naming_the_field(mixed, mixed_client, change, field, message):
+    response = mixed_client.post(
+        "/v1/dispatch", content=json.dumps(change(mixed)), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    problems = response.json()["detail"]
+    assert any(p["field"] == field and message in p["msg"] for p in problems), problems
+
+
+def test_van_requests_are_unchanged_by_the_battery_field(client, request_body):
+    """No flown_km in a van-only snapshot; 0 (a van's only value) decides as leaving it out does."""
+    assert not any("flown_km" in v for v in request_body["vehicles"])
+    zero = copy.deepcopy(request_body)
+    for v in zero["vehicles"]:
+        v["flown_km"] = 0
+    decided = [client.post("/v1/dispatch", json=body).json() for body in (request_body, zero)]
+    same = ("decision", "vehicle_id", "eta_min", "stops", "policy")
+    assert [{k: d[k] for k in same} for d in decided[1:]] == [{k: decided[0][k] for k in same}]
