@@ -208,9 +208,11 @@ def evaluate(
     float,
     float,
     bool,
+    bool,
 ]:
     """``schedule`` then ``plan_totals`` of a plan, in one call: ``schedule``'s first eight results, then
-    cost, km, lateness cost and feasibility (capacity, shift end and, for a battery vehicle, range). The
+    cost, km, lateness cost, feasibility (capacity, shift end and, for a battery vehicle, range) and
+    whether every sortie is within range (always true without a battery). The
     arrays are stacked per mode (``(M, K, K)``, ``(M, 24)``); ``vehicle`` = (speed factor, home, shift
     end, cost per km, cost per minute, capacity, cost per hour, mode, range km, recharge minutes, unused,
     km flown since its last charge at the start)."""
@@ -241,6 +243,7 @@ def evaluate(
         dist,
         late,
         feasible and in_range,
+        in_range,
     )
 
 
@@ -547,7 +550,7 @@ def fleet_cheapest_insertion(
         row = nodes[v, : k + 2]
         if dirty[v]:
             row[0], row[k + 1] = start_node[v], int(vehicles[v, 1])
-            _, _, f, ld, cd, cl, end, service, cost, dist, late, ok = evaluate(
+            _, _, f, ld, cd, cl, end, service, cost, dist, late, ok, _ = evaluate(
                 time_min, dist_km, mults, shift_start_h, vehicles[v], start_min[v], start_node[v],
                 start_load[v], row[1 : k + 1], open_min[v, :k], due_min[v, :k], service_min[v, :k],
                 load_delta[v, :k], costs[0], costs[1],

@@ -34,7 +34,8 @@ class PlanEval(NamedTuple):
     end_min: float  # back at the center
     late_cost: float
     service_min: float  # time spent serving stops (loading and at the door)
-    feasible: bool  # capacity respected and back by the vehicle's shift end
+    feasible: bool  # capacity respected, back by the vehicle's shift end, every sortie within range
+    in_range: bool  # every sortie within the battery range (always, for a vehicle without one)
     nodes: np.ndarray  # (k + 2,) start node, the stops' key indices, home
     stop_open_min: np.ndarray  # (k,) parcel ready (pickup) or window start (delivery)
     stop_due_min: np.ndarray  # (k,) due time (inf for pickups)
@@ -126,7 +127,7 @@ def evaluate_plan(
         start_min, start_node, start_load, loc, open_min, due_min, service_min, load_delta, late_fixed,
         late_per_min,
     )  # fmt: skip
-    arrive, begin, free, load, cum_dist, cum_late, end, service, cost, dist, late, feasible = found
+    arrive, begin, free, load, cum_dist, cum_late, end, service, cost, dist, late, feasible, in_range = found
     return PlanEval(
         cost=float(cost),
         dist_km=float(dist),
@@ -134,6 +135,7 @@ def evaluate_plan(
         late_cost=float(late),
         service_min=float(service),
         feasible=bool(feasible),
+        in_range=bool(in_range),
         nodes=nodes,
         stop_open_min=open_min,
         stop_due_min=due_min,

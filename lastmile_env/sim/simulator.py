@@ -462,7 +462,7 @@ class Simulator:
             plan = self.price(vid, stops)
             if not plan.feasible:
                 raise SimulationError(
-                    f"replan: the plan of vehicle {vid} is infeasible (capacity or shift end)"
+                    f"replan: the plan of vehicle {vid} is infeasible (capacity, shift end or battery range)"
                 )
             plans[vid] = plan
         delta = sum(plans[vid].cost - self.plan(vid).cost for vid in routes)
@@ -704,7 +704,8 @@ class Simulator:
         """The customer was absent: charge the penalty, keep the parcel on board and plan its next stop.
 
         A customer who chose a pickup point gets the parcel at the locker nearest (by travel time) to the
-        address that has room. Else (or with no room anywhere) the parcel is either redelivered, at least
+        address that has room (if a drone's battery reaches it). Else (or with no room anywhere) the parcel
+        is either redelivered, at least
         ``redelivery_delay_min`` after the attempt (after a first attempt only, and only within the
         vehicle's shift), or brought back to the vehicle's center, the order failed for good at the cost of a
         rejection (``costs.reject_penalty``): whichever costs less. The new stop is a delivery stop of the
@@ -728,9 +729,13 @@ class Simulator:
         if order.absent_choice == AbsentChoice.PICKUP_POINT:
             locker = self._free_locker(order.loc)
             if locker >= 0:
-                self.locker_used[locker] += 1
-                order.locker, order.loc = locker, int(self.world.lockers[locker])
+                address, order.loc = order.loc, int(self.world.lockers[locker])
                 choice = self._best_drop(v, order, need_shift=False)
+                if choice is None:  # beyond a drone's battery range
+                    order.loc = address
+                else:
+                    self.locker_used[locker] += 1
+                    order.locker = locker
         if choice is None:
             address, earliest = order.loc, order.earliest_min
             order.returning, order.loc = True, v.home
@@ -745,7 +750,9 @@ class Simulator:
                 else:
                     order.returning, order.loc, order.earliest_min = True, v.home, earliest
             penalty += lost
-        assert choice is not None  # first in the plan always keeps the capacity (the load only goes down)
+        # First in the plan, the way back to the center always qualifies: the load only goes down, and a
+        # drone flies straight home, which its planned sortie through this door already allowed for.
+        assert choice is not None
         v.route, plan = choice
         self._plans[v.id] = plan
         self.failed_cost += penalty
@@ -762,7 +769,8 @@ class Simulator:
     def _best_drop(self, v: Vehicle, order: Order, need_shift: bool) -> tuple[list[Stop], PlanEval] | None:
         """The vehicle's plan with the delivery stop of an order on board at its cheapest place (priced as
         the order stands now): a feasible plan first, else (unless ``need_shift``) the cheapest within
-        capacity; None if none. Nothing changes."""
+        capacity and battery range (a vehicle may come back after its shift end, but cannot fly further
+        than its battery); None if none. Nothing changes."""
         stop = Stop(StopKind.DELIVERY, order.id, order.loc)
         best: tuple[tuple[int, float], list[Stop], PlanEval] | None = None
         for p in range(len(v.route) + 1):
@@ -770,7 +778,7 @@ class Simulator:
             plan = self.price(v.id, stops)
             if plan.feasible:
                 key = (0, plan.cost)
-            elif not need_shift and int(plan.loads.max()) <= v.capacity:
+            elif not need_shift and int(plan.loads.max()) <= v.capacity and plan.in_range:
                 key = (1, plan.cost)
             else:
                 continue
