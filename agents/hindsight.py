@@ -13,8 +13,9 @@ pickup at its center, and each trip is a plan of its own that starts when the ve
 delaying the return), so idle time at the center between trips is not charged, as in the simulator.
 
 This is a *heuristic* bound, not a proven lower bound: it is PyVRP's best solution within the time limit,
-of a model with congestion-averaged travel times, one center per trip and waiting between trips charged;
-a trip that is infeasible for the simulator (back after the shift end) sheds orders as rejections. A
+of a model with congestion-averaged travel times, one center per trip, waiting between trips charged and
+one address per drone sortie; a trip that is infeasible for the simulator (back after the shift end, or a
+sortie beyond a drone's range) sheds orders as rejections. Between two trips a drone recharges. A
 policy can come out below it. Report the gap as ``(policy_cost - hindsight_cost) / hindsight_cost``.
 """
 
@@ -31,7 +32,17 @@ import pyvrp
 from pyvrp import Activity, ActivityType
 from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 
-from agents.heuristics.reopt import COST_SCALE, DIST_SCALE, LOAD_SCALE, TIME_SCALE, door, mean_congestion
+from agents.vrp_travel import (
+    COST_SCALE,
+    DIST_SCALE,
+    LOAD_SCALE,
+    TIME_SCALE,
+    door,
+    fastest_min,
+    mode_congestion,
+    profile_matrices,
+)
+from lastmile_env import kernels
 from lastmile_env.sim.plan import PlanEval, evaluate_plan
 from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle
 from lastmile_env.sim.world import World
@@ -50,6 +61,7 @@ class HindsightResult:
 
     cost: float
     distance_km: float
+    distance_cost: float
     driver_time_cost: float
     lateness_cost: float
     rejection_cost: float
@@ -127,17 +139,14 @@ def build_multitrip(
     (``Order.loc``: the trip's center), its service the time at the door plus the unloading time. A vehicle
     starts and ends at its center and may reload at any center; a trip leaving a center only serves that
     center's orders (every other edge is unreachable: a center to another center's address, between
-    addresses of different centers).
+    addresses of different centers). Each vehicle travels by its mode (``agents.vrp_travel``); one with a
+    battery range reloads only at home, and each of its trips is one sortie to one address within range,
+    after the recharge.
 
     The objective is ours: km and driver time over each route's span (PyVRP cannot leave idle time at the
     center between trips unpaid, which the pricing by trips does, so it is a little conservative there).
     Units and travel times as in ``reopt.build_pdp``.
     """
-    if any(v.mode_name != "van" for v in world.vehicles):  # docs/realism.md, vehicle modes
-        raise NotImplementedError(
-            "the hindsight bound models vans only (one road matrix, no drone battery): this fleet has "
-            f"{sorted({v.mode_name for v in world.vehicles})} (fleet.types[].mode)"
-        )
     n_depots = world.n_depots
     pickup_min = world.config.orders.pickup_service_min
     # Locations: the centers, then one per order.
@@ -147,23 +156,25 @@ def build_multitrip(
     # Allowed: into a center from anywhere; out of a center or an address only to its own center's addresses.
     allowed = is_depot[None, :] | (center_of[:, None] == center_of[None, :])
     locations = [pyvrp.Location(float(world.xy_km[k, 0]), float(world.xy_km[k, 1])) for k in keys]
-    dist = np.where(allowed, np.rint(world.dist_arr[np.ix_(keys, keys)] * DIST_SCALE), UNREACHABLE)
-    free_flow = world.time_arr[np.ix_(keys, keys)]
-    mult = mean_congestion(world, 0.0, max((v.shift_end_min for v in vehicles), default=0.0))
-    profiles: dict[float, int] = {}
+    congestion = mode_congestion(world, 0.0, max((v.shift_end_min for v in vehicles), default=0.0))
+    # One profile per kind of vehicle (mode, speed), and one per vehicle with a battery range (its sorties).
+    profiles: dict[tuple[int, float, int], int] = {}
     dist_mats: list[Any] = []  # PyVRP's stubs type matrices as ndarray[int]
     time_mats: list[Any] = []
+    vehicle_profile = []
     for v in vehicles:
-        if v.speed_factor not in profiles:
-            profiles[v.speed_factor] = len(dist_mats)
-            dist_mats.append(dist.astype(np.int64))
-            minutes = free_flow * (mult / v.speed_factor)
-            time_mats.append(np.where(allowed, np.rint(minutes * TIME_SCALE), UNREACHABLE).astype(np.int64))
-    fastest = max((v.speed_factor for v in vehicles), default=1.0)
+        key = (v.mode, v.speed_factor, v.id if v.range_km < math.inf or v.recharge_min > 0 else -1)
+        if key not in profiles:
+            profiles[key] = len(dist_mats)
+            d, t, ok = profile_matrices(world, keys, v, congestion, is_depot)
+            ok &= allowed
+            dist_mats.append(np.where(ok, d, UNREACHABLE).astype(np.int64))
+            time_mats.append(np.where(ok, t, UNREACHABLE).astype(np.int64))
+        vehicle_profile.append(profiles[key])
     clients = []
     for c, o in enumerate(orders):
         if o.is_return:
-            reach = max(o.ready_min, world.time_min[o.loc][o.center] / fastest * mult)
+            reach = max(o.ready_min, fastest_min(world, congestion, vehicles, o.loc, o.center))
             due = o.due_min if reach <= o.due_min else reach + late_slack_min
             clients.append(
                 pyvrp.Client(
@@ -178,9 +189,8 @@ def build_multitrip(
                 )
             )
             continue
-        reach = max(
-            o.earliest_min, o.ready_min + pickup_min + world.time_min[o.center][o.loc] / fastest * mult
-        )
+        drive = fastest_min(world, congestion, vehicles, o.center, o.loc)
+        reach = max(o.earliest_min, o.ready_min + pickup_min + drive)
         due = o.due_min if reach <= o.due_min else reach + late_slack_min
         clients.append(
             pyvrp.Client(
@@ -203,11 +213,12 @@ def build_multitrip(
             tw_late=math.floor(v.shift_end_min * TIME_SCALE),
             unit_distance_cost=round(v.cost_per_km / DIST_SCALE * COST_SCALE),
             unit_duration_cost=round(v.cost_per_hour / 60.0 / TIME_SCALE * COST_SCALE),
-            profile=profiles[v.speed_factor],
-            reload_depots=list(range(n_depots)),
+            profile=vehicle_profile[k],
+            # A vehicle with a battery range reloads (and recharges) only at home: its sorties start there.
+            reload_depots=[v.home] if v.range_km < math.inf else list(range(n_depots)),
             name=str(v.id),
         )
-        for v in vehicles
+        for k, v in enumerate(vehicles)
     ]
     depots = [pyvrp.Depot(location=c) for c in range(n_depots)]
     data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, dist_mats, time_mats)
@@ -223,7 +234,8 @@ def one_order_trips(
     instance: MultiTrip, orders: Sequence[Order], vehicles: Sequence[Vehicle]
 ) -> pyvrp.Solution:
     """A starting solution serving every order in a trip of its own: by ready time, round-robin over the
-    vehicles of the order's center (over all vehicles for a center without any)."""
+    vehicles of the order's center (over all vehicles for a center without any), leaving out vehicles with
+    a battery range."""
     homed: dict[int, list[int]] = {}
     for v in vehicles:
         homed.setdefault(v.home, []).append(v.id)
@@ -234,7 +246,9 @@ def one_order_trips(
         range(len(instance.order_ids)), key=lambda c: (orders[instance.order_ids[c]].ready_min, c)
     ):
         center = home_center(orders[instance.order_ids[c]])
-        pool = homed.get(center, every)
+        # not a vehicle with a battery range: its sorties are left to PyVRP
+        unlimited = [vid for vid in homed.get(center, every) if vehicles[vid].range_km == math.inf]
+        pool = unlimited or [vid for vid in every if vehicles[vid].range_km == math.inf] or every
         vid = pool[turn.get(center, 0) % len(pool)]
         turn[center] = turn.get(center, 0) + 1
         if activities[vid] or center != vehicles[vid].home:
@@ -318,7 +332,8 @@ def hindsight_bound(
                 continue
             routes[-1].append(trip)
             starts[-1].append(float(plan.frees_min[0]))
-            free = plan.end_min
+            # the next trip leaves no earlier than the vehicle is back (and, with a battery, recharged)
+            free = kernels.stop_free(plan.end_min, plan.end_min, 0.0, v.recharge_min, v.recharge_min > 0)
             served += len(trip) // 2
             deliveries = np.isfinite(plan.stop_due_min)
             on_time += int(np.sum(deliveries & (plan.starts_min <= plan.stop_due_min + 1e-9)))
@@ -330,6 +345,7 @@ def hindsight_bound(
     return HindsightResult(
         cost=distance_cost + driver + lateness + dropped * penalty,
         distance_km=distance,
+        distance_cost=distance_cost,
         driver_time_cost=driver,
         lateness_cost=lateness,
         rejection_cost=dropped * penalty,

@@ -14,6 +14,7 @@ from agents.hindsight import hindsight_bound, price_trip, split_trips
 from lastmile_env.config import load_scenario
 from lastmile_env.sim import ServiceOption, Simulator, Stop, StopKind, evaluate_plan, world_for
 from tests.conftest import fixed_orders
+from tests.test_vehicle_modes import MIXED
 
 ITERS = 500  # an iteration limit keeps the tests fast and reproducible (a time limit depends on the machine)
 
@@ -157,13 +158,17 @@ def test_a_lone_return_leaves_when_it_must(tiny_world):
     assert result.n_on_time == 1
 
 
-@pytest.mark.parametrize("returns_share", [0.0, 0.3])
-def test_routes_are_feasible_and_priced_by_the_simulator(returns_share):
-    world = world_for(load_scenario("small", {"orders.returns_share": returns_share}))
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"orders.returns_share": 0.3}, MIXED, dict(MIXED, **{"orders.returns_share": 0.3})],
+    ids=["vans", "returns", "modes", "modes+returns"],
+)
+def test_routes_are_feasible_and_priced_by_the_simulator(overrides):
+    world = world_for(load_scenario("small", overrides))
     penalty = world.config.costs.reject_penalty
     for seed in (0, 1):
         orders = Simulator(world, seed).orders
-        assert any(o.is_return for o in orders) == (returns_share > 0)
+        assert any(o.is_return for o in orders) == ("orders.returns_share" in overrides)
         result = hindsight_bound(world, orders, max_iterations=ITERS, seed=seed)
         stops = Counter((s.order, s.kind) for trips in result.routes for trip in trips for s in trip)
         served = {order for order, _ in stops}
@@ -176,10 +181,10 @@ def test_routes_are_feasible_and_priced_by_the_simulator(returns_share):
         ):
             end = 0.0
             for trip, start in zip(trips, starts, strict=True):
-                assert start >= end - 1e-9  # trips do not overlap
+                assert start >= end - 1e-9  # trips do not overlap (a drone's recharge included)
                 assert split_trips(v, trip, orders) == [trip]
                 plan = evaluate_plan(world, orders, v, trip, start, v.home, 0)
-                assert plan.feasible  # capacity and shift end
+                assert plan.feasible and plan.in_range  # capacity, shift end, a drone's battery range
                 seen = set()
                 for s in trip:  # each pickup before its delivery, in the same trip
                     assert (s.kind == StopKind.PICKUP) != (s.order in seen)
@@ -191,10 +196,10 @@ def test_routes_are_feasible_and_priced_by_the_simulator(returns_share):
                     assert s.loc == place  # a return: collected at its address, dropped at its center
                     if (s.kind == StopKind.DELIVERY) != order.is_return:  # the customer's stop
                         on_time += plan.starts_min[m] <= order.due_min + 1e-9
-                end = plan.end_min
+                end = plan.end_min + (v.recharge_min if plan.dist_km > 0 else 0.0)
         assert result.cost == pytest.approx(total + result.n_dropped * penalty)
         assert result.n_on_time == on_time
-        parts = result.distance_km * world.vehicles[0].cost_per_km + result.driver_time_cost
+        parts = result.distance_cost + result.driver_time_cost
         assert result.cost == pytest.approx(parts + result.lateness_cost + result.rejection_cost)
 
 

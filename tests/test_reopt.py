@@ -7,7 +7,8 @@ import math
 import pytest
 
 from agents.base import REJECT, apply, run_episode
-from agents.heuristics.reopt import ReoptPolicy, mean_congestion
+from agents.heuristics.reopt import ReoptPolicy
+from agents.vrp_travel import mean_congestion
 from lastmile_env.config import load_scenario
 from lastmile_env.sim import (
     AppendInsertion,

@@ -236,13 +236,81 @@ def test_fleet_search_matches_the_single_vehicle_search_with_drones():
     assert checked > 0
 
 
-def test_reopt_and_the_hindsight_bound_refuse_other_modes_clearly():
-    from agents.heuristics.reopt import build_pdp
-    from agents.hindsight import hindsight_bound
+def test_reopt_models_each_mode_and_only_the_sorties_in_range(corner_world):
+    from agents.heuristics.reopt import UNREACHABLE, VehicleStart, build_pdp
 
-    world = build_world(load_scenario("small", MIXED))
-    sim = Simulator(world, 5)
-    with pytest.raises(NotImplementedError, match="vans only"):
-        build_pdp(world, sim.orders, [], [], late_slack_min=30.0)
-    with pytest.raises(NotImplementedError, match="vans only"):
-        hindsight_bound(world, sim.orders, max_iterations=1)
+    world = corner_world(VAN, BIKE, dict(DRONE, range_km=3.0, recharge_min=30.0))
+    d, a, b = keys(world)
+    two = fixed_orders({"arrival_min": 0.0, "node": "A", "due_min": 300.0},
+                       {"arrival_min": 0.0, "node": "B", "due_min": 300.0})  # fmt: skip
+    orders = Simulator(world, 0, generator=two).orders
+    starts = [VehicleStart(v, v.home, 0.0) for v in world.make_vehicles()]
+    data = build_pdp(world, orders, [0, 1], starts, late_slack_min=30.0).data
+    # locations: the center D, the three starts (at D), the addresses A and B
+    at = {a: 4, b: 5} if a < b else {a: 5, b: 4}
+    assert data.num_locations == 6 and [data.vehicle_type(k).profile for k in range(3)] == [0, 1, 2]
+    van, bike, drone = (data.distance_matrix(p) for p in range(3))
+    assert van[0, at[a]] == round(world.dist_arr[d, a] * 1000) == 1000
+    assert van[0, at[b]] == 1500 and bike[0, at[b]] == 2000  # the bike may not take the trunk road
+    assert drone[0, at[a]] == round(world.dist_modes[2, d, a] * 1000)  # straight line, 2 x 1.11 < 3 km
+    assert drone[0, at[b]] == UNREACHABLE  # 2 x 1.57 km: beyond the drone's range
+    assert drone[at[a], at[b]] == UNREACHABLE  # one address per sortie
+    # leaving home after a landing waits for the recharge (60 km/h: a minute per km), not from the start
+    seconds = data.duration_matrix(2)
+    assert seconds[0, at[a]] == round(world.dist_modes[2, d, a] * 60) + 30 * 60
+    assert seconds[3, at[a]] == round(world.dist_modes[2, d, a] * 60)
+
+
+def test_sortie_edges_keep_every_sortie_within_range(corner_world):
+    from agents.vrp_travel import sortie_edges
+
+    world = corner_world(dict(DRONE, range_km=3.5))
+    d, a, b = keys(world)
+    drone = world.make_vehicles()[0]
+    km_a, km_b, km_ab = world.dist_modes[1, d, a], world.dist_modes[1, d, b], world.dist_modes[1, a, b]
+    assert 2 * km_a < 2 * km_b < 3.5 < km_a + km_ab + km_b
+    locs = np.array([d, a, b])
+    ok = sortie_edges(world, locs, drone, is_center=np.array([True, False, False]))
+    # home to either address and back; never from one address to the other (one stop per sortie)
+    assert ok.tolist() == [[True, True, True], [True, True, False], [True, False, True]]
+    # a start at A with 1 km flown: home, or B only if B and then home are still within range
+    ok = sortie_edges(world, np.array([d, a, b, a]), drone, np.array([True, False, False, False]), 3, 1.0)
+    assert ok[3].tolist() == [True, 1.0 + km_a + km_a <= 3.5, 1.0 + km_ab + km_b <= 3.5, True]
+
+
+def test_reopt_plays_a_mixed_fleet_day_within_every_invariant():
+    from agents.base import run_episode
+    from agents.heuristics.reopt import ReoptPolicy
+
+    world = build_world(load_scenario("small", dict(MIXED, **{"travel.noise.kind": "lognormal"})))
+    runs = []
+    for _ in range(2):
+        policy = ReoptPolicy(max_iterations=300)
+        sim = run_episode(Simulator(world, 4, debug=True), policy, 4)  # invariants: range, recharge, modes
+        runs.append((sim.summary(), sim.legs, policy.records))
+    (s, _, records), again = runs[0], runs[1]
+    assert runs[0][:2] == again[:2]  # deterministic with an iteration limit
+    assert any(r.applied for r in records) and all(math.isfinite(r.new_cost) for r in records)
+    assert s["delivered_drone"] > 0 and s["delivered_cargo_bike"] > 0
+    assert s["delivered"] + s["rejected"] + s["failed"] == s["orders"]
+
+
+def test_absent_customer_of_a_drone_gets_no_pickup_point_beyond_its_range(corner_world):
+    from tests.test_realism import attempts, with_options
+
+    always = {h: 1.0 for h in range(24)}
+    options = attempts(always, pickup_point_share=1.0, lockers={"count": 1, "capacity": 3})
+    world = with_options(corner_world(dict(DRONE, range_km=3.5)), options)
+    d, a, b = keys(world)
+    assert world.lockers.tolist() == [a]
+    # D -> B -> D is 3.14 km, D -> B -> A (the locker) -> D 3.79 km: the parcel cannot go to the locker
+    sim = Simulator(world, 0, generator=one_order("B"), debug=True)
+    sim.advance()
+    sim.assign(0)
+    assert sim.advance() is None
+    order = sim.orders[0]
+    # back home with it (a redelivery, absent again, would cost more): failed, the locker untouched
+    outcome = (order.attempts, order.pod_how, order.pod_node, sim.locker_used.tolist())
+    assert outcome == (1, "returned", d, [0])
+    assert sim.vehicles[0].dist_km == pytest.approx(2 * world.dist_modes[1, d, b])
+    assert sim.cost().failures == 5.0 + 10.0 and sim.cost().total == pytest.approx(sim.expected_cost)

@@ -21,9 +21,11 @@ for stop:
 - each vehicle is one vehicle type: it starts where and when the simulator frees it (a depot placed at
   that node), ends at its home center by its shift end, with its capacity and our unit costs per metre
   and per second (integer PyVRP units);
-- travel times are the free-flow matrix / speed factor times the mean congestion multiplier over the
-  remaining shift (PyVRP durations are static), rounded to seconds; distances are metres; parcel sizes
-  and costs are scaled so that PyVRP's penalties for excess load and lateness bite at our cost scale.
+- travel is each vehicle's mode (van, cargo bike, drone): its mode's free-flow matrix / speed factor
+  times the mode's mean congestion over the remaining shift (PyVRP durations are static), in seconds and
+  metres (``agents.vrp_travel``); a drone with a battery range has a profile of its own in which only
+  sorties within range are possible and every departure from home after a landing waits for the
+  recharge. The simulator still prices the proposal with every sortie's exact range.
 
 The current plans warm-start the search; due times and shift ends they already break in the model are
 widened to where they have them, so the warm start is feasible and PyVRP's best is no worse in its model.
@@ -47,31 +49,24 @@ from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 
 from agents.base import REJECT
 from agents.heuristics.rules import feasible_insertions
+from agents.vrp_travel import (
+    COST_SCALE,
+    DIST_SCALE,
+    LOAD_SCALE,
+    TIME_SCALE,
+    door,
+    drive_min,
+    fastest_min,
+    mode_congestion,
+    profile_matrices,
+)
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle
 from lastmile_env.sim.world import World
 
-DIST_SCALE = 1000.0  # PyVRP distance unit: metres
-TIME_SCALE = 60.0  # PyVRP time unit: seconds
-COST_SCALE = 1e5  # PyVRP cost unit: 1e-5 of ours, so unit costs per metre and per second are integers
-LOAD_SCALE = 1000  # parcel size unit in PyVRP, so its penalty per unit of excess load (<= 1e5) is felt
 UNREACHABLE = 10**8  # distance and duration of an edge a profile may not use
 NO_LIMIT_MIN = 1e6  # a due time or shift end that does not bind
 TIE = 1e-6  # a proposal must be cheaper than the current plans by more than this
-
-
-def mean_congestion(world: World, start_min: float, end_min: float) -> float:
-    """Time-average of the hourly congestion multiplier over ``[start_min, end_min]`` (sim minutes)."""
-    mults, h0 = world.mults, world.config.shift_start_hour
-    if end_min <= start_min:
-        return float(mults[int(h0 + start_min / 60.0) % 24])
-    total, t = 0.0, start_min
-    while t < end_min - 1e-9:
-        clock_h = h0 + t / 60.0
-        step = min(end_min, t + (math.floor(clock_h) + 1 - clock_h) * 60.0) - t
-        total += step * float(mults[int(clock_h) % 24])
-        t += step
-    return total / (end_min - start_min)
 
 
 @dataclass(frozen=True)
@@ -85,6 +80,19 @@ class VehicleStart:
     on_board: list[int] = field(default_factory=list)
 
 
+def fleet_starts(sim: Simulator) -> tuple[list[VehicleStart], list[int]]:
+    """Every vehicle's start of the changeable part of its plan, and the orders whose parcels are still to
+    be picked up (PyVRP shipments), as the simulator stands now."""
+    starts, shipment_ids = [], []
+    for v in sim.vehicles:
+        pickups = {s.order for s in v.route if s.kind == StopKind.PICKUP}
+        shipment_ids += sorted(pickups)
+        on_board = [s.order for s in v.route if s.kind == StopKind.DELIVERY and s.order not in pickups]
+        start_min, node, _ = sim.plan_start(v.id)
+        starts.append(VehicleStart(v, node, start_min, on_board))
+    return starts, shipment_ids
+
+
 @dataclass(frozen=True)
 class PdpInstance:
     """A PyVRP instance and how its indices map back to orders: ``shipment_ids[s]`` is shipment ``s``'s
@@ -94,11 +102,6 @@ class PdpInstance:
     shipment_ids: list[int]
     client_ids: list[int]
     starts: list[VehicleStart]
-
-
-def door(order: Order) -> int:
-    """Where the customer is served: the delivery address, or the address a return is collected at."""
-    return order.center if order.is_return else order.loc
 
 
 def build_pdp(
@@ -147,11 +150,6 @@ def _build_pdp(
     end_floor: Sequence[float],
 ) -> PdpInstance:
     """``build_pdp`` with due times and shift ends no earlier than the given floors (minutes)."""
-    if any(v.mode_name != "van" for v in world.vehicles):  # docs/realism.md, vehicle modes
-        raise NotImplementedError(
-            "reopt models vans only (one road matrix, no drone battery): this fleet has "
-            f"{sorted({v.mode_name for v in world.vehicles})} (fleet.types[].mode)"
-        )
     n_depots = world.n_depots
     pickup_min = world.config.orders.pickup_service_min
     client_ids = [i for st in starts for i in st.on_board]
@@ -163,31 +161,35 @@ def _build_pdp(
         [*range(n_depots), *(st.node for st in starts), *addresses, *(orders[i].loc for i in client_ids)],
         dtype=np.int64,
     )
+    is_center = np.arange(len(keys)) < n_depots
     address_index = {loc: n_depots + len(starts) + j for j, loc in enumerate(addresses)}
     first_client_loc = n_depots + len(starts) + len(addresses)
     locations = [pyvrp.Location(float(world.xy_km[k, 0]), float(world.xy_km[k, 1])) for k in keys]
-    dist = np.rint(world.dist_arr[np.ix_(keys, keys)] * DIST_SCALE).astype(np.int64)
-    free_flow = world.time_arr[np.ix_(keys, keys)]
     t0 = min((st.time_min for st in starts), default=0.0)
-    mult = mean_congestion(world, t0, max((st.vehicle.shift_end_min for st in starts), default=t0))
+    congestion = mode_congestion(world, t0, max((st.vehicle.shift_end_min for st in starts), default=t0))
+    fleet = [st.vehicle for st in starts]
 
-    profiles: dict[tuple[float, int], int] = {}
+    # One profile per kind of vehicle (mode, speed), one per vehicle that carries parcels (the other
+    # vehicles' on-board addresses are unreachable for it) or has a battery range (its sorties).
+    profiles: dict[tuple[int, float, int], int] = {}
     dist_mats: list[Any] = []  # PyVRP's stubs type matrices as ndarray[int]
     time_mats: list[Any] = []
     vehicle_profile = []
     for k, st in enumerate(starts):
-        key = (st.vehicle.speed_factor, k if st.on_board else -1)
+        v = st.vehicle
+        own = st.on_board or v.range_km < math.inf or v.recharge_min > 0
+        key = (v.mode, v.speed_factor, k if own else -1)
         if key not in profiles:
             profiles[key] = len(dist_mats)
-            d = dist.copy()
-            t = np.rint(free_flow * (mult / st.vehicle.speed_factor * TIME_SCALE)).astype(np.int64)
+            d, t, allowed = profile_matrices(
+                world, keys, v, congestion, is_center, n_depots + k if own else None, v.flown_km
+            )
             others = [first_client_loc + c for c, o in enumerate(owner) if o != k]
-            for m in (d, t):
-                m[others, :] = UNREACHABLE
-                m[:, others] = UNREACHABLE
-                np.fill_diagonal(m, 0)
-            dist_mats.append(d)
-            time_mats.append(t)
+            allowed[others, :] = False
+            allowed[:, others] = False
+            np.fill_diagonal(allowed, True)
+            dist_mats.append(np.where(allowed, d, UNREACHABLE).astype(np.int64))
+            time_mats.append(np.where(allowed, t, UNREACHABLE).astype(np.int64))
         vehicle_profile.append(profiles[key])
 
     def seconds(minutes: float) -> int:
@@ -198,25 +200,15 @@ def _build_pdp(
         due = order.due_min if reach_min <= order.due_min else reach_min + late_slack_min
         return seconds(max(due, due_floor.get(order.id, -math.inf)))
 
-    fastest = max((st.vehicle.speed_factor for st in starts), default=1.0)
-    at_center = [
-        min(
-            (st.time_min + world.time_min[st.node][c] / st.vehicle.speed_factor * mult for st in starts),
-            default=0.0,
-        )
-        for c in range(n_depots)
-    ]
+    def arrival(st: VehicleStart, node: int) -> float:
+        return st.time_min + drive_min(world, congestion, st.vehicle, st.node, node)
+
+    at_center = [min((arrival(st, c) for st in starts), default=0.0) for c in range(n_depots)]
     shipments = []
     for i in shipment_ids:
         o = orders[i]
         if o.is_return:  # collected at the address in its window, unloaded at its center
-            reach = min(
-                (
-                    st.time_min + world.time_min[st.node][o.center] / st.vehicle.speed_factor * mult
-                    for st in starts
-                ),
-                default=0.0,
-            )
+            reach = min((arrival(st, o.center) for st in starts), default=0.0)
             shipments.append(
                 pyvrp.Shipment(
                     pickup_location=address_index[o.center],
@@ -230,7 +222,7 @@ def _build_pdp(
             )
             continue
         leave = max(o.ready_min, at_center[o.center]) + pickup_min
-        reach = leave + world.time_min[o.center][o.loc] / fastest * mult
+        reach = leave + fastest_min(world, congestion, fleet, o.center, o.loc)
         shipments.append(
             pyvrp.Shipment(
                 pickup_location=o.center,
@@ -255,7 +247,7 @@ def _build_pdp(
                 )
             )
             continue
-        reach = st.time_min + world.time_min[st.node][o.loc] / st.vehicle.speed_factor * mult
+        reach = arrival(st, o.loc)
         clients.append(
             pyvrp.Client(
                 location=first_client_loc + c,
@@ -421,15 +413,9 @@ class ReoptPolicy:
     def reoptimize(self, sim: Simulator) -> float:
         """Propose new plans for all vehicles with PyVRP; apply them if the simulator prices them lower.
         Returns the expected-cost change (0 when nothing changed)."""
-        starts, shipment_ids = [], []
-        for v in sim.vehicles:
-            pickups = {s.order for s in v.route if s.kind == StopKind.PICKUP}
-            shipment_ids += sorted(pickups)
-            on_board = [s.order for s in v.route if s.kind == StopKind.DELIVERY and s.order not in pickups]
-            start_min, node, _ = sim.plan_start(v.id)
-            starts.append(VehicleStart(v, node, start_min, on_board))
         if not any(v.route for v in sim.vehicles):
             return 0.0
+        starts, shipment_ids = fleet_starts(sim)
         current = [v.route for v in sim.vehicles]
         instance = build_pdp(
             sim.world,
