@@ -484,13 +484,13 @@ class Dispatcher:
         flown = {vi: (i, v.flown_km) for vi, (i, v) in enumerate(given) if v.flown_km > 0.0}
         if not flown:
             return
-        charged = {vi: sim.plan(vi).feasible for vi in flown}
+        charged = {vi: sim.plan(vi).in_range for vi in flown}
         for vi, (_, km) in flown.items():
             sim.vehicles[vi].flown_km = km
         sim._plans = [None] * len(sim.vehicles)
         sim._insertions = {}
         for vi, (i, km) in flown.items():
-            if charged[vi] and not sim.plan(vi).feasible:
+            if charged[vi] and not sim.plan(vi).in_range:
                 v = sim.vehicles[vi]
                 raise SnapshotError(
                     ("vehicles", i, "flown_km"),
