@@ -453,7 +453,7 @@ class Dispatcher:
             for vi, slot in enumerate(present)
         ]
         sim = Simulator.from_snapshot(world, now, orders, vehicles, pending=len(orders) - 1)
-        self._set_batteries(sim, [slots[slot] for slot in present])
+        self._check_batteries(sim, [slots[slot] for slot in present])
         counters = request.counters
         if counters is not None:
             settled = counters.on_time + counters.late + counters.rejected
@@ -474,30 +474,15 @@ class Dispatcher:
             missing=[vid for slot, vid in enumerate(self.fleet_ids) if slot not in slots],
         )
 
-    def _set_batteries(self, sim: Simulator, given: list[tuple[int, VehicleIn]]) -> None:
-        """Give the battery vehicles their ``flown_km`` and check that their plans stay within range.
-
-        Set once the simulator is built: ``Simulator.from_snapshot``'s invariant check counts each sortie
-        from the legs the simulator flew itself (none yet), so it expects ``flown_km`` 0; the plans and
-        insertions cached so far are dropped and priced again with the battery state.
-        """
-        flown = {vi: (i, v.flown_km) for vi, (i, v) in enumerate(given) if v.flown_km > 0.0}
-        if not flown:
-            return
-        charged = {vi: sim.plan(vi).in_range for vi in flown}
-        for vi, (_, km) in flown.items():
-            sim.vehicles[vi].flown_km = km
-        sim._plans = [None] * len(sim.vehicles)
-        sim._insertions = {}
-        for vi, (i, km) in flown.items():
-            if charged[vi] and not sim.plan(vi).in_range:
-                v = sim.vehicles[vi]
+    def _check_batteries(self, sim: Simulator, given: list[tuple[int, VehicleIn]]) -> None:
+        """A battery vehicle's plan must stay within range from the km it has flown (``flown_km``)."""
+        for vi, (i, v) in enumerate(given):
+            if v.flown_km > 0.0 and not sim.plan(vi).in_range:
                 raise SnapshotError(
                     ("vehicles", i, "flown_km"),
-                    f"{km} km flown: its plan and the flight home to its center would exceed its range of "
-                    f"{v.range_km} km",
+                    f"{v.flown_km} km flown: its plan and the flight home to its center would exceed its "
+                    f"range of {sim.vehicles[vi].range_km} km",
                 )
-        sim.expected_cost = sum(sim.plan(v.id).cost for v in sim.vehicles)
 
     def _new_order(self, request: DispatchRequest, index: int) -> Order:
         new, now = request.new_order, request.now_min
@@ -635,4 +620,5 @@ class Dispatcher:
             current=current,
             returning=v.returning,
             route=plan[1:] if current is not None else plan,
-        )  # flown_km: set by _set_batteries once the simulator is built
+            flown_km=v.flown_km,
+        )

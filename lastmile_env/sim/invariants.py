@@ -122,7 +122,9 @@ def _check_batteries(sim: Simulator, problems: list[str]) -> None:
     """Vehicle modes: a battery vehicle (drone) flies at most its range between two visits of home, leaves
     home no earlier than its recharge time after arriving from a flight, and carries at most its capacity
     (a drone: one parcel)."""
-    flown = {v.id: 0.0 for v in sim.vehicles if v.range_km < math.inf or v.recharge_min > 0}
+    flown = {
+        v.id: sim.start_flown_km[v.id] for v in sim.vehicles if v.range_km < math.inf or v.recharge_min > 0
+    }
     landed: dict[int, float] = {}
     for vid, src, dst, depart, arrive, _ in sim.legs:
         if vid not in flown:

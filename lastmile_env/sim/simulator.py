@@ -144,6 +144,8 @@ class Simulator:
         self.events: list[Event] = []
         # (vehicle, src, dst, depart, arrive, noise factor): arrive - depart = planned leg time x factor
         self.legs: list[tuple[int, int, int, float, float, float]] = []
+        # km each vehicle had flown since its last charge before the first leg (a snapshot's drones)
+        self.start_flown_km = [0.0] * world.n_vehicles
         self._queue: list[tuple[float, int, int, int]] = []  # (time, kind, seq, index)
         self._seq = 0
         for o in self.orders:
@@ -184,7 +186,8 @@ class Simulator:
         """A simulator standing at a decision mid-shift, built from a live system's state.
 
         ``orders`` are every order the plans refer to plus the one to decide (``orders[i].id == i``; the
-        pending one has status PENDING); ``vehicles`` carry their position, current stop, load and plan.
+        pending one has status PENDING); ``vehicles`` carry their position, current stop, load, plan and
+        (a drone) the km flown since its last charge (``flown_km``).
         Nothing beyond the snapshot is known: no further order will arrive, and costs count from the snapshot
         on (the vehicles are copied with zero committed distance and duty). The state is checked against
         every simulator invariant; InvariantError names what is inconsistent.
@@ -204,6 +207,7 @@ class Simulator:
             dataclasses.replace(v, route=list(v.route), dist_km=0.0, duty_min=0.0) for v in vehicles
         ]
         sim._plans = [None] * len(sim.vehicles)
+        sim.start_flown_km = [v.flown_km for v in sim.vehicles]  # a drone's battery state
         sim.n_arrived = len(listed)
         sim.current = listed[pending]
         for v in sim.vehicles:
