@@ -58,8 +58,8 @@ class DispatchEnv(gym.Env):
 
     ## Action Space
     `Discrete(V + 1)`: `0 .. V-1` give the order to that vehicle, `V` rejects it. Vehicles that cannot take
-    the order (capacity, back by their shift end) are masked out; reject is always valid. With
-    `defer=True`, `Discrete(V + 2)`: action `V + 1` defers the order to the next dispatch tick
+    the order (capacity, back by their shift end, a drone's battery range) are masked out; reject is always
+    valid. With `defer=True`, `Discrete(V + 2)`: action `V + 1` defers the order to the next dispatch tick
     (`dispatch.tick_min`), where deferred orders are decided again one at a time; it is masked once the
     order would wait longer than `dispatch.max_defer_min`.
 
@@ -71,7 +71,8 @@ class DispatchEnv(gym.Env):
     | `order`       | (9,)     | size, hours to ready / due / window start, window flag, x, y, center to    |
     |               |          | door hours, hours waited                                                   |
     | `vehicles`    | (V, 14)  | position, free in, load, plan, and the order's insertion: feasible, cost,   |
-    |               |          | added km, ETA, on time; distance to the order's center, capacity, home     |
+    |               |          | added km, ETA, on time; time to the order's center (by the vehicle's       |
+    |               |          | mode), capacity, home                                                      |
     | `global`      | (7,)     | time of day, backlog, on-time rate, rejected share, idle share, arrivals,   |
     |               |          | deferred orders                                                            |
     | `action_mask` | (A,)     | 1 for valid actions (see `observations.py` for every feature's scaling)    |
