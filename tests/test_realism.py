@@ -379,10 +379,12 @@ def test_realistic_loads_and_joins_the_suite():
     default = load_scenario("default")
     assert cfg.travel.noise.kind == "lognormal" and cfg.travel.live_eta
     assert cfg.orders.express_share > 0 and cfg.orders.prices.express > cfg.orders.prices.same_day > 0
-    assert cfg.attempts.enabled and cfg.attempts.lockers.count > 0
+    assert cfg.attempts.enabled and cfg.attempts.lockers.count > 0 and cfg.orders.returns_share > 0
+    assert {t.mode for t in cfg.fleet.types} == {"van", "cargo_bike", "drone"}
+    assert cfg.fleet.size == default.fleet.size and cfg.fleet.shift_end_min == default.fleet.shift_end_min
     options = {"express_share", "express_deadline_min", "prices", "returns_share"}
     for a, b in ((cfg, default), (cfg.orders, default.orders)):
-        other = {"name", "description", "travel", "orders", "attempts"} if a is cfg else options
+        other = {"name", "description", "travel", "orders", "attempts", "fleet"} if a is cfg else options
         assert a.model_dump(exclude=other) == b.model_dump(exclude=other)
     for off in (default, load_scenario("small")):
         assert off.travel == type(off.travel)() and off.orders.express_share == 0
