@@ -608,6 +608,12 @@ class EvaluationResult:
                 "Gap to hindsight: (cost − hindsight) / hindsight, where hindsight is the cost of an "
                 "offline plan of the day with every order known in advance "
                 f"({self.hindsight_time_limit_s:g} s solver limit per day)."
+                + (
+                    " It plans with expected travel times and every customer at home, so the gap here also "
+                    "holds the cost of the travel surprises and failed attempts that no policy can foresee."
+                    if self.config.travel.noise.kind != "none" or self.config.attempts.enabled
+                    else ""
+                )
                 + (f" Note: {self.hindsight_note}." if self.hindsight_note else "")
             )
         else:
