@@ -37,6 +37,12 @@ _ORDER_STYLES: tuple[tuple[str, str, str, str, float], ...] = (
     ("pending", "pending", "o", "#d62728", 30.0),
 )
 _RING_SIZE = 150.0  # the ring around a pending order
+# Vehicle markers by mode: (legend label, marker, size in points^2, route line style).
+_MODE_STYLES: dict[str, tuple[str, str, float, str]] = {
+    "van": ("van", "^", 110.0, "solid"),
+    "cargo_bike": ("cargo bike", "D", 70.0, "solid"),
+    "drone": ("drone (flies straight)", "*", 190.0, "dashed"),
+}
 
 
 def _vehicle_colours(n: int) -> np.ndarray:
@@ -56,15 +62,19 @@ def _clock(start_hour: float, now_min: float) -> str:
     return f"{(total // 60) % 24:02d}:{total % 60:02d}"
 
 
-def _legend_entries(scale: float) -> tuple[list[Any], list[str]]:
-    """Proxy handles and labels of the legend; a tuple handle (pending: a dot in a ring) is overlaid."""
+def _legend_entries(scale: float, modes: Sequence[str]) -> tuple[list[Any], list[str]]:
+    """Proxy handles and labels of the legend (one vehicle entry per mode of a mixed fleet); a tuple handle
+    (pending: a dot in a ring) is overlaid."""
     grey = "#888888"
-    handles: list[Any] = [
-        Line2D([], [], ls="", marker="s", color="black", ms=8 * scale),
-        Line2D([], [], ls="", marker="^", mfc=grey, mec="black", ms=8 * scale),
-        Line2D([], [], color=grey, lw=1.6 * scale),
-    ]
-    labels = ["center", "vehicle", "planned route"]
+    handles: list[Any] = [Line2D([], [], ls="", marker="s", color="black", ms=8 * scale)]
+    labels = ["center"]
+    for mode in modes:
+        label, marker, size, _ = _MODE_STYLES[mode]
+        ms = 8 * scale * (size / _MODE_STYLES["van"][2]) ** 0.5
+        handles.append(Line2D([], [], ls="", marker=marker, mfc=grey, mec="black", ms=ms))
+        labels.append("vehicle" if list(modes) == ["van"] else label)
+    handles.append(Line2D([], [], color=grey, lw=1.6 * scale))
+    labels.append("planned route")
     for label, key, marker, colour, _ in reversed(_ORDER_STYLES):
         dot = Line2D([], [], ls="", marker=marker, color=colour, ms=5 * scale)
         if key == "pending":
@@ -91,8 +101,11 @@ class Renderer:
         self._node_xy: dict[Hashable, tuple[float, float]] = {
             n: (float(d["x"]), float(d["y"])) for n, d in world.graph.nodes(data=True)
         }
-        self._paths: dict[tuple[int, int], np.ndarray] = {}
+        self._paths: dict[tuple[int, int, int], np.ndarray] = {}
         self._colours = _vehicle_colours(world.n_vehicles)
+        # the fleet's modes, in the order of _MODE_STYLES, and which vehicles each one draws
+        modes = [m for m in _MODE_STYLES if any(v.mode_name == m for v in world.vehicles)]
+        self._by_mode = {m: [i for i, v in enumerate(world.vehicles) if v.mode_name == m] for m in modes}
 
         self._fig: Figure | None = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
         self._canvas: FigureCanvasAgg | None = FigureCanvasAgg(self._fig)
@@ -144,21 +157,24 @@ class Renderer:
             animated=True,
             zorder=4,
         )
-        self._vehicles = ax.scatter(
-            _EMPTY[:, 0],
-            _EMPTY[:, 1],
-            marker="^",
-            s=110 * scale**2,
-            edgecolors="black",
-            linewidths=0.7 * scale,
-            animated=True,
-            zorder=5,
-        )
+        self._vehicles = {
+            mode: ax.scatter(
+                _EMPTY[:, 0],
+                _EMPTY[:, 1],
+                marker=_MODE_STYLES[mode][1],
+                s=_MODE_STYLES[mode][2] * scale**2,
+                edgecolors="black",
+                linewidths=0.7 * scale,
+                animated=True,
+                zorder=5,
+            )
+            for mode in modes
+        }
         self._title: Text = fig.text(
             0.5, 0.975, "", ha="center", va="center", fontsize=11 * scale, family="monospace", animated=True
         )
 
-        handles, labels = _legend_entries(scale)
+        handles, labels = _legend_entries(scale, modes)
         fig.legend(
             handles,
             labels,
@@ -185,6 +201,8 @@ class Renderer:
         keep = [i for i, seg in enumerate(segments) if len(seg) >= 2]
         self._routes.set_segments([segments[i] for i in keep])
         self._routes.set_color([tuple(c) for c in self._colours[keep]])
+        styles: list[Any] = [_MODE_STYLES[sim.vehicles[i].mode_name][3] for i in keep]
+        self._routes.set_linestyle(styles or "solid")
 
         groups: dict[str, list[int]] = {key: [] for _, key, _, _, _ in _ORDER_STYLES}
         for o in sim.orders[: sim.n_arrived]:
@@ -204,9 +222,10 @@ class Renderer:
         pending = groups["pending"]
         self._ring.set_offsets(world.xy_km[pending] if pending else _EMPTY)
 
-        nodes = [v.node for v in sim.vehicles]
-        self._vehicles.set_offsets(world.xy_km[nodes] if nodes else _EMPTY)
-        self._vehicles.set_facecolor([tuple(c) for c in self._colours[: len(nodes)]])
+        for mode, ids in self._by_mode.items():
+            nodes = [sim.vehicles[i].node for i in ids]
+            self._vehicles[mode].set_offsets(world.xy_km[nodes] if nodes else _EMPTY)
+            self._vehicles[mode].set_facecolor([tuple(c) for c in self._colours[ids]])
 
         cost = sim.cost().total
         delivered = sim.n_on_time + sim.n_late
@@ -221,7 +240,8 @@ class Renderer:
         for _, key, _, _, _ in _ORDER_STYLES:
             ax.draw_artist(self._order_artists[key])
         ax.draw_artist(self._ring)
-        ax.draw_artist(self._vehicles)
+        for artist in self._vehicles.values():
+            ax.draw_artist(artist)
         fig.draw_artist(self._title)
         return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
@@ -246,19 +266,20 @@ class Renderer:
             segments.append(np.array([self._node_xy[u], self._node_xy[v]]))
         return segments
 
-    def _path_xy(self, i: int, j: int) -> np.ndarray:
-        """Coordinates of the fastest road path between key indices ``i`` and ``j`` (cached)."""
-        xy = self._paths.get((i, j))
+    def _path_xy(self, i: int, j: int, mode: int) -> np.ndarray:
+        """Coordinates of a vehicle of ``mode``'s path between key indices ``i`` and ``j``: its fastest path
+        on its roads, or a straight line for a drone (cached)."""
+        xy = self._paths.get((mode, i, j))
         if xy is None:
-            nodes: Sequence[Hashable] = self.world.matrix.path(i, j)
+            nodes: Sequence[Hashable] = self.world.path_nodes(i, j, mode)
             xy = np.array([self._node_xy[n] for n in nodes], dtype=float).reshape(-1, 2)
             if len(self._paths) >= _MAX_CACHED_PATHS:
                 self._paths.clear()
-            self._paths[(i, j)] = xy
+            self._paths[(mode, i, j)] = xy
         return xy
 
     def _route_xy(self, v: Vehicle) -> np.ndarray:
-        """The vehicle's remaining plan along the roads: its free node, its planned stops, then home.
+        """The vehicle's remaining plan along its paths: its free node, its planned stops, then home.
 
         ``v.node`` is where the current stop (or the return home) ends, so the plan starts there.
         """
@@ -272,5 +293,5 @@ class Renderer:
             keys.append(v.home)
         if len(keys) < 2:
             return _EMPTY
-        parts = [self._path_xy(a, b) for a, b in pairwise(keys)]
+        parts = [self._path_xy(a, b, v.mode) for a, b in pairwise(keys)]
         return np.concatenate(parts)

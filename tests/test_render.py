@@ -97,3 +97,36 @@ def test_frames_do_not_leak_between_states() -> None:
 )
 def test_clock(start_hour: float, now_min: float, text: str) -> None:
     assert _clock(start_hour, now_min) == text
+
+
+def test_each_mode_is_drawn_on_its_own_paths() -> None:
+    """A mixed fleet: vans and bikes along their own fastest road paths, drones in straight dashed lines,
+    one legend entry per mode."""
+    from tests.test_vehicle_modes import MIXED
+
+    world = world_for(load_scenario("small", MIXED))
+    modes = [v.mode_name for v in world.vehicles]
+    bike = world.vehicles[modes.index("cargo_bike")]
+    assert world.mode_paths[bike.mode] is not world.matrix  # the bikes' own road graph
+    renderer = Renderer(world)
+    sim = Simulator(world, 4)
+    sim.advance()
+    for mode in ("drone", "cargo_bike", "van"):  # each takes an order; its plan is drawn at once
+        v = sim.vehicles[modes.index(mode)]
+        sim.assign(v.id)
+        keys = [v.node, *(s.loc for s in ([v.current] if v.current else []) + v.route), v.home]
+        keys = [k for i, k in enumerate(keys) if i == 0 or k != keys[i - 1]]
+        route = renderer._route_xy(v)
+        if mode == "drone":  # straight from stop to stop
+            assert np.allclose(route, np.repeat(world.xy_km[keys], [1] + [2] * (len(keys) - 2) + [1], axis=0))
+        else:
+            paths = world.mode_paths[v.mode]
+            assert paths is not None
+            assert world.path_nodes(keys[0], keys[1], v.mode) == paths.path(keys[0], keys[1])
+            assert np.allclose(route[0], world.xy_km[keys[0]]) and np.allclose(route[-1], world.xy_km[v.home])
+        assert len(keys) >= 2 and sim.advance() is not None
+    img = renderer.rgb_array(sim)
+    assert img.shape == (800, 800, 3) and _n_colours(img) > 10
+    texts = [t.get_text() for t in renderer._fig.legends[0].get_texts()]  # type: ignore[union-attr]
+    assert {"van", "cargo bike", "drone (flies straight)"} <= set(texts) and "vehicle" not in texts
+    renderer.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,9 @@ class World:
     dist_modes: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))  # (M, K, K) km
     mode_mults: np.ndarray = field(default_factory=lambda: np.empty((0, 24)))  # (M, 24) congestion
     mode_names: tuple[str, ...] = ("van",)  # (M,) van | cargo_bike | drone
+    # (M,) the road matrix each mode's paths come from (its fastest paths, e.g. to draw a route); None for a
+    # mode that flies straight lines (drones)
+    mode_paths: tuple[roads.TravelMatrix | None, ...] = ()
 
     @property
     def n_vehicles(self) -> int:
@@ -126,6 +130,14 @@ class World:
         free_flow_min = float(self.time_modes[mode, src, dst]) / speed_factor
         mults = self.mode_mults[mode]
         return float(kernels.igl_arrival(mults, self.config.shift_start_hour, free_flow_min, depart_min))
+
+    def path_nodes(self, src: int, dst: int, mode: int = 0) -> list[Hashable]:
+        """Graph nodes of a vehicle of ``mode``'s path between key nodes: its fastest path on its roads, or
+        the two ends for a mode that flies straight (a drone)."""
+        paths = self.mode_paths[mode] if self.mode_paths else self.matrix
+        if paths is None:
+            return [self.matrix.nodes[src], self.matrix.nodes[dst]]
+        return paths.path(src, dst)
 
     def leg_km(self, src: int, dst: int, mode: int = 0) -> float:
         """Length of a leg between key nodes for a vehicle of ``mode``."""
@@ -219,15 +231,19 @@ def _mode_matrices(
     xy: np.ndarray,
     mults: np.ndarray,
     cache_dir: Path,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
-    """``(time (M, K, K), km (M, K, K), congestion (M, 24), names)``, one per profile (``_profiles``)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...], tuple[roads.TravelMatrix | None, ...]]:
+    """``(time (M, K, K), km (M, K, K), congestion (M, 24), names, path matrices)``, one per profile
+    (``_profiles``); a drone's path matrix is None (it flies straight)."""
     times, dists, rows, names = [], [], [], []
+    paths: list[roads.TravelMatrix | None] = []
     for profile in _profiles(cfg):
         mode, congestion = profile[0], profile[1]
         if mode == "van":
             time_min, dist_km = matrix.time_min, matrix.dist_km
+            paths.append(matrix)
         elif mode == "drone":
             time_min, dist_km = roads.euclidean_matrix(xy, profile[2])
+            paths.append(None)
         else:
             bikes = roads.mode_graph(graph, dict(profile[3]), profile[2])
             try:
@@ -235,6 +251,7 @@ def _mode_matrices(
             except roads.GraphError as exc:
                 raise ConfigError(f"fleet.types: cargo bikes cannot reach every address: {exc}") from None
             time_min, dist_km = bike.time_min, bike.dist_km
+            paths.append(bike)
         times.append(time_min)
         dists.append(dist_km)
         rows.append(mults if congestion else np.ones(24))
@@ -244,6 +261,7 @@ def _mode_matrices(
         np.ascontiguousarray(np.stack(dists), dtype=np.float64),
         np.ascontiguousarray(np.stack(rows), dtype=np.float64),
         tuple(names),
+        tuple(paths),
     )
 
 
@@ -356,7 +374,7 @@ def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
     nearest = np.argmin(matrix.time_min[:n_depots, :], axis=0)
     congestion = roads.CongestionProfile(tuple(cfg.graph.congestion))
     mults = np.array(congestion.multipliers, dtype=np.float64)
-    time_modes, dist_modes, mode_mults, mode_names = _mode_matrices(
+    time_modes, dist_modes, mode_mults, mode_names, mode_paths = _mode_matrices(
         cfg, graph, key_nodes, matrix, xy, mults, cache_dir or roads.default_cache_dir()
     )
     return World(
@@ -381,6 +399,7 @@ def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
         dist_modes=dist_modes,
         mode_mults=mode_mults,
         mode_names=mode_names,
+        mode_paths=mode_paths,
     )
 
 
