@@ -8,8 +8,8 @@ speed factor and, for a drone, bounded by its battery. Here:
   penalties for excess load and lateness bite at our cost scale);
 - a vehicle's profile is its mode's matrix with the mode's congestion averaged over the remaining shift
   (``mean_congestion``), divided by its speed factor (``profile_matrices``);
-- a battery vehicle with a finite range gets the edges that keep every sortie within range
-  (``sortie_edges``), and the recharge after landing home on every edge out of its home center.
+- a battery vehicle gets its recharge time on every edge out of its home center (after a landing) and,
+  with a finite range, only the edges that keep every sortie within range (``sortie_edges``).
 
 A van-only fleet gets exactly the numbers the models had before vehicle modes existed.
 """
