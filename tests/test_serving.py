@@ -32,6 +32,7 @@ from serving.runtime import Dispatcher
 from serving.schema import DispatchRequest
 from serving.snapshot import apply_response, record_requests, snapshot_request
 from tests.test_export import export_smoke_model
+from tests.test_vehicle_modes import MIXED
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -507,18 +508,7 @@ def test_snapshots_with_returns_rebuild_the_live_decision_point(model):
 
 
 # ----------------------------------------------------------------------------------- battery vehicles
-MIXED_FLEET = {
-    "fleet.size": 6,
-    "fleet.types": [
-        {"name": "van", "share": 3, "capacity": 10, "cost_per_km": 0.4, "cost_per_hour": 25},
-        {"name": "bike", "share": 2, "mode": "cargo_bike", "capacity": 4, "cost_per_km": 0.05,
-         "cost_per_hour": 20},
-        {"name": "drone", "share": 1, "mode": "drone", "capacity": 1, "speed_kmh": 50, "cost_per_km": 0.05,
-         "cost_per_hour": 5, "range_km": 4.0, "recharge_min": 20},
-    ],
-    "orders.size": {"low": 1, "high": 2},
-    "orders.returns_share": 0.3,
-}  # fmt: skip
+MIXED_FLEET = dict(MIXED, **{"orders.returns_share": 0.3})  # vans, bikes and a drone (4 km range), returns
 
 
 @pytest.fixture(scope="module")
