@@ -4,13 +4,15 @@ A van-only fleet reads the road matrix (``World.time_arr``), bit for bit as befo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from lastmile_env.config import load_scenario
 from lastmile_env.observations import CLIP, VEHICLE_FEATURES, DispatchObservation
 from lastmile_env.routing_env import STOP_FEATURES, RoutingObservation
 from lastmile_env.sim import Simulator, World, build_world
-from lastmile_env.sim.types import StopKind
+from lastmile_env.sim.types import StopKind, Vehicle
 from lastmile_env.sim.world import world_for
 from tests.test_vehicle_modes import MIXED
 
@@ -50,6 +52,20 @@ def dispatch_rows(world: World, seed: int) -> list[tuple[int, int, int, float]]:
     return seen
 
 
+def routing_decisions(sim: Simulator, seed: int) -> Iterator[Vehicle]:
+    """Play a routing-mode day at random (a feasible vehicle or reject, a valid stop or wait), yielding the
+    vehicle of each routing decision before it is made."""
+    rng = np.random.default_rng(seed)
+    while (decision := sim.next_decision()) is not None:
+        if decision.order is not None:
+            feasible = np.flatnonzero(sim.feasible_vehicles())
+            sim.assign(int(rng.choice(feasible))) if feasible.size else sim.reject()
+            continue
+        yield sim.vehicles[decision.vehicle]
+        valid = np.flatnonzero(sim.route_mask())
+        sim.route(int(rng.choice(valid))) if valid.size else sim.wait()
+
+
 def test_dispatch_to_center_reads_the_vehicles_mode_matrix():
     world = mixed_world()
     differs = {0: 0, 1: 0, 2: 0}
@@ -75,13 +91,7 @@ def test_routing_drive_times_read_the_vehicles_mode_matrix():
     differs = {0: 0, 1: 0, 2: 0}
     for seed in (0, 1):
         sim = Simulator(world, seed, routing=True)
-        rng = np.random.default_rng(seed)
-        while (decision := sim.next_decision()) is not None:
-            if decision.order is not None:
-                feasible = np.flatnonzero(sim.feasible_vehicles())
-                sim.assign(int(rng.choice(feasible))) if feasible.size else sim.reject()
-                continue
-            v = sim.vehicles[decision.vehicle]
+        for v in routing_decisions(sim, seed):
             stops = obs.encode(sim, n_slots=len(v.route))["stops"]
             times, speed, now = world.time_modes[v.mode], v.speed_factor, sim.now
             for i, stop in enumerate(v.route):
@@ -98,8 +108,6 @@ def test_routing_drive_times_read_the_vehicles_mode_matrix():
                     assert stops[i, DRIVE] == feature(van_h)
                 elif stops[i, DRIVE] != feature(van_h):
                     differs[v.mode] += 1
-            valid = np.flatnonzero(sim.route_mask())
-            sim.route(int(rng.choice(valid))) if valid.size else sim.wait()
     assert all(checked.values()), checked
     assert differs[1] > 0 and differs[2] > 0, differs
 
@@ -113,19 +121,11 @@ def test_van_only_observations_read_the_road_matrix():
         assert value == feature(world.time_arr[node, center] / 60.0)
     obs = RoutingObservation(world)
     sim = Simulator(world, 3, routing=True)
-    rng = np.random.default_rng(3)
     n = 0
-    while (decision := sim.next_decision()) is not None:
-        if decision.order is not None:
-            feasible = np.flatnonzero(sim.feasible_vehicles())
-            sim.assign(int(rng.choice(feasible))) if feasible.size else sim.reject()
-            continue
-        v = sim.vehicles[decision.vehicle]
+    for v in routing_decisions(sim, 3):
         stops = obs.encode(sim, n_slots=len(v.route))["stops"]
         for i, stop in enumerate(v.route):
             # the nested-list road matrix, as the feature was computed before modes
             assert stops[i, DRIVE] == feature(world.time_min[v.node][stop.loc] / v.speed_factor / 60.0)
             n += 1
-        valid = np.flatnonzero(sim.route_mask())
-        sim.route(int(rng.choice(valid))) if valid.size else sim.wait()
     assert n > 0
