@@ -55,6 +55,16 @@ GLOBAL_FEATURES = (
 )
 
 
+def pack(features: dict[str, np.ndarray], mask: np.ndarray, flat: bool) -> dict[str, np.ndarray] | np.ndarray:
+    """An observation from its feature arrays: each clipped to ``[-CLIP, CLIP]``, then the action mask; as a
+    Dict, or (``flat``) every array raveled and concatenated in that order into one float32 vector."""
+    parts = {key: np.clip(values, -CLIP, CLIP) for key, values in features.items()}
+    if flat:
+        return np.concatenate([*(p.ravel() for p in parts.values()), mask.astype(np.float32)])
+    parts["action_mask"] = mask
+    return parts
+
+
 def _no_insertions(n: int) -> FleetInsertion:
     """No order pending: no vehicle's insertion."""
     none = np.full(n, np.nan)
@@ -163,14 +173,4 @@ class DispatchObservation:
             ],
             dtype=np.float32,
         )
-        parts = {
-            "order": np.clip(order_f, -CLIP, CLIP),
-            "vehicles": np.clip(vehicle_f, -CLIP, CLIP),
-            "global": np.clip(global_f, -CLIP, CLIP),
-            "action_mask": mask,
-        }
-        if not self.flat:
-            return parts
-        return np.concatenate(
-            [parts["order"], parts["vehicles"].ravel(), parts["global"], mask.astype(np.float32)]
-        )
+        return pack({"order": order_f, "vehicles": vehicle_f, "global": global_f}, mask, self.flat)

@@ -13,7 +13,7 @@ from gymnasium import spaces
 from lastmile_env.config import ScenarioConfig, load_scenario
 from lastmile_env.env import InvalidActionError, check_env_options, episode_info
 from lastmile_env.generators import default_generator
-from lastmile_env.observations import CLIP
+from lastmile_env.observations import CLIP, pack
 from lastmile_env.rewards import RewardFn, make_reward
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import DecisionKind, Ledger, OrderStatus, ServiceOption, StopKind
@@ -178,17 +178,7 @@ class RoutingObservation:
             ],
             dtype=np.float32,
         )
-        parts = {
-            "stops": np.clip(stop_f, -CLIP, CLIP),
-            "vehicle": np.clip(vehicle_f, -CLIP, CLIP),
-            "global": np.clip(global_f, -CLIP, CLIP),
-            "action_mask": mask,
-        }
-        if not self.flat:
-            return parts
-        return np.concatenate(
-            [parts["stops"].ravel(), parts["vehicle"], parts["global"], mask.astype(np.float32)]
-        )
+        return pack({"stops": stop_f, "vehicle": vehicle_f, "global": global_f}, mask, self.flat)
 
 
 def make_dispatcher(dispatch: Any) -> Any:
