@@ -44,7 +44,7 @@ from agents.vrp_travel import (
 )
 from lastmile_env import kernels
 from lastmile_env.sim.plan import PlanEval, evaluate_plan
-from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle
+from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
 from lastmile_env.sim.world import World
 
 UNREACHABLE = 10**9  # distance and duration of an edge no trip may use
@@ -163,7 +163,7 @@ def build_multitrip(
     time_mats: list[Any] = []
     vehicle_profile = []
     for v in vehicles:
-        key = (v.mode, v.speed_factor, v.id if v.range_km < math.inf or v.recharge_min > 0 else -1)
+        key = (v.mode, v.speed_factor, v.id if has_battery(v) else -1)
         if key not in profiles:
             profiles[key] = len(dist_mats)
             d, t, ok = profile_matrices(world, keys, v, congestion, is_depot)

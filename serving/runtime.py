@@ -32,8 +32,8 @@ from agents.heuristics.rules import InsertionPolicy
 from lastmile_env.config import ScenarioConfig, load_scenario
 from lastmile_env.observations import DispatchObservation
 from lastmile_env.sim.simulator import Simulator
-from lastmile_env.sim.types import Order, OrderStatus, ServiceOption, Stop, StopKind, Vehicle
-from lastmile_env.sim.world import VehicleSpec, World, world_for
+from lastmile_env.sim.types import Order, OrderStatus, ServiceOption, Stop, StopKind, Vehicle, has_battery
+from lastmile_env.sim.world import World, world_for
 from serving.manifest import SCHEMA_VERSION, Manifest, load_manifest
 from serving.schema import (
     CenterInfo,
@@ -84,11 +84,6 @@ class Snapshot:
 
 def _json_node(node: Hashable) -> int | str:
     return int(node) if isinstance(node, int | np.integer) else str(node)
-
-
-def _battery(spec: VehicleSpec) -> bool:
-    """A vehicle with a battery (a drone with a range or a recharge time: ``kernels.schedule``'s rule)."""
-    return spec.range_km < math.inf or spec.recharge_min > 0.0
 
 
 class Dispatcher:
@@ -151,8 +146,8 @@ class Dispatcher:
                     capacity=s.capacity,
                     home_center=s.home,
                     mode=s.mode_name,
-                    range_km=s.range_km if _battery(s) and s.range_km < math.inf else None,
-                    recharge_min=s.recharge_min if _battery(s) else None,
+                    range_km=s.range_km if s.range_km < math.inf else None,
+                    recharge_min=s.recharge_min if has_battery(s) else None,
                 )
                 for vid, s in zip(self.fleet_ids, self.world.vehicles, strict=True)
             ],
@@ -358,7 +353,7 @@ class Dispatcher:
                 )
             if v.load > v.capacity:
                 raise SnapshotError(("vehicles", i, "load"), f"{v.load} exceeds the capacity {v.capacity}")
-            if v.flown_km > 0.0 and not _battery(spec):
+            if v.flown_km > 0.0 and not has_battery(spec):
                 raise SnapshotError(
                     ("vehicles", i, "flown_km"),
                     f"{v.flown_km}, but fleet slot {v.id} ({spec.type_name}, {spec.mode_name}) has no "
@@ -586,7 +581,7 @@ class Dispatcher:
                 f"{v.flown_km}, but the vehicle is free next at its center ({self.node_id(spec.home)}), "
                 "where its battery is charged: flown_km is 0 there",
             )
-        if not busy and free_min > now + 1e-9 and _battery(spec):
+        if not busy and free_min > now + 1e-9 and has_battery(spec):
             # An idle battery vehicle free later than now: recharging, which happens at its center only.
             if node != spec.home:
                 raise SnapshotError(

@@ -8,7 +8,6 @@ its last charge), the open orders those plans refer to, the new order and the da
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from agents.base import DEFER, REJECT, Policy, apply
 from lastmile_env.sim.simulator import Simulator
-from lastmile_env.sim.types import Order, ServiceOption, Stop, StopKind
+from lastmile_env.sim.types import Order, ServiceOption, Stop, StopKind, has_battery
 
 
 def _node(sim: Simulator, key: int) -> int | str:
@@ -61,7 +60,7 @@ def snapshot_request(sim: Simulator, counters: bool = True) -> dict[str, Any]:
             entry["free_at_min"] = v.free_min
         if v.returning:
             entry["returning"] = True
-        if v.flown_km > 0.0 and (v.range_km < math.inf or v.recharge_min > 0.0):  # a battery's state
+        if v.flown_km > 0.0 and has_battery(v):  # a battery's state
             entry["flown_km"] = v.flown_km
         vehicles.append(entry)
     orders = []

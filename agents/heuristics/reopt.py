@@ -61,7 +61,7 @@ from agents.vrp_travel import (
     profile_matrices,
 )
 from lastmile_env.sim.simulator import Simulator
-from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle
+from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
 from lastmile_env.sim.world import World
 
 UNREACHABLE = 10**8  # distance and duration of an edge a profile may not use
@@ -177,7 +177,7 @@ def _build_pdp(
     vehicle_profile = []
     for k, st in enumerate(starts):
         v = st.vehicle
-        own = st.on_board or v.range_km < math.inf or v.recharge_min > 0
+        own = bool(st.on_board) or has_battery(v)
         key = (v.mode, v.speed_factor, k if own else -1)
         if key not in profiles:
             profiles[key] = len(dist_mats)

@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from lastmile_env.sim.types import MAX_ATTEMPTS, OrderStatus, StopKind
+from lastmile_env.sim.types import MAX_ATTEMPTS, OrderStatus, StopKind, has_battery
 
 if TYPE_CHECKING:
     from lastmile_env.sim.simulator import Simulator
@@ -122,9 +122,7 @@ def _check_batteries(sim: Simulator, problems: list[str]) -> None:
     """Vehicle modes: a battery vehicle (drone) flies at most its range between two visits of home, leaves
     home no earlier than its recharge time after arriving from a flight, and carries at most its capacity
     (a drone: one parcel)."""
-    flown = {
-        v.id: sim.start_flown_km[v.id] for v in sim.vehicles if v.range_km < math.inf or v.recharge_min > 0
-    }
+    flown = {v.id: sim.start_flown_km[v.id] for v in sim.vehicles if has_battery(v)}
     landed: dict[int, float] = {}
     for vid, src, dst, depart, arrive, _ in sim.legs:
         if vid not in flown:

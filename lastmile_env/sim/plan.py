@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from lastmile_env import kernels
-from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle
+from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
 from lastmile_env.sim.world import World
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ class FleetPlans:
             self.params = np.array([vehicle_params(v) for v in vehicles], dtype=np.float64).reshape(
                 len(vehicles), kernels.VEHICLE_COLUMNS
             )
-            self._battery = [v.id for v in vehicles if v.range_km < math.inf or v.recharge_min > 0]
+            self._battery = [v.id for v in vehicles if has_battery(v)]
         for vid in self._battery:  # a battery's state is part of the plan's start
             flown = vehicles[vid].flown_km
             if self.params[vid, kernels.FLOWN_KM] != flown:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 
 class OrderStatus(IntEnum):
@@ -110,6 +110,19 @@ class Stop:
 
 
 MODES = ("van", "cargo_bike", "drone")  # vehicle modes (``fleet.types[].mode``)
+
+
+class _Battery(Protocol):
+    @property
+    def range_km(self) -> float: ...
+    @property
+    def recharge_min(self) -> float: ...
+
+
+def has_battery(vehicle: _Battery) -> bool:
+    """A vehicle (or fleet slot) with a battery: a range per sortie or a recharge at home, as a drone has
+    (``kernels.schedule`` applies both)."""
+    return vehicle.range_km < math.inf or vehicle.recharge_min > 0.0
 
 
 @dataclass(slots=True)
