@@ -37,12 +37,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from tqdm.auto import tqdm
 
 from agents.base import Policy, run_episode
 from agents.heuristics import HEURISTICS, make_heuristic
-from lastmile_env.config import REPO_ROOT, ConfigError, ScenarioConfig, available_scenarios, load_scenario
+from lastmile_env.config import (
+    REPO_ROOT,
+    ConfigError,
+    ScenarioConfig,
+    available_scenarios,
+    load_scenario,
+    read_yaml_mapping,
+)
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import MODES
 from lastmile_env.sim.world import World, world_for
@@ -244,13 +250,11 @@ def load_suite(suite: str | Path) -> Suite:
                 f"unknown suite {str(suite)!r}; valid names: {', '.join(available_suites())} "
                 "(or a path to a .yaml file)"
             )
-    if not path.is_file():
-        raise EvaluationError(f"suite file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise EvaluationError(f"suite file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict) or set(data) - {"name", "description", "scenarios"}:
+        data = read_yaml_mapping(path, "suite file")
+    except ConfigError as exc:
+        raise EvaluationError(str(exc)) from exc
+    if set(data) - {"name", "description", "scenarios"}:
         raise EvaluationError(f"suite file {path} must hold a mapping with name, description and scenarios")
     scenarios = data.get("scenarios")
     if not isinstance(scenarios, list) or not scenarios or not all(isinstance(s, str) for s in scenarios):

@@ -218,6 +218,14 @@ def test_unknown_scenario_and_suite_list_valid_names(tmp_path: Path) -> None:
     bad.write_text("name: bad\nscenarios: [small, atlantis]\n")
     with pytest.raises(EvaluationError, match=r"unknown scenario 'atlantis'; valid names: .*default"):
         evaluate_suite(bad, ["insertion"], episodes=1, **QUIET)
+    with pytest.raises(EvaluationError, match=r"suite file not found: .*missing\.yaml"):
+        load_suite(tmp_path / "missing.yaml")
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(EvaluationError, match=r"suite file .*bad\.yaml is not valid YAML"):
+        load_suite(bad)
+    bad.write_text("- small\n")
+    with pytest.raises(EvaluationError, match=r"suite file .*bad\.yaml must hold a mapping"):
+        load_suite(bad)
 
 
 def test_standard_suite_scenarios_load() -> None:
