@@ -32,7 +32,7 @@ import pyvrp
 from pyvrp import Activity, ActivityType
 from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 
-from agents.vrp_travel import (
+from lastmile_env.vrp_travel import (
     COST_SCALE,
     DIST_SCALE,
     LOAD_SCALE,
@@ -139,7 +139,7 @@ def build_multitrip(
     (``Order.loc``: the trip's center), its service the time at the door plus the unloading time. A vehicle
     starts and ends at its center and may reload at any center; a trip leaving a center only serves that
     center's orders (every other edge is unreachable: a center to another center's address, between
-    addresses of different centers). Each vehicle travels by its mode (``agents.vrp_travel``); one with a
+    addresses of different centers). Each vehicle travels by its mode (``lastmile_env.vrp_travel``); one with a
     battery range reloads only at home, and each of its trips is one sortie to one address within range,
     after the recharge.
 

@@ -8,7 +8,7 @@ import pytest
 
 from agents.base import REJECT, apply, run_episode
 from agents.heuristics.reopt import ReoptPolicy
-from agents.vrp_travel import mean_congestion
+from lastmile_env.vrp_travel import mean_congestion
 from lastmile_env.config import load_scenario
 from lastmile_env.sim import (
     AppendInsertion,
