@@ -18,7 +18,7 @@ from lastmile_env.sim.types import Order, ServiceOption
 from lastmile_env.sim.world import World
 
 if TYPE_CHECKING:
-    from lastmile_env.order_log import OrderLog
+    from lastmile_env.sources.order_log import OrderLog
 
 OrderGenerator = Callable[[World, np.random.Generator], list[Order]]
 
@@ -59,7 +59,8 @@ def default_generator(world: World) -> OrderGenerator:
     if log is None:
         generator = PoissonOrderGenerator()
     else:
-        from lastmile_env.order_log import OrderLogGenerator  # imported here: order_log imports this module
+        # imported here: order_log imports this module
+        from lastmile_env.sources.order_log import OrderLogGenerator
 
         generator = OrderLogGenerator(_parsed_log(world), log.resample, log.volume)
     return KnownAtStart(generator) if world.config.orders.known_at_start else generator
@@ -90,7 +91,7 @@ class KnownAtStart:
 @functools.lru_cache(maxsize=8)
 def _parsed_log(world: World) -> OrderLog:
     """The scenario's order log, read and checked once per world."""
-    from lastmile_env.order_log import OrderLog
+    from lastmile_env.sources.order_log import OrderLog
 
     cfg = world.config.orders.log
     assert cfg is not None
