@@ -146,9 +146,10 @@ class GraphConfig(_Model):
 
 
 class DepotsConfig(_Model):
-    """Fulfillment centers: explicit graph nodes, or ``count`` nodes chosen by the layout seed."""
+    """Fulfillment centers: explicit graph nodes, or ``count`` nodes chosen by the layout seed (unset: the
+    data's own depots where it names them, as a VRPLIB file does, else one)."""
 
-    count: int = Field(1, ge=1)
+    count: int | None = Field(None, ge=1)
     nodes: list[int | str] | None = Field(None, description="graph node ids; overrides count")
 
 

@@ -35,7 +35,6 @@ from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle
 from lastmile_env.vrp_travel import (
-    COST_SCALE,
     DIST_SCALE,
     LOAD_SCALE,
     TIME_SCALE,
@@ -151,6 +150,12 @@ def _solve_center(
     congestion = mode_congestion(world, leave_min, max(shift_end, leave_min))
 
     required = len(vehicles) >= len(orders)
+    # PyVRP counts in integers: distances in metres, or a matrix world's weights as they are (whole units:
+    # the EURO objective is their sum); costs so that the smallest unit cost is 100, which keeps them
+    # well below PyVRP's penalties for lateness and excess load.
+    dist_unit = 1.0 if world.config.graph.kind == "matrix" else DIST_SCALE  # PyVRP units per world unit
+    unit_costs = [c for v in vehicles for c in (v.cost_per_km / dist_unit, v.cost_per_hour / 3600.0) if c > 0]
+    cost_unit = 100.0 / min(unit_costs, default=1.0)
     # One vehicle type per kind of vehicle (mode, speed, capacity, costs, shift end); one profile per
     # (mode, speed).
     kinds: dict[tuple[Any, ...], list[int]] = {}
@@ -161,13 +166,13 @@ def _solve_center(
     dist_mats: list[Any] = []  # PyVRP's stubs type matrices as ndarray[int]
     time_mats: list[Any] = []
     vehicle_types = []
-    for key, ids in kinds.items():
+    for ids in kinds.values():
         v = sim.vehicles[ids[0]]
         profile_key = (v.mode, v.speed_factor)
         if profile_key not in profiles:
             profiles[profile_key] = len(dist_mats)
             metres, seconds, _ = profile_matrices(world, keys, v, congestion, is_center)
-            dist_mats.append(metres.astype(np.int64))
+            dist_mats.append(np.rint(metres * (dist_unit / DIST_SCALE)).astype(np.int64))
             time_mats.append(seconds.astype(np.int64))
         vehicle_types.append(
             pyvrp.VehicleType(
@@ -175,8 +180,8 @@ def _solve_center(
                 capacity=[v.capacity * LOAD_SCALE],
                 tw_early=round(leave_min * TIME_SCALE),
                 tw_late=round(v.shift_end_min * TIME_SCALE),
-                unit_distance_cost=round(v.cost_per_km / DIST_SCALE * COST_SCALE),
-                unit_duration_cost=round(v.cost_per_hour / 3600.0 * COST_SCALE),
+                unit_distance_cost=round(v.cost_per_km / dist_unit * cost_unit),
+                unit_duration_cost=round(v.cost_per_hour / 3600.0 * cost_unit),
                 profile=profiles[profile_key],
                 reload_depots=[] if required else [0],
             )
@@ -184,7 +189,7 @@ def _solve_center(
 
     to_door_s = np.min([t[0] for t in time_mats], axis=0)  # the fastest kind's trip to each door
     must = {o.id for o, m in zip(sim.pool, sim.must_dispatch(), strict=True) if m}
-    prize = world.config.costs.reject_penalty * COST_SCALE
+    prize = world.config.costs.reject_penalty * cost_unit
     clients = []
     for j, o in enumerate(orders, start=1):
         release_s = round(max(o.ready_min, leave_min) * TIME_SCALE)
@@ -221,3 +226,27 @@ def _solve_center(
                 routes.append((vid, trip))
                 trip = []
     return routes
+
+
+@dataclass(frozen=True)
+class WaveOutcome:
+    """What one wave sent: the routes, the orders rejected (must go now but no route could take them) and
+    the expected cost the wave added (the routes' plans plus rejection penalties)."""
+
+    routes: list[tuple[int, list[int]]]
+    rejected: list[int]
+    cost: float
+
+
+def dispatch_wave(
+    sim: Simulator, order_ids: Sequence[int], budget: SolverBudget | None = None
+) -> WaveOutcome:
+    """Send the chosen pooled orders, and every order that must go now, as PyVRP's routes; an order that must
+    go but fits no route is rejected, any other unrouted order waits for the next wave. The one way envs,
+    policies and benchmarks answer a wave decision."""
+    must = [o.id for o, m in zip(sim.pool, sim.must_dispatch(), strict=True) if m]
+    chosen = sorted(set(int(i) for i in order_ids) | set(must))
+    routes, unrouted = solve_wave(sim, chosen, budget)
+    rejected = sorted(set(unrouted) & set(must))
+    cost = sim.release(routes, reject=rejected)
+    return WaveOutcome(routes, rejected, cost)

@@ -49,6 +49,9 @@ from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 
 from agents.base import REJECT
 from agents.heuristics.rules import feasible_insertions
+from lastmile_env.sim.simulator import Simulator
+from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
+from lastmile_env.sim.world import World
 from lastmile_env.vrp_travel import (
     COST_SCALE,
     DIST_SCALE,
@@ -60,9 +63,6 @@ from lastmile_env.vrp_travel import (
     mode_congestion,
     profile_matrices,
 )
-from lastmile_env.sim.simulator import Simulator
-from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
-from lastmile_env.sim.world import World
 
 UNREACHABLE = 10**8  # distance and duration of an edge a profile may not use
 NO_LIMIT_MIN = 1e6  # a due time or shift end that does not bind

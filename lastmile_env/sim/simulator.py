@@ -797,8 +797,8 @@ class Simulator:
         return (math.floor(self.now / tick + 1e-9) + 1) * tick
 
     def _wave_times(self) -> list[float]:
-        """Wave mode: every wave of the day, from ``wave_start_min`` up to the first wave at or after the day's
-        last arrival (the last wave, when every pooled order goes)."""
+        """Wave mode: every wave of the day, from ``wave_start_min`` up to the first wave at or after the
+        day's last arrival (the last wave, when every pooled order goes)."""
         cfg = self.world.config.dispatch
         last_arrival = max(o.arrival_min for o in self.orders)
         n = max(0, math.ceil((last_arrival - cfg.wave_start_min) / cfg.wave_min - 1e-9))

@@ -21,6 +21,7 @@ The instances are © ORTEC, CC BY-NC 4.0 (non-commercial use; ``data/euro2022/LI
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ from lastmile_env.config import ScenarioConfig, load_scenario
 from lastmile_env.sim.types import Order, ServiceOption
 
 EPOCH_S = 3600  # a wave per hour
-MARGIN_S = 3600  # a route planned in an epoch leaves the depot one hour after the epoch starts, at the earliest
+MARGIN_S = (
+    3600  # a route planned in an epoch leaves the depot one hour after the epoch starts, at the earliest
+)
 MAX_REQUESTS_PER_EPOCH = 100  # customer indices drawn per epoch (before the feasibility filter)
 INVALID_EPOCH_COST = 10**9  # the competition's cost of an invalid answer, per remaining epoch
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "euro2022"
@@ -84,7 +87,9 @@ def read_instance(path: str | Path) -> Instance:
         raw: Mapping[str, Any] = vrplib.read_instance(str(p))
     except Exception as exc:  # vrplib raises RuntimeError / ValueError / IndexError on malformed text
         raise Euro2022Error(f"{p}: not a VRPLIB instance ({exc})") from None
-    missing = [k for k in ("edge_weight", "demand", "time_window", "service_time", "capacity") if k not in raw]
+    missing = [
+        k for k in ("edge_weight", "demand", "time_window", "service_time", "capacity") if k not in raw
+    ]
     if missing:
         kind = raw.get("type", "unknown type")
         raise Euro2022Error(f"{p}: not a VRPTW instance ({kind}): no {', '.join(missing)}")
@@ -154,8 +159,13 @@ def sample_requests(inst: Instance, instance_seed: int) -> Requests:
         back = arrive + inst.service_s[svc] + d[loc, 0]
         keep = (arrive <= window[:, 1]) & (back <= inst.day_end_s)
         k = int(keep.sum())
-        parts.append((loc[keep], np.full(k, epoch), window[keep], inst.service_s[svc[keep]], inst.demand[dem[keep]]))
-    return Requests(*(np.concatenate(cols).astype(np.int64) for cols in zip(*parts, strict=True)))
+        parts.append(
+            (loc[keep], np.full(k, epoch), window[keep], inst.service_s[svc[keep]], inst.demand[dem[keep]])
+        )
+    customer, epoch_of, window_s, service_s, demand = (
+        np.concatenate(cols).astype(np.int64) for cols in zip(*parts, strict=True)
+    )
+    return Requests(customer, epoch_of, window_s, service_s, demand)
 
 
 def static_requests(inst: Instance) -> Requests:
@@ -197,12 +207,13 @@ def scenario(inst: Instance, path: str | Path, static: bool = False) -> Scenario
             "description": "EURO Meets NeurIPS 2022 dynamic VRPTW (ORTEC, CC BY-NC 4.0)",
             "shift_start_hour": 0.0,
             "graph": {"kind": "matrix", "path": str(path), "unit": "s"},
-            "depots": {"count": 1},
             "orders": {"pickup_service_min": 0.0, "last_arrival_min": 0.0 if static else epochs[-1] * 60.0},
             "fleet": {
                 "size": inst.n_customers if static else MAX_REQUESTS_PER_EPOCH * n_epochs,
                 "shift_end_min": inst.day_end_s / 60.0,
-                "types": [{"name": "vehicle", "capacity": inst.capacity, "cost_per_km": 1.0, "cost_per_hour": 0.0}],
+                "types": [
+                    {"name": "vehicle", "capacity": inst.capacity, "cost_per_km": 1.0, "cost_per_hour": 0.0}
+                ],
             },
             "costs": {"late_fixed": 0.0, "late_per_min": 0.0, "reject_penalty": float(INVALID_EPOCH_COST)},
             "dispatch": {
@@ -247,20 +258,32 @@ class RequestStream:
 
 @dataclass(frozen=True)
 class DayResult:
-    """A validated day: the competition's cost (total driving seconds) and, when invalid, why."""
+    """A validated day: each epoch's driving seconds and the problems found (none: valid)."""
 
-    cost: int
+    epoch_costs: dict[int, int]
     problems: tuple[str, ...]
+    first_bad_epoch: int | None = None
 
     @property
     def valid(self) -> bool:
         return not self.problems
 
+    @property
+    def cost(self) -> int:
+        """The competition's score of the day: its driving seconds when valid; else the valid epochs'
+        seconds plus ``INVALID_EPOCH_COST`` for each epoch from the first invalid one to the end (at least
+        one), as the competition's environment counts a failed episode."""
+        if self.first_bad_epoch is None:
+            return sum(self.epoch_costs.values())
+        last = max(self.epoch_costs, default=self.first_bad_epoch)
+        before = sum(c for e, c in self.epoch_costs.items() if e < self.first_bad_epoch)
+        return before + max(last - self.first_bad_epoch, 1) * INVALID_EPOCH_COST
+
 
 def route_duration(inst: Instance, customers: Sequence[int]) -> int:
     """Driving seconds of a route from the depot through ``customers`` and back (waiting not counted)."""
     path = [0, *customers, 0]
-    return int(sum(int(inst.duration_s[a, b]) for a, b in zip(path, path[1:], strict=False)))
+    return int(sum(int(inst.duration_s[a, b]) for a, b in itertools.pairwise(path)))
 
 
 def check_route(inst: Instance, requests: Requests, ids: Sequence[int], leave_s: int) -> list[str]:
@@ -284,7 +307,9 @@ def check_route(inst: Instance, requests: Requests, ids: Sequence[int], leave_s:
     return problems
 
 
-def validate_day(inst: Instance, requests: Requests, dispatched: Mapping[int, Sequence[Sequence[int]]]) -> DayResult:
+def validate_day(
+    inst: Instance, requests: Requests, dispatched: Mapping[int, Sequence[Sequence[int]]]
+) -> DayResult:
     """Check a day's routes as the competition does and total their driving duration.
 
     ``dispatched[epoch]`` lists the routes sent in that epoch (each a sequence of request indices in visiting
@@ -295,9 +320,15 @@ def validate_day(inst: Instance, requests: Requests, dispatched: Mapping[int, Se
     unknown = sorted(set(dispatched) - set(epochs))
     if unknown:
         problems.append(f"routes given for epochs {unknown}, outside the day's {epochs[0]}..{epochs[-1]}")
+        first_bad_outside: int | None = epochs[0]
+    else:
+        first_bad_outside = None
     sent_in = np.full(len(requests), -1, dtype=np.int64)
-    cost = 0
+    costs: dict[int, int] = {}
+    first_bad: int | None = None
     for epoch in epochs:
+        found = len(problems)
+        costs[epoch] = 0
         open_ids = [i for i in range(len(requests)) if requests.epoch[i] <= epoch and sent_in[i] < 0]
         leave_s = 0 if requests.static else epoch * EPOCH_S + MARGIN_S
         for route in dispatched.get(epoch, []):
@@ -317,25 +348,17 @@ def validate_day(inst: Instance, requests: Requests, dispatched: Mapping[int, Se
                 problems.append(f"epoch {epoch}: requests {again} were already dispatched")
             problems += [f"epoch {epoch}: {p}" for p in check_route(inst, requests, ids, leave_s)]
             sent_in[ids] = epoch
-            cost += route_duration(inst, [int(requests.customer[i]) for i in ids])
+            costs[epoch] += route_duration(inst, [int(requests.customer[i]) for i in ids])
         must = must_dispatch(inst, requests, epoch, open_ids)
         late = [i for i, m in zip(open_ids, must, strict=True) if m and sent_in[i] < 0]
         if late:
             problems.append(f"epoch {epoch}: must-dispatch requests {late} were not dispatched")
-    return DayResult(cost, tuple(problems))
+        if len(problems) > found and first_bad is None:
+            first_bad = epoch
+    return DayResult(costs, tuple(problems), first_bad if first_bad_outside is None else first_bad_outside)
 
 
-def invalid_cost(inst: Instance, requests: Requests, first_bad_epoch: int, cost_before: int) -> int:
-    """The competition's score of a day that turned invalid in ``first_bad_epoch``: the valid epochs' cost
-    plus ``INVALID_EPOCH_COST`` per epoch left (at least one)."""
-    epochs = [0] if requests.static else list(inst.epochs)
-    left = max(epochs[-1] - first_bad_epoch, 1)
-    return cost_before + left * INVALID_EPOCH_COST
-
-
-def _vrptw(
-    inst: Instance, requests: Requests, release_s: np.ndarray
-) -> tuple[pyvrp.ProblemData, np.ndarray]:
+def _vrptw(inst: Instance, requests: Requests, release_s: np.ndarray) -> tuple[pyvrp.ProblemData, np.ndarray]:
     """PyVRP's VRPTW of the requests (release times given): one location per request, an unlimited fleet."""
     cust = np.concatenate([[0], requests.customer])
     locations = [pyvrp.Location(float(inst.coords[c, 0]), float(inst.coords[c, 1])) for c in cust]
@@ -361,7 +384,9 @@ def _vrptw(
     return pyvrp.ProblemData(locations, clients, [depot], [fleet], [matrix], [matrix]), cust
 
 
-def _solve(data: pyvrp.ProblemData, iterations: int, seed: int, time_limit_s: float | None) -> list[list[int]]:
+def _solve(
+    data: pyvrp.ProblemData, iterations: int, seed: int, time_limit_s: float | None
+) -> list[list[int]]:
     from pyvrp.stop import MaxIterations, MaxRuntime
 
     stop = MaxRuntime(time_limit_s) if time_limit_s is not None else MaxIterations(iterations)
@@ -382,10 +407,28 @@ def solve_static(
 
 
 def solve_hindsight(
-    inst: Instance, requests: Requests, iterations: int = 20_000, seed: int = 0, time_limit_s: float | None = None
+    inst: Instance,
+    requests: Requests,
+    iterations: int = 20_000,
+    seed: int = 0,
+    time_limit_s: float | None = None,
 ) -> tuple[int, list[list[int]]]:
     """The day's hindsight problem by PyVRP: every request known in advance, each route leaving no earlier
     than the release times of its requests. A heuristic solution: an estimate of the bound from above."""
     data, _ = _vrptw(inst, requests, requests.release_s)
     routes = _solve(data, iterations, seed, time_limit_s)
     return sum(route_duration(inst, [int(requests.customer[i]) for i in r]) for r in routes), routes
+
+
+def dispatched_routes(sim: Any) -> dict[int, list[list[int]]]:
+    """The routes a finished (or running) simulator of a competition day sent, by epoch, read from its
+    event log: the orders dispatched to one vehicle at one wave, in visiting order (order ``i`` is request
+    ``i``)."""
+    routes: dict[tuple[int, int], list[int]] = {}
+    for event in sim.events:
+        if event.kind == "dispatch":
+            routes.setdefault((round(event.time_min * 60) // EPOCH_S, event.vehicle), []).append(event.order)
+    by_epoch: dict[int, list[list[int]]] = {}
+    for (epoch, _), ids in routes.items():
+        by_epoch.setdefault(epoch, []).append(ids)
+    return by_epoch
