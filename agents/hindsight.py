@@ -140,8 +140,8 @@ def build_multitrip(
     starts and ends at its center and may reload at any center; a trip leaving a center only serves that
     center's orders (every other edge is unreachable: a center to another center's address, between
     addresses of different centers). Each vehicle travels by its mode (``lastmile_env.vrp_travel``); one
-    with a battery range reloads only at home, and each of its trips is one sortie to one address within range,
-    after the recharge.
+    with a battery range reloads only at home, and each of its trips is one sortie to one address within
+    range, after the recharge.
 
     The objective is ours: km and driver time over each route's span (PyVRP cannot leave idle time at the
     center between trips unpaid, which the pricing by trips does, so it is a little conservative there).

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from lastmile_env.config import ScenarioConfig, load_scenario
 from lastmile_env.env import episode_info
 from lastmile_env.generators import OrderGenerator, default_generator
+from lastmile_env.observations import CLIP
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
 from lastmile_env.wave_routing import SolverBudget, WaveOutcome, dispatch_wave
@@ -135,10 +136,10 @@ class EpochDispatchEnv(gym.Env):
         n = max_requests
         self.observation_space = spaces.Dict(
             {
-                "requests": spaces.Box(-np.inf, np.inf, (n, len(REQUEST_FEATURES)), np.float32),
+                "requests": spaces.Box(-CLIP, CLIP, (n, len(REQUEST_FEATURES)), np.float32),
                 "request_mask": spaces.MultiBinary(n),
                 "must_dispatch": spaces.MultiBinary(n),
-                "global": spaces.Box(-np.inf, np.inf, (len(GLOBAL_FEATURES),), np.float32),
+                "global": spaces.Box(-CLIP, CLIP, (len(GLOBAL_FEATURES),), np.float32),
             }
         )
         self.action_space = spaces.MultiBinary(n)
@@ -244,6 +245,8 @@ class EpochDispatchEnv(gym.Env):
                 float(now >= sim.last_wave_min - 1e-9),
                 idle / len(sim.vehicles),
             )
+        np.clip(rows, -CLIP, CLIP, out=rows)
+        np.clip(glob, -CLIP, CLIP, out=glob)
         return {"requests": rows, "request_mask": present, "must_dispatch": must_row, "global": glob}
 
     def _info(self) -> dict[str, Any]:

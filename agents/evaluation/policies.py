@@ -12,6 +12,7 @@ from typing import Any
 from agents.base import Policy
 from agents.evaluation.common import EvaluationError
 from agents.heuristics import HEURISTICS, make_heuristic
+from agents.heuristics.waves import WAVE_HEURISTICS
 
 
 def resolve_policy(spec: str) -> Callable[[], Policy]:
@@ -21,13 +22,18 @@ def resolve_policy(spec: str) -> Callable[[], Policy]:
     checkpoints and ``final.zip``), loaded as a ``LearnedPolicy`` in each worker. ``dispatch+routing``
     (e.g. ``insertion+nearest_next``, ``model.zip+routing_model.zip``) pairs a dispatch spec with a routing
     one (``agents.routing.ROUTING_HEURISTICS`` or a trained routing model zip); the pair plays the
-    simulator in routing mode, the router choosing every vehicle's next stop.
+    simulator in routing mode, the router choosing every vehicle's next stop. A wave policy
+    (``agents.heuristics.waves``: ``greedy``, ``lazy``, ``urgent_routes``; any as ``wave:NAME``, e.g.
+    ``wave:random``) plays the scenario in wave mode (``dispatch.mode: wave``).
     """
     if "+" in spec:
         return _resolve_pair(spec)
     if spec in HEURISTICS:
         return functools.partial(make_heuristic, spec)
-    valid = ", ".join(HEURISTICS)
+    wave_name = spec.removeprefix("wave:")
+    if wave_name in WAVE_HEURISTICS and (spec.startswith("wave:") or spec not in HEURISTICS):
+        return functools.partial(_make_wave_policy, wave_name, spec)
+    valid = ", ".join([*HEURISTICS, *(f"wave:{w}" for w in WAVE_HEURISTICS)])
     path = Path(spec)
     if path.suffix == ".zip":
         if not path.is_file():
@@ -38,6 +44,13 @@ def resolve_policy(spec: str) -> Callable[[], Policy]:
             f"policy {spec!r} looks like a file but is not a trained model zip; valid policy names: {valid}"
         )
     raise EvaluationError(f"unknown policy {spec!r}; valid names: {valid}, or a trained model .zip")
+
+
+def _make_wave_policy(name: str, spec: str) -> Any:
+    """A wave policy (``agents.heuristics.waves``) under the name it was asked for."""
+    policy = WAVE_HEURISTICS[name]()
+    policy.name = spec
+    return policy
 
 
 def _resolve_pair(spec: str) -> Callable[[], Policy]:
