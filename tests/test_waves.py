@@ -173,13 +173,13 @@ def test_epoch_env_rewards_sum_to_minus_the_cost_and_must_go_is_forced() -> None
         max_requests=64,
         solver_iterations=100,
     )
-    obs, info = env.reset(seed=4)
+    obs, _ = env.reset(seed=4)
     total, done = 0.0, False
     while not done:
         masks = env.unwrapped.action_masks().reshape(-1, 2)
         assert (masks[:, 0] == ~obs["must_dispatch"].astype(bool)).all()  # must-go rows cannot wait
         assert not masks[obs["request_mask"] == 0, 1].any()
-        obs, reward, done, truncated, info = env.step(np.zeros(64, dtype=np.int8))  # wait whenever allowed
+        obs, reward, done, _, _ = env.step(np.zeros(64, dtype=np.int8))  # wait whenever allowed
         total += reward
     sim = env.unwrapped.sim
     assert sim.done and not sim.pool
