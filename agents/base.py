@@ -70,11 +70,6 @@ class WavePolicy(Protocol):
         ...
 
 
-def is_wave_policy(policy: object) -> bool:
-    """Whether a policy answers wave decisions (it plays scenarios in wave mode)."""
-    return callable(getattr(policy, "choose", None))
-
-
 TIE_LOGIT = 1e-6  # network scores closer than this are a tie
 
 

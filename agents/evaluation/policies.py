@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.base import Policy
+from agents.base import Policy, WavePolicy
 from agents.evaluation.common import EvaluationError
 from agents.heuristics import HEURISTICS, make_heuristic
 from agents.heuristics.waves import WAVE_HEURISTICS
 
 
-def resolve_policy(spec: str) -> Callable[[], Policy]:
+def resolve_policy(spec: str) -> Callable[[], Policy | WavePolicy]:
     """A factory for the policy named by ``spec``, checked before any work and called in each worker.
 
     A spec is a heuristic name (``HEURISTICS``) or the path of a trained model zip (``train.py``'s
@@ -46,9 +46,9 @@ def resolve_policy(spec: str) -> Callable[[], Policy]:
     raise EvaluationError(f"unknown policy {spec!r}; valid names: {valid}, or a trained model .zip")
 
 
-def _make_wave_policy(name: str, spec: str) -> Any:
+def _make_wave_policy(name: str, spec: str) -> WavePolicy:
     """A wave policy (``agents.heuristics.waves``) under the name it was asked for."""
-    policy = WAVE_HEURISTICS[name]()
+    policy: WavePolicy = WAVE_HEURISTICS[name]()
     policy.name = spec
     return policy
 
@@ -59,6 +59,10 @@ def _resolve_pair(spec: str) -> Callable[[], Policy]:
 
     dispatch_spec, _, routing_spec = spec.partition("+")
     dispatch = resolve_policy(dispatch_spec)
+    if dispatch_spec.removeprefix("wave:") in WAVE_HEURISTICS and dispatch_spec not in HEURISTICS:
+        raise EvaluationError(
+            f"policy {spec!r}: a wave policy makes no per-order decisions to pair with routing"
+        )
     router: Callable[[], Any]
     if routing_spec in ROUTING_HEURISTICS:
         router = functools.partial(make_routing_heuristic, routing_spec)
@@ -72,7 +76,7 @@ def _resolve_pair(spec: str) -> Callable[[], Policy]:
     return functools.partial(_make_pair, dispatch, router, spec)
 
 
-def _make_pair(dispatch: Callable[[], Policy], router: Callable[[], Any], name: str) -> Policy:
+def _make_pair(dispatch: Callable[[], Any], router: Callable[[], Any], name: str) -> Policy:
     from agents.routing import PairedPolicy
 
     return PairedPolicy(dispatch(), router(), name)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Policy, is_wave_policy, run_episode
+from agents.base import Policy, WavePolicy, run_episode
 from agents.evaluation.common import EPISODE_COLUMNS, EvaluationError
 from agents.evaluation.policies import resolve_policy
 from agents.evaluation.reports import EvaluationResult
@@ -45,7 +45,7 @@ class _Task:
 class _Snapshot:
     """Wraps a policy to capture the route map the first time it decides at or after ``at_min``."""
 
-    def __init__(self, policy: Policy, world: World, at_min: float) -> None:
+    def __init__(self, policy: Policy | WavePolicy, world: World, at_min: float) -> None:
         self.inner, self.world, self.at_min = policy, world, at_min
         self.name = policy.name
         self.frame: np.ndarray | None = None
@@ -66,28 +66,29 @@ class _Snapshot:
     def act(self, sim: Simulator) -> int:
         if self.frame is None and sim.now >= self.at_min:
             self.capture(sim)
+        assert not isinstance(self.inner, WavePolicy)
         return self.inner.act(sim)
 
 
 class _WaveSnapshot(_Snapshot):
     """``_Snapshot`` for a wave policy: captures at its first wave at or after ``at_min``."""
 
-    def __init__(self, policy: Any, world: World, at_min: float) -> None:
+    def __init__(self, policy: WavePolicy, world: World, at_min: float) -> None:
         super().__init__(policy, world, at_min)
+        self.wave_policy = policy
         self.budget = policy.budget
 
     def choose(self, sim: Simulator) -> list[int]:
         if self.frame is None and sim.now >= self.at_min:
             self.capture(sim)
-        chosen: list[int] = self.inner.choose(sim)
-        return chosen
+        return self.wave_policy.choose(sim)
 
 
 def in_mode_for(config: ScenarioConfig, policy: Any) -> ScenarioConfig:
     """The scenario as the policy plays it: in wave mode for a wave policy, one order at a time for any other
     (the day is the same: the mode changes only when the decisions are made). A scenario that cannot run in
     wave mode (returns, battery vehicles) raises ConfigError."""
-    mode = "wave" if is_wave_policy(policy) else "order"
+    mode = "wave" if isinstance(policy, WavePolicy) else "order"
     if config.dispatch.mode == mode:
         return config
     data = config.model_dump()
@@ -102,11 +103,13 @@ def _play(task: _Task) -> dict[str, Any]:
     config = in_mode_for(ScenarioConfig.model_validate_json(task.config_json), policy)
     world = world_for(config)
     router = getattr(policy, "router", None)  # a dispatch+routing pair plays in routing mode
-    snapshot = None
+    snapshot: _Snapshot | None = None
     if task.snapshot:
         mid_min = min(config.fleet.shift_end_min, config.orders.last_arrival_min) / 2.0
-        wrap = _WaveSnapshot if is_wave_policy(policy) else _Snapshot
-        policy = snapshot = wrap(policy, world, mid_min)
+        if isinstance(policy, WavePolicy):
+            policy = snapshot = _WaveSnapshot(policy, world, mid_min)
+        else:
+            policy = snapshot = _Snapshot(policy, world, mid_min)
     started = time.perf_counter()
     sim = run_episode(
         Simulator(world, task.seed, routing=router is not None), policy, task.seed, router=router
