@@ -200,6 +200,8 @@ def test_the_benchmark_writes_rows_as_it_goes_skips_missing_instances_and_resume
     with (out / "results.csv").open() as f:
         again = list(csv.DictReader(f))
     assert again[:2] == rows and [r["policy"] for r in again[2:]] == ["random"]  # nothing recomputed or lost
+    benchmark(["greedy"], out, configs=configs, budget=budget, hindsight=False)  # all done: the report only
+    assert (out / "results.csv").read_text().count("\n") == 4
 
 
 def test_the_benchmark_refuses_bad_input_before_any_work(tmp_path: Path) -> None:

@@ -296,7 +296,17 @@ def _write_summary(
             cells.append(text)
         lines.append(f"| {i} | {s} | " + " | ".join(cells) + " |")
     if skipped:
-        lines += ["", f"Skipped (instance file not found): {', '.join(skipped)}."]
+        lines += [
+            "",
+            f"Skipped: the runs of {len(skipped)} instances of the configs whose file is not in the instances "
+            "folder.",
+            "",
+            "<details><summary>skipped instances</summary>",
+            "",
+            ", ".join(skipped),
+            "",
+            "</details>",
+        ]
     lines += [
         "",
         "The hindsight row is PyVRP on the day's requests with their release times, all known in advance: a "

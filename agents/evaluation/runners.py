@@ -38,6 +38,8 @@ def execute(
     """``run`` each task (in-process for one worker, else a spawn pool, or Ray tasks: ``ray`` True or a
     cluster address, see ``connect_ray``); results in task order. ``on_result(i, result)`` is called as each
     task finishes (e.g. to write it at once). A failing task raises a RuntimeError that names it."""
+    if not tasks:
+        return []
     if ray is not False:
         return _execute_ray(tasks, run, None if ray is True else ray, progress, on_result)
     results: list[dict[str, Any] | None] = [None] * len(tasks)
