@@ -460,6 +460,24 @@ class Timeline:
         stops = tuple(f"{self.clock(self._arrive[j])} {self._stop_name(j)}" for j in upcoming)
         return VehicleAt((float(xy[0]), float(xy[1])), doing, stops)
 
+    def route_xy(self, vid: int, t_min: float) -> np.ndarray:
+        """``(n, 2)`` km: the road still ahead of the vehicle at ``t_min`` until it is next back home (the
+        rest of its leg under way, then the legs it drove next); empty when it has none."""
+        k = self._leg_at(vid, t_min)
+        parts: list[np.ndarray] = []
+        if k is not None and t_min < self._arrive[k]:
+            share = (t_min - self._depart[k]) / (self._arrive[k] - self._depart[k])
+            ahead = self._cum[k] > share
+            parts += [self._position(vid, t_min)[None, :], self._path[k][ahead]]
+            if self.record["legs"]["stop_order"][k] < 0:
+                return np.concatenate(parts)
+        for j in self._legs[vid]:
+            if self._depart[j] > t_min:
+                parts.append(self._path[j])
+                if self.record["legs"]["stop_order"][j] < 0:
+                    break
+        return np.concatenate(parts) if parts else np.empty((0, 2))
+
     def _stop_name(self, k: int) -> str:
         legs = self.record["legs"]
         o = legs["stop_order"][k]
