@@ -69,7 +69,7 @@ def write_animation(
     record: dict[str, Any],
     out: str | Path,
     step_min: float = 5.0,
-    fps: float = 10.0,
+    fps: int = 10,
     size_px: tuple[int, int] = (640, 640),
 ) -> Path:
     """Write the day as ``out`` (``.gif`` with Pillow, ``.mp4`` with ffmpeg), one frame per ``step_min``.
