@@ -93,10 +93,9 @@ def _vehicle_texts(timeline: Timeline, t_min: float) -> list[str]:
     for v in range(timeline.n_vehicles):
         at = timeline.vehicle_at(v, t_min)
         plan = "<br>".join(at.next_stops) if at.next_stops else "(nothing planned)"
-        texts.append(
-            f"vehicle {v} ({fleet['type_name'][v]}, {fleet['mode_name'][v]}) at {timeline.clock(t_min)}: "
-            f"{at.doing}<br>plan:<br>{plan}"
-        )
+        kind = fleet["type_name"][v]
+        kind += "" if kind == fleet["mode_name"][v] else f", {fleet['mode_name'][v]}"
+        texts.append(f"vehicle {v} ({kind}) at {timeline.clock(t_min)}: {at.doing}<br>plan:<br>{plan}")
     return texts
 
 
