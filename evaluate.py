@@ -7,7 +7,9 @@
 
 Episode k of every policy plays the day of seed ``seed + k``, so differences between policies are paired.
 Writes episodes.csv, summary.json, summary.md, metrics.png and route_map.png under --out (for a suite:
-one subfolder per scenario, plus suite.md and suite.json) and prints the Markdown summary.
+one subfolder per scenario, plus suite.md and suite.json) and prints the Markdown summary. ``--record N``
+keeps each policy's first N days as replay records under replays/ (``lastmile replay``), linked from
+summary.md.
 ``lastmile evaluate ...`` runs this same script. Bad input exits with code 2.
 """
 
@@ -54,6 +56,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         metavar="S",
         help="solver seconds per day for the hindsight bound; 0 skips the gap to hindsight (default: 2)",
     )
+    parser.add_argument(
+        "--record",
+        type=int,
+        default=0,
+        metavar="N",
+        help="record each policy's first N days as replays under OUT/replays/ (lastmile replay; default: 0)",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: runs/eval/<scenario or suite>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -85,6 +94,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             "overrides": scenario_overrides(args.overrides),
             "progress": not args.no_progress,
             "ray": args.ray_address or args.ray,
+            "record": args.record,
         }
         if args.suite is not None:
             suite = evaluate_suite(args.suite, policies, **common)

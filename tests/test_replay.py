@@ -199,3 +199,44 @@ def test_mp4_needs_ffmpeg(realistic_record: Path, tmp_path: Path, capsys: pytest
         assert code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("lastmile replay: ffmpeg not found") and len(err.splitlines()) == 1
+
+
+def test_evaluate_records_the_first_days(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """evaluate.py --record N: each policy's first N days under OUT/replays/, linked from summary.md, and
+    each record round-trips to its row of episodes.csv."""
+    import csv
+
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--scenario", "small", "--policies", "nearest,insertion", "--episodes", "2"]
+    argv += [
+        "--record",
+        "1",
+        "--workers",
+        "1",
+        "--hindsight-time-limit",
+        "0",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    summary_md = (out / "summary.md").read_text()
+    with (out / "episodes.csv").open() as f:
+        rows = {(r["policy"], int(r["episode"])): r for r in csv.DictReader(f)}
+    for policy in ("nearest", "insertion"):
+        name = f"replays/{policy}__day0.replay.json.gz"
+        assert f"]({name})" in summary_md
+        record = load_record(out / name)
+        assert record["policy"] == policy and record["seed"] == 0
+        again = summary_from_record(record)
+        row = rows[policy, 0]
+        assert (again["delivered"], again["rejected"]) == (int(row["delivered"]), int(row["rejected"]))
+        assert again["cost"] == pytest.approx(float(row["cost"]), rel=1e-12)
+        assert again["distance_km"] == pytest.approx(float(row["distance_km"]), rel=1e-12)
+    assert sorted(p.name for p in (out / "replays").iterdir()) == [
+        "insertion__day0.replay.json.gz",
+        "nearest__day0.replay.json.gz",
+    ]
+    capsys.readouterr()
+    assert main([*argv[:-2], "--record", "3", "--out", str(out)]) == 2
+    assert "record must be between 0 and the 2 episodes, got 3" in capsys.readouterr().err
