@@ -116,8 +116,11 @@ def _headline(record: dict[str, Any], timeline: Timeline, t_min: float) -> str:
 
 def build_figure(records: list[dict[str, Any]], step_min: float = 5.0) -> Any:
     """The plotly figure of one record, or of two records of the same day side by side."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    try:
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+    except ImportError:
+        raise ReplayError("the interactive page needs plotly: pip install 'lastmile[replay]'") from None
 
     if not 1 <= len(records) <= 2:
         raise ReplayError(f"a page shows one or two records, got {len(records)}")
