@@ -17,7 +17,14 @@ def add_replay_parser(sub: argparse._SubParsersAction) -> None:
         "(.html; two records of the same day side by side)",
     )
     replay.add_argument("records", nargs="+", metavar="RECORD", help="*.replay.json.gz (two for a page)")
-    replay.add_argument("--out", required=True, help="day.gif, day.mp4 (needs ffmpeg) or day.html")
+    replay.add_argument(
+        "--out",
+        required=True,
+        help="day.gif, day.mp4 (needs ffmpeg), day.html, or frame.png (one frame, --at)",
+    )
+    replay.add_argument(
+        "--at", type=float, default=None, metavar="MIN", help="a .png's minute of the shift (default: midday)"
+    )
     replay.add_argument("--step-min", type=float, default=5.0, help="minutes between frames (default: 5)")
     replay.add_argument("--fps", type=int, default=10, help="animation frames per second (default: 10)")
     replay.add_argument(
@@ -46,6 +53,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             from lastmile_env.replay_page import write_page
 
             written = write_page(records, out, step_min=args.step_min)
+        elif suffix == ".png":
+            from lastmile_env.replay_video import frame_png
+
+            written = frame_png(records[0], args.at, out, size_px=(args.size, args.size))
         else:
             from lastmile_env.replay_video import write_animation
 

@@ -113,12 +113,16 @@ def write_animation(
 
 
 def frame_png(
-    record: dict[str, Any], t_min: float, out: str | Path, size_px: tuple[int, int] = (640, 640)
+    record: dict[str, Any], t_min: float | None, out: str | Path, size_px: tuple[int, int] = (640, 640)
 ) -> Path:
-    """One frame of the day (minute ``t_min``) as a PNG, e.g. for a README."""
+    """One frame of the day (minute ``t_min``; None: the middle of the day) as a PNG, e.g. for a README."""
     from PIL import Image
 
     timeline = Timeline(record)
+    if t_min is None:
+        t_min = timeline.end_min / 2.0
+    if not 0.0 <= t_min <= timeline.end_min:
+        raise ReplayError(f"--at {t_min:g} is outside the day (0 to {timeline.end_min:.0f} min)")
     canvas = replay_canvas(timeline, size_px)
     try:
         pixels = canvas.draw(replay_frame(timeline, t_min, str(record.get("policy") or "")))

@@ -177,10 +177,14 @@ def test_animation_gif_without_ffmpeg(realistic_record: Path, tmp_path: Path) ->
 def test_cli_replay(realistic_record: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(realistic_record), "--out", str(tmp_path / "d.gif"), "--step-min", "60"]) == 0
     assert (tmp_path / "d.gif").stat().st_size > 0
+    assert main(["replay", str(realistic_record), "--out", str(tmp_path / "f.png"), "--size", "200"]) == 0
+    with Image.open(tmp_path / "f.png") as png:
+        assert png.size == (200, 200)
     capsys.readouterr()
     for argv, message in [
         ([str(tmp_path / "none.gz"), "--out", "x.gif"], "replay record not found"),
-        ([str(realistic_record), "--out", str(tmp_path / "d.avi")], "use .gif, .mp4 or .html"),
+        ([str(realistic_record), "--out", str(tmp_path / "d.avi")], "use .gif, .mp4, .png or .html"),
+        ([str(realistic_record), "--out", str(tmp_path / "f.png"), "--at", "9999"], "outside the day"),
         ([str(realistic_record), str(realistic_record), "--out", "x.gif"], "an animation shows one record"),
         ([str(realistic_record), "--out", str(tmp_path / "d.gif"), "--step-min", "0"], "positive number"),
     ]:
