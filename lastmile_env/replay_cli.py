@@ -40,12 +40,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         if len(args.records) > 2:
             raise ReplayError(f"give one or two records, not {len(args.records)}")
-        if suffix in (".gif", ".mp4") and len(args.records) != 1:
+        if suffix in (".gif", ".mp4", ".png") and len(args.records) != 1:
             raise ReplayError(
                 "an animation shows one record; two records of a day go side by side in a .html"
             )
-        if suffix not in (".gif", ".mp4", ".html", ".htm"):
-            raise ReplayError(f"cannot write {out.name!r}: use .gif, .mp4 or .html")
+        if suffix not in (".gif", ".mp4", ".png", ".html", ".htm"):
+            raise ReplayError(f"cannot write {out.name!r}: use .gif, .mp4, .png or .html")
         if not 16 <= args.size <= 4096:
             raise ReplayError(f"--size must be between 16 and 4096 px, got {args.size}")
         records = [load_record(path) for path in args.records]
