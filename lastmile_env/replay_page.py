@@ -22,7 +22,7 @@ from lastmile_env.replay_video import frame_times
 
 PAGE_ID = "lastmile-replay"  # the plot's div id (the browser test finds the figure by it)
 INFO_ID = "lastmile-info"  # the panel that shows the last clicked vehicle or order
-_HIDDEN = "rgba(0,0,0,0)"  # an order not arrived yet
+_UNSEEN = "#ffffff"  # the colour of an order not arrived yet (it is not drawn: no coordinates)
 _STATE_COLOUR = {key: colour for _, key, _, colour, _ in _ORDER_STYLES} | {"failed": "#8c564b"}
 _STATE_LABEL = {key: label for label, key, _, _, _ in _ORDER_STYLES} | {"failed": "failed (brought back)"}
 _PLOTLY_SYMBOL = {"^": "triangle-up", "D": "diamond", "*": "star"}
@@ -99,8 +99,12 @@ def _vehicle_texts(timeline: Timeline, t_min: float) -> list[str]:
     return texts
 
 
-def _order_colours(states: list[str | None]) -> list[str]:
-    return [_HIDDEN if s is None else _STATE_COLOUR[s] for s in states]
+def _orders_at(addresses: np.ndarray, states: list[str | None]) -> dict[str, Any]:
+    """The orders trace at one minute: an order not arrived yet has no coordinates (so it is neither drawn
+    nor hovered), the others their state's colour."""
+    x = [None if s is None else float(xy[0]) for xy, s in zip(addresses, states, strict=True)]
+    y = [None if s is None else float(xy[1]) for xy, s in zip(addresses, states, strict=True)]
+    return {"x": x, "y": y, "marker": {"color": [_UNSEEN if s is None else _STATE_COLOUR[s] for s in states]}}
 
 
 def _headline(record: dict[str, Any], timeline: Timeline, t_min: float) -> str:
@@ -162,11 +166,11 @@ def build_figure(records: list[dict[str, Any]], step_min: float = 5.0) -> Any:
             ),
             row=1, col=col,
         )  # fmt: skip
-        addresses = to_xy(timeline.address_xy)
+        first = _orders_at(to_xy(timeline.address_xy), timeline.order_states(times[0]))
         fig.add_trace(
             go.Scatter(
-                x=addresses[:, 0], y=addresses[:, 1], mode="markers", name="orders", showlegend=False,
-                marker={"size": 8, "color": _order_colours(timeline.order_states(times[0]))},
+                x=first["x"], y=first["y"], mode="markers", name="orders", showlegend=False,
+                marker={"size": 8, **first["marker"]},
                 text=_order_texts(timeline), hoverinfo="text",
             ),
             row=1, col=col,
@@ -222,7 +226,7 @@ def build_figure(records: list[dict[str, Any]], step_min: float = 5.0) -> Any:
         for record, timeline, headline in zip(records, timelines, headlines, strict=True):
             to_xy = _coordinates(record)[0]
             xy = to_xy(timeline.vehicle_xy(t))
-            data.append({"marker": {"color": _order_colours(timeline.order_states(t))}})
+            data.append(_orders_at(to_xy(timeline.address_xy), timeline.order_states(t)))
             data.append({"x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(), "text": _vehicle_texts(timeline, t)})
             annotations.append({**headline, "text": _headline(record, timeline, t)})
         frames.append(go.Frame(name=f"{t:g}", data=data, traces=dynamic, layout={"annotations": annotations}))
