@@ -38,7 +38,9 @@ _CLICK_SCRIPT = """
 var gd = document.getElementById('{plot_id}');
 var info = document.createElement('pre');
 info.id = 'INFO_ID';
-info.style.cssText = 'font: 13px monospace; margin: 4px 16px; white-space: pre-wrap;';
+// a fixed height: a longer text must not reflow the page (and move the plot under the pointer)
+info.style.cssText = 'font: 13px monospace; margin: 4px 16px; white-space: pre-wrap; height: 16em;'
+  + ' overflow: auto;';
 info.textContent = 'Click a vehicle to see its plan, or an order to see its promised and actual times.';
 gd.parentNode.appendChild(info);
 gd.on('plotly_click', function (event) {
@@ -193,10 +195,16 @@ def build_figure(records: list[dict[str, Any]], step_min: float = 5.0) -> Any:
             row=1, col=col,
         )  # fmt: skip
         axis = "" if col == 1 else str(col)
-        fig.update_xaxes(title_text=x_title, row=1, col=col, showgrid=False, zeroline=False)
+        # Fixed ranges (the whole map): the view must not move as orders appear while the slider moves.
+        low, high = node_xy.min(axis=0), node_xy.max(axis=0)
+        pad = 0.04 * (high - low) + 1e-6
+        fig.update_xaxes(
+            title_text=x_title, row=1, col=col, showgrid=False, zeroline=False,
+            range=[float(low[0] - pad[0]), float(high[0] + pad[0])],
+        )  # fmt: skip
         fig.update_yaxes(
             title_text=y_title if col == 1 else None, row=1, col=col, showgrid=False, zeroline=False,
-            scaleanchor=f"x{axis}", scaleratio=ratio,
+            scaleanchor=f"x{axis}", scaleratio=ratio, range=[float(low[1] - pad[1]), float(high[1] + pad[1])],
         )  # fmt: skip
         headlines.append(
             {

@@ -61,6 +61,18 @@ _RAIL = """(() => {
   return [r.left, r.top, r.width, r.height]; })()""".replace("PAGE_ID", PAGE_ID)
 
 
+def _settled(browser: Browser) -> dict[str, Any]:
+    """The page's state once the plot has stopped moving (two reads 300 ms apart agree)."""
+    state = browser.evaluate(_STATE)
+    for _ in range(20):
+        browser.evaluate("new Promise(r => setTimeout(r, 300))")
+        again = browser.evaluate(_STATE)
+        if again == state:
+            return state
+        state = again
+    raise AssertionError("the plot kept moving")
+
+
 @pytest.fixture(scope="module")
 def two_records(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two policies on the same short day of the default city."""
@@ -131,8 +143,7 @@ def test_slider_moves_the_vehicles_where_the_record_says(page: Path, two_records
         browser.evaluate(_READY)
         left, top, width, height = browser.evaluate(_RAIL)
         browser.click(left + SLIDER_SHARE * width, top + height / 2)  # a user's click on the slider
-        browser.evaluate("new Promise(r => setTimeout(r, 500))")
-        state = browser.evaluate(_STATE)
+        state = _settled(browser)
         shot = np.asarray(Image.open(io.BytesIO(browser.screenshot_png())).convert("RGB")).astype(int)
 
         assert state["active"] > 0, "the click did not move the slider"
@@ -169,11 +180,18 @@ def test_slider_moves_the_vehicles_where_the_record_says(page: Path, two_records
         browser.click(float(px[apart[0]]), float(py[apart[0]]))
         info = browser.evaluate(f"document.getElementById('{INFO_ID}').textContent")
         assert info.startswith(f"vehicle {apart[0]} ") and "plan:" in info, info
+        panel = _settled(browser)["panels"][0]  # where the markers are now (the page may have reflowed)
+        px, py = np.array(panel["px"]), np.array(panel["py"])
         served = [o for o, c in enumerate(panel["order_colors"]) if c in ("#2ca02c", "#9467bd")]
-        ox, oy = np.array(panel["orders_px"]), np.array(panel["orders_py"])
+        ox = np.array(panel["orders_px"], dtype=float)  # not arrived: no position (nan)
+        oy = np.array(panel["orders_py"], dtype=float)
         alone = [o for o in served if np.sort(np.hypot(ox - ox[o], oy - oy[o]))[1] > 12]
         alone = [o for o in alone if np.hypot(px - ox[o], py - oy[o]).min() > 15]
         assert alone, "no served order stands apart to click"
+        browser.call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": 1, "y": 1})  # the vehicle's
+        # hover box goes (not to cover the order), and two clicks within 300 ms would be a double click
+        # (plotly resets the axes on one)
+        browser.evaluate("new Promise(r => setTimeout(r, 600))")
         browser.click(float(ox[alone[0]]), float(oy[alone[0]]))
         info = browser.evaluate(f"document.getElementById('{INFO_ID}').textContent")
         assert info.startswith(f"order {alone[0]} ") and "promised" in info and "served" in info, info
