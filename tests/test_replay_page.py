@@ -196,3 +196,22 @@ def test_slider_moves_the_vehicles_where_the_record_says(page: Path, two_records
         info = browser.evaluate(f"document.getElementById('{INFO_ID}').textContent")
         assert info.startswith(f"order {alone[0]} ") and "promised" in info and "served" in info, info
         assert browser.console_errors == []
+
+
+def test_a_real_map_is_drawn_in_longitude_and_latitude(tmp_path: Path) -> None:
+    """West Oakland (OSM): the page's axes are longitude/latitude, the vehicles where the record puts them
+    once projected back, and one km spans the same pixels on both axes."""
+    world = build_world(load_scenario("west_oakland", SHORT))
+    sim = run_episode(Simulator(world, 2), make_heuristic("insertion"), 2)
+    record = load_record(save_record(record_episode(sim, "insertion", 2), tmp_path / "wo.replay.json.gz"))
+    fig = build_figure([record], step_min=10.0)
+    assert fig.layout.xaxis.title.text == "longitude" and fig.layout.yaxis.title.text == "latitude"
+    projection = record["map"]["lonlat_projection"]
+    frame = fig.frames[len(fig.frames) // 2]
+    lon, lat = np.array(frame.data[1].x), np.array(frame.data[1].y)
+    assert np.all((lon > -122.4) & (lon < -122.2)) and np.all((lat > 37.7) & (lat < 37.9))  # Oakland
+    km = Timeline(record).vehicle_xy(float(frame.name))
+    assert np.allclose((lon - projection["lon0"]) * projection["km_per_deg_lon"], km[:, 0])
+    assert np.allclose((lat - projection["lat0"]) * projection["km_per_deg_lat"], km[:, 1])
+    ratio = projection["km_per_deg_lat"] / projection["km_per_deg_lon"]
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio == pytest.approx(ratio)
