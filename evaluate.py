@@ -107,6 +107,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.benchmark is not None:
+        if args.record:
+            print(
+                "error: --record records the days of --scenario or --suite, not of --benchmark",
+                file=sys.stderr,
+            )
+            return 2
         return _benchmark(args)
     policies = [p.strip() for p in (args.policies or ",".join(HEURISTICS)).split(",") if p.strip()]
     reference = args.reference or (

@@ -211,7 +211,7 @@ def test_evaluate_records_the_first_days(tmp_path: Path, capsys: pytest.CaptureF
     import csv
 
     out = tmp_path / "eval"
-    argv = ["evaluate", "--scenario", "small", "--policies", "nearest,insertion", "--episodes", "2"]
+    argv = ["evaluate", "--scenario", "small", "--policies", "nearest,insertion,greedy", "--episodes", "2"]
     argv += [
         "--record",
         "1",
@@ -227,7 +227,7 @@ def test_evaluate_records_the_first_days(tmp_path: Path, capsys: pytest.CaptureF
     summary_md = (out / "summary.md").read_text()
     with (out / "episodes.csv").open() as f:
         rows = {(r["policy"], int(r["episode"])): r for r in csv.DictReader(f)}
-    for policy in ("nearest", "insertion"):
+    for policy in ("nearest", "insertion", "greedy"):  # greedy: a wave policy, the day in wave mode
         name = f"replays/{policy}__day0.replay.json.gz"
         assert f"]({name})" in summary_md
         record = load_record(out / name)
@@ -238,9 +238,12 @@ def test_evaluate_records_the_first_days(tmp_path: Path, capsys: pytest.CaptureF
         assert again["cost"] == pytest.approx(float(row["cost"]), rel=1e-12)
         assert again["distance_km"] == pytest.approx(float(row["distance_km"]), rel=1e-12)
     assert sorted(p.name for p in (out / "replays").iterdir()) == [
+        "greedy__day0.replay.json.gz",
         "insertion__day0.replay.json.gz",
         "nearest__day0.replay.json.gz",
     ]
     capsys.readouterr()
     assert main([*argv[:-2], "--record", "3", "--out", str(out)]) == 2
     assert "record must be between 0 and the 2 episodes, got 3" in capsys.readouterr().err
+    assert main(["evaluate", "--benchmark", "euro2022", "--record", "1"]) == 2
+    assert "--record records the days of --scenario or --suite" in capsys.readouterr().err
