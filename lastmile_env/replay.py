@@ -31,9 +31,13 @@ FORMAT = "lastmile-replay"
 VERSION = 1
 SUFFIX = ".replay.json.gz"
 
-# Event kinds that end a stop (the leg's service is over at the event's time).
-_STOP_EVENTS = {"pickup": StopKind.PICKUP, "delivery": StopKind.DELIVERY, "failed_attempt": StopKind.DELIVERY}
-_STOP_EVENTS["returned"] = StopKind.DELIVERY
+# Event kinds that end a stop (the leg's service is over at the event's time), by the kind of stop they end.
+_STOP_EVENTS = {
+    "pickup": StopKind.PICKUP,
+    "delivery": StopKind.DELIVERY,
+    "failed_attempt": StopKind.DELIVERY,  # customer absent: the parcel stays on board
+    "returned": StopKind.DELIVERY,  # failed for good: unloaded back at the center
+}
 
 # What a recorded day's columns hold; load_record checks that each is present with one value per row.
 _ORDER_COLUMNS = (
