@@ -8,9 +8,11 @@
 
 Episode k of every policy plays the day of seed ``seed + k``, so differences between policies are paired.
 Writes episodes.csv, summary.json, summary.md, metrics.png and route_map.png under --out (for a suite:
-one subfolder per scenario, plus suite.md and suite.json) and prints the Markdown summary. A benchmark
-(``--benchmark euro2022``: the EURO Meets NeurIPS 2022 dynamic VRPTW) plays wave policies on every run of
-the competition's configs whose instance is in --instances and writes results.csv and summary.md.
+one subfolder per scenario, plus suite.md and suite.json) and prints the Markdown summary. ``--record N``
+keeps each policy's first N days as replay records under replays/ (``lastmile replay``), linked from
+summary.md. A benchmark (``--benchmark euro2022``: the EURO Meets NeurIPS 2022 dynamic VRPTW) plays wave
+policies on every run of the competition's configs whose instance is in --instances and writes results.csv
+and summary.md.
 ``lastmile evaluate ...`` runs this same script. Bad input exits with code 2.
 """
 
@@ -64,6 +66,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         metavar="S",
         help="solver seconds per day for the hindsight bound; 0 skips the gap to hindsight (default: 2)",
     )
+    parser.add_argument(
+        "--record",
+        type=int,
+        default=0,
+        metavar="N",
+        help="record each policy's first N days as replays under OUT/replays/ (lastmile replay; default: 0)",
+    )
     bench = parser.add_argument_group("benchmark (--benchmark euro2022)")
     bench.add_argument("--instances", type=Path, help="folder of instance files (default: the shipped ones)")
     bench.add_argument(
@@ -98,6 +107,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.benchmark is not None:
+        if args.record:
+            print(
+                "error: --record records the days of --scenario or --suite, not of --benchmark",
+                file=sys.stderr,
+            )
+            return 2
         return _benchmark(args)
     policies = [p.strip() for p in (args.policies or ",".join(HEURISTICS)).split(",") if p.strip()]
     reference = args.reference or (
@@ -114,6 +129,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             "overrides": scenario_overrides(args.overrides),
             "progress": not args.no_progress,
             "ray": args.ray_address or args.ray,
+            "record": args.record,
         }
         if args.suite is not None:
             suite = evaluate_suite(args.suite, policies, **common)

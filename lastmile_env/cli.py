@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("argv", nargs="*", help="the arguments of benchmarks/suite.py")
     bench.set_defaults(func=cmd_bench)
+
+    from lastmile_env.replay_cli import add_replay_parser
+
+    add_replay_parser(sub)
     return parser
 
 

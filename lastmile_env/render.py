@@ -7,7 +7,8 @@ of a frame does not grow with the number of roads.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -86,26 +87,38 @@ def _legend_entries(scale: float, modes: Sequence[str]) -> tuple[list[Any], list
     return handles, labels
 
 
-class Renderer:
-    """Draws a simulator state with matplotlib (Agg backend, no display needed).
+@dataclass(frozen=True)
+class Frame:
+    """What one frame shows over the map: routes, orders by status, vehicles and the title line."""
 
-    One renderer serves every simulator of its ``world``; ``rgb_array`` returns an ``(H, W, 3)`` uint8 image
-    of ``size_px = (W, H)`` pixels.
+    routes: Sequence[np.ndarray]  # (V,) each vehicle's remaining route as (n, 2) km points (n < 2: none)
+    orders: Mapping[str, np.ndarray]  # status key of _ORDER_STYLES -> (n, 2) km; "pending" gets a ring
+    vehicles_xy: np.ndarray  # (V, 2) km
+    title: str
+
+
+class MapCanvas:
+    """A map drawn once (roads, centers, legend) and the frames drawn over it, as ``(H, W, 3)`` uint8 images
+    of ``size_px = (W, H)`` pixels (matplotlib's Agg backend, no display needed).
+
+    ``vehicle_modes`` gives each vehicle's mode (van, cargo_bike, drone): its marker and route style.
     """
 
-    def __init__(self, world: World, size_px: tuple[int, int] = (800, 800)) -> None:
-        self.world = world
+    def __init__(
+        self,
+        road_segments: Sequence[np.ndarray],
+        centers_xy: np.ndarray,
+        vehicle_modes: Sequence[str],
+        size_px: tuple[int, int] = (800, 800),
+    ) -> None:
         self.size_px = (int(size_px[0]), int(size_px[1]))
         width, height = self.size_px
         scale = float(np.clip(min(width, height) / 800.0, 0.5, 2.0))
-        self._node_xy: dict[Hashable, tuple[float, float]] = {
-            n: (float(d["x"]), float(d["y"])) for n, d in world.graph.nodes(data=True)
-        }
-        self._paths: dict[tuple[int, int, int], np.ndarray] = {}
-        self._colours = _vehicle_colours(world.n_vehicles)
+        self._modes = list(vehicle_modes)
+        self._colours = _vehicle_colours(len(self._modes))
         # the fleet's modes, in the order of _MODE_STYLES, and which vehicles each one draws
-        modes = [m for m in _MODE_STYLES if any(v.mode_name == m for v in world.vehicles)]
-        self._by_mode = {m: [i for i, v in enumerate(world.vehicles) if v.mode_name == m] for m in modes}
+        modes = [m for m in _MODE_STYLES if m in self._modes]
+        self._by_mode = {m: [i for i, mode in enumerate(self._modes) if mode == m] for m in modes}
 
         self._fig: Figure | None = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
         self._canvas: FigureCanvasAgg | None = FigureCanvasAgg(self._fig)
@@ -120,12 +133,15 @@ class Renderer:
         self._ax = ax
 
         # Static layer: roads, centers, legend.
-        roads = LineCollection(self._edge_segments(), colors="#d0d0d0", linewidths=0.6 * scale, zorder=1)
+        roads = LineCollection(list(road_segments), colors="#d0d0d0", linewidths=0.6 * scale, zorder=1)
         ax.add_collection(roads)
-        centers = world.xy_km[: world.n_depots]
+        centers = np.asarray(centers_xy, dtype=float).reshape(-1, 2)
         ax.scatter(centers[:, 0], centers[:, 1], marker="s", s=260 * scale**2, c="black", zorder=2)
-        xs = np.array([p[0] for p in self._node_xy.values()] or [0.0])
-        ys = np.array([p[1] for p in self._node_xy.values()] or [0.0])
+        points = np.concatenate(
+            [centers, *(np.asarray(seg, dtype=float).reshape(-1, 2) for seg in road_segments)]
+        )
+        xs = points[:, 0] if len(points) else np.zeros(1)
+        ys = points[:, 1] if len(points) else np.zeros(1)
         pad = 0.03 * max(float(np.ptp(xs)), float(np.ptp(ys)), 1e-3)
         ax.set_xlim(float(xs.min()) - pad, float(xs.max()) + pad)
         ax.set_ylim(float(ys.min()) - pad, float(ys.max()) + pad)
@@ -190,50 +206,26 @@ class Renderer:
         self._background = self._canvas.copy_from_bbox(fig.bbox)
 
     # ------------------------------------------------------------------------------------------ frames
-    def rgb_array(self, sim: Simulator) -> np.ndarray:
-        """The frame of ``sim``'s current state as an ``(H, W, 3)`` uint8 array."""
+    def draw(self, frame: Frame) -> np.ndarray:
+        """``frame`` over the map as an ``(H, W, 3)`` uint8 array."""
         if self._fig is None or self._canvas is None:
             raise RuntimeError("the renderer is closed")
         canvas, fig, ax = self._canvas, self._fig, self._ax
-        world = self.world
 
-        segments = [self._route_xy(v) for v in sim.vehicles]
-        keep = [i for i, seg in enumerate(segments) if len(seg) >= 2]
-        self._routes.set_segments([segments[i] for i in keep])
+        keep = [i for i, seg in enumerate(frame.routes) if len(seg) >= 2]
+        self._routes.set_segments([frame.routes[i] for i in keep])
         self._routes.set_color([tuple(c) for c in self._colours[keep]])
-        styles: list[Any] = [_MODE_STYLES[sim.vehicles[i].mode_name][3] for i in keep]
+        styles: list[Any] = [_MODE_STYLES[self._modes[i]][3] for i in keep]
         self._routes.set_linestyle(styles or "solid")
-
-        groups: dict[str, list[int]] = {key: [] for _, key, _, _, _ in _ORDER_STYLES}
-        for o in sim.orders[: sim.n_arrived]:
-            status = o.status
-            if status == OrderStatus.DELIVERED:
-                groups["on_time" if o.on_time else "late"].append(o.loc)
-            elif status == OrderStatus.PENDING:
-                groups["pending"].append(o.loc)
-            elif status == OrderStatus.ASSIGNED:
-                groups["assigned"].append(o.loc)
-            elif status == OrderStatus.ON_BOARD:
-                groups["on_board"].append(o.loc)
-            else:
-                groups["rejected"].append(o.loc)
-        for key, locs in groups.items():
-            self._order_artists[key].set_offsets(world.xy_km[locs] if locs else _EMPTY)
-        pending = groups["pending"]
-        self._ring.set_offsets(world.xy_km[pending] if pending else _EMPTY)
-
+        for _, key, _, _, _ in _ORDER_STYLES:
+            xy = frame.orders.get(key)
+            self._order_artists[key].set_offsets(xy if xy is not None and len(xy) else _EMPTY)
+        pending = frame.orders.get("pending")
+        self._ring.set_offsets(pending if pending is not None and len(pending) else _EMPTY)
         for mode, ids in self._by_mode.items():
-            nodes = [sim.vehicles[i].node for i in ids]
-            self._vehicles[mode].set_offsets(world.xy_km[nodes] if nodes else _EMPTY)
+            self._vehicles[mode].set_offsets(frame.vehicles_xy[ids] if ids else _EMPTY)
             self._vehicles[mode].set_facecolor([tuple(c) for c in self._colours[ids]])
-
-        cost = sim.cost().total
-        delivered = sim.n_on_time + sim.n_late
-        clock = _clock(world.config.shift_start_hour, sim.now)
-        self._title.set_text(
-            f"{clock}   orders {sim.n_arrived}   delivered {delivered}   "
-            f"on time {sim.n_on_time}   rejected {sim.n_rejected}   cost {cost:,.1f}"
-        )
+        self._title.set_text(frame.title)
 
         canvas.restore_region(self._background)
         ax.draw_artist(self._routes)
@@ -252,6 +244,66 @@ class Renderer:
         self._fig = None
         self._canvas = None
         self._background = None
+
+
+class Renderer:
+    """Draws a simulator state: the ``MapCanvas`` of its ``world`` and each frame built from a simulator.
+
+    One renderer serves every simulator of its ``world``; ``rgb_array`` returns an ``(H, W, 3)`` uint8 image
+    of ``size_px = (W, H)`` pixels.
+    """
+
+    def __init__(self, world: World, size_px: tuple[int, int] = (800, 800)) -> None:
+        self.world = world
+        self._node_xy: dict[Hashable, tuple[float, float]] = {
+            n: (float(d["x"]), float(d["y"])) for n, d in world.graph.nodes(data=True)
+        }
+        self._paths: dict[tuple[int, int, int], np.ndarray] = {}
+        self.canvas = MapCanvas(
+            self._edge_segments(),
+            world.xy_km[: world.n_depots],
+            [v.mode_name for v in world.vehicles],
+            size_px,
+        )
+        self.size_px = self.canvas.size_px
+
+    @property
+    def _fig(self) -> Figure | None:
+        return self.canvas._fig
+
+    def rgb_array(self, sim: Simulator) -> np.ndarray:
+        """The frame of ``sim``'s current state as an ``(H, W, 3)`` uint8 array."""
+        if self._fig is None:
+            raise RuntimeError("the renderer is closed")
+        world = self.world
+        groups: dict[str, list[int]] = {key: [] for _, key, _, _, _ in _ORDER_STYLES}
+        for o in sim.orders[: sim.n_arrived]:
+            status = o.status
+            if status == OrderStatus.DELIVERED:
+                groups["on_time" if o.on_time else "late"].append(o.loc)
+            elif status == OrderStatus.PENDING:
+                groups["pending"].append(o.loc)
+            elif status == OrderStatus.ASSIGNED:
+                groups["assigned"].append(o.loc)
+            elif status == OrderStatus.ON_BOARD:
+                groups["on_board"].append(o.loc)
+            else:
+                groups["rejected"].append(o.loc)
+        cost = sim.cost().total
+        delivered = sim.n_on_time + sim.n_late
+        clock = _clock(world.config.shift_start_hour, sim.now)
+        frame = Frame(
+            routes=[self._route_xy(v) for v in sim.vehicles],
+            orders={key: world.xy_km[locs] for key, locs in groups.items() if locs},
+            vehicles_xy=world.xy_km[[v.node for v in sim.vehicles]].reshape(-1, 2),
+            title=f"{clock}   orders {sim.n_arrived}   delivered {delivered}   "
+            f"on time {sim.n_on_time}   rejected {sim.n_rejected}   cost {cost:,.1f}",
+        )
+        return self.canvas.draw(frame)
+
+    def close(self) -> None:
+        """Release the figure (idempotent); the renderer cannot draw afterwards."""
+        self.canvas.close()
         self._paths.clear()
 
     # ----------------------------------------------------------------------------------------- helpers

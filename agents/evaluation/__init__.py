@@ -75,6 +75,7 @@ def evaluate(
     progress: bool = True,
     route_map: bool = True,
     ray: bool | str = False,
+    record: int = 0,
 ) -> EvaluationResult:
     """Evaluate policies on paired episodes of one scenario.
 
@@ -88,12 +89,16 @@ def evaluate(
         route_map: capture a mid-shift route map of episode 0 (kept for the policy with the lowest cost).
         ray: run the tasks as Ray tasks instead of the pool (``workers`` is then ignored): True for
             ``ray.init()``'s default, or a cluster address (``connect_ray``). Same rows as the pool.
+        record: keep the replay record (``lastmile_env.replay``) of each policy's first ``record`` days;
+            ``write`` puts them under ``replays/`` and links them from summary.md.
 
     Bad input (unknown names, episodes < 1...) raises ConfigError / EvaluationError before any work.
     """
     specs = _parse_policies(policies)
-    n_workers = _check_run(episodes, seed, workers, hindsight_time_limit_s)
-    plan = _plan(scenario, specs, episodes, seed, reference, hindsight_time_limit_s, overrides, route_map)
+    n_workers = _check_run(episodes, seed, workers, hindsight_time_limit_s, record)
+    plan = _plan(
+        scenario, specs, episodes, seed, reference, hindsight_time_limit_s, overrides, route_map, record
+    )
     if ray is not False:
         connect_ray(None if ray is True else ray)
     return _run([plan], n_workers, progress, ray)[0]
@@ -111,18 +116,27 @@ def evaluate_suite(
     progress: bool = True,
     route_map: bool = True,
     ray: bool | str = False,
+    record: int = 0,
 ) -> SuiteResult:
     """Evaluate policies on every scenario of a suite (one pool for all tasks); arguments as ``evaluate``,
     ``overrides`` apply to every scenario."""
     loaded = load_suite(suite)
     specs = _parse_policies(policies)
-    n_workers = _check_run(episodes, seed, workers, hindsight_time_limit_s)
+    n_workers = _check_run(episodes, seed, workers, hindsight_time_limit_s, record)
     plans = []
     for scenario in loaded.scenarios:
         try:
             plans.append(
                 _plan(
-                    scenario, specs, episodes, seed, reference, hindsight_time_limit_s, overrides, route_map
+                    scenario,
+                    specs,
+                    episodes,
+                    seed,
+                    reference,
+                    hindsight_time_limit_s,
+                    overrides,
+                    route_map,
+                    record,
                 )
             )
         except EvaluationError:

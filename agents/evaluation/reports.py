@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,14 @@ from agents.evaluation.plots import _plot_metrics, _plot_route_map
 from agents.evaluation.stats import summarize
 from agents.evaluation.suites import Suite
 from lastmile_env.config import ScenarioConfig
+from lastmile_env.replay import SUFFIX as REPLAY_SUFFIX
+from lastmile_env.replay import save_record
 from lastmile_env.sim.types import MODES
+
+
+def _file_safe(name: str) -> str:
+    """A policy spec (a name, or a model's path) as a file name."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("._") or "policy"
 
 
 def _jsonable(value: Any) -> Any:
@@ -74,6 +82,8 @@ class EvaluationResult:
     route_map: np.ndarray | None = None
     route_map_policy: str | None = None
     wall_s: float = math.nan  # of the whole run (all scenarios of a suite)
+    # evaluate --record N: the replay record (lastmile_env.replay) of each policy's first N days
+    replays: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     summary: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -243,6 +253,37 @@ class EvaluationResult:
                 _fmt(m["wall_s"], ".2f").split(" ±")[0],
             ]
             lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n" + self._replays_markdown(heading)
+
+    def replay_files(self) -> dict[tuple[str, int], str]:
+        """Where ``write`` puts each replay record, relative to its folder."""
+        return {
+            (policy, k): f"replays/{_file_safe(policy)}__day{k}{REPLAY_SUFFIX}"
+            for policy, k in sorted(self.replays)
+        }
+
+    def _replays_markdown(self, heading: str) -> str:
+        """The section that links the recorded days and says how to watch them."""
+        if not self.replays:
+            return ""
+        files = self.replay_files()
+        days = sorted({k for _, k in self.replays})
+        lines = [
+            "",
+            f"{heading} Replays",
+            "",
+            "Recorded days (docs/replay.md). Watch one: `lastmile replay RECORD --out day.gif` (or `.mp4`); "
+            "compare two policies on the same day: `lastmile replay RECORD1 RECORD2 --out day.html`.",
+            "",
+            "| day (seed) | " + " | ".join(f"`{p}`" for p in self.policies) + " |",
+            "|---|" + "---|" * len(self.policies),
+        ]
+        for k in days:
+            cells = [
+                f"[{Path(files[p, k]).name}]({files[p, k]})" if (p, k) in files else "–"
+                for p in self.policies
+            ]
+            lines.append(f"| {k} ({self.seed + k}) | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
@@ -256,6 +297,8 @@ class EvaluationResult:
             writer.writerows(self.rows)
         paths["summary.json"].write_text(json.dumps(self.to_json(), indent=2) + "\n")
         paths["summary.md"].write_text(self.markdown())
+        for (policy, k), name in self.replay_files().items():
+            paths[name] = save_record(self.replays[policy, k], out / name)
         _plot_metrics(self, paths["metrics.png"])
         if self.route_map is not None:
             paths["route_map.png"] = out / "route_map.png"

@@ -20,6 +20,7 @@ from agents.evaluation.policies import resolve_policy
 from agents.evaluation.reports import EvaluationResult
 from agents.evaluation.runners import execute
 from lastmile_env.config import ConfigError, ScenarioConfig, load_scenario
+from lastmile_env.replay import record_episode
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
 
@@ -35,6 +36,7 @@ class _Task:
     policy: str | None = None  # None: the hindsight task
     hindsight_time_limit_s: float = 0.0
     snapshot: bool = False  # capture the route map mid-shift
+    record: bool = False  # return the day's replay record (evaluate --record)
 
     def describe(self) -> str:
         config = ScenarioConfig.model_validate_json(self.config_json)
@@ -130,7 +132,8 @@ def _play(task: _Task) -> dict[str, Any]:
         "hindsight_gap": math.nan,
         "wall_s": wall_s,
     }
-    return {"row": row, "frame": snapshot.frame if snapshot is not None else None}
+    replay = record_episode(sim, task.policy, task.seed) if task.record else None
+    return {"row": row, "frame": snapshot.frame if snapshot is not None else None, "replay": replay}
 
 
 def _hindsight(task: _Task) -> dict[str, Any]:
@@ -169,6 +172,7 @@ class _Plan:
     hindsight_time_limit_s: float
     hindsight_note: str | None
     route_map: bool
+    record: int = 0  # record the first days of every policy (evaluate --record)
 
     def tasks(self, index: int) -> list[_Task]:
         """Episode-major, so that an interrupted run has covered every policy equally."""
@@ -179,7 +183,8 @@ class _Plan:
             if self.hindsight_note is None:
                 out.append(_Task(index, cfg, k, seed, hindsight_time_limit_s=self.hindsight_time_limit_s))
             for policy in self.policies:
-                out.append(_Task(index, cfg, k, seed, policy, snapshot=self.route_map and k == 0))
+                snapshot = self.route_map and k == 0
+                out.append(_Task(index, cfg, k, seed, policy, snapshot=snapshot, record=k < self.record))
         return out
 
     def collect(self, tasks: Sequence[_Task], results: Sequence[dict[str, Any]]) -> EvaluationResult:
@@ -187,6 +192,7 @@ class _Plan:
         hindsight: dict[int, dict[str, Any]] = {}
         played: dict[tuple[str, int], dict[str, Any]] = {}
         frames: dict[str, np.ndarray] = {}
+        replays: dict[tuple[str, int], dict[str, Any]] = {}
         for task, res in zip(tasks, results, strict=True):
             if task.policy is None:
                 hindsight[task.episode] = res
@@ -194,6 +200,8 @@ class _Plan:
                 played[task.policy, task.episode] = res["row"]
                 if res["frame"] is not None:
                     frames[task.policy] = res["frame"]
+                if res["replay"] is not None:
+                    replays[task.policy, task.episode] = res["replay"]
         note = self.hindsight_note
         errors = [h["error"] for h in hindsight.values() if h["error"] is not None]
         if note is None and errors:
@@ -220,6 +228,7 @@ class _Plan:
             hindsight_time_limit_s=self.hindsight_time_limit_s,
             hindsight_note=note,
             rows=rows,
+            replays=replays,
         )
         if frames:
             best = result.best_policy()
@@ -241,10 +250,14 @@ def _hindsight_unavailable(time_limit_s: float) -> str | None:
     return None
 
 
-def _check_run(episodes: int, seed: int, workers: int | None, hindsight_time_limit_s: float) -> int:
+def _check_run(
+    episodes: int, seed: int, workers: int | None, hindsight_time_limit_s: float, record: int = 0
+) -> int:
     """Validate the run-wide settings; returns the number of workers."""
     if episodes < 1:
         raise EvaluationError(f"episodes must be >= 1, got {episodes}")
+    if not 0 <= record <= episodes:
+        raise EvaluationError(f"record must be between 0 and the {episodes} episodes, got {record}")
     if seed < 0:
         raise EvaluationError(f"seed must be >= 0, got {seed}")
     if not hindsight_time_limit_s >= 0:
@@ -266,6 +279,7 @@ def _plan(
     hindsight_time_limit_s: float,
     overrides: Mapping[str, Any] | None,
     route_map: bool,
+    record: int = 0,
 ) -> _Plan:
     config = load_scenario(scenario, overrides)
     if reference is not None and reference not in policies:
@@ -288,6 +302,7 @@ def _plan(
         hindsight_time_limit_s,
         _hindsight_unavailable(hindsight_time_limit_s),
         route_map,
+        record,
     )
 
 

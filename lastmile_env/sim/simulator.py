@@ -165,6 +165,7 @@ class Simulator:
         self.events: list[Event] = []
         # (vehicle, src, dst, depart, arrive, noise factor): arrive - depart = planned leg time x factor
         self.legs: list[tuple[int, int, int, float, float, float]] = []
+        self.leg_stops: list[Stop | None] = []  # the stop each leg of ``legs`` drives to (None: the way home)
         # km each vehicle had flown since its last charge before the first leg (a snapshot's drones)
         self.start_flown_km = [0.0] * world.n_vehicles
         self._queue: list[tuple[float, int, int, int]] = []  # (time, kind, seq, index)
@@ -1012,6 +1013,7 @@ class Simulator:
             free = kernels.stop_free(arrive, free, 0.0, v.recharge_min, True)
         v.flown_km = 0.0 if dst == v.home else v.flown_km + leg_km
         self.legs.append((v.id, src, dst, depart, arrive, factor))
+        self.leg_stops.append(v.current if not homing else None)
         v.node, v.free_min = dst, free
         self._push(free, _VEHICLE, v.id)
         if noisy:
