@@ -174,11 +174,15 @@ class DispatchVectorEnv(VectorEnv):
 
     def _batch_infos(self, infos: list[dict[str, Any]], present: np.ndarray | None = None) -> dict[str, Any]:
         """Per-sub-env infos as Gymnasium's vector info: each key an ``(N,)`` array and its ``_key`` mask."""
-        keys = [key for info in infos for key in info]
         out: dict[str, Any] = {}
-        for key in dict.fromkeys(keys):
-            have = np.array([key in info for info in infos]) if present is None else present
+        every = np.ones(len(infos), dtype=bool)
+        for key in dict.fromkeys(key for info in infos for key in info):
             values = [info.get(key, 0) for info in infos]
             out[key] = np.array(values)
-            out[f"_{key}"] = have
+            if present is not None:
+                out[f"_{key}"] = present
+            else:
+                out[f"_{key}"] = (
+                    every if all(key in info for info in infos) else np.array([key in info for info in infos])
+                )
         return out
