@@ -29,7 +29,7 @@ import json, sys, tempfile, time
 import lastmile_env.env as env_module
 from agents.learned import training
 
-config, steps = sys.argv[1], int(sys.argv[2])
+config, steps, extra = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 spent = [0.0]
 for name in ("step", "reset"):
     inner = getattr(env_module.DispatchEnv, name)
@@ -53,7 +53,7 @@ def timed_learn(inner):
 for algo in set(training.ALGOS.values()):
     algo.learn = timed_learn(algo.learn)
 exp = training.load_experiment(
-    config, [f"total_timesteps={steps}", "eval.every=0", f"checkpoint_every={steps * 10}"]
+    config, [*extra, f"total_timesteps={steps}", "eval.every=0", f"checkpoint_every={steps * 10}"]
 )
 with tempfile.TemporaryDirectory() as runs:
     training.train(exp, runs_dir=runs, progress=False)
@@ -66,10 +66,10 @@ def load_average() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
-def run_once(config: Path, steps: int, pythonpath: str) -> dict[str, float]:
+def run_once(config: Path, steps: int, pythonpath: str, overrides: list[str]) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": pythonpath}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(config), str(steps)],
+        [sys.executable, "-c", CHILD, str(config), str(steps), json.dumps(overrides)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         default=str(REPO),
         help="PYTHONPATH of the code to measure (e.g. a `git archive` of a revision)",
     )
+    parser.add_argument(
+        "overrides", nargs="*", help="config overrides as train.py takes them (n_envs=16 vector_env=true)"
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or args.repeats < 1:
         print("--steps and --repeats must be positive", file=sys.stderr)
@@ -101,12 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--config: no such file: {args.config}", file=sys.stderr)
         return 2
     before = load_average()
-    runs = [run_once(args.config.resolve(), args.steps, args.code) for _ in range(args.repeats)]
+    runs = [
+        run_once(args.config.resolve(), args.steps, args.code, args.overrides) for _ in range(args.repeats)
+    ]
     rates = [r["steps"] / r["learn_s"] for r in runs]
     shares = [1.0 - r["env_s"] / r["learn_s"] for r in runs]
     env_rates = [r["steps"] / r["env_s"] for r in runs]
     print(
-        f"{args.config.name}, code {args.code}: {statistics.median(rates):,.0f} env steps/s "
+        f"{args.config.name} {' '.join(args.overrides)}, code {args.code}: "
+        f"{statistics.median(rates):,.0f} env steps/s "
         f"(runs {', '.join(f'{r:,.0f}' for r in rates)}); learner share {statistics.median(shares):.0%}; "
         f"env alone {statistics.median(env_rates):,.0f} steps/s; load {before} before, {load_average()} after"
     )

@@ -129,3 +129,31 @@ def test_maskable_ppo_trains_on_the_sb3_adapter() -> None:
     for i in np.flatnonzero(dones):
         assert infos[i]["terminal_observation"].shape == venv.observation_space.shape
         assert infos[i]["TimeLimit.truncated"] is False
+
+
+def test_training_config_vector_env_plays_the_same_days(tmp_path) -> None:
+    from agents.learned.policy import LearnedPolicy
+    from agents.learned.training import load_experiment, make_vec_env, train
+    from lastmile_env.config import REPO_ROOT
+
+    smoke = REPO_ROOT / "configs" / "experiment" / "smoke.yaml"
+    exp = load_experiment(smoke, ["n_envs=2", "vector_env=true"], total_timesteps=256, **{"eval.every": 128})
+    plain = load_experiment(smoke, ["n_envs=2"])
+    vector, dummy = make_vec_env(exp.load_scenario(), exp, 5), make_vec_env(plain.load_scenario(), plain, 5)
+    first, expected = vector.reset(), dummy.reset()
+    for key in expected:
+        np.testing.assert_array_equal(first[key], expected[key])
+    vector.close()
+    dummy.close()
+    policy = LearnedPolicy.load(train(exp, tmp_path, progress=False) / "final.zip")
+    assert policy.net is not None
+
+
+def test_vector_env_is_for_the_dispatch_task() -> None:
+    from agents.learned.training import load_experiment
+    from lastmile_env.config import REPO_ROOT, ConfigError
+
+    with pytest.raises(ConfigError, match="vector_env"):
+        load_experiment(
+            REPO_ROOT / "configs" / "experiment" / "smoke.yaml", ["task=routing", "vector_env=true"]
+        )
