@@ -41,6 +41,8 @@ def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, d
     t = depart_min + left_min
     work = free_flow_min - left_min / mults[hour]
     hour = (hour + 1) % 24
+    if work < 60.0 / mults[hour]:  # done within the next hour (less than a day: 60 / mults[h] <= per_day)
+        return t + work * mults[hour]
     per_day = 0.0
     for h in range(24):
         per_day += 60.0 / mults[h]
