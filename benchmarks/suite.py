@@ -122,6 +122,11 @@ class Settings:
 
 
 # ------------------------------------------------------------------------------------------- helpers
+# The env speed rows' clock (CartPole's and the scenarios'): wall time, or (``--clock cpu``) this process's
+# CPU time, steadier when other jobs share the cores. OR-Gym's child process always runs on wall time.
+CLOCK: list[Callable[[], float]] = [time.perf_counter]
+
+
 def steps_per_second(env: gym.Env, steps: int, seed: int, masked: bool, whole: bool = False) -> float:
     """Steps per second of a uniformly random (masked) policy, resets included.
 
@@ -132,7 +137,7 @@ def steps_per_second(env: gym.Env, steps: int, seed: int, masked: bool, whole: b
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     episode = done = 0
-    started = time.perf_counter()
+    started = CLOCK[0]()
     while done < steps or (whole and episode == 0):
         if masked:
             action = int(rng.choice(np.flatnonzero(obs["action_mask"])))
@@ -145,7 +150,7 @@ def steps_per_second(env: gym.Env, steps: int, seed: int, masked: bool, whole: b
             if whole and done >= steps:
                 break
             obs, _ = env.reset(seed=seed + episode)
-    return done / (time.perf_counter() - started)
+    return done / (CLOCK[0]() - started)
 
 
 def median_rate(env: gym.Env, steps: int, repeats: int, masked: bool, whole: bool = False) -> float:
@@ -162,11 +167,11 @@ def vector_steps_per_second(scenario: str, num_envs: int, steps: int, seed: int)
     rng = np.random.default_rng(seed)
     obs, _ = venv.reset(seed=seed * num_envs)
     done = 0
-    started = time.perf_counter()
+    started = CLOCK[0]()
     while done < steps:
         obs, *_ = venv.step(np.array([rng.choice(np.flatnonzero(m)) for m in obs["action_mask"]]))
         done += num_envs
-    return done / (time.perf_counter() - started)
+    return done / (CLOCK[0]() - started)
 
 
 def cartpole_rate(settings: Settings) -> float:
@@ -508,6 +513,12 @@ def parse_args(
     parser.add_argument(
         "--vector-envs", type=int, default=64, help="sub-envs of the vector env speed row (0: skip it)"
     )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="env speed rows per wall-clock second or per CPU second of the process (loaded machine)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / out_default)
     parser.add_argument("--plot", type=Path, default=REPO / "benchmarks/results/scaling.png")
     return parser.parse_args(argv)
@@ -539,6 +550,7 @@ def main(
         orgym=args.orgym,
         vector_envs=args.vector_envs,
     )
+    CLOCK[0] = time.process_time if args.clock == "cpu" else time.perf_counter
     load_before = load_average()
     started = time.perf_counter()
     rows: list[Row] = []
@@ -566,7 +578,7 @@ def main(
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; load average (1/5/15 min) "
         f"{load_before} before, {load_average()} after; {took:.0f} s. Medians of {settings.repeats} runs "
         f"of whole days (at least {settings.steps} decisions; CartPole {settings.steps * 10} steps, "
-        f"OR-Gym {settings.steps * 5}).",
+        f"OR-Gym {settings.steps * 5}); env speed per {args.clock} second.",
     ]
     table = [
         "| section | measurement | value | comparison (same run) |",
