@@ -30,7 +30,7 @@ def rate(env, steps, seed, masked):
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     episode = done = 0
-    started = time.perf_counter()
+    started = clock()
     while done < steps or (masked and episode == 0):
         if masked:
             action = int(rng.choice(np.flatnonzero(obs["action_mask"])))
@@ -43,14 +43,15 @@ def rate(env, steps, seed, masked):
             if masked and done >= steps:
                 break
             obs, _ = env.reset(seed=seed + episode)
-    return done / (time.perf_counter() - started)
+    return done / (clock() - started)
 steps, repeats = int(sys.argv[1]), int(sys.argv[2])
+clock = time.process_time if sys.argv[3] == "cpu" else time.perf_counter
 cartpole = gym.make("CartPole-v1")
 cartpole.action_space.seed(0)
 rate(cartpole, 1000, 0, False)
 out = {"module": lastmile_env.__file__, "cartpole": statistics.median(
     rate(cartpole, steps * 10, r, False) for r in range(repeats))}
-for name in sys.argv[3:]:
+for name in sys.argv[4:]:
     env = gym.make("LastMile-Dispatch-v0", scenario=name)
     env.reset(seed=0)
     rate(env, 100, 10_000, True)
@@ -67,10 +68,10 @@ def export(revision: str, into: Path) -> Path:
     return folder
 
 
-def measure(folder: Path, steps: int, repeats: int, scenarios: list[str]) -> dict[str, float]:
+def measure(folder: Path, steps: int, repeats: int, scenarios: list[str], clock: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(folder)}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(steps), str(repeats), *scenarios],
+        [sys.executable, "-c", CHILD, str(steps), str(repeats), clock, *scenarios],
         capture_output=True,
         text=True,
         env=env,
@@ -94,6 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=1000, help="decisions per run (whole days)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure in each process")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="rates per wall-clock second, or per CPU second of the process (steadier on a loaded machine)",
+    )
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -103,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs: dict[str, list[dict[str, float]]] = {args.before: [], args.after: []}
         for _ in range(args.rounds):
             for rev, folder in folders.items():
-                runs[rev].append(measure(folder, args.steps, args.repeats, scenarios))
+                runs[rev].append(measure(folder, args.steps, args.repeats, scenarios, args.clock))
     load_after = os.getloadavg()
 
     def med(rev: str, key: str, ratio: bool) -> float:
@@ -111,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     lines = [
         f"Load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; {args.rounds} rounds "
-        f"alternating the revisions, medians over the rounds.",
+        f"alternating the revisions, medians over the rounds; rates per {args.clock} second.",
         "",
         f"| env | `{args.before}` steps/s | `{args.after}` steps/s | after / before | "
         f"`{args.before}` vs CartPole | `{args.after}` vs CartPole | after / before (ratios) |",
@@ -126,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     if args.out:
         command = (
-            f"python benchmarks/compare_revisions.py {args.before} {args.after} --scenarios {args.scenarios}"
+            f"python benchmarks/compare_revisions.py {args.before} {args.after} --scenarios {args.scenarios} "
+            f"--clock {args.clock} --rounds {args.rounds}"
         )
         args.out.write_text(f"# Env speed: before / after\n\nCommand: `{command}`\n\n{table}\n")
     return 0

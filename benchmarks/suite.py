@@ -118,9 +118,15 @@ class Settings:
     ppo_steps: int
     plot: Path
     orgym: str  # build (the venv when missing), auto (only if it exists), no
+    vector_envs: int  # sub-envs of the vector env row (0: no row)
 
 
 # ------------------------------------------------------------------------------------------- helpers
+# The env speed rows' clock (CartPole's and the scenarios'): wall time, or (``--clock cpu``) this process's
+# CPU time, steadier when other jobs share the cores. OR-Gym's child process always runs on wall time.
+CLOCK: list[Callable[[], float]] = [time.perf_counter]
+
+
 def steps_per_second(env: gym.Env, steps: int, seed: int, masked: bool, whole: bool = False) -> float:
     """Steps per second of a uniformly random (masked) policy, resets included.
 
@@ -131,7 +137,7 @@ def steps_per_second(env: gym.Env, steps: int, seed: int, masked: bool, whole: b
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     episode = done = 0
-    started = time.perf_counter()
+    started = CLOCK[0]()
     while done < steps or (whole and episode == 0):
         if masked:
             action = int(rng.choice(np.flatnonzero(obs["action_mask"])))
@@ -144,11 +150,28 @@ def steps_per_second(env: gym.Env, steps: int, seed: int, masked: bool, whole: b
             if whole and done >= steps:
                 break
             obs, _ = env.reset(seed=seed + episode)
-    return done / (time.perf_counter() - started)
+    return done / (CLOCK[0]() - started)
 
 
 def median_rate(env: gym.Env, steps: int, repeats: int, masked: bool, whole: bool = False) -> float:
     return statistics.median(steps_per_second(env, steps, r, masked, whole) for r in range(repeats))
+
+
+def vector_steps_per_second(scenario: str, num_envs: int, steps: int, seed: int) -> float:
+    """Decisions per second (summed over the sub-envs) of the vector env under a uniformly random masked
+    policy, in this one process (so per core), autoresets included: about ``steps`` decisions, whole
+    batches."""
+    from lastmile_env.vector_env import DispatchVectorEnv
+
+    venv = DispatchVectorEnv(num_envs=num_envs, scenario=scenario)
+    rng = np.random.default_rng(seed)
+    obs, _ = venv.reset(seed=seed * num_envs)
+    done = 0
+    started = CLOCK[0]()
+    while done < steps:
+        obs, *_ = venv.step(np.array([rng.choice(np.flatnonzero(m)) for m in obs["action_mask"]]))
+        done += num_envs
+    return done / (CLOCK[0]() - started)
 
 
 def cartpole_rate(settings: Settings) -> float:
@@ -258,6 +281,23 @@ def section_speed(settings: Settings, rows: list[Row], notes: list[str]) -> dict
                 "random masked policy: steps/s",
                 f"{rate:,.0f}",
                 vs,
+            )
+        )
+    if "default" in settings.scenarios and settings.vector_envs > 0:
+        n = settings.vector_envs
+        vector_steps_per_second("default", n, n, 10_000)  # warm-up
+        # at least a whole day per sub-env, so that every hour of the day weighs as in the single env
+        steps = max(settings.steps, 450 * n)
+        rate = statistics.median(
+            vector_steps_per_second("default", n, steps, r) for r in range(max(1, settings.repeats // 2))
+        )
+        found["vector"], found["vector_n"] = rate, n
+        rows.append(
+            Row(
+                "speed",
+                f"DispatchVectorEnv `default`, N = {n}, random masked policy: decisions/s (one process)",
+                f"{rate:,.0f}",
+                f"{rate / found['default']:.2f} x the single env; {rate / cartpole:.4f} x CartPole",
             )
         )
     return found
@@ -439,6 +479,13 @@ def targets(found: dict[str, float]) -> list[str]:
             ratio = rate / orgym
             verdict = "met" if ratio >= 3 else f"missed (x{ratio:.2f}, {ratio / 3:.0%} of it)"
             lines.append(f"- `default` >= 3x OR-Gym VehicleRouting-v0: {verdict}.")
+    if "vector" in found:
+        ratio = found["vector"] / found["default"]
+        verdict = "met" if ratio >= 3 else f"missed (x{ratio:.2f}, {ratio / 3:.0%} of it)"
+        lines.append(
+            f"- vector env (N = {found['vector_n']:.0f}) >= 3x the single env's decisions/s per core: "
+            f"{verdict}."
+        )
     return lines
 
 
@@ -462,6 +509,15 @@ def parse_args(
         default=orgym_default,
         help=f"OR-Gym VehicleRouting-v0: build its venv when missing, use it only if built, or skip "
         f"(default {orgym_default})",
+    )
+    parser.add_argument(
+        "--vector-envs", type=int, default=64, help="sub-envs of the vector env speed row (0: skip it)"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="env speed rows per wall-clock second or per CPU second of the process (loaded machine)",
     )
     parser.add_argument("--out", type=Path, default=REPO / out_default)
     parser.add_argument("--plot", type=Path, default=REPO / "benchmarks/results/scaling.png")
@@ -492,7 +548,9 @@ def main(
         ppo_steps=args.ppo_steps or (1024 if args.quick else 4096),
         plot=args.plot,
         orgym=args.orgym,
+        vector_envs=args.vector_envs,
     )
+    CLOCK[0] = time.process_time if args.clock == "cpu" else time.perf_counter
     load_before = load_average()
     started = time.perf_counter()
     rows: list[Row] = []
@@ -520,7 +578,7 @@ def main(
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; load average (1/5/15 min) "
         f"{load_before} before, {load_average()} after; {took:.0f} s. Medians of {settings.repeats} runs "
         f"of whole days (at least {settings.steps} decisions; CartPole {settings.steps * 10} steps, "
-        f"OR-Gym {settings.steps * 5}).",
+        f"OR-Gym {settings.steps * 5}); env speed per {args.clock} second.",
     ]
     table = [
         "| section | measurement | value | comparison (same run) |",

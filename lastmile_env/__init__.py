@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 register(
     id="LastMile-Dispatch-v0",
     entry_point="lastmile_env.env:DispatchEnv",
+    vector_entry_point="lastmile_env.vector_env:DispatchVectorEnv",
     max_episode_steps=10_000,
 )
 register(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,16 @@ class DispatchEnv(gym.Env):
         self.debug = debug
         self.sim: Simulator | None = None
         self._renderer: Any = None
+
+    def spawn(self) -> DispatchEnv:
+        """A fresh env with this one's arguments (no episode, unseeded) that shares its config, world, order
+        generator, encoder, reward function and insertion rule instead of building them again (the vector
+        env's sub-envs). Those are read-only here; a stateful callable passed as ``reward`` or
+        ``insertion`` would be shared too."""
+        twin = copy.copy(self)
+        twin.sim, twin._renderer = None, None
+        twin._np_random, twin._np_random_seed = None, None
+        return twin
 
     @property
     def reject_action(self) -> int:

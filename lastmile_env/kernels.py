@@ -41,6 +41,8 @@ def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, d
     t = depart_min + left_min
     work = free_flow_min - left_min / mults[hour]
     hour = (hour + 1) % 24
+    if work < 60.0 / mults[hour]:  # done within the next hour (less than a day: 60 / mults[h] <= per_day)
+        return t + work * mults[hour]
     per_day = 0.0
     for h in range(24):
         per_day += 60.0 / mults[h]
@@ -245,6 +247,40 @@ def evaluate(
         feasible and in_range,
         in_range,
     )
+
+
+@njit(cache=True)
+def leg(
+    time_modes: np.ndarray,
+    dist_modes: np.ndarray,
+    mults_modes: np.ndarray,
+    shift_start_h: float,
+    vehicle: np.ndarray,
+    start_min: float,
+    start_node: int,
+    dst: int,
+    open_min: float,
+    due_min: float,
+    service_min: float,
+    late_fixed: float,
+    late_per_min: float,
+) -> tuple[float, float, float, float]:
+    """``(arrive, begin, free, lateness cost)`` of a one-stop plan's stop: exactly ``evaluate``'s
+    ``arrive[0]``, ``begin[0]``, ``free[1]`` and ``cum_late[1]`` for that plan (the same arithmetic in the
+    same order), without the return home, the totals and the arrays (the simulator's next leg)."""
+    mode = int(vehicle[MODE])
+    speed_factor, home = vehicle[0], int(vehicle[1])
+    range_km, recharge_min = vehicle[RANGE_KM], vehicle[RECHARGE_MIN]
+    leg_km = dist_modes[mode, start_node, dst]
+    a = igl_arrival(
+        mults_modes[mode], shift_start_h, time_modes[mode, start_node, dst] / speed_factor, start_min
+    )
+    b = a if a >= open_min else open_min
+    if recharge_min > 0.0 or range_km < math.inf:
+        t = stop_free(a, b, service_min, recharge_min, dst == home and leg_km > 0.0)
+    else:
+        t = b + service_min
+    return a, b, t, 0.0 + late_cost(b, due_min, late_fixed, late_per_min)
 
 
 @njit(cache=True)

@@ -40,7 +40,7 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, con
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import set_random_seed
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -62,8 +62,10 @@ from lastmile_env.config import (
     read_yaml_mapping,
     scenario_overrides,
 )
+from lastmile_env.sb3_vec import SB3VecEnv
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
+from lastmile_env.vector_env import DispatchVectorEnv
 
 AlgoName = Literal["maskable_ppo", "ppo", "a2c"]
 ALGOS: dict[str, type[BaseAlgorithm]] = {"maskable_ppo": MaskablePPO, "ppo": PPO, "a2c": A2C}
@@ -184,7 +186,10 @@ class ExperimentConfig(_Section):
     total_timesteps: int = Field(1_000_000, ge=1)
     """env steps (decisions) to train for, over all envs"""
     n_envs: int = Field(1, ge=1)
-    """parallel envs: SubprocVecEnv when > 1, else DummyVecEnv"""
+    """parallel envs: SubprocVecEnv when > 1, else DummyVecEnv (see ``vector_env``)"""
+    vector_env: bool = False
+    """dispatch task: the ``n_envs`` envs as one in-process ``DispatchVectorEnv`` (the same days): each
+    rollout step is one batched policy forward over them instead of one per env or a subprocess each"""
     seed: int = Field(0, ge=0)
     """seeds python, numpy, torch; env rank i plays day seed + i first"""
     checkpoint_every: int = Field(50_000, ge=0)
@@ -200,6 +205,8 @@ class ExperimentConfig(_Section):
 
     @model_validator(mode="after")
     def _baseline_fits_task(self) -> ExperimentConfig:
+        if self.task == "routing" and self.vector_env:
+            raise ValueError("vector_env is for the dispatch task (LastMile-Dispatch-v0) only")
         names = ROUTING_HEURISTICS if self.task == "routing" else HEURISTICS
         if self.eval.baseline not in names:
             raise ValueError(
@@ -279,8 +286,29 @@ def make_env(scenario: ScenarioConfig, exp: ExperimentConfig) -> Callable[[], gy
 
 def make_vec_env(scenario: ScenarioConfig, exp: ExperimentConfig, seed: int) -> VecEnv:
     """``n_envs`` envs (in subprocesses when more than one); rank i plays day ``seed + i`` first."""
+    if exp.vector_env:
+        return make_vector_env(scenario, exp, seed)
     thunks = [make_env(scenario, exp) for _ in range(exp.n_envs)]
     vec_env: VecEnv = SubprocVecEnv(thunks) if exp.n_envs > 1 else DummyVecEnv(thunks)
+    vec_env.seed(seed)
+    return vec_env
+
+
+def make_vector_env(scenario: ScenarioConfig, exp: ExperimentConfig, seed: int) -> VecEnv:
+    """``make_vec_env`` with ``vector_env``: the ``n_envs`` dispatch envs as one ``DispatchVectorEnv`` in
+    this process, monitored; rank i plays day ``seed + i`` first, as with the other vec envs."""
+    masked = exp.algo.name == "maskable_ppo"
+    venv = DispatchVectorEnv(
+        num_envs=exp.n_envs,
+        max_episode_steps=gym.spec("LastMile-Dispatch-v0").max_episode_steps,
+        scenario=scenario,
+        defer=exp.defer,
+        reward="cost",
+        reward_scale=exp.reward_scale,
+        invalid_action="raise" if masked else "penalize",
+        invalid_action_penalty=exp.invalid_action_penalty,
+    )
+    vec_env = VecMonitor(SB3VecEnv(venv))
     vec_env.seed(seed)
     return vec_env
 

@@ -150,6 +150,43 @@ def evaluate_plan(
     )
 
 
+class LegEval(NamedTuple):
+    """The schedule of a vehicle's next leg, a one-stop plan (``price_leg``)."""
+
+    arrive_min: float
+    begin_min: float  # service start
+    free_min: float  # free after the stop (service done, battery recharged)
+    late_cost: float
+    open_min: float  # the stop's open time, due time, service minutes and load change (``stop_arrays``)
+    due_min: float
+    service_min: float
+    load_delta: int
+
+
+def price_leg(
+    world: World, orders: Sequence[Order], vehicle: Vehicle, stop: Stop, start_min: float, start_node: int
+) -> LegEval:
+    """``evaluate_plan`` of the one-stop plan ``[stop]``, the numbers the simulator commits a leg by
+    (bit for bit the same: ``kernels.leg``), without building the whole plan's arrays."""
+    _, open_min, due_min, service_min, load_delta = stop_arrays(world, orders, (stop,))
+    late_fixed, late_per_min = world.late_costs
+    arrive, begin, free, late = kernels.leg(
+        world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
+        vehicle_params(vehicle), start_min, start_node, stop.loc, open_min[0], due_min[0], service_min[0],
+        late_fixed, late_per_min,
+    )  # fmt: skip
+    return LegEval(
+        arrive,
+        begin,
+        free,
+        late,
+        float(open_min[0]),
+        float(due_min[0]),
+        float(service_min[0]),
+        int(load_delta[0]),
+    )
+
+
 class FleetPlans:
     """Every vehicle's remaining plan packed into arrays, one row per vehicle, and each plan's schedule, for
     the kernels that work on the whole fleet in one call (``kernels.fleet_cheapest_insertion``).

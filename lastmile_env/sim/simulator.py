@@ -56,7 +56,7 @@ import numpy as np
 
 from lastmile_env import kernels
 from lastmile_env.sim.insertion import CheapestInsertion, FleetInsertion, Insertion, InsertionRule
-from lastmile_env.sim.plan import FleetPlans, PlanEval, evaluate_plan
+from lastmile_env.sim.plan import FleetPlans, PlanEval, evaluate_plan, price_leg
 from lastmile_env.sim.types import (
     MAX_ATTEMPTS,
     MODES,
@@ -980,20 +980,17 @@ class Simulator:
         homing = not v.route
         if v.route:
             stop = v.route.pop(0)
-            leg = evaluate_plan(self.world, self.orders, v, [stop], depart, src, v.free_load)
+            leg = price_leg(self.world, self.orders, v, stop, depart, src)
             dst = stop.loc
-            arrive, begin, free = float(leg.arrive_min[0]), float(leg.starts_min[0]), float(leg.frees_min[1])
-            late = float(leg.cum_late_cost[1])
+            arrive, begin, free, late = leg.arrive_min, leg.begin_min, leg.free_min, leg.late_cost
             if factor != 1.0:
                 arrive = depart + (arrive - depart) * factor
-                begin = max(arrive, float(leg.stop_open_min[0]))
+                begin = max(arrive, leg.open_min)
                 charging = v.recharge_min > 0 and dst == v.home and self.world.leg_km(src, dst, v.mode) > 0
-                free = kernels.stop_free(
-                    arrive, begin, float(leg.stop_service_min[0]), v.recharge_min, charging
-                )
-                late = kernels.late_cost(begin, float(leg.stop_due_min[0]), *self.world.late_costs)
+                free = kernels.stop_free(arrive, begin, leg.service_min, v.recharge_min, charging)
+                late = kernels.late_cost(begin, leg.due_min, *self.world.late_costs)
             v.current, v.current_start_min = stop, begin
-            v.free_load = int(leg.loads[1])
+            v.free_load += leg.load_delta
             self.late_cost += late
             self._stop_late[v.id] = late
         elif src != v.home:

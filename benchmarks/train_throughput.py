@@ -1,0 +1,123 @@
+"""Env steps per second of the shipped training config, and the learner's share of the time.
+
+    python benchmarks/train_throughput.py [--config configs/experiment/dispatch_ppo.yaml] [--steps 5120]
+                                          [--repeats 3] [--out benchmarks/results/train_throughput.md]
+
+Each run trains from scratch exactly as ``train.py`` does (``agents.learned.training.train``: the config's
+algorithm, policy, env and seed) for ``--steps`` env steps, with evaluation and intermediate checkpoints
+off, in a temporary run folder. The env's ``step`` and ``reset`` are timed from inside (their CPU share is
+the env's); the rest of the wall time is the learner's: the policy's forward passes during rollouts, the
+gradient epochs, SB3's buffers and callbacks. A fresh process per run, so that every run pays the same
+imports and compilation outside the timing (``learn`` only is timed). Medians of ``--repeats`` runs; the
+machine's load average is printed, as in ``suite.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+CHILD = """
+import json, sys, tempfile, time
+import lastmile_env.env as env_module
+from agents.learned import training
+
+config, steps, extra = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+spent = [0.0]
+for name in ("step", "reset"):
+    inner = getattr(env_module.DispatchEnv, name)
+    def timed(self, *args, _inner=inner, **kwargs):
+        started = time.perf_counter()
+        try:
+            return _inner(self, *args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - started
+    setattr(env_module.DispatchEnv, name, timed)
+took = [0.0]
+def timed_learn(inner):
+    def learn(self, *args, **kwargs):
+        spent[0] = 0.0
+        started = time.perf_counter()
+        try:
+            return inner(self, *args, **kwargs)
+        finally:
+            took[0] = time.perf_counter() - started
+    return learn
+for algo in set(training.ALGOS.values()):
+    algo.learn = timed_learn(algo.learn)
+exp = training.load_experiment(
+    config, [*extra, f"total_timesteps={steps}", "eval.every=0", f"checkpoint_every={steps * 10}"]
+)
+with tempfile.TemporaryDirectory() as runs:
+    training.train(exp, runs_dir=runs, progress=False)
+print(json.dumps({"steps": steps, "learn_s": took[0], "env_s": spent[0]}))
+"""
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def run_once(config: Path, steps: int, pythonpath: str, overrides: list[str]) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(config), str(steps), json.dumps(overrides)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=3600,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"training run failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", type=Path, default=REPO / "configs/experiment/dispatch_ppo.yaml")
+    parser.add_argument("--steps", type=int, default=5120, help="env steps per run (default 5120)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--code",
+        default=str(REPO),
+        help="PYTHONPATH of the code to measure (e.g. a `git archive` of a revision)",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="config overrides as train.py takes them (n_envs=16 vector_env=true)"
+    )
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.repeats < 1:
+        print("--steps and --repeats must be positive", file=sys.stderr)
+        return 2
+    if not args.config.is_file():
+        print(f"--config: no such file: {args.config}", file=sys.stderr)
+        return 2
+    before = load_average()
+    runs = [
+        run_once(args.config.resolve(), args.steps, args.code, args.overrides) for _ in range(args.repeats)
+    ]
+    rates = [r["steps"] / r["learn_s"] for r in runs]
+    shares = [1.0 - r["env_s"] / r["learn_s"] for r in runs]
+    env_rates = [r["steps"] / r["env_s"] for r in runs]
+    print(
+        f"{args.config.name} {' '.join(args.overrides)}, code {args.code}: "
+        f"{statistics.median(rates):,.0f} env steps/s "
+        f"(runs {', '.join(f'{r:,.0f}' for r in rates)}); learner share {statistics.median(shares):.0%}; "
+        f"env alone {statistics.median(env_rates):,.0f} steps/s; load {before} before, {load_average()} after"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""The vectorized dispatch env (``DispatchVectorEnv``) and its SB3 adapter: registration, every sub-env's day
+identical to the single env's with the same seed (through the autoreset into the next day), truncation,
+bad input, and MaskablePPO training on it."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.vec_env import VecMonitor
+
+import lastmile_env  # noqa: F401  (registers the ids)
+from lastmile_env.env import DispatchEnv
+from lastmile_env.sb3_vec import SB3VecEnv
+from lastmile_env.vector_env import DispatchVectorEnv
+
+
+def test_make_vec_returns_the_vector_env() -> None:
+    venv = gym.make_vec(
+        "LastMile-Dispatch-v0", num_envs=4, vectorization_mode="vector_entry_point", scenario="small"
+    )
+    assert isinstance(venv, DispatchVectorEnv)
+    assert venv.max_episode_steps == 10_000  # the registered limit
+    obs, info = venv.reset(seed=0)
+    assert obs in venv.observation_space
+    assert obs["vehicles"].shape[0] == 4
+    assert info["cost"].shape == (4,) and info["_cost"].all()
+    np.testing.assert_array_equal(venv.action_masks(), obs["action_mask"].astype(bool))
+
+
+@pytest.mark.parametrize("observation", ["dict", "flat"])
+def test_every_sub_env_plays_the_single_env_day(observation: str) -> None:
+    """Sub-env i of reset(seed=s) is DispatchEnv reset(seed=s + i), then reset() after each day: the same
+    observations, rewards and flags, step by step, across the autoreset into the next day."""
+    n, seed = 3, 20
+    venv = DispatchVectorEnv(num_envs=n, scenario="small", observation=observation)
+    singles = [DispatchEnv("small", observation=observation) for _ in range(n)]
+    obs, _ = venv.reset(seed=seed)
+    single_obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(singles)]
+    rngs = [np.random.default_rng(i) for i in range(n)]
+    days_done = np.zeros(n, dtype=int)
+
+    def same(batched: object, i: int, single: object) -> None:
+        if isinstance(single, dict):
+            assert isinstance(batched, dict)
+            for key in single:
+                np.testing.assert_array_equal(batched[key][i], single[key])
+        else:
+            np.testing.assert_array_equal(np.asarray(batched)[i], single)
+
+    for i in range(n):
+        same(obs, i, single_obs[i])
+    while days_done.min() < 2:
+        masks = venv.action_masks()
+        actions = np.array([int(rngs[i].choice(np.flatnonzero(masks[i]))) for i in range(n)])
+        obs, rewards, terminated, truncated, info = venv.step(actions)
+        assert not truncated.any()
+        for i, env in enumerate(singles):
+            o, r, term, _, _ = env.step(actions[i])
+            assert rewards[i] == r and terminated[i] == term
+            if term:
+                assert info["_final_obs"][i]
+                final = info["final_obs"][i]
+                for key in o if isinstance(o, dict) else [None]:
+                    np.testing.assert_array_equal(
+                        final if key is None else final[key], o if key is None else o[key]
+                    )
+                assert info["final_info"]["cost"][i] == env.sim.summary()["cost"]  # type: ignore[union-attr]
+                o, _ = env.reset()
+                days_done[i] += 1
+            same(obs, i, o)
+
+
+def test_truncation_after_max_episode_steps() -> None:
+    venv = DispatchVectorEnv(num_envs=2, max_episode_steps=5, scenario="small")
+    venv.reset(seed=1)
+    reject = np.full(2, venv.envs[0].reject_action)
+    for _ in range(4):
+        _, _, terminated, truncated, info = venv.step(reject)
+        assert not truncated.any() and "final_obs" not in info
+    _, _, terminated, truncated, info = venv.step(reject)
+    assert truncated.all() and not terminated.any() and info["_final_obs"].all()
+    assert (venv._elapsed == 0).all()
+
+
+def test_bad_input_is_named() -> None:
+    with pytest.raises(ValueError, match="num_envs"):
+        DispatchVectorEnv(num_envs=0, scenario="small")
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        DispatchVectorEnv(num_envs=1, max_episode_steps=0, scenario="small")
+    venv = DispatchVectorEnv(num_envs=2, scenario="small")
+    with pytest.raises(ValueError, match="seeds"):
+        venv.reset(seed=[1, 2, 3])
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        venv.step(np.zeros(3, dtype=int))
+
+
+def test_partial_reset_keeps_the_other_days() -> None:
+    venv = DispatchVectorEnv(num_envs=2, scenario="small")
+    obs, _ = venv.reset(seed=3)
+    obs, *_ = venv.step(np.full(2, venv.envs[0].reject_action))
+    again, _ = venv.reset(seed=3, options={"reset_mask": np.array([True, False])})
+    fresh, _ = DispatchEnv("small").reset(seed=3)
+    np.testing.assert_array_equal(again["order"][0], fresh["order"])
+    np.testing.assert_array_equal(again["order"][1], obs["order"][1])
+
+
+def test_maskable_ppo_trains_on_the_sb3_adapter() -> None:
+    venv = SB3VecEnv(DispatchVectorEnv(num_envs=4, scenario="small", observation="flat"))
+    venv.seed(7)
+    first = venv.reset()
+    np.testing.assert_array_equal(
+        first,
+        SB3VecEnv(DispatchVectorEnv(num_envs=4, scenario="small", observation="flat")).venv.reset(seed=7)[0],
+    )
+    masks = np.stack(venv.env_method("action_masks"))
+    np.testing.assert_array_equal(masks, venv.action_masks())
+    model = MaskablePPO("MlpPolicy", VecMonitor(venv), n_steps=64, batch_size=64, n_epochs=1, seed=0)
+    model.learn(total_timesteps=4 * 64 * 2)
+    assert model.num_timesteps == 4 * 64 * 2
+    reject = venv.venv.envs[0].reject_action
+    venv.reset()
+    ended = False
+    while not ended:  # rejecting everything ends the days: SB3's terminal observation and flags
+        _, _, dones, infos = venv.step(np.full(4, reject))
+        ended = bool(dones.any())
+    for i in np.flatnonzero(dones):
+        assert infos[i]["terminal_observation"].shape == venv.observation_space.shape
+        assert infos[i]["TimeLimit.truncated"] is False
+
+
+def test_training_config_vector_env_plays_the_same_days(tmp_path) -> None:
+    from agents.learned.policy import LearnedPolicy
+    from agents.learned.training import load_experiment, make_vec_env, train
+    from lastmile_env.config import REPO_ROOT
+
+    smoke = REPO_ROOT / "configs" / "experiment" / "smoke.yaml"
+    exp = load_experiment(smoke, ["n_envs=2", "vector_env=true"], total_timesteps=256, **{"eval.every": 128})
+    plain = load_experiment(smoke, ["n_envs=2"])
+    vector, dummy = make_vec_env(exp.load_scenario(), exp, 5), make_vec_env(plain.load_scenario(), plain, 5)
+    first, expected = vector.reset(), dummy.reset()
+    for key in expected:
+        np.testing.assert_array_equal(first[key], expected[key])
+    vector.close()
+    dummy.close()
+    policy = LearnedPolicy.load(train(exp, tmp_path, progress=False) / "final.zip")
+    assert policy.net is not None
+
+
+def test_vector_env_is_for_the_dispatch_task() -> None:
+    from agents.learned.training import load_experiment
+    from lastmile_env.config import REPO_ROOT, ConfigError
+
+    with pytest.raises(ConfigError, match="vector_env"):
+        load_experiment(
+            REPO_ROOT / "configs" / "experiment" / "smoke.yaml", ["task=routing", "vector_env=true"]
+        )
