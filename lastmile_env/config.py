@@ -78,6 +78,11 @@ class GraphConfig(_Model):
         "euclidean", description="plane: the distance between two points"
     )
     default_speed_kmh: float = Field(30.0, gt=0)
+    maxspeed: bool = Field(
+        True,
+        description="file: an OSM road's speed is its maxspeed tag where the map has one (else the table "
+        "below)",
+    )
     speed_kmh_by_highway: dict[str, float] = Field(
         default_factory=lambda: {
             "motorway": 80.0,
