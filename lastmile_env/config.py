@@ -495,6 +495,25 @@ def format_validation_error(err: ValidationError, title: str) -> str:
     return "\n".join(lines)
 
 
+# Data files a scenario names; a relative path in a scenario file is looked up next to the file first.
+SCENARIO_PATH_FIELDS = ("graph.path", "orders.log.path", "fleet.roster")
+
+
+def _resolve_next_to(data: dict[str, Any], base_dir: Path) -> None:
+    """Make each relative data path of a scenario file that exists next to the file absolute (in place);
+    the others keep the usual look-up (as given, the repo root, the shipped data directories)."""
+    for dotted in SCENARIO_PATH_FIELDS:
+        node: Any = data
+        *sections, leaf = dotted.split(".")
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        value = node.get(leaf) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            candidate = base_dir / value
+            if candidate.is_file():
+                node[leaf] = str(candidate)
+
+
 def load_scenario(
     scenario: str | Path | ScenarioConfig | Mapping[str, Any],
     overrides: Mapping[str, Any] | None = None,
@@ -523,6 +542,7 @@ def load_scenario(
         data = read_yaml_mapping(path, "scenario file")
         data.setdefault("name", path.stem)
         source = str(path)
+        _resolve_next_to(data, path.resolve().parent)
     for key, value in (overrides or {}).items():
         apply_override(data, key, value)
     try:

@@ -494,9 +494,7 @@ def test_bad_profiles_raise(mult: tuple[float, ...]) -> None:
     assert issubclass(GraphError, ValueError)
 
 
-@pytest.mark.parametrize(
-    ("name", "n_nodes"), [("West-Oakland.osm.bz2", 22), ("aguascalientes.osm.bz2", 692)]
-)
+@pytest.mark.parametrize(("name", "n_nodes"), [("West-Oakland.osm.bz2", 22), ("aguascalientes.osm.bz2", 692)])
 def test_osm_xml_extracts_load_with_osmnx(name, n_nodes):
     pytest.importorskip("osmnx")
     g = osm.load_graph(MAPS_DIR / name)

@@ -20,6 +20,7 @@ from agents.evaluation.policies import resolve_policy
 from agents.evaluation.reports import EvaluationResult
 from agents.evaluation.runners import execute
 from lastmile_env.config import ScenarioConfig, load_scenario
+from lastmile_env.generators import default_generator
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
 
@@ -243,7 +244,8 @@ def _plan(
             f"reference policy {reference!r} is not among the evaluated policies ({', '.join(policies)}); "
             "add it to the policies or choose one of them as the reference"
         )
-    world_for(config)  # bad layouts fail here, and the travel matrix is cached before the workers start
+    # Bad layouts and order logs fail here, and the travel matrix is cached, before the workers start.
+    default_generator(world_for(config))
     return _Plan(
         config,
         policies,
