@@ -87,9 +87,9 @@ def _play(task: _Task) -> dict[str, Any]:
     )
     wall_s = time.perf_counter() - started
     if snapshot is not None:
-        if snapshot.frame is None:  # no decision after mid-shift: show the end of the day
+        wall_s -= snapshot.render_s  # drawing the frame during the episode is not the policy's time
+        if snapshot.frame is None:  # no decision after mid-shift: show the end of the day (untimed)
             snapshot.capture(sim)
-        wall_s -= snapshot.render_s
     s = sim.summary()
     row: dict[str, Any] = {
         "scenario": config.name,
