@@ -77,3 +77,156 @@ def test_order_log_errors_are_config_errors() -> None:
     from lastmile_env.sources.order_log import OrderLogError
 
     assert issubclass(OrderLogError, ConfigError)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Rosters
+# ------------------------------------------------------------------------------------------------------------
+
+TYPES = [
+    {"name": "van", "capacity": 10, "cost_per_km": 1.0, "cost_per_hour": 0.0},
+    {"name": "bike", "capacity": 3, "cost_per_km": 0.5, "cost_per_hour": 0.0},
+]
+
+
+def test_a_roster_file_next_to_the_yaml_gives_each_vehicle_its_shift_and_start(tmp_path: Path) -> None:
+    (tmp_path / "roster.csv").write_text(
+        "type,start_min,end_min,start_node\nvan,0,300,\nbike,90,400,14\nvan,30,,7\n"
+    )
+    scenario = write_yaml(
+        tmp_path / "s.yaml",
+        {"graph": {"kind": "grid", "rows": 5, "cols": 5}, "fleet": {"types": TYPES, "roster": "roster.csv"}},
+    )
+    cfg = load_scenario(scenario)
+    assert cfg.fleet.size == 3 and cfg.fleet.roster is not None
+    world = build_world(cfg)
+    van, bike, late = world.vehicles
+    assert (van.type_name, van.start_min, van.shift_end_min, van.start_node) == ("van", 0.0, 300.0, None)
+    assert (bike.type_name, bike.capacity, bike.start_min, bike.shift_end_min) == ("bike", 3, 90.0, 400.0)
+    assert world.matrix.nodes[bike.start_node] == 14 and late.shift_end_min == cfg.fleet.shift_end_min
+    vehicles = world.make_vehicles()
+    assert vehicles[1].node == bike.start_node and vehicles[1].free_min == 90.0
+    assert vehicles[0].node == vehicles[0].home
+
+
+def test_rostered_vehicles_work_only_in_their_shift_from_their_start_node() -> None:
+    from agents.heuristics import make_heuristic
+    from lastmile_env.sim import Simulator
+
+    roster = [{"start_min": 0, "end_min": 240, "start_node": 7}, {"start_min": 120, "start_node": 20}]
+    cfg = load_scenario("small", {"fleet.roster": roster, "fleet.size": 2, "fleet.types": TYPES[:1]})
+    world = build_world(cfg)
+    policy = make_heuristic("insertion")
+    sim = Simulator(world, 2, debug=True)  # debug: every invariant checked after each event
+    while sim.advance() is not None:
+        action = policy.act(sim)
+        sim.assign(action) if action < world.n_vehicles else sim.reject()
+    legs = {vid: [leg for leg in sim.legs if leg[0] == vid] for vid in (0, 1)}
+    assert legs[0] and legs[0][0][1] == world.vehicles[0].start_node  # it set off from its start node
+    assert all(depart >= 120.0 - 1e-9 for _, _, _, depart, _, _ in legs[1])
+    assert all(v.node == v.home for v in sim.vehicles)  # everyone home at the end of the day
+    assert sim.expected_cost == pytest.approx(sim.cost().total)
+
+
+def test_couriers_may_wait_at_their_last_drop(tmp_path: Path) -> None:
+    from lastmile_env.sim import Order, ServiceOption, Simulator
+
+    # Centers D1 (x=0) and D2 (x=10 km); doors X (11) and Y (12); 60 km/h, so a km is a minute.
+    (tmp_path / "line.csv").write_text("x,y,depot\n0,0,1\n10,0,1\n11,0,0\n12,0,0\n")
+
+    def orders(world, rng):  # two parcels from D2, the courier's home is D1
+        return [
+            Order(
+                id=i,
+                arrival_min=t,
+                center=1,
+                loc=loc,
+                size=1,
+                ready_min=t,
+                service_min=0.0,
+                option=ServiceOption.SAME_DAY,
+                earliest_min=t,
+                due_min=t + 300,
+            )
+            for i, (t, loc) in enumerate([(0.0, 2), (100.0, 3)])
+        ]
+
+    km = {}
+    for idle_at in ("home", "last_drop"):
+        cfg = load_scenario(
+            {
+                "name": "line",
+                "graph": {"kind": "plane", "path": str(tmp_path / "line.csv"), "unit": "km", "speed_kmh": 60},
+                "orders": {"pickup_service_min": 0.0, "n_hotspots": 0},
+                "fleet": {"types": TYPES[:1], "roster": [{"center": 0}], "idle_at": idle_at},
+            }
+        )
+        sim = Simulator(build_world(cfg), 0, generator=orders, debug=True)
+        while sim.advance() is not None:
+            sim.assign(0)
+        assert sim.vehicles[0].node == sim.vehicles[0].home == 0
+        km[idle_at] = sim.cost().distance
+        assert sim.expected_cost == pytest.approx(sim.cost().total)
+    # home: 0-10-11-0, then 0-10-12-0 = 46 km; waiting at the drop: 0-10-11, 11-10-12, then home 12-0 = 26 km.
+    assert km == {"home": pytest.approx(46.0), "last_drop": pytest.approx(26.0)}
+
+
+@pytest.mark.parametrize(
+    ("roster", "message"),
+    [
+        ("type,start_min\ntruck,0\n", r"roster\[0\]\.type: 'truck' is not a fleet type"),
+        ("type,start_min,end_min\nvan,100,50\n", r"line 2: .*end_min \(50.0\) must be after start_min"),
+        ("type,shift\nvan,1\n", r"unknown columns \['shift'\]"),
+        ("type,start_min\nvan,-5\n", r"line 2: start_min: Input should be greater than or equal to 0"),
+        ("type\n", "lists no vehicle"),
+    ],
+)
+def test_bad_rosters_fail_at_load_naming_the_line(tmp_path: Path, roster: str, message: str) -> None:
+    (tmp_path / "r.csv").write_text(roster)
+    scenario = write_yaml(tmp_path / "s.yaml", {"fleet": {"types": TYPES, "roster": "r.csv"}})
+    with pytest.raises(ConfigError, match=message):
+        load_scenario(scenario)
+
+
+def test_roster_nodes_and_size_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="roster file not found"):
+        load_scenario("small", {"fleet.roster": str(tmp_path / "nowhere.csv")})
+    with pytest.raises(ConfigError, match=r"size \(4\) differs from the roster's 1 vehicles"):
+        load_scenario("small", {"fleet.roster": [{"start_min": 0}], "fleet.size": 4})
+    with pytest.raises(
+        ConfigError, match=r"fleet\.roster\[1\]\.start_node: node 999 is not on the road graph"
+    ):
+        build_world(load_scenario("small", {"fleet.roster": [{}, {"start_node": 999}], "fleet.size": 2}))
+    with pytest.raises(ConfigError, match=r"fleet\.roster\[0\]\.center: node 3 is not a center"):
+        build_world(load_scenario("small", {"fleet.roster": [{"center": 3}], "fleet.size": 1}))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The hindsight bound where it is not valid
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_the_report_shows_no_hindsight_gap_on_a_multi_center_day() -> None:
+    from agents.evaluation import evaluate
+    from agents.hindsight import not_valid_for
+
+    assert not_valid_for(build_world(load_scenario("small"))) is None
+    result = evaluate(
+        "small",
+        ["nearest"],
+        episodes=1,
+        workers=1,
+        reference="nearest",
+        overrides={"depots.count": 2},
+        hindsight_time_limit_s=1.0,
+        progress=False,
+    )
+    assert result.hindsight_note is not None and "not valid here: 2 centers" in result.hindsight_note
+    assert not result.hindsight_computed
+    md = result.markdown()
+    assert "Gap to hindsight: not computed (the bound is not valid here: 2 centers" in md
+    roster = load_scenario("small", {"fleet.roster": [{"start_node": 7}], "fleet.size": 1})
+    assert "start away from their center" in str(not_valid_for(build_world(roster)))
+    assert "last drop" in str(
+        not_valid_for(build_world(load_scenario("small", {"fleet.idle_at": "last_drop"})))
+    )

@@ -199,8 +199,9 @@ class _Plan:
         return result
 
 
-def _hindsight_unavailable(time_limit_s: float) -> str | None:
-    """Why the hindsight bound will not be computed, or None when it will."""
+def _hindsight_unavailable(time_limit_s: float, world: World) -> str | None:
+    """Why the hindsight bound will not be computed (disabled, unavailable, or not valid for this world's
+    days: then no gap is shown rather than a misleading one), or None when it will."""
     if time_limit_s == 0:
         return "disabled: hindsight time limit 0"
     try:
@@ -209,7 +210,8 @@ def _hindsight_unavailable(time_limit_s: float) -> str | None:
         return f"agents.hindsight is not available: {exc}"
     if not hasattr(module, "hindsight_bound"):
         return "agents.hindsight has no hindsight_bound"
-    return None
+    invalid = module.not_valid_for(world) if hasattr(module, "not_valid_for") else None
+    return None if invalid is None else f"the bound is not valid here: {invalid}"
 
 
 def _check_run(episodes: int, seed: int, workers: int | None, hindsight_time_limit_s: float) -> int:
@@ -245,7 +247,8 @@ def _plan(
             "add it to the policies or choose one of them as the reference"
         )
     # Bad layouts and order logs fail here, and the travel matrix is cached, before the workers start.
-    default_generator(world_for(config))
+    world = world_for(config)
+    default_generator(world)
     return _Plan(
         config,
         policies,
@@ -253,7 +256,7 @@ def _plan(
         seed,
         reference,
         hindsight_time_limit_s,
-        _hindsight_unavailable(hindsight_time_limit_s),
+        _hindsight_unavailable(hindsight_time_limit_s, world),
         route_map,
     )
 
