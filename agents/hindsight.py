@@ -227,19 +227,13 @@ def build_multitrip(
 
 
 def not_valid_for(world: World) -> str | None:
-    """Why this model's cost is no reference for a policy's on ``world``'s days, or None where it is.
+    """Why this model's cost is no reference for a policy's on ``world``'s days, or None where it may be.
 
-    On a day with several centers every trip of the model serves one center's orders, while the simulator's
-    vehicles collect parcels at several centers in one plan (driving between centers): the model then misses
-    the cheapest plans and has cost more than every policy (gaps of -59% to -82% were printed), so it is not
-    offered as a bound there. The same holds for a roster whose vehicles start away from their center, or
-    couriers who wait at their last drop (the model starts and ends every vehicle at its center).
+    The model starts and ends every vehicle at its center: it does not describe a roster whose vehicles
+    start away from their center, nor couriers who wait at their last drop. (On multi-center days its trips
+    serve one center each; whether that still bounds the policies is seen in the results, see
+    ``agents.evaluation.scenario``.)
     """
-    if world.n_depots > 1:
-        return (
-            f"{world.n_depots} centers, and the model keeps each trip to one center while vehicles may "
-            "collect at several centers in one trip"
-        )
     away = [i for i, v in enumerate(world.vehicles) if v.start_node is not None and v.start_node != v.home]
     if away:
         return f"{len(away)} vehicles of the roster start away from their center (vehicle {away[0]} first)"
