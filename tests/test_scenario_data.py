@@ -246,3 +246,24 @@ def test_the_report_shows_no_hindsight_gap_for_rosters_it_does_not_model() -> No
     )
     roster = load_scenario("small", {"fleet.roster": [{"start_node": 7}], "fleet.size": 1})
     assert "start away from their center" in str(not_valid_for(build_world(roster)))
+
+
+def test_dispatch_rewards_sum_to_minus_the_cost_with_a_roster_away_from_home() -> None:
+    import gymnasium as gym
+
+    overrides = {
+        "fleet.roster": [{"start_node": 7}, {"start_min": 60, "start_node": 30}, {}],
+        "fleet.idle_at": "last_drop",
+        "graph.congestion": [1.0] * 8 + [1.6] * 3 + [1.0] * 13,
+    }
+    env = gym.make("LastMile-Dispatch-v0", scenario="small", overrides=overrides)
+    env.reset(seed=5)
+    assert env.unwrapped.sim.expected_cost > 0  # the way home of the vehicles away from their center
+    rng = np.random.default_rng(5)
+    total, done = 0.0, False
+    while not done:
+        mask = env.unwrapped.action_masks()
+        _, reward, terminated, truncated, _ = env.step(int(rng.choice(np.flatnonzero(mask))))
+        total += reward
+        done = terminated or truncated
+    assert total == pytest.approx(-env.unwrapped.sim.summary()["cost"], rel=1e-9)
