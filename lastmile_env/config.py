@@ -152,9 +152,10 @@ class GraphConfig(_Model):
 
 
 class DepotsConfig(_Model):
-    """Fulfillment centers: explicit graph nodes, or ``count`` nodes chosen by the layout seed."""
+    """Fulfillment centers: explicit graph nodes, or ``count`` nodes chosen by the layout seed (unset: the
+    data's own depots where it names them, as a VRPLIB file does, else one)."""
 
-    count: int = Field(1, ge=1)
+    count: int | None = Field(None, ge=1)
     nodes: list[int | str] | None = Field(None, description="graph node ids; overrides count")
 
 
@@ -225,6 +226,11 @@ class OrdersConfig(_Model):
         0.0, ge=0, le=1, description="share of orders that are returns, collected at the customer in a window"
     )
     log: OrderLogConfig | None = None
+    known_at_start: bool = Field(
+        False,
+        description="every order of the day is known at the shift start (pre-booked): arrival 0, parcels "
+        "prepared from then, same-day orders due by the end of the day",
+    )
 
     @model_validator(mode="after")
     def _option_shares(self) -> OrdersConfig:
@@ -432,10 +438,22 @@ class CostsConfig(_Model):
 
 
 class DispatchConfig(_Model):
-    """When deferred orders are decided again."""
+    """How orders are dispatched: one at a time as they arrive (``order``), or in waves (``wave``).
 
+    In wave mode arriving orders wait in a pool; at every wave (``wave_start_min`` + k ``wave_min``, up to
+    the first wave after the day's last arrival) a policy chooses which pooled orders go now and gives each
+    released batch as routes to vehicles (``Simulator.release``); a released parcel leaves its center no
+    earlier than the wave + ``wave_margin_min`` (loading: the EURO Meets NeurIPS 2022 dispatch margin).
+    """
+
+    mode: Literal["order", "wave"] = Field("order", description="order: decide at each arrival; wave: waves")
     tick_min: float = Field(15.0, gt=0, description="deferred orders come back at every multiple of this")
     max_defer_min: float = Field(60.0, ge=0, description="no order may wait longer than this for a decision")
+    wave_min: float = Field(60.0, gt=0, description="wave mode: minutes between waves")
+    wave_start_min: float = Field(0.0, ge=0, description="wave mode: the first wave (minutes into shift)")
+    wave_margin_min: float = Field(
+        0.0, ge=0, description="wave mode: a released parcel leaves its center this long after the wave"
+    )
 
 
 class NoiseConfig(_Model):
@@ -515,6 +533,14 @@ class ScenarioConfig(_Model):
                 f"orders.last_arrival_min ({self.orders.last_arrival_min}) is after "
                 f"fleet.shift_end_min ({self.fleet.shift_end_min})"
             )
+        if self.dispatch.mode == "wave":
+            if self.orders.returns_share > 0:
+                raise ValueError("dispatch.mode: wave serves deliveries only; set orders.returns_share to 0")
+            battery = [t.name for t in self.fleet.types if t.range_km is not None or t.recharge_min > 0]
+            if battery:
+                raise ValueError(
+                    f"dispatch.mode: wave does not route vehicles with a battery yet ({', '.join(battery)})"
+                )
         return self
 
 

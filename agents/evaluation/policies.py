@@ -9,25 +9,31 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.base import Policy
+from agents.base import Policy, WavePolicy
 from agents.evaluation.common import EvaluationError
 from agents.heuristics import HEURISTICS, make_heuristic
+from agents.heuristics.waves import WAVE_HEURISTICS
 
 
-def resolve_policy(spec: str) -> Callable[[], Policy]:
+def resolve_policy(spec: str) -> Callable[[], Policy | WavePolicy]:
     """A factory for the policy named by ``spec``, checked before any work and called in each worker.
 
     A spec is a heuristic name (``HEURISTICS``) or the path of a trained model zip (``train.py``'s
     checkpoints and ``final.zip``), loaded as a ``LearnedPolicy`` in each worker. ``dispatch+routing``
     (e.g. ``insertion+nearest_next``, ``model.zip+routing_model.zip``) pairs a dispatch spec with a routing
     one (``agents.routing.ROUTING_HEURISTICS`` or a trained routing model zip); the pair plays the
-    simulator in routing mode, the router choosing every vehicle's next stop.
+    simulator in routing mode, the router choosing every vehicle's next stop. A wave policy
+    (``agents.heuristics.waves``: ``greedy``, ``lazy``, ``urgent_routes``; any as ``wave:NAME``, e.g.
+    ``wave:random``) plays the scenario in wave mode (``dispatch.mode: wave``).
     """
     if "+" in spec:
         return _resolve_pair(spec)
     if spec in HEURISTICS:
         return functools.partial(make_heuristic, spec)
-    valid = ", ".join(HEURISTICS)
+    wave_name = spec.removeprefix("wave:")
+    if wave_name in WAVE_HEURISTICS and (spec.startswith("wave:") or spec not in HEURISTICS):
+        return functools.partial(_make_wave_policy, wave_name, spec)
+    valid = ", ".join([*HEURISTICS, *(f"wave:{w}" for w in WAVE_HEURISTICS)])
     path = Path(spec)
     if path.suffix == ".zip":
         if not path.is_file():
@@ -40,12 +46,23 @@ def resolve_policy(spec: str) -> Callable[[], Policy]:
     raise EvaluationError(f"unknown policy {spec!r}; valid names: {valid}, or a trained model .zip")
 
 
+def _make_wave_policy(name: str, spec: str) -> WavePolicy:
+    """A wave policy (``agents.heuristics.waves``) under the name it was asked for."""
+    policy: WavePolicy = WAVE_HEURISTICS[name]()
+    policy.name = spec
+    return policy
+
+
 def _resolve_pair(spec: str) -> Callable[[], Policy]:
     """``dispatch+routing``: factories for both halves, checked now (see ``resolve_policy``)."""
     from agents.routing import ROUTING_HEURISTICS, make_routing_heuristic
 
     dispatch_spec, _, routing_spec = spec.partition("+")
     dispatch = resolve_policy(dispatch_spec)
+    if dispatch_spec.removeprefix("wave:") in WAVE_HEURISTICS and dispatch_spec not in HEURISTICS:
+        raise EvaluationError(
+            f"policy {spec!r}: a wave policy makes no per-order decisions to pair with routing"
+        )
     router: Callable[[], Any]
     if routing_spec in ROUTING_HEURISTICS:
         router = functools.partial(make_routing_heuristic, routing_spec)
@@ -59,7 +76,7 @@ def _resolve_pair(spec: str) -> Callable[[], Policy]:
     return functools.partial(_make_pair, dispatch, router, spec)
 
 
-def _make_pair(dispatch: Callable[[], Policy], router: Callable[[], Any], name: str) -> Policy:
+def _make_pair(dispatch: Callable[[], Any], router: Callable[[], Any], name: str) -> Policy:
     from agents.routing import PairedPolicy
 
     return PairedPolicy(dispatch(), router(), name)

@@ -33,17 +33,19 @@ def execute(
     workers: int,
     progress: bool,
     ray: bool | str = False,
+    on_result: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """``run`` each task (in-process for one worker, else a spawn pool, or Ray tasks: ``ray`` True or a
-    cluster address, see ``connect_ray``); results in task order. A failing task raises a RuntimeError that
-    names it."""
+    cluster address, see ``connect_ray``); results in task order. ``on_result(i, result)`` is called as each
+    task finishes (e.g. to write it at once). A failing task raises a RuntimeError that names it."""
     if ray is not False:
-        return _execute_ray(tasks, run, None if ray is True else ray, progress)
+        return _execute_ray(tasks, run, None if ray is True else ray, progress, on_result)
     results: list[dict[str, Any] | None] = [None] * len(tasks)
     with tqdm(total=len(tasks), desc="evaluate", unit="task", disable=not progress) as bar:
         if workers == 1:
             for i, task in enumerate(tasks):
                 results[i] = _guarded(task, functools.partial(run, task))
+                _report(on_result, i, results[i])
                 bar.update()
         else:
             # spawn, not fork: the parent may hold threads (tqdm, BLAS) that fork would copy mid-state.
@@ -56,6 +58,7 @@ def execute(
                     for future in as_completed(futures):
                         i = futures[future]
                         results[i] = _guarded(tasks[i], future.result)
+                        _report(on_result, i, results[i])
                         bar.update()
                 except BaseException:
                     pool.shutdown(wait=False, cancel_futures=True)
@@ -96,7 +99,11 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
 
 
 def _execute_ray(
-    tasks: Sequence[T], run: Callable[[T], dict[str, Any]], address: str | None, progress: bool
+    tasks: Sequence[T],
+    run: Callable[[T], dict[str, Any]],
+    address: str | None,
+    progress: bool,
+    on_result: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One Ray task per task (for the scenario runner: per scenario, policy and episode), as many at a time
     as the cluster has CPUs; results in task order, as from the pool."""
@@ -113,12 +120,18 @@ def _execute_ray(
                 for ref in done:
                     i = index[ref]
                     results[i] = _guarded(tasks[i], functools.partial(ray.get, ref))
+                    _report(on_result, i, results[i])
                     bar.update()
         except BaseException:
             for ref in pending:
                 ray.cancel(ref)
             raise
     return [r for r in results if r is not None]
+
+
+def _report(on_result: Callable[[int, dict[str, Any]], None] | None, i: int, result: Any) -> None:
+    if on_result is not None:
+        on_result(i, result)
 
 
 def _guarded(task: Task, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:

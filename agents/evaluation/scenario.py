@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Policy, run_episode
+from agents.base import Policy, WavePolicy, run_episode
 from agents.evaluation.common import EPISODE_COLUMNS, EvaluationError
 from agents.evaluation.policies import resolve_policy
 from agents.evaluation.reports import EvaluationResult
 from agents.evaluation.runners import execute
-from lastmile_env.config import ScenarioConfig, load_scenario
+from lastmile_env.config import ConfigError, ScenarioConfig, load_scenario
 from lastmile_env.generators import default_generator
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
@@ -46,7 +46,7 @@ class _Task:
 class _Snapshot:
     """Wraps a policy to capture the route map the first time it decides at or after ``at_min``."""
 
-    def __init__(self, policy: Policy, world: World, at_min: float) -> None:
+    def __init__(self, policy: Policy | WavePolicy, world: World, at_min: float) -> None:
         self.inner, self.world, self.at_min = policy, world, at_min
         self.name = policy.name
         self.frame: np.ndarray | None = None
@@ -67,20 +67,50 @@ class _Snapshot:
     def act(self, sim: Simulator) -> int:
         if self.frame is None and sim.now >= self.at_min:
             self.capture(sim)
+        assert not isinstance(self.inner, WavePolicy)
         return self.inner.act(sim)
+
+
+class _WaveSnapshot(_Snapshot):
+    """``_Snapshot`` for a wave policy: captures at its first wave at or after ``at_min``."""
+
+    def __init__(self, policy: WavePolicy, world: World, at_min: float) -> None:
+        super().__init__(policy, world, at_min)
+        self.wave_policy = policy
+        self.budget = policy.budget
+
+    def choose(self, sim: Simulator) -> list[int]:
+        if self.frame is None and sim.now >= self.at_min:
+            self.capture(sim)
+        return self.wave_policy.choose(sim)
+
+
+def in_mode_for(config: ScenarioConfig, policy: Any) -> ScenarioConfig:
+    """The scenario as the policy plays it: in wave mode for a wave policy, one order at a time for any other
+    (the day is the same: the mode changes only when the decisions are made). A scenario that cannot run in
+    wave mode (returns, battery vehicles) raises ConfigError."""
+    mode = "wave" if isinstance(policy, WavePolicy) else "order"
+    if config.dispatch.mode == mode:
+        return config
+    data = config.model_dump()
+    data["dispatch"]["mode"] = mode
+    return load_scenario(data)
 
 
 def _play(task: _Task) -> dict[str, Any]:
     """Run one policy's episode; the row of ``EPISODE_COLUMNS`` (and a mid-shift frame when asked)."""
     assert task.policy is not None
-    config = ScenarioConfig.model_validate_json(task.config_json)
-    world = world_for(config)
     policy = resolve_policy(task.policy)()
+    config = in_mode_for(ScenarioConfig.model_validate_json(task.config_json), policy)
+    world = world_for(config)
     router = getattr(policy, "router", None)  # a dispatch+routing pair plays in routing mode
-    snapshot = None
+    snapshot: _Snapshot | None = None
     if task.snapshot:
         mid_min = min(config.fleet.shift_end_min, config.orders.last_arrival_min) / 2.0
-        policy = snapshot = _Snapshot(policy, world, mid_min)
+        if isinstance(policy, WavePolicy):
+            policy = snapshot = _WaveSnapshot(policy, world, mid_min)
+        else:
+            policy = snapshot = _Snapshot(policy, world, mid_min)
     started = time.perf_counter()
     sim = run_episode(
         Simulator(world, task.seed, routing=router is not None), policy, task.seed, router=router
@@ -204,7 +234,7 @@ def _multi_center_check(config: ScenarioConfig, rows: list[dict[str, Any]], note
     """On a multi-center day the hindsight model keeps each trip to one center, while policies collect at
     several centers in one trip: where a policy then beats it on average, it is no bound there. Its gaps are
     dropped (the costs stay in the rows) and the note says why; the returned note is the report's."""
-    n_centers = len(config.depots.nodes) if config.depots.nodes is not None else config.depots.count
+    n_centers = world_for(config).n_depots  # built (and cached) when the run was planned
     if n_centers < 2:
         return note
     by_policy: dict[str, list[float]] = {}
@@ -274,6 +304,11 @@ def _plan(
     # Bad layouts and order logs fail here, and the travel matrix is cached, before the workers start.
     world = world_for(config)
     default_generator(world)
+    for spec in policies:  # a policy that cannot play the scenario's decisions fails here, before any work
+        try:
+            in_mode_for(config, resolve_policy(spec)())
+        except ConfigError as exc:
+            raise EvaluationError(f"policy {spec!r} cannot play {config.name}: {exc}") from None
     return _Plan(
         config,
         policies,

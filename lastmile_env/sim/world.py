@@ -168,21 +168,22 @@ def _choose_depots(
 ) -> list:
     """The centers: the scenario's ``depots.nodes``, else the data's own (``named``, a VRPLIB depot) unless
     the scenario sets ``depots.count``, else ``count`` centers where the intersections cluster."""
-    if cfg.depots.nodes is None and named is not None and "count" not in cfg.depots.model_fields_set:
+    if cfg.depots.nodes is None and named is not None and cfg.depots.count is None:
         return list(named)
     if cfg.depots.nodes is not None:
         chosen = [_resolve_node(graph, n, f"depots.nodes[{i}]") for i, n in enumerate(cfg.depots.nodes)]
         if len(set(chosen)) != len(chosen):
             raise ConfigError(f"depots.nodes: duplicate node in {cfg.depots.nodes}")
         return chosen
-    if cfg.depots.count > len(nodes) - 1:
-        raise ConfigError(f"depots.count: {cfg.depots.count} centers need a graph with more nodes")
+    count = cfg.depots.count or 1
+    if count > len(nodes) - 1:
+        raise ConfigError(f"depots.count: {count} centers need a graph with more nodes")
     # Centers where the intersections cluster: k-means on the node coordinates (farthest-point start, so
     # deterministic), each center the intersection nearest its cluster's mean.
     first = int(np.argmin(((xy - xy.mean(axis=0)) ** 2).sum(axis=1)))
     seeds = [first]
     gap = ((xy - xy[first]) ** 2).sum(axis=1)
-    while len(seeds) < cfg.depots.count:
+    while len(seeds) < count:
         seeds.append(int(np.argmax(gap)))
         gap = np.minimum(gap, ((xy - xy[seeds[-1]]) ** 2).sum(axis=1))
     means, _ = kmeans2(xy, xy[seeds], minit="matrix")
