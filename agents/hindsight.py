@@ -210,6 +210,7 @@ def build_multitrip(
             capacity=[v.capacity * LOAD_SCALE],
             start_depot=v.home,
             end_depot=v.home,
+            tw_early=math.ceil(v.free_min * TIME_SCALE),  # a roster's later shift start
             tw_late=math.floor(v.shift_end_min * TIME_SCALE),
             unit_distance_cost=round(v.cost_per_km / DIST_SCALE * COST_SCALE),
             unit_duration_cost=round(v.cost_per_hour / 60.0 / TIME_SCALE * COST_SCALE),
@@ -223,6 +224,22 @@ def build_multitrip(
     depots = [pyvrp.Depot(location=c) for c in range(n_depots)]
     data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, dist_mats, time_mats)
     return MultiTrip(data, [o.id for o in orders])
+
+
+def not_valid_for(world: World) -> str | None:
+    """Why this model's cost is no reference for a policy's on ``world``'s days, or None where it may be.
+
+    The model starts and ends every vehicle at its center: it does not describe a roster whose vehicles
+    start away from their center, nor couriers who wait at their last drop. (On multi-center days its trips
+    serve one center each; whether that still bounds the policies is seen in the results, see
+    ``agents.evaluation.scenario``.)
+    """
+    away = [i for i, v in enumerate(world.vehicles) if v.start_node is not None and v.start_node != v.home]
+    if away:
+        return f"{len(away)} vehicles of the roster start away from their center (vehicle {away[0]} first)"
+    if any(not v.returns_home for v in world.vehicles):
+        return "couriers wait at their last drop, and the model brings every vehicle back to its center"
+    return None
 
 
 def home_center(order: Order) -> int:

@@ -7,6 +7,7 @@ so a typo fails at load with the field's path instead of being silently ignored.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +79,11 @@ class GraphConfig(_Model):
         "euclidean", description="plane: the distance between two points"
     )
     default_speed_kmh: float = Field(30.0, gt=0)
+    maxspeed: bool = Field(
+        True,
+        description="file: an OSM road's speed is its maxspeed tag where the map has one (else the table "
+        "below)",
+    )
     speed_kmh_by_highway: dict[str, float] = Field(
         default_factory=lambda: {
             "motorway": 80.0,
@@ -295,12 +301,87 @@ BIKE_SPEED_KMH_BY_HIGHWAY: dict[str, float] = {
 }
 
 
-class FleetConfig(_Model):
-    """The fleet: its size, vehicle types (by share) and shift end."""
+class RosterEntry(_Model):
+    """One vehicle of a roster: its type, its own shift and where it starts (driver rosters, courier shifts).
 
-    size: int = Field(5, ge=1)
+    Times are minutes since the scenario's shift start; nodes are graph node ids (a center or an address).
+    """
+
+    type: str | None = Field(None, description="a fleet.types name (default: the first type)")
+    start_min: float = Field(0.0, ge=0, description="not available before")
+    end_min: float | None = Field(
+        None, gt=0, description="back at its center by then (default: shift_end_min)"
+    )
+    start_node: int | str | None = Field(None, description="where it is at its start (default: its center)")
+    center: int | str | None = Field(
+        None, description="its center's node (default: the center nearest its start node, else round-robin)"
+    )
+
+    @model_validator(mode="after")
+    def _shift(self) -> RosterEntry:
+        if self.end_min is not None and self.end_min <= self.start_min:
+            raise ValueError(f"end_min ({self.end_min}) must be after start_min ({self.start_min})")
+        return self
+
+
+ROSTER_COLUMNS = tuple(RosterEntry.model_fields)
+
+
+def read_roster(path: Path) -> list[dict[str, Any]]:
+    """The rows of a roster file: a CSV with (some of) the columns of :class:`RosterEntry`, or a YAML list of
+    mappings; each problem is a ValueError naming the file and the line or item."""
+    found = resolve_graph_path(path)
+    if found is None:
+        raise ValueError(f"roster file not found: {path}")
+    if found.suffix.lower() in (".yaml", ".yml"):
+        try:
+            rows = yaml.safe_load(found.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"roster {found} is not valid YAML: {exc}") from None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"roster {found} must hold a list of mappings (one per vehicle)")
+        return rows
+    with found.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        unknown = sorted(set(reader.fieldnames or []) - set(ROSTER_COLUMNS))
+        if unknown or not reader.fieldnames:
+            raise ValueError(
+                f"roster {found}: unknown columns {unknown} (expected some of {', '.join(ROSTER_COLUMNS)})"
+            )
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            cells: dict[str, Any] = {
+                k: v.strip() for k, v in row.items() if k is not None and isinstance(v, str) and v.strip()
+            }
+            if None in row:
+                raise ValueError(f"roster {found}:{line}: more cells than columns")
+            for key in ("start_node", "center"):
+                if key in cells and cells[key].lstrip("-").isdigit():
+                    cells[key] = int(cells[key])  # node ids: ints where they look like ints
+            cells["_line"] = line
+            rows.append(cells)
+    if not rows:
+        raise ValueError(f"roster {found} lists no vehicle")
+    return rows
+
+
+class FleetConfig(_Model):
+    """The fleet: its size, vehicle types (by share) and shift end, or a roster of vehicles with their own
+    shifts and start nodes; and whether an idle vehicle drives back to its center."""
+
+    size: int = Field(5, ge=1, description="without a roster; with one, the roster's length")
     types: list[VehicleType] = Field(default_factory=lambda: [VehicleType()])
     shift_end_min: float = Field(600.0, gt=0, description="vehicles must be back at their center by then")
+    roster: list[RosterEntry] | None = Field(
+        None,
+        description="one entry per vehicle, inline or a CSV / YAML file (relative paths: next to the "
+        "scenario file, then as given or the repo root); read when the scenario loads",
+    )
+    idle_at: Literal["home", "last_drop"] = Field(
+        "home",
+        description="where an idle vehicle waits: home (drives back to its center) or last_drop (a courier "
+        "waits where its last stop was and drives home when the day's work is done)",
+    )
 
     @field_validator("types")
     @classmethod
@@ -308,6 +389,44 @@ class FleetConfig(_Model):
         if not v:
             raise ValueError("at least one vehicle type is needed")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_roster(cls, data: Any) -> Any:
+        """A roster given as a file is read here, so that a bad one fails when the scenario loads and the
+        entries travel with the config (to worker processes too)."""
+        if not isinstance(data, dict) or data.get("roster") is None:
+            return data
+        data = dict(data)
+        roster = data["roster"]
+        if isinstance(roster, str | Path):
+            rows = read_roster(Path(roster))
+            entries = []
+            for i, row in enumerate(rows):
+                where = f"line {row.pop('_line')}" if "_line" in row else f"item {i}"
+                try:
+                    entries.append(RosterEntry.model_validate(row))
+                except ValidationError as exc:
+                    problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                    raise ValueError(f"roster {roster}, {where}: {problem}") from None
+            data["roster"] = entries
+        if isinstance(data["roster"], list) and "size" not in data:
+            data["size"] = len(data["roster"])
+        return data
+
+    @model_validator(mode="after")
+    def _roster_matches(self) -> FleetConfig:
+        if self.roster is None:
+            return self
+        if not self.roster:
+            raise ValueError("roster: lists no vehicle")
+        if self.size != len(self.roster):
+            raise ValueError(f"size ({self.size}) differs from the roster's {len(self.roster)} vehicles")
+        names = [t.name for t in self.types]
+        for i, entry in enumerate(self.roster):
+            if entry.type is not None and entry.type not in names:
+                raise ValueError(f"roster[{i}].type: {entry.type!r} is not a fleet type ({', '.join(names)})")
+        return self
 
 
 class CostsConfig(_Model):
@@ -516,6 +635,25 @@ def format_validation_error(err: ValidationError, title: str) -> str:
     return "\n".join(lines)
 
 
+# Data files a scenario names; a relative path in a scenario file is looked up next to the file first.
+SCENARIO_PATH_FIELDS = ("graph.path", "orders.log.path", "fleet.roster")
+
+
+def _resolve_next_to(data: dict[str, Any], base_dir: Path) -> None:
+    """Make each relative data path of a scenario file that exists next to the file absolute (in place);
+    the others keep the usual look-up (as given, the repo root, the shipped data directories)."""
+    for dotted in SCENARIO_PATH_FIELDS:
+        node: Any = data
+        *sections, leaf = dotted.split(".")
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        value = node.get(leaf) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            candidate = base_dir / value
+            if candidate.is_file():
+                node[leaf] = str(candidate)
+
+
 def load_scenario(
     scenario: str | Path | ScenarioConfig | Mapping[str, Any],
     overrides: Mapping[str, Any] | None = None,
@@ -544,6 +682,7 @@ def load_scenario(
         data = read_yaml_mapping(path, "scenario file")
         data.setdefault("name", path.stem)
         source = str(path)
+        _resolve_next_to(data, path.resolve().parent)
     for key, value in (overrides or {}).items():
         apply_override(data, key, value)
     try:

@@ -15,6 +15,7 @@ from lastmile_env.observations import DispatchObservation
 from lastmile_env.rewards import RewardFn, make_reward
 from lastmile_env.sim.insertion import InsertionRule
 from lastmile_env.sim.simulator import Simulator
+from lastmile_env.sim.types import Ledger
 from lastmile_env.sim.world import World, world_for
 
 
@@ -167,6 +168,9 @@ class DispatchEnv(gym.Env):
         self.sim = Simulator(
             self.world, episode_seed, generator=self.generator, insertion=self.insertion, debug=self.debug
         )
+        # The rewards count from an empty ledger, so that they sum to minus the day's cost even where the
+        # day starts with a cost planned (a roster's vehicle away from its center plans its way home).
+        self._ledger: Ledger | None = Ledger(0.0, 0, 0, 0, 0.0)
         self.sim.advance()
         return self.encoder.encode(self.sim), self._info()
 
@@ -175,7 +179,8 @@ class DispatchEnv(gym.Env):
         if sim.current is None:
             raise RuntimeError("the episode is over: call reset()")
         a = int(action)
-        before = sim.ledger()
+        before = self._ledger if self._ledger is not None else sim.ledger()
+        self._ledger = None
         penalty = 0.0
         mask = self.encoder.mask(sim)
         valid = 0 <= a < len(mask) and bool(mask[a])

@@ -58,13 +58,24 @@ class GraphError(ValueError):
 # ------------------------------------------------------------------------------------------------------------
 
 
-def assign_speeds(g: nx.DiGraph, speed_kmh_by_highway: Mapping[str, float], default_speed_kmh: float) -> None:
-    """Set ``speed_kmh`` on every edge from its ``highway`` type (``default_speed_kmh`` if not listed)."""
+def assign_speeds(
+    g: nx.DiGraph,
+    speed_kmh_by_highway: Mapping[str, float],
+    default_speed_kmh: float,
+    use_maxspeed: bool = False,
+) -> None:
+    """Set ``speed_kmh`` on every edge: its map speed limit (``maxspeed_kmh``, set by the OSM reader) where
+    it has one and ``use_maxspeed`` is on, else its ``highway`` type's speed (``default_speed_kmh`` if the
+    type is not listed)."""
     bad = {hw: s for hw, s in speed_kmh_by_highway.items() if not (math.isfinite(s) and s > 0)}
     if bad or not (math.isfinite(default_speed_kmh) and default_speed_kmh > 0):
         raise GraphError(f"speeds must be finite and > 0 km/h, got {bad or {'default': default_speed_kmh}}")
     for _, _, data in g.edges(data=True):
-        data["speed_kmh"] = float(speed_kmh_by_highway.get(data.get("highway", ""), default_speed_kmh))
+        tagged = data.get("maxspeed_kmh") if use_maxspeed else None
+        if tagged is not None and math.isfinite(tagged) and tagged > 0:
+            data["speed_kmh"] = float(tagged)
+        else:
+            data["speed_kmh"] = float(speed_kmh_by_highway.get(data.get("highway", ""), default_speed_kmh))
 
 
 def mode_graph(

@@ -6,6 +6,6 @@ import sys
 from lastmile_env.sources import solomon as _solomon
 
 if __name__ == "__main__":
-    _solomon.main()
+    raise SystemExit(_solomon.main())
 else:
     sys.modules[__name__] = _solomon

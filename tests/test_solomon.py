@@ -142,8 +142,59 @@ def test_bad_input_gives_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(SolomonError, match="not found"):
         load_bks(tmp_path / "bks.csv")
     bad_csv = tmp_path / "bad.csv"
-    bad_csv.write_text("instance,bks_cost_vehicles_first\nC101,abc\n")
+    bad_csv.write_text("instance,bks_cost_distance_only\nC101,abc\n")
     with pytest.raises(SolomonError, match="malformed row"):
         load_bks(bad_csv)
     with pytest.raises(ValueError, match="epoch_min"):
         SolomonOrderGenerator(load_instance("C101"), epoch_min=0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The static benchmark from the command line, on any file
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_family_of_reads_solomon_and_gehring_homberger_names() -> None:
+    from lastmile_env.sources.solomon import family_of
+
+    assert [family_of(n) for n in ("C101", "RC208", "R1_2_1", "rc2_4_10", "C1_10_1")] == [
+        "C1",
+        "RC2",
+        "R1",
+        "RC2",
+        "C1",
+    ]
+    assert family_of("X-n101-k25") == "X-n101-k25"
+
+
+def test_the_benchmark_runs_on_a_users_files_with_their_best_known_costs(tmp_path: Path, capsys) -> None:
+    from lastmile_env.sources.solomon import main
+    from tests.test_sources import write_solomon
+
+    rng = np.random.default_rng(0)
+    rows = [(50.0, 50.0, 0, 0, 1000, 0)] + [
+        (float(x), float(y), 5, 0, 1000, 10) for x, y in rng.uniform(0, 100, size=(12, 2)).round(1)
+    ]
+    folder = tmp_path / "Homberger Set"
+    folder.mkdir()
+    first = write_solomon(folder / "c1_2_1.txt", rows, vehicles=7, capacity=30)
+    second = write_solomon(folder / "r2_2_3.txt", rows[:8], vehicles=7, capacity=30)
+    bks = tmp_path / "mine.csv"
+    bks.write_text("instance,best\nC1_2_1,400.5\n")  # a distance-only column named the user's way
+    code = main(
+        [str(first), str(second), "--time-limit", "0.2", "--workers", "1", "--bks", str(bks),
+         "--bks-distance-column", "best", "--out", str(tmp_path / "out.md")]
+    )  # fmt: skip
+    assert code == 0
+    report = (tmp_path / "out.md").read_text()
+    assert "at most the instance's fleet (7 vehicles)" in report and "25 vehicles" not in report
+    assert "| c1_2_1 | 12 |" in report and "| r2_2_3 | 7 |" in report  # names as in the files
+    assert "No best-known cost for 1 instance(s): r2_2_3." in report
+    assert "| C1 n=12 | 1 |" in report and "| R2 n=7 | 1 |" in report  # classes from the data
+    assert "400.50 (–)" in report
+    capsys.readouterr()
+    assert main([str(first), "--bks", str(bks), "--workers", "1"]) == 2  # no default distance column there
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: ") and "no column 'bks_cost_distance_only'" in err and "Traceback" not in err
+    )

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agents.evaluation.policies import short_labels
+
 if TYPE_CHECKING:
     from agents.evaluation.reports import EvaluationResult
 
@@ -37,7 +39,7 @@ def _plot_metrics(result: EvaluationResult, path: Path) -> None:
         means = [s["mean"] * scale for s in stats]
         errs = [s["half_width"] * scale if math.isfinite(s["half_width"]) else 0.0 for s in stats]
         ax.bar(range(n), means, yerr=errs, color=colours, capsize=4, edgecolor="black", linewidth=0.5)
-        ax.set_xticks(range(n), result.policies, rotation=30, ha="right")
+        ax.set_xticks(range(n), short_labels(result.policies), rotation=30, ha="right")
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
@@ -55,7 +57,8 @@ def _plot_route_map(result: EvaluationResult, path: Path) -> None:
     ax.imshow(result.route_map)
     ax.set_axis_off()
     fig.suptitle(
-        f"{result.scenario}: policy {result.route_map_policy}, episode 0 (seed {result.seed}), mid-shift",
+        f"{result.scenario}: policy {short_labels([str(result.route_map_policy)])[0]}, episode 0 "
+        f"(seed {result.seed}), mid-shift",
         y=0.995,
         va="top",
     )

@@ -113,3 +113,18 @@ def _parse_policies(policies: Sequence[str] | str) -> list[str]:
     for spec in specs:
         resolve_policy(spec)
     return specs
+
+
+def short_labels(policies: Sequence[str]) -> list[str]:
+    """Short, distinct labels for plots: a heuristic keeps its name, a model path becomes its file stem with
+    as many parent folders as it takes to tell it from the others (``runs/a/model.zip`` -> ``a/model``)."""
+    parts = [Path(p).with_suffix("").parts if p.endswith(".zip") or "/" in p else (p,) for p in policies]
+    depth = [1] * len(policies)
+    while True:
+        labels = ["/".join(ps[-d:]) for ps, d in zip(parts, depth, strict=True)]
+        clashes = {lab for lab in labels if labels.count(lab) > 1}
+        grow = [i for i, lab in enumerate(labels) if lab in clashes and depth[i] < len(parts[i])]
+        if not grow:
+            return labels
+        for i in grow:
+            depth[i] += 1

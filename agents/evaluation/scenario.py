@@ -20,6 +20,7 @@ from agents.evaluation.policies import resolve_policy
 from agents.evaluation.reports import EvaluationResult
 from agents.evaluation.runners import execute
 from lastmile_env.config import ConfigError, ScenarioConfig, load_scenario
+from lastmile_env.generators import default_generator
 from lastmile_env.replay import record_episode
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
@@ -118,9 +119,9 @@ def _play(task: _Task) -> dict[str, Any]:
     )
     wall_s = time.perf_counter() - started
     if snapshot is not None:
-        if snapshot.frame is None:  # no decision after mid-shift: show the end of the day
+        wall_s -= snapshot.render_s  # drawing the frame during the episode is not the policy's time
+        if snapshot.frame is None:  # no decision after mid-shift: show the end of the day (untimed)
             snapshot.capture(sim)
-        wall_s -= snapshot.render_s
     s = sim.summary()
     row: dict[str, Any] = {
         "scenario": config.name,
@@ -219,6 +220,7 @@ class _Plan:
                     row["hindsight_cost"] = h["cost"]
                     row["hindsight_gap"] = (row["cost"] - h["cost"]) / h["cost"]
                 rows.append(row)
+        note = _multi_center_check(self.config, rows, note)
         result = EvaluationResult(
             config=self.config,
             policies=self.policies,
@@ -237,8 +239,33 @@ class _Plan:
         return result
 
 
-def _hindsight_unavailable(time_limit_s: float) -> str | None:
-    """Why the hindsight bound will not be computed, or None when it will."""
+def _multi_center_check(config: ScenarioConfig, rows: list[dict[str, Any]], note: str | None) -> str | None:
+    """On a multi-center day the hindsight model keeps each trip to one center, while policies collect at
+    several centers in one trip: where a policy then beats it on average, it is no bound there. Its gaps are
+    dropped (the costs stay in the rows) and the note says why; the returned note is the report's."""
+    n_centers = world_for(config).n_depots  # built (and cached) when the run was planned
+    if n_centers < 2:
+        return note
+    by_policy: dict[str, list[float]] = {}
+    for row in rows:
+        if math.isfinite(row["hindsight_gap"]):
+            by_policy.setdefault(row["policy"], []).append(row["hindsight_gap"])
+    below = {p: float(np.mean(g)) for p, g in by_policy.items() if np.mean(g) < 0}
+    if not below:
+        return note
+    for row in rows:
+        row["hindsight_gap"] = math.nan
+    worst = min(below, key=lambda p: below[p])
+    return (
+        f"the bound is not valid on this {n_centers}-center day: its model keeps each trip to one center "
+        f"while vehicles may collect at several centers in one trip, and {len(below)} policies cost less "
+        f"than it on average ({worst}: {100 * below[worst]:+.1f}%); no gap is shown"
+    )
+
+
+def _hindsight_unavailable(time_limit_s: float, world: World) -> str | None:
+    """Why the hindsight bound will not be computed (disabled, unavailable, or not valid for this world's
+    days: then no gap is shown rather than a misleading one), or None when it will."""
     if time_limit_s == 0:
         return "disabled: hindsight time limit 0"
     try:
@@ -247,7 +274,8 @@ def _hindsight_unavailable(time_limit_s: float) -> str | None:
         return f"agents.hindsight is not available: {exc}"
     if not hasattr(module, "hindsight_bound"):
         return "agents.hindsight has no hindsight_bound"
-    return None
+    invalid = module.not_valid_for(world) if hasattr(module, "not_valid_for") else None
+    return None if invalid is None else f"the bound is not valid here: {invalid}"
 
 
 def _check_run(
@@ -287,7 +315,9 @@ def _plan(
             f"reference policy {reference!r} is not among the evaluated policies ({', '.join(policies)}); "
             "add it to the policies or choose one of them as the reference"
         )
-    world_for(config)  # bad layouts fail here, and the travel matrix is cached before the workers start
+    # Bad layouts and order logs fail here, and the travel matrix is cached, before the workers start.
+    world = world_for(config)
+    default_generator(world)
     for spec in policies:  # a policy that cannot play the scenario's decisions fails here, before any work
         try:
             in_mode_for(config, resolve_policy(spec)())
@@ -300,7 +330,7 @@ def _plan(
         seed,
         reference,
         hindsight_time_limit_s,
-        _hindsight_unavailable(hindsight_time_limit_s),
+        _hindsight_unavailable(hindsight_time_limit_s, world),
         route_map,
         record,
     )

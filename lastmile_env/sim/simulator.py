@@ -155,6 +155,10 @@ class Simulator:
             generator = default_generator(world)
         self.orders: list[Order] = generator(world, np.random.default_rng(arrivals_seq))
         self.vehicles = world.make_vehicles()
+        # Rosters and ``fleet.idle_at: last_drop``: vehicles may be idle away from their center (at a roster's
+        # start node, or waiting at their last drop); their plans price the way home, which they drive when
+        # the day's work is done (``_send_idle_home``).
+        self._away_idle = any(not v.returns_home or v.node != v.home for v in self.vehicles)
         self.now = 0.0
         self.current: Order | None = None
         self.deferred: list[Order] = []  # waiting for the next tick
@@ -182,7 +186,7 @@ class Simulator:
         self.fleet_plans = FleetPlans()  # every plan packed, for whole-fleet kernels
         self.late_cost = 0.0
         self.reject_cost = 0.0
-        self.expected_cost = 0.0
+        self.expected_cost = 0.0  # + the plans of vehicles that start away from their center (below)
         self.n_on_time = 0
         self.n_late = 0
         self.n_rejected = 0
@@ -203,6 +207,8 @@ class Simulator:
             wants_point = absence_rng.uniform(size=len(self.orders)) < attempts.pickup_point_share
             for o, point in zip(self.orders, wants_point, strict=True):
                 o.absent_choice = AbsentChoice.PICKUP_POINT if point else AbsentChoice.REDELIVER
+        if self._away_idle:  # a roster's vehicle away from its center is planned to drive home
+            self.expected_cost = sum(self.plan(v.id).cost for v in self.vehicles)
 
     @classmethod
     def from_snapshot(
@@ -232,6 +238,7 @@ class Simulator:
             dataclasses.replace(v, route=list(v.route), dist_km=0.0, duty_min=0.0) for v in vehicles
         ]
         sim._plans = [None] * len(sim.vehicles)
+        sim._away_idle = any(not v.returns_home or v.node != v.home for v in sim.vehicles)
         sim.start_flown_km = [v.flown_km for v in sim.vehicles]  # a drone's battery state
         sim.n_arrived = len(listed)
         sim.current = listed[pending]
@@ -695,8 +702,11 @@ class Simulator:
             if time_min > self.now:
                 if self.routing:
                     self._accrue_waiting(time_min)
+                away = self._idle_away_costs() if self._away_idle else None
                 self.now = time_min
                 self._insertions = {}
+                if away:
+                    self._reprice_idle_away(away)
             if kind == _ARRIVAL:
                 order = self.orders[index]
                 self.n_arrived = index + 1
@@ -732,6 +742,8 @@ class Simulator:
                 self._vehicle_free(self.vehicles[index])
             if self._route_queue and (decision := self._pop_route_decision()) is not None:
                 return decision
+        if self._away_idle and self._send_idle_home():
+            return self.next_decision()  # run their way home
         self.done = True
         self._check()
         return None
@@ -789,6 +801,24 @@ class Simulator:
                 self._plans[v.id] = after
                 self.expected_cost += waited * v.cost_per_hour / 60.0 + after.cost - before
                 self._update_etas(v)
+
+    # -------------------------------------------------------------- rosters, couriers idle away from home
+    def _idle_away_costs(self) -> dict[int, float]:
+        """The plan costs of the idle vehicles away from their center (they start when the clock does)."""
+        return {v.id: self.plan(v.id).cost for v in self.vehicles if v.idle and v.node != v.home}
+
+    def _reprice_idle_away(self, before: dict[int, float]) -> None:
+        """The clock moved: the way home of an idle vehicle away from its center now leaves later (another
+        congestion hour, perhaps past its shift); the expected cost follows the re-priced plans."""
+        for vid, cost in before.items():
+            self.expected_cost += self.plan(vid).cost - cost
+
+    def _send_idle_home(self) -> bool:
+        """The day's work is done: every idle vehicle away from its center drives home (False: none was)."""
+        away = [v for v in self.vehicles if v.idle and v.node != v.home]
+        for v in away:
+            self._start_next(v, go_home=True)
+        return bool(away)
 
     def _finish_decision(self) -> None:
         self.current = None
@@ -952,8 +982,9 @@ class Simulator:
                 best = (key, stops, plan)
         return None if best is None else (best[1], best[2])
 
-    def _start_next(self, v: Vehicle, decided: bool = False) -> None:
-        """Commit the vehicle to its next leg: the first planned stop, or the way home.
+    def _start_next(self, v: Vehicle, decided: bool = False, go_home: bool = False) -> None:
+        """Commit the vehicle to its next leg: the first planned stop, or the way home (for a courier that
+        waits at its last drop, ``fleet.idle_at: last_drop``, only with ``go_home``).
 
         The leg is a one-stop plan priced by ``evaluate_plan``, so without travel noise it executes exactly
         as it was planned. With noise (``travel.noise``) the leg's driving time is its planned time x a
@@ -993,7 +1024,7 @@ class Simulator:
             v.free_load += leg.load_delta
             self.late_cost += late
             self._stop_late[v.id] = late
-        elif src != v.home:
+        elif src != v.home and (v.returns_home or go_home):
             dst = v.home
             arrive = free = self.world.travel_arrival_min(src, dst, depart, v.speed_factor, v.mode)
             if factor != 1.0:

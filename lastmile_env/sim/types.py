@@ -146,6 +146,7 @@ class Vehicle:
     mode_name: str = "van"  # van | cargo_bike | drone
     range_km: float = math.inf  # battery: km per sortie (between two visits of home)
     recharge_min: float = 0.0  # battery: recharge after a flight home
+    returns_home: bool = True  # False (``fleet.idle_at: last_drop``): idle, it waits at its last stop
     node: int = 0
     free_min: float = 0.0
     load: int = 0  # size of the parcels on board now

@@ -40,6 +40,11 @@ class VehicleSpec:
     mode_name: str = "van"
     range_km: float = math.inf
     recharge_min: float = 0.0
+    # Rosters (``fleet.roster``): where and when the vehicle starts; ``fleet.idle_at: last_drop``: it waits
+    # where its last stop was instead of driving home.
+    start_node: int | None = None  # key index; None: at home
+    start_min: float = 0.0
+    returns_home: bool = True
 
     def vehicle(self, vehicle_id: int, **state: Any) -> Vehicle:
         """A vehicle of this spec in the given state (``node``, ``free_min``, ``load``, ``route``...)."""
@@ -56,6 +61,7 @@ class VehicleSpec:
             mode_name=self.mode_name,
             range_km=self.range_km,
             recharge_min=self.recharge_min,
+            returns_home=self.returns_home,
             **state,
         )
 
@@ -109,8 +115,14 @@ class World:
         return max(v.capacity for v in self.vehicles)
 
     def make_vehicles(self) -> list[Vehicle]:
-        """The fleet at the start of the shift: every vehicle idle at its center."""
-        return [spec.vehicle(i, node=spec.home) for i, spec in enumerate(self.vehicles)]
+        """The fleet at the start of the shift: every vehicle idle at its start node (its center unless a
+        roster says otherwise), free from its shift start."""
+        return [
+            spec.vehicle(
+                i, node=spec.home if spec.start_node is None else spec.start_node, free_min=spec.start_min
+            )
+            for i, spec in enumerate(self.vehicles)
+        ]
 
     def travel_arrival_min(
         self, src: int, dst: int, depart_min: float, speed_factor: float, mode: int = 0
@@ -260,8 +272,12 @@ def _mode_matrices(
     )
 
 
-def _fleet(cfg: ScenarioConfig, n_depots: int) -> tuple[VehicleSpec, ...]:
-    """Vehicle types by largest-remainder shares; homes round-robin over the centers."""
+def _fleet(
+    cfg: ScenarioConfig, n_depots: int, graph: nx.DiGraph, matrix: roads.TravelMatrix
+) -> tuple[VehicleSpec, ...]:
+    """Vehicle types by largest-remainder shares; homes round-robin over the centers (or ``fleet.roster``)."""
+    if cfg.fleet.roster is not None:
+        return _roster(cfg, n_depots, graph, matrix)
     profiles = _profiles(cfg)
     types = cfg.fleet.types
     total = sum(t.share for t in types)
@@ -287,8 +303,60 @@ def _fleet(cfg: ScenarioConfig, n_depots: int) -> tuple[VehicleSpec, ...]:
                     mode_name=t.mode,
                     range_km=math.inf if t.range_km is None else t.range_km,
                     recharge_min=t.recharge_min,
+                    returns_home=cfg.fleet.idle_at == "home",
                 )
             )
+    return tuple(specs)
+
+
+def _roster(
+    cfg: ScenarioConfig, n_depots: int, graph: nx.DiGraph, matrix: roads.TravelMatrix
+) -> tuple[VehicleSpec, ...]:
+    """One vehicle per roster entry: its type, shift and start node; its center as named, else the center
+    nearest (by travel time) to its start node, else round-robin."""
+    assert cfg.fleet.roster is not None
+    profiles = _profiles(cfg)
+    types = {t.name: t for t in reversed(cfg.fleet.types)}  # the first of a repeated name wins
+    specs: list[VehicleSpec] = []
+    for i, entry in enumerate(cfg.fleet.roster):
+        t = cfg.fleet.types[0] if entry.type is None else types[entry.type]
+        start = None
+        if entry.start_node is not None:
+            node = _resolve_node(graph, entry.start_node, f"fleet.roster[{i}].start_node")
+            try:
+                start = matrix.index_of(node)
+            except roads.GraphError:
+                raise ConfigError(
+                    f"fleet.roster[{i}].start_node: node {entry.start_node!r} is neither a center nor an "
+                    "address node (graph.n_addresses samples the addresses; choose one of them)"
+                ) from None
+        if entry.center is not None:
+            node = _resolve_node(graph, entry.center, f"fleet.roster[{i}].center")
+            home = matrix.index_of(node) if node in matrix.nodes[:n_depots] else -1
+            if home < 0:
+                raise ConfigError(f"fleet.roster[{i}].center: node {entry.center!r} is not a center")
+        elif start is not None:
+            home = int(np.argmin(matrix.time_min[start, :n_depots] + matrix.time_min[:n_depots, start]))
+        else:
+            home = i % n_depots
+        specs.append(
+            VehicleSpec(
+                type_name=t.name,
+                capacity=t.capacity,
+                speed_factor=t.speed_factor,
+                cost_per_km=t.cost_per_km,
+                cost_per_hour=t.cost_per_hour,
+                home=home,
+                shift_end_min=cfg.fleet.shift_end_min if entry.end_min is None else entry.end_min,
+                mode=profiles.index(_profile(t)),
+                mode_name=t.mode,
+                range_km=math.inf if t.range_km is None else t.range_km,
+                recharge_min=t.recharge_min,
+                start_node=start,
+                start_min=entry.start_min,
+                returns_home=cfg.fleet.idle_at == "home",
+            )
+        )
     return tuple(specs)
 
 
@@ -383,7 +451,7 @@ def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
         address_weights=np.stack(rows),
         nearest_depot=nearest,
         xy_km=xy,
-        vehicles=_fleet(cfg, n_depots),
+        vehicles=_fleet(cfg, n_depots, graph, matrix),
         time_min=matrix.time_min.tolist(),
         dist_km=matrix.dist_km.tolist(),
         time_arr=np.ascontiguousarray(matrix.time_min, dtype=np.float64),

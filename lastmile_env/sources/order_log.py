@@ -19,6 +19,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
+from lastmile_env.config import ConfigError
 from lastmile_env.generators import DUE_MARGIN_MIN
 from lastmile_env.sim.types import Order, ServiceOption
 from lastmile_env.sim.world import World
@@ -67,8 +68,9 @@ class RowError:
         return f"line {self.line}, column {self.column!r}: {self.message}"
 
 
-class OrderLogError(ValueError):
-    """The order log is invalid; ``errors`` holds every problem found, the message the first few."""
+class OrderLogError(ConfigError):
+    """The order log is invalid; ``errors`` holds every problem found, the message the first few. A
+    :class:`ConfigError`, so every CLI reports it as it reports any other bad scenario input (exit 2)."""
 
     def __init__(self, source: str, errors: Sequence[RowError], max_errors: int = MAX_ERRORS) -> None:
         self.source = source

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import re
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -93,12 +95,13 @@ class SolomonInstance:
 
 @dataclass(frozen=True)
 class BestKnown:
-    """Best-known costs of an instance: fewest vehicles first, and distance only (an upper bound)."""
+    """Best-known costs of an instance: distance only (an upper bound from older heuristics, often with more
+    vehicles) and, where known, fewest vehicles first; ``None`` where the file does not say."""
 
-    cost_vehicles_first: float
-    vehicles_vehicles_first: int
+    cost_vehicles_first: float | None
+    vehicles_vehicles_first: int | None
     cost_distance_only: float
-    vehicles_distance_only: int
+    vehicles_distance_only: int | None
 
 
 def available_instances() -> list[str]:
@@ -165,20 +168,39 @@ def _solomon_table(path: Path) -> np.ndarray:
     return np.array(rows, dtype=float).reshape(len(rows), 7)
 
 
-def load_bks(path: str | Path = BKS_FILE) -> dict[str, BestKnown]:
-    """The best-known costs by instance name, from a ``solomon_bks.csv``-style file."""
+DISTANCE_COLUMN = "bks_cost_distance_only"
+
+
+def load_bks(path: str | Path = BKS_FILE, distance_column: str = DISTANCE_COLUMN) -> dict[str, BestKnown]:
+    """The best-known costs by instance name (upper-cased), from a CSV with an ``instance`` column and the
+    distance-only cost in ``distance_column``; the shipped file's other columns (``bks_cost_vehicles_first``,
+    ``bks_vehicles_vehicles_first``, ``bks_vehicles_distance_only``) are read where present and filled."""
     file = Path(path)
     if not file.is_file():
         raise SolomonError(f"best-known costs file not found: {file}")
     out: dict[str, BestKnown] = {}
     with file.open(newline="") as fh:
-        for line, row in enumerate(csv.DictReader(fh), start=2):
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        missing = [c for c in ("instance", distance_column) if c not in columns]
+        if missing:
+            raise SolomonError(
+                f"{file}: no column {' or '.join(map(repr, missing))} (columns: "
+                f"{', '.join(columns) or 'none'}; name the distance-only cost column with "
+                "--bks-distance-column)"
+            )
+
+        def optional(row: dict[str, str], column: str, kind: type) -> Any:
+            text = (row.get(column) or "").strip()
+            return kind(float(text)) if text else None
+
+        for line, row in enumerate(reader, start=2):
             try:
                 out[row["instance"].strip().upper()] = BestKnown(
-                    float(row["bks_cost_vehicles_first"]),
-                    int(row["bks_vehicles_vehicles_first"]),
-                    float(row["bks_cost_distance_only"]),
-                    int(row["bks_vehicles_distance_only"]),
+                    optional(row, "bks_cost_vehicles_first", float),
+                    optional(row, "bks_vehicles_vehicles_first", int),
+                    float(row[distance_column]),
+                    optional(row, "bks_vehicles_distance_only", int),
                 )
             except (KeyError, ValueError, TypeError, AttributeError) as exc:
                 raise SolomonError(f"{file}:{line}: malformed row ({type(exc).__name__}: {exc})") from None
@@ -199,6 +221,8 @@ class StaticSolution:
     distance: float
     feasible: bool  # by :func:`check_routes`, in floating point
     runtime_s: float
+    n_customers: int = 0
+    fleet: int = 0  # the instance's vehicles
 
     @property
     def n_vehicles(self) -> int:
@@ -283,7 +307,8 @@ def solve_static(
     runtime = time.perf_counter() - tic
     routes = [[int(a.idx) + 1 for a in r.schedule() if a.is_client()] for r in best.routes()]
     feasible = best.is_feasible() and not check_routes(inst, routes)
-    return StaticSolution(inst.name, routes, route_distance(inst, routes), feasible, runtime)
+    distance = route_distance(inst, routes)
+    return StaticSolution(inst.name, routes, distance, feasible, runtime, inst.n_customers, inst.n_vehicles)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -410,9 +435,9 @@ class SolomonOrderGenerator:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _solve_named(args: tuple[str, float, int]) -> StaticSolution:
-    name, limit, seed = args
-    return solve_static(load_instance(name), limit, seed)
+def _solve_file(args: tuple[str, float, int]) -> StaticSolution:
+    instance, limit, seed = args
+    return solve_static(load_instance(instance), limit, seed)
 
 
 def gap_pct(cost: float, bks: float) -> float:
@@ -420,81 +445,141 @@ def gap_pct(cost: float, bks: float) -> float:
     return 100.0 * (cost - bks) / bks
 
 
+def instance_class(solution: StaticSolution, sizes: int) -> str:
+    """The class of an instance in a report: its family (``C1`` ... ``RC2``), with its customer count when the
+    report mixes sizes (Gehring-Homberger: 200 to 1000 customers)."""
+    family = family_of(solution.instance)
+    return family if sizes <= 1 else f"{family} n={solution.n_customers}"
+
+
 def static_report(
     solutions: Sequence[StaticSolution], bks: dict[str, BestKnown], command: str, limit: float
 ) -> str:
-    """Markdown: per instance and per family, PyVRP distance against both best-known costs."""
+    """Markdown: per instance and per class, PyVRP distance against the best-known costs (those the file
+    gives; an instance it does not list is shown without a gap and named in a note)."""
+    fleets = sorted({s.fleet for s in solutions})
+    fleet = f"{fleets[0]} vehicles" if len(fleets) == 1 else f"{fleets[0]} to {fleets[-1]} vehicles"
+    sizes = len({s.n_customers for s in solutions})
+    known = {s.instance: bks.get(s.instance.upper()) for s in solutions}
+    missing = [name for name, b in known.items() if b is None]
+
+    def gap(s: StaticSolution, which: str) -> float | None:
+        b = known[s.instance]
+        cost = None if b is None else getattr(b, which)
+        return None if cost is None else gap_pct(s.distance, cost)
+
+    def fmt(value: float | None, spec: str = "+.2f") -> str:
+        return "–" if value is None else format(value, spec)
+
+    def mean(values: list[float | None]) -> float | None:
+        kept = [v for v in values if v is not None]
+        return float(np.mean(kept)) if kept else None
+
     lines = [
-        "# Solomon VRPTW, static: PyVRP vs best-known costs",
+        "# Solomon / Gehring-Homberger VRPTW, static: PyVRP vs best-known costs",
         "",
         f"Command: `{command}`",
         "",
         f"PyVRP {metadata.version('pyvrp')}, {limit:g} s per instance (wall clock); Euclidean "
-        "distances, time = distance, hard windows, capacity, at most the instance's fleet (25 vehicles); "
+        f"distances, time = distance, hard windows, capacity, at most the instance's fleet ({fleet}); "
         "objective: distance only. Distances are exact (floating point) Euclidean lengths of PyVRP's "
         "routes, each solution checked by `check_routes` (`feasible`). `gap_dist` is against the "
         "distance-only best-known cost (an upper bound from older heuristics, often with more vehicles), "
-        "`gap_veh` against the fewest-vehicles-first best-known cost (more vehicles allow less distance, "
-        "hence negative gaps there).",
+        "`gap_veh` against the fewest-vehicles-first best-known cost where the file gives one (more vehicles "
+        "allow less distance, hence negative gaps there).",
+    ]
+    if missing:
+        lines += ["", f"No best-known cost for {len(missing)} instance(s): {', '.join(missing)}."]
+    classes = sorted({instance_class(s, sizes) for s in solutions}, key=lambda c: (c.split()[0], len(c), c))
+    lines += [
         "",
-        "## Per family (mean gap %)",
+        "## Per class (mean gap %)",
         "",
-        "| family | n | mean gap_dist % | mean gap_veh % | mean vehicles | mean BKS veh (dist-only) |",
+        "| class | n | mean gap_dist % | mean gap_veh % | mean vehicles | mean BKS veh (dist-only) |",
         "|---|---|---|---|---|---|",
     ]
-    rows = []
-    for fam in (*FAMILIES, "all"):
-        sols = [s for s in solutions if fam == "all" or family_of(s.instance) == fam]
-        if not sols:
-            continue
-        gd = [gap_pct(s.distance, bks[s.instance].cost_distance_only) for s in sols]
-        gv = [gap_pct(s.distance, bks[s.instance].cost_vehicles_first) for s in sols]
-        nv = [s.n_vehicles for s in sols]
-        bv = [bks[s.instance].vehicles_distance_only for s in sols]
+    for cls in (*classes, "all"):
+        sols = [s for s in solutions if cls == "all" or instance_class(s, sizes) == cls]
+        bks_veh = mean(
+            [
+                float(b.vehicles_distance_only)
+                if (b := known[s.instance]) and b.vehicles_distance_only
+                else None
+                for s in sols
+            ]
+        )
         lines.append(
-            f"| {fam} | {len(sols)} | {np.mean(gd):+.2f} | {np.mean(gv):+.2f} | {np.mean(nv):.1f} "
-            f"| {np.mean(bv):.1f} |"
+            f"| {cls} | {len(sols)} | {fmt(mean([gap(s, 'cost_distance_only') for s in sols]))} "
+            f"| {fmt(mean([gap(s, 'cost_vehicles_first') for s in sols]))} "
+            f"| {np.mean([s.n_vehicles for s in sols]):.1f} | {fmt(bks_veh, '.1f')} |"
         )
     lines += [
         "",
         "## Per instance",
         "",
-        "| instance | PyVRP distance | vehicles | feasible | BKS dist-only (veh) | gap_dist % "
+        "| instance | customers | PyVRP distance | vehicles | feasible | BKS dist-only (veh) | gap_dist % "
         "| BKS veh-first (veh) | gap_veh % |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in solutions:
-        b = bks[s.instance]
-        rows.append(
-            f"| {s.instance} | {s.distance:.2f} | {s.n_vehicles} | {'yes' if s.feasible else 'NO'} | "
-            f"{b.cost_distance_only:.2f} ({b.vehicles_distance_only}) | "
-            f"{gap_pct(s.distance, b.cost_distance_only):+.2f} | "
-            f"{b.cost_vehicles_first:.2f} ({b.vehicles_vehicles_first}) | "
-            f"{gap_pct(s.distance, b.cost_vehicles_first):+.2f} |"
+        b = known[s.instance]
+        dist_only = "–" if b is None else f"{b.cost_distance_only:.2f} ({fmt(b.vehicles_distance_only, 'd')})"
+        veh_first = (
+            "–"
+            if b is None or b.cost_vehicles_first is None
+            else f"{b.cost_vehicles_first:.2f} ({fmt(b.vehicles_vehicles_first, 'd')})"
         )
-    return "\n".join(lines + rows) + "\n"
+        lines.append(
+            f"| {s.instance} | {s.n_customers} | {s.distance:.2f} | {s.n_vehicles} | "
+            f"{'yes' if s.feasible else 'NO'} | {dist_only} | {fmt(gap(s, 'cost_distance_only'))} | "
+            f"{veh_first} | {fmt(gap(s, 'cost_vehicles_first'))} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def family_of(name: str) -> str:
-    """The family (``C1`` ... ``RC2``) of an instance name."""
-    letters = name.rstrip("0123456789")
-    return f"{letters}{name[len(letters) : len(letters) + 1]}".upper()
+    """The family of an instance name: its letters and series digit, upper-cased (``C1`` ... ``RC2``; a
+    Gehring-Homberger ``rc2_4_1`` is ``RC2``); the name itself when it does not start that way."""
+    match = re.match(r"([A-Za-z]+)(\d)", name)
+    return f"{match.group(1)}{match.group(2)}".upper() if match else name
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Solve shipped instances with PyVRP and write the markdown comparison with the best-known costs."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Solve Solomon / Gehring-Homberger instances with PyVRP and write the comparison with best-known
+    costs (the shipped ones, or a file of your own)."""
     parser = argparse.ArgumentParser(prog="python -m lastmile_env.sources.solomon", description=main.__doc__)
-    parser.add_argument("instances", nargs="*", help="instance names (default: all shipped)")
+    parser.add_argument(
+        "instances",
+        nargs="*",
+        help="instance files (any path) or shipped names such as C101 (default: all shipped)",
+    )
     parser.add_argument("--time-limit", type=float, default=10.0, help="PyVRP seconds per instance")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--bks", type=Path, default=BKS_FILE, help="best-known costs CSV (an 'instance' column)"
+    )
+    parser.add_argument(
+        "--bks-distance-column",
+        default=DISTANCE_COLUMN,
+        help=f"the --bks column with the distance-only best-known cost (default: {DISTANCE_COLUMN})",
+    )
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default: print)")
     args = parser.parse_args(argv)
-    names = [n.upper() for n in args.instances] or available_instances()
-    bks = load_bks()
+    if not args.time_limit > 0 or args.workers < 1:
+        print("error: --time-limit must be > 0 and --workers >= 1", file=sys.stderr)
+        return 2
+    names = list(args.instances) or available_instances()
+    try:
+        bks = load_bks(args.bks, args.bks_distance_column)
+        for name in names:  # every file is read and checked before any solving starts
+            load_instance(name)
+    except SolomonError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     jobs = [(n, args.time_limit, args.seed) for n in names]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        solutions = list(pool.map(_solve_named, jobs))
+        solutions = list(pool.map(_solve_file, jobs))
     command = "python -m lastmile_env.sources.solomon " + " ".join(
         [
             *args.instances,
@@ -502,6 +587,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"--workers {args.workers}",
             f"--seed {args.seed}",
         ]
+        + ([f"--bks {args.bks}"] if args.bks != BKS_FILE else [])
+        + (
+            [f"--bks-distance-column {args.bks_distance_column}"]
+            if args.bks_distance_column != DISTANCE_COLUMN
+            else []
+        )
         + ([f"--out {args.out}"] if args.out else [])
     )
     report = static_report(solutions, bks, command, args.time_limit)
@@ -517,7 +608,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     [s.instance, f"{s.distance:.4f}", s.n_vehicles, s.feasible, f"{s.runtime_s:.2f}", routes]
                 )
     print(report)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
