@@ -8,7 +8,7 @@ for a network.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -113,3 +113,33 @@ def run_episode(
         else:
             apply_route(sim, router.route(sim))
     return sim
+
+
+# A spec option: its name after the policy's (``reopt:time=0.5``), the constructor argument it sets, and
+# the argument's type.
+SpecOption = tuple[str, type]
+
+
+def parse_spec(spec: str, options: dict[str, dict[str, SpecOption]], what: str) -> tuple[str, dict[str, Any]]:
+    """``name[:key=value]...`` as the policy name and its constructor arguments.
+
+    ``options[name]`` maps the keys a policy accepts to (argument, type), e.g. ``reopt:time=0.5`` to
+    ``("reopt", {"time_limit_s": 0.5})``. Unknown names, keys and values fail with one line naming them.
+    """
+    name, *items = spec.split(":")
+    if name not in options:
+        raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(options)}")
+    accepted = options[name]
+    params: dict[str, Any] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if key not in accepted or not eq:
+            valid = ", ".join(f"{k}=..." for k in accepted) or "none"
+            raise ValueError(f"{what} {spec!r}: bad option {item!r}; {name} takes {valid}")
+        argument, kind = accepted[key]
+        try:
+            params[argument] = kind(raw)
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise ValueError(f"{what} {spec!r}: {key} must be {noun}, got {raw!r}") from None
+    return name, params
