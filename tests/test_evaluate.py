@@ -238,6 +238,9 @@ def test_standard_suite_scenarios_load() -> None:
         "hetero_fleet",
         "aguascalientes",
         "realistic",
+        "default_5vans",
+        "default_7vans",
+        "default_volume150",
     )
     for name in suite.scenarios:
         assert load_scenario(name).name == name
