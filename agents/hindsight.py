@@ -50,7 +50,7 @@ from lastmile_env.sim.world import World
 UNREACHABLE = 10**9  # distance and duration of an edge no trip may use
 LATE_SLACK_MIN = 30.0  # how far past an unreachable due time the model still lets a parcel be delivered
 # PyVRP iterations per day by default (see benchmarks/solver_budget.py for cost and time at other budgets)
-HINDSIGHT_ITERATIONS = 500
+HINDSIGHT_ITERATIONS = 250
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ import numpy as np
 import pyvrp
 from pyvrp import Activity, ActivityType
 
+from agents.base import Policy
 from agents.heuristics.rules import REJECTION_RULES, feasible_insertions, insertion_decision
 from agents.solver_budget import SolverBudget
 from agents.vrp_travel import (
@@ -68,7 +69,7 @@ NO_LIMIT_MIN = 1e6  # a due time or shift end that does not bind
 TIE = 1e-6  # a proposal must be cheaper than the current plans by more than this
 # PyVRP iterations per re-optimization by default (about what 0.5 s bought on `default`; see
 # benchmarks/solver_budget.py and its results for cost and time at other budgets).
-REOPT_ITERATIONS = 100
+REOPT_ITERATIONS = 50
 
 
 @dataclass(frozen=True)
@@ -356,9 +357,10 @@ class ReoptRecord:
 
 
 class ReoptPolicy:
-    """Cheapest insertion with periodic PyVRP re-optimization.
+    """Cheapest insertion (or any dispatch policy) with periodic PyVRP re-optimization.
 
-    Each order is decided as ``InsertionPolicy`` does: the vehicle with the cheapest feasible insertion,
+    Each order is decided by ``dispatch`` when given (e.g. a learned policy: ``learned+reopt``), else as
+    ``InsertionPolicy`` does: the vehicle with the cheapest feasible insertion,
     rejected by ``rejection`` (``insertion_decision``: ``reasoned`` for ``reopt``, only when that costs
     more than the rejection penalty and no vehicle can deliver on time; ``myopic`` for ``reopt_myopic``,
     whenever it costs more than the penalty). Before deciding, once every ``interval_min``
@@ -376,6 +378,8 @@ class ReoptPolicy:
         seed: PyVRP's seed (``reset(seed)`` overrides it when given).
         late_slack_min: how far past an unreachable due time the model still lets a parcel be delivered.
         rejection: the rejection rule (``insertion_decision``).
+        dispatch: the policy that decides each order instead of cheapest insertion; it sees the
+            re-optimized plans (its ``reset`` is called with this policy's).
     """
 
     def __init__(
@@ -386,6 +390,7 @@ class ReoptPolicy:
         seed: int = 0,
         late_slack_min: float = 30.0,
         rejection: str = "reasoned",
+        dispatch: Policy | None = None,
     ) -> None:
         if rejection not in REJECTION_RULES:
             raise ValueError(f"unknown rejection rule {rejection!r}; valid: {', '.join(REJECTION_RULES)}")
@@ -396,7 +401,10 @@ class ReoptPolicy:
         self.seed = seed
         self.late_slack_min = late_slack_min
         self.rejection = rejection
+        self.dispatch = dispatch
         self.name = "reopt" if rejection == "reasoned" else f"reopt_{rejection}"
+        if dispatch is not None:
+            self.name = f"{dispatch.name}+reopt"
         self._seed = seed
         self._next_min = interval_min
         self.records: list[ReoptRecord] = []
@@ -405,11 +413,15 @@ class ReoptPolicy:
         self._seed = self.seed if seed is None else seed
         self._next_min = self.interval_min
         self.records = []
+        if self.dispatch is not None:
+            self.dispatch.reset(seed)
 
     def act(self, sim: Simulator) -> int:
         if sim.now >= self._next_min - 1e-9:
             self.reoptimize(sim)
             self._next_min = (math.floor(sim.now / self.interval_min + 1e-9) + 1) * self.interval_min
+        if self.dispatch is not None:
+            return self.dispatch.act(sim)
         return insertion_decision(sim, feasible_insertions(sim), self.rejection)
 
     def reoptimize(self, sim: Simulator) -> float:
