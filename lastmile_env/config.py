@@ -43,9 +43,17 @@ class Range(_Model):
 
 
 class GraphConfig(_Model):
-    """The road graph: a synthetic generator or a GraphML / OSM file, plus speeds and congestion."""
+    """Where the world's places and travel times come from (``kind``, one provider each in
+    ``lastmile_env.sources``), plus speeds and congestion.
 
-    kind: Literal["grid", "geometric", "clustered", "file", "solomon"] = "grid"
+    ``grid`` / ``geometric`` / ``clustered``: a synthetic road graph; ``file``: a GraphML / OSM road map;
+    ``solomon``: a Solomon instance's points (1 km per unit at 60 km/h); ``matrix``: an explicit travel matrix
+    (VRPLIB ``EXPLICIT`` weights, ``.npy``, ``.csv``) charged as given, its time unit in ``unit``;
+    ``plane``: points x, y in ``unit`` (CSV, Solomon / Gehring-Homberger, VRPLIB coordinates) at
+    ``speed_kmh`` by ``metric``.
+    """
+
+    kind: Literal["grid", "geometric", "clustered", "file", "solomon", "matrix", "plane"] = "grid"
     rows: int = Field(10, ge=2, description="grid: rows of intersections")
     cols: int = Field(10, ge=2, description="grid: columns of intersections")
     spacing_m: float = Field(250.0, gt=0, description="grid: block length in metres")
@@ -56,7 +64,18 @@ class GraphConfig(_Model):
     path: Path | None = Field(
         None,
         description="file: GraphML or OSM file (relative paths: repo root or maps dir); "
-        "solomon: a Solomon instance file or a shipped name (C101)",
+        "solomon: a Solomon instance file or a shipped name (C101); matrix / plane: the data file "
+        "(relative paths: repo root)",
+    )
+    unit: Literal["s", "min", "m", "km"] | None = Field(
+        None,
+        description="matrix: what one unit of the weights is in time, s or min (ORTEC: s); the distance "
+        "that cost_per_km charges is the weight itself, in the file's unit. plane: the unit of x, y "
+        "(m or km)",
+    )
+    speed_kmh: float | None = Field(None, gt=0, description="plane: driving speed on every leg")
+    metric: Literal["euclidean", "manhattan"] = Field(
+        "euclidean", description="plane: the distance between two points"
     )
     default_speed_kmh: float = Field(30.0, gt=0)
     speed_kmh_by_highway: dict[str, float] = Field(
@@ -109,6 +128,20 @@ class GraphConfig(_Model):
                 raise ValueError("kind 'file' needs 'path'")
             if resolve_map_path(self.path) is None:
                 raise ValueError(f"map file not found: {self.path}")
+        units = {"matrix": ("s", "min"), "plane": ("m", "km")}.get(self.kind)
+        if units is not None:
+            if self.path is None:
+                raise ValueError(f"kind {self.kind!r} needs 'path'")
+            if resolve_graph_path(self.path) is None:
+                raise ValueError(f"{self.kind} file not found: {self.path}")
+            if self.unit not in units:
+                raise ValueError(
+                    f"kind {self.kind!r} needs 'unit': one of {', '.join(units)} (got {self.unit})"
+                )
+        elif self.unit is not None:
+            raise ValueError(f"'unit' is for kinds matrix and plane, not {self.kind!r}")
+        if self.kind == "plane" and self.speed_kmh is None:
+            raise ValueError("kind 'plane' needs 'speed_kmh'")
         return self
 
 
@@ -377,6 +410,14 @@ def resolve_data_path(path: Path, shipped_dir: Path) -> Path | None:
 def resolve_map_path(path: Path) -> Path | None:
     """Find a map file as given, relative to the repo root, or in the shipped maps directory."""
     return resolve_data_path(path, MAPS_DIR)
+
+
+def resolve_graph_path(path: Path) -> Path | None:
+    """Find a matrix or coordinate file as given or relative to the repo root."""
+    for candidate in (path, REPO_ROOT / path):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def available_scenarios() -> list[str]:

@@ -18,7 +18,7 @@ from lastmile_env.sim.types import Order, ServiceOption
 from lastmile_env.sim.world import World
 
 if TYPE_CHECKING:
-    from lastmile_env.order_log import OrderLog
+    from lastmile_env.sources.order_log import OrderLog
 
 OrderGenerator = Callable[[World, np.random.Generator], list[Order]]
 
@@ -56,7 +56,9 @@ def default_generator(world: World) -> OrderGenerator:
     log = world.config.orders.log
     if log is None:
         return PoissonOrderGenerator()
-    from lastmile_env.order_log import OrderLogGenerator  # imported here: order_log imports this module
+    from lastmile_env.sources.order_log import (
+        OrderLogGenerator,
+    )  # imported here: order_log imports this module
 
     return OrderLogGenerator(_parsed_log(world), log.resample, log.volume)
 
@@ -64,7 +66,7 @@ def default_generator(world: World) -> OrderGenerator:
 @functools.lru_cache(maxsize=8)
 def _parsed_log(world: World) -> OrderLog:
     """The scenario's order log, read and checked once per world."""
-    from lastmile_env.order_log import OrderLog
+    from lastmile_env.sources.order_log import OrderLog
 
     cfg = world.config.orders.log
     assert cfg is not None
