@@ -19,8 +19,8 @@ def test_demo_evaluates_the_shipped_model():
         cwd=REPO_ROOT,
     )
     assert out.returncode == 0, out.stderr
-    assert "SHIPPED model" in out.stdout and "model_default_300k.zip" in out.stdout
-    assert "`insertion`" in out.stdout and "`nearest`" in out.stdout
+    assert "SHIPPED learned policy" in out.stdout and "model_default_300k.zip" in out.stdout
+    assert "`insertion`" in out.stdout and "`nearest`" in out.stdout and "`learned`" in out.stdout
 
 
 def test_bad_override_exits_2_with_a_message():

@@ -16,9 +16,10 @@ import numpy as np
 
 from agents.base import Policy, run_episode
 from agents.evaluation.common import EPISODE_COLUMNS, EvaluationError
-from agents.evaluation.policies import resolve_policy
+from agents.evaluation.policies import describe_solver_budgets, resolve_policy
 from agents.evaluation.reports import EvaluationResult
 from agents.evaluation.runners import execute
+from agents.solver_budget import SolverBudget
 from lastmile_env.config import ScenarioConfig, load_scenario
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
@@ -33,7 +34,7 @@ class _Task:
     episode: int
     seed: int
     policy: str | None = None  # None: the hindsight task
-    hindsight_time_limit_s: float = 0.0
+    hindsight_budget: SolverBudget | None = None
     snapshot: bool = False  # capture the route map mid-shift
 
     def describe(self) -> str:
@@ -114,8 +115,14 @@ def _hindsight(task: _Task) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         module = importlib.import_module("agents.hindsight")
+        budget = task.hindsight_budget
+        assert budget is not None
         bound = module.hindsight_bound(
-            world, orders, time_limit_s=task.hindsight_time_limit_s, seed=task.seed
+            world,
+            orders,
+            time_limit_s=budget.time_limit_s,
+            seed=task.seed,
+            max_iterations=budget.max_iterations,
         )
         cost, error = float(bound.cost), None
     except Exception as exc:
@@ -136,7 +143,7 @@ class _Plan:
     episodes: int
     seed: int
     reference: str | None
-    hindsight_time_limit_s: float
+    hindsight_budget: SolverBudget | None  # None: not computed (see hindsight_note)
     hindsight_note: str | None
     route_map: bool
 
@@ -147,7 +154,7 @@ class _Plan:
         for k in range(self.episodes):
             seed = self.seed + k
             if self.hindsight_note is None:
-                out.append(_Task(index, cfg, k, seed, hindsight_time_limit_s=self.hindsight_time_limit_s))
+                out.append(_Task(index, cfg, k, seed, hindsight_budget=self.hindsight_budget))
             for policy in self.policies:
                 out.append(_Task(index, cfg, k, seed, policy, snapshot=self.route_map and k == 0))
         return out
@@ -187,9 +194,10 @@ class _Plan:
             episodes=self.episodes,
             seed=self.seed,
             reference=self.reference,
-            hindsight_time_limit_s=self.hindsight_time_limit_s,
+            hindsight_budget=self.hindsight_budget.describe() if self.hindsight_budget else None,
             hindsight_note=note,
             rows=rows,
+            solver_budgets=describe_solver_budgets(self.policies),
         )
         if frames:
             best = result.best_policy()
@@ -198,10 +206,30 @@ class _Plan:
         return result
 
 
-def _hindsight_unavailable(time_limit_s: float) -> str | None:
+def _hindsight_budget(time_limit_s: float | None, iterations: int | None) -> SolverBudget | None:
+    """The hindsight solver's budget: iterations by default, seconds when asked; None when 0 skips it."""
+    if time_limit_s is not None and not (time_limit_s >= 0 and math.isfinite(time_limit_s)):
+        raise EvaluationError(
+            f"the hindsight time limit must be >= 0 s (0 skips the bound), got {time_limit_s}"
+        )
+    if iterations is not None and iterations < 0:
+        raise EvaluationError(f"the hindsight iterations must be >= 0 (0 skips the bound), got {iterations}")
+    if time_limit_s == 0 or iterations == 0:
+        return None
+    try:
+        from agents.hindsight import HINDSIGHT_ITERATIONS
+    except ImportError:
+        HINDSIGHT_ITERATIONS = 1  # the bound is unavailable; _hindsight_unavailable says why
+    try:
+        return SolverBudget.of(iterations, time_limit_s, HINDSIGHT_ITERATIONS)
+    except ValueError as exc:
+        raise EvaluationError(f"hindsight bound: {exc}") from None
+
+
+def _hindsight_unavailable(budget: SolverBudget | None) -> str | None:
     """Why the hindsight bound will not be computed, or None when it will."""
-    if time_limit_s == 0:
-        return "disabled: hindsight time limit 0"
+    if budget is None:
+        return "disabled: hindsight budget 0"
     try:
         module = importlib.import_module("agents.hindsight")
     except ImportError as exc:
@@ -211,16 +239,12 @@ def _hindsight_unavailable(time_limit_s: float) -> str | None:
     return None
 
 
-def _check_run(episodes: int, seed: int, workers: int | None, hindsight_time_limit_s: float) -> int:
+def _check_run(episodes: int, seed: int, workers: int | None) -> int:
     """Validate the run-wide settings; returns the number of workers."""
     if episodes < 1:
         raise EvaluationError(f"episodes must be >= 1, got {episodes}")
     if seed < 0:
         raise EvaluationError(f"seed must be >= 0, got {seed}")
-    if not hindsight_time_limit_s >= 0:
-        raise EvaluationError(
-            f"the hindsight time limit must be >= 0 s (0 disables), got {hindsight_time_limit_s}"
-        )
     n = workers if workers is not None else (os.cpu_count() or 1)
     if n < 1:
         raise EvaluationError(f"workers must be >= 1, got {n}")
@@ -233,7 +257,7 @@ def _plan(
     episodes: int,
     seed: int,
     reference: str | None,
-    hindsight_time_limit_s: float,
+    hindsight_budget: SolverBudget | None,
     overrides: Mapping[str, Any] | None,
     route_map: bool,
 ) -> _Plan:
@@ -250,8 +274,8 @@ def _plan(
         episodes,
         seed,
         reference,
-        hindsight_time_limit_s,
-        _hindsight_unavailable(hindsight_time_limit_s),
+        hindsight_budget,
+        _hindsight_unavailable(hindsight_budget),
         route_map,
     )
 
