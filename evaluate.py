@@ -2,7 +2,8 @@
 
     python evaluate.py --scenario default --policies random,nearest,insertion,regret --episodes 50 --seed 0 \\
         --out runs/eval/default
-    python evaluate.py --suite standard --policies insertion,regret --episodes 20 --hindsight-time-limit 0
+    python evaluate.py --suite standard --policies insertion,regret --episodes 20 --hindsight-iterations 0
+    python evaluate.py --policies learned,reopt,reopt:time=0.5 --hindsight-time-limit 2   # wall-clock budgets
     python evaluate.py --scenario small --episodes 5 env.fleet.size=4      # scenario overrides: env.<field>
     python evaluate.py --benchmark euro2022 --policies greedy,lazy,random --out runs/euro2022
 
@@ -29,7 +30,8 @@ from agents.evaluation import evaluate, evaluate_suite
 from agents.heuristics import HEURISTICS
 from agents.heuristics.waves import WAVE_HEURISTICS
 from lastmile_env.config import ConfigError, scenario_overrides
-from lastmile_env.wave_routing import SolverBudget
+from lastmile_env.solver_budget import SolverBudget
+from lastmile_env.wave_routing import WAVE_ITERATIONS
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -46,8 +48,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--policies",
-        help=f"comma-separated policy names (default: all heuristics: {','.join(HEURISTICS)}; for a "
-        f"benchmark all wave policies: {','.join(WAVE_HEURISTICS)})",
+        help="comma-separated policies: heuristic names (options after colons: reopt:time=0.5, "
+        "reopt:iterations=200), learned (the shipped best learned policy), model .zip paths, "
+        f"dispatch+reopt, dispatch+routing, wave policies ({','.join(WAVE_HEURISTICS)}; wave:NAME) "
+        f"(default: all heuristics: {','.join(HEURISTICS)}; for a benchmark: all wave policies)",
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes per policy (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="episode k uses seed + k (default: 0)")
@@ -59,12 +63,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="policy the others are compared to, episode by episode (default: insertion if evaluated, "
         "else the first policy)",
     )
-    parser.add_argument(
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--hindsight-iterations",
+        type=int,
+        metavar="N",
+        help="PyVRP iterations per day for the hindsight bound (default: 250, the same numbers on any "
+        "machine and worker count); 0 skips the gap to hindsight",
+    )
+    budget.add_argument(
         "--hindsight-time-limit",
         type=float,
-        default=2.0,
         metavar="S",
-        help="solver seconds per day for the hindsight bound; 0 skips the gap to hindsight (default: 2)",
+        help="wall-clock solver seconds per day for the hindsight bound instead (depends on the machine's "
+        "speed and load); 0 skips the gap to hindsight",
     )
     parser.add_argument(
         "--record",
@@ -82,7 +94,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--variant", choices=["dynamic", "static"], default="dynamic", help="(default: dynamic)"
     )
     bench.add_argument(
-        "--solver-iterations", type=int, default=2000, help="PyVRP iterations per wave (default: 2000)"
+        "--solver-iterations", type=int, help=f"PyVRP iterations per wave (default: {WAVE_ITERATIONS})"
     )
     bench.add_argument(
         "--solver-time-limit",
@@ -126,6 +138,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             "workers": args.workers,
             "reference": reference,
             "hindsight_time_limit_s": args.hindsight_time_limit,
+            "hindsight_iterations": args.hindsight_iterations,
             "overrides": scenario_overrides(args.overrides),
             "progress": not args.no_progress,
             "ray": args.ray_address or args.ray,
@@ -157,7 +170,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     policies = [p.strip() for p in (args.policies or ",".join(WAVE_HEURISTICS)).split(",") if p.strip()]
     out = args.out or Path("runs/eval") / f"euro2022-{args.variant}"
     try:
-        budget = SolverBudget(args.solver_iterations, args.solver_time_limit)
+        budget = SolverBudget.of(args.solver_iterations, args.solver_time_limit, WAVE_ITERATIONS)
         benchmark(
             policies,
             out,
@@ -165,7 +178,7 @@ def _benchmark(args: argparse.Namespace) -> int:
             configs=args.configs or DATA_DIR / "final_configs.json",
             static=args.variant == "static",
             budget=budget,
-            hindsight=args.hindsight_time_limit > 0,
+            hindsight=0 not in (args.hindsight_time_limit, args.hindsight_iterations),
             workers=args.workers,
             progress=not args.no_progress,
         )

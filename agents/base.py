@@ -8,13 +8,14 @@ for a network.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import DecisionKind
-from lastmile_env.wave_routing import SolverBudget, dispatch_wave
+from lastmile_env.solver_budget import SolverBudget
+from lastmile_env.wave_routing import dispatch_wave
 
 REJECT = -1  # refuse the order (the rejection penalty is paid)
 DEFER = -2  # decide at the next dispatch tick (Simulator.defer)
@@ -61,6 +62,7 @@ class WavePolicy(Protocol):
 
     name: str
     budget: SolverBudget
+    seed: int  # PyVRP's seed
 
     def reset(self, seed: int | None = None) -> None:
         """Start an episode (seed any randomness of the policy)."""
@@ -127,7 +129,7 @@ def run_episode(
                 "simulator in wave mode (dispatch.mode: wave) and a dispatch policy one in order mode"
             )
         while sim.next_decision() is not None:
-            dispatch_wave(sim, policy.choose(sim), policy.budget)
+            dispatch_wave(sim, policy.choose(sim), policy.budget, policy.seed)
         return sim
     assert not isinstance(policy, WavePolicy)
     if router is None:
@@ -146,3 +148,33 @@ def run_episode(
         else:
             apply_route(sim, router.route(sim))
     return sim
+
+
+# A spec option: its name after the policy's (``reopt:time=0.5``), the constructor argument it sets, and
+# the argument's type.
+SpecOption = tuple[str, type]
+
+
+def parse_spec(spec: str, options: dict[str, dict[str, SpecOption]], what: str) -> tuple[str, dict[str, Any]]:
+    """``name[:key=value]...`` as the policy name and its constructor arguments.
+
+    ``options[name]`` maps the keys a policy accepts to (argument, type), e.g. ``reopt:time=0.5`` to
+    ``("reopt", {"time_limit_s": 0.5})``. Unknown names, keys and values fail with one line naming them.
+    """
+    name, *items = spec.split(":")
+    if name not in options:
+        raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(options)}")
+    accepted = options[name]
+    params: dict[str, Any] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if key not in accepted or not eq:
+            valid = ", ".join(f"{k}=..." for k in accepted) or "none"
+            raise ValueError(f"{what} {spec!r}: bad option {item!r}; {name} takes {valid}")
+        argument, kind = accepted[key]
+        try:
+            params[argument] = kind(raw)
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise ValueError(f"{what} {spec!r}: {key} must be {noun}, got {raw!r}") from None
+    return name, params

@@ -12,7 +12,7 @@ pickup at its center, and each trip is a plan of its own that starts when the ve
 (no waiting for the trip's first parcels, and later still while that removes waiting at doors without
 delaying the return), so idle time at the center between trips is not charged, as in the simulator.
 
-This is a *heuristic* bound, not a proven lower bound: it is PyVRP's best solution within the time limit,
+This is a *heuristic* bound, not a proven lower bound: it is PyVRP's best solution within its budget,
 of a model with congestion-averaged travel times, one center per trip, waiting between trips charged and
 one address per drone sortie; a trip that is infeasible for the simulator (back after the shift end, or a
 sortie beyond a drone's range) sheds orders as rejections. Between two trips a drone recharges. A
@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import pyvrp
 from pyvrp import Activity, ActivityType
-from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 
 from lastmile_env import kernels
 from lastmile_env.sim.plan import PlanEval, evaluate_plan
 from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
 from lastmile_env.sim.world import World
+from lastmile_env.solver_budget import SolverBudget
 from lastmile_env.vrp_travel import (
     COST_SCALE,
     DIST_SCALE,
@@ -49,6 +49,8 @@ from lastmile_env.vrp_travel import (
 
 UNREACHABLE = 10**9  # distance and duration of an edge no trip may use
 LATE_SLACK_MIN = 30.0  # how far past an unreachable due time the model still lets a parcel be delivered
+# PyVRP iterations per day by default (see benchmarks/solver_budget.py for cost and time at other budgets)
+HINDSIGHT_ITERATIONS = 250
 
 
 @dataclass(frozen=True)
@@ -305,7 +307,7 @@ def multitrip_stops(
 def hindsight_bound(
     world: World,
     orders: Sequence[Order],
-    time_limit_s: float = 2.0,
+    time_limit_s: float | None = None,
     seed: int = 0,
     max_iterations: int | None = None,
 ) -> HindsightResult:
@@ -314,20 +316,24 @@ def hindsight_bound(
     Args:
         world: the scenario's world.
         orders: the day's orders (e.g. a finished simulator's ``sim.orders``); only their data is read.
-        time_limit_s: PyVRP's wall-clock budget.
+        time_limit_s: PyVRP's wall-clock budget instead of iterations (then the result depends on the
+            machine's speed and load).
         seed: PyVRP's seed.
-        max_iterations: stop PyVRP after this many iterations instead (reproducible across machines).
+        max_iterations: PyVRP's iterations (default ``HINDSIGHT_ITERATIONS``; reproducible across machines).
     """
+    budget = SolverBudget.of(max_iterations, time_limit_s, HINDSIGHT_ITERATIONS)
     vehicles = world.make_vehicles()
     penalty = world.config.costs.reject_penalty
     instance = build_multitrip(world, orders, vehicles, penalty, LATE_SLACK_MIN)
-    stop: StoppingCriterion = (
-        MaxRuntime(time_limit_s) if max_iterations is None else MaxIterations(max_iterations)
-    )
     tic = time.perf_counter()
     initial = one_order_trips(instance, orders, vehicles)
     solution = pyvrp.solve(
-        instance.data, stop, seed=seed, collect_stats=False, display=False, initial_solution=initial
+        instance.data,
+        budget.criterion(),
+        seed=seed,
+        collect_stats=False,
+        display=False,
+        initial_solution=initial,
     ).best
     solver_s = time.perf_counter() - tic
 

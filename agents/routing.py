@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import WAIT, Policy, RoutingPolicy
+from agents.base import WAIT, Policy, RoutingPolicy, SpecOption, parse_spec
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import Stop, StopKind, Vehicle
+from lastmile_env.solver_budget import SolverBudget
 
 
 def pending_vehicle(sim: Simulator) -> Vehicle:
@@ -138,6 +139,9 @@ class RouteReoptRecord:
     solver_s: float
 
 
+ROUTE_REOPT_ITERATIONS = 30  # PyVRP iterations per re-sequencing of one vehicle's stops, by default
+
+
 class ReoptRoute:
     """PyVRP re-sequencing of the deciding vehicle's remaining stops, then ``planned``.
 
@@ -145,11 +149,12 @@ class ReoptRoute:
     the plan still at its center is a pickup-and-delivery *shipment* (PyVRP keeps the pickup before the
     delivery on the same route; pickup not before the parcel is ready), each parcel on board a delivery
     from the vehicle's start, the route starts where and when the vehicle is free and ends at its center.
-    PyVRP stops after ``max_iterations`` (deterministic given the seed), warm-started from the current
-    plan; the simulator prices the proposal and ``Simulator.replan`` applies it only when it is cheaper. The
-    vehicle then follows its plan (``planned``: the first stop, waiting while its parcel is not ready: the
-    model lets a route wait at the center for a parcel, the routing env lets a vehicle leave only for ready
-    parcels, so a proposal may wait where the model would not).
+    PyVRP stops after ``max_iterations`` (deterministic given the seed; or after ``time_limit_s``
+    wall-clock seconds, which depends on the machine), warm-started from the current plan; the simulator
+    prices the proposal and ``Simulator.replan`` applies it only when it is cheaper. The vehicle then
+    follows its plan (``planned``: the first stop, waiting while its parcel is not ready: the model lets a
+    route wait at the center for a parcel, the routing env lets a vehicle leave only for ready parcels, so
+    a proposal may wait where the model would not).
 
     A plan is re-sequenced when it changed other than by serving its first stop (a new order, a wake-up
     after a re-plan), and only with at least ``min_stops`` stops (shorter plans have little to reorder).
@@ -158,9 +163,14 @@ class ReoptRoute:
     name = "reopt_route"
 
     def __init__(
-        self, max_iterations: int = 30, seed: int = 0, min_stops: int = 3, late_slack_min: float = 30.0
+        self,
+        max_iterations: int | None = None,
+        time_limit_s: float | None = None,
+        seed: int = 0,
+        min_stops: int = 3,
+        late_slack_min: float = 30.0,
     ) -> None:
-        self.max_iterations = max_iterations
+        self.budget = SolverBudget.of(max_iterations, time_limit_s, ROUTE_REOPT_ITERATIONS)
         self.seed = seed
         self.min_stops = min_stops
         self.late_slack_min = late_slack_min
@@ -200,7 +210,7 @@ class ReoptRoute:
             keep_feasible=[v.route],
         )
         tic = time.perf_counter()
-        solution = solve(instance, 0.0, self._seed, self.max_iterations, as_solution(instance, [v.route]))
+        solution = solve(instance, self.budget, self._seed, as_solution(instance, [v.route]))
         solver_s = time.perf_counter() - tic
         stops = solution_stops(instance, sim.orders, solution)[0]
         old = sim.plan(v.id).cost
@@ -221,11 +231,25 @@ ROUTING_HEURISTICS: dict[str, Callable[..., RoutingPolicy]] = {
 }
 
 
-def make_routing_heuristic(name: str, **params: Any) -> RoutingPolicy:
-    """A routing heuristic by name; unknown names fail with the list of valid ones."""
-    if name not in ROUTING_HEURISTICS:
-        raise ValueError(f"unknown routing policy {name!r}; valid: {', '.join(ROUTING_HEURISTICS)}")
-    return ROUTING_HEURISTICS[name](**params)
+# The options each routing heuristic's name accepts after a colon, e.g. ``reopt_route:time=0.1``.
+ROUTING_SPEC_OPTIONS: dict[str, dict[str, SpecOption]] = {
+    name: {"iterations": ("max_iterations", int), "time": ("time_limit_s", float)}
+    if name == "reopt_route"
+    else {}
+    for name in ROUTING_HEURISTICS
+}
+
+
+def is_routing_heuristic(spec: str) -> bool:
+    """Whether ``spec`` names a routing heuristic (with or without options)."""
+    return spec.split(":")[0] in ROUTING_HEURISTICS
+
+
+def make_routing_heuristic(spec: str, **params: Any) -> RoutingPolicy:
+    """A routing heuristic by name (``name[:key=value]...``); unknown names or options fail with one line
+    listing the valid ones."""
+    name, options = parse_spec(spec, ROUTING_SPEC_OPTIONS, "routing policy")
+    return ROUTING_HEURISTICS[name](**{**options, **params})
 
 
 class PairedPolicy:

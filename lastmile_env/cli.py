@@ -3,32 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
 
 from lastmile_env.config import ConfigError, scenario_overrides
 
-SHIPPED_MODEL = "experiments/dispatch/model_default_300k.zip"
-
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The shipped trained policy against the heuristics on a few paired days (no training here)."""
+    """The shipped best learned policy against the heuristics on a few paired days (no training here)."""
     from agents.evaluation import evaluate
-    from lastmile_env.config import REPO_ROOT
+    from agents.learned.shipped import SHIPPED_FILE, shipped_learned
 
-    model = REPO_ROOT / SHIPPED_MODEL
+    shipped = shipped_learned()
     print(
-        f"Evaluating the SHIPPED model {SHIPPED_MODEL} (MaskablePPO, 300k steps, trained in 19 min on 2 "
-        f"CPU cores; not retrained here) against nearest and insertion on {args.episodes} paired days of "
-        f"'{args.scenario}' (seeds {args.seed}..{args.seed + args.episodes - 1}).",
+        f"Evaluating the SHIPPED learned policy {shipped.listed} ({shipped.description}; listed in "
+        f"{SHIPPED_FILE.name}; not retrained here) against nearest and insertion on {args.episodes} "
+        f"paired days of '{args.scenario}' (seeds {args.seed}..{args.seed + args.episodes - 1}).",
         flush=True,
     )
     started = time.perf_counter()
     result = evaluate(
         args.scenario,
-        ["nearest", "insertion", os.path.relpath(model)],
+        ["nearest", "insertion", "learned"],
         episodes=args.episodes,
         seed=args.seed,
         workers=args.workers,
@@ -43,8 +40,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:  # the shipped full results are the default scenario's, not this one's
         print(
             f"{took:.0f} s. For more days, reopt and the hindsight gap on '{args.scenario}': "
-            f"python evaluate.py --scenario {args.scenario} --policies nearest,insertion,"
-            f"{os.path.relpath(model)} --episodes 20"
+            f"python evaluate.py --scenario {args.scenario} --policies nearest,insertion,learned,reopt "
+            "--episodes 20"
         )
     return 0
 

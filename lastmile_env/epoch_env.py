@@ -15,7 +15,8 @@ from lastmile_env.generators import OrderGenerator, default_generator
 from lastmile_env.observations import CLIP
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
-from lastmile_env.wave_routing import SolverBudget, WaveOutcome, dispatch_wave
+from lastmile_env.solver_budget import SolverBudget
+from lastmile_env.wave_routing import WAVE_ITERATIONS, WaveOutcome, dispatch_wave
 
 REQUEST_FEATURES = (
     "due_h",  # hours from now to the due time (window end)
@@ -90,8 +91,9 @@ class EpochDispatchEnv(gym.Env):
     `scenario` (name, YAML path or `ScenarioConfig`; default `static_day`), `overrides` (dotted keys),
     `instance` (a competition instance file, instead of a scenario), `variant` (`"dynamic"` or `"static"`,
     with `instance`), `max_requests` (observation rows), `solver_iterations` / `solver_time_limit_s` /
-    `solver_seed` (PyVRP's budget per wave: iterations by default, so results are the same on any
-    machine), `reward_scale`, `debug` (check the simulator's invariants after every step).
+    `solver_seed` (PyVRP's budget per wave: 2000 iterations by default, so results are the same on any
+    machine; a time limit instead makes them depend on the machine), `reward_scale`, `debug` (check the
+    simulator's invariants after every step).
 
     ## Version History
     * v0: initial version.
@@ -107,7 +109,7 @@ class EpochDispatchEnv(gym.Env):
         instance: str | Path | None = None,
         variant: str = "dynamic",
         max_requests: int = 512,
-        solver_iterations: int = 2000,
+        solver_iterations: int | None = None,
         solver_time_limit_s: float | None = None,
         solver_seed: int = 1,
         reward_scale: float = 1.0,
@@ -117,7 +119,8 @@ class EpochDispatchEnv(gym.Env):
             raise ValueError(f"variant must be 'dynamic' or 'static', got {variant!r}")
         if max_requests < 1:
             raise ValueError(f"max_requests must be >= 1, got {max_requests}")
-        self.budget = SolverBudget(solver_iterations, solver_time_limit_s, solver_seed)
+        self.budget = SolverBudget.of(solver_iterations, solver_time_limit_s, WAVE_ITERATIONS)
+        self.solver_seed = solver_seed
         self.instance = None
         self.static = False
         if instance is not None:
@@ -179,7 +182,7 @@ class EpochDispatchEnv(gym.Env):
             raise ValueError(f"action must have {self.max_requests} entries (MultiBinary), got {go.shape}")
         pool = sim.pool[: self.max_requests]
         chosen = [o.id for o, g in zip(pool, go[: len(pool)], strict=True) if g]
-        self.last_wave = dispatch_wave(sim, chosen, self.budget)
+        self.last_wave = dispatch_wave(sim, chosen, self.budget, self.solver_seed)
         sim.next_decision()
         reward = -self.last_wave.cost * self.reward_scale
         return self._observe(), float(reward), sim.done, False, self._info()

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 import pyvrp
-from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle
+from lastmile_env.solver_budget import SolverBudget
 from lastmile_env.vrp_travel import (
     DIST_SCALE,
     LOAD_SCALE,
@@ -43,32 +43,8 @@ from lastmile_env.vrp_travel import (
 )
 
 LATE_SLACK_MIN = 30.0  # a due time no trip can meet is widened to the direct arrival plus this
-
-
-@dataclass(frozen=True)
-class SolverBudget:
-    """How long PyVRP searches per wave: ``iterations`` (deterministic, the default) or, when
-    ``time_limit_s`` is set, wall-clock seconds (then results depend on the machine's speed and load)."""
-
-    iterations: int = 2000
-    time_limit_s: float | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise ValueError(f"solver iterations must be >= 1, not {self.iterations}")
-        if self.time_limit_s is not None and not self.time_limit_s > 0:
-            raise ValueError(f"solver time limit must be > 0 seconds, not {self.time_limit_s}")
-
-    def criterion(self) -> StoppingCriterion:
-        if self.time_limit_s is not None:
-            return MaxRuntime(self.time_limit_s)
-        return MaxIterations(self.iterations)
-
-    def describe(self) -> str:
-        if self.time_limit_s is not None:
-            return f"{self.time_limit_s:g} s of wall clock per wave (machine-dependent)"
-        return f"{self.iterations} PyVRP iterations per wave (seed {self.seed})"
+WAVE_ITERATIONS = 2000  # PyVRP iterations per wave by default (about 2-10 s of CPU for 100-400 orders)
+WAVE_SEED = 1  # PyVRP seed by default (the competition's solver_seed)
 
 
 def available_vehicles(sim: Simulator, center: int, leave_min: float) -> list[Vehicle]:
@@ -81,13 +57,13 @@ def available_vehicles(sim: Simulator, center: int, leave_min: float) -> list[Ve
 
 
 def solve_wave(
-    sim: Simulator, order_ids: Sequence[int], budget: SolverBudget | None = None
+    sim: Simulator, order_ids: Sequence[int], budget: SolverBudget | None = None, seed: int = WAVE_SEED
 ) -> tuple[list[tuple[int, list[int]]], list[int]]:
     """Routes for the pooled orders ``order_ids`` at the pending wave: ``(routes, unrouted)`` where each
     route is ``(vehicle id, order ids in delivery order)`` and ``unrouted`` are the orders no route could
     take (no vehicle at their center, left out by PyVRP for a short fleet, or on a route the simulator found
     infeasible)."""
-    budget = budget or SolverBudget()
+    budget = budget or SolverBudget(max_iterations=WAVE_ITERATIONS)
     pool = {o.id: o for o in sim.pool}
     unknown = [i for i in order_ids if i not in pool]
     if unknown:
@@ -102,7 +78,7 @@ def solve_wave(
         vehicles = available_vehicles(sim, center, leave_min)
         if not vehicles:
             continue
-        for vid, ids in _solve_center(sim, center, orders, vehicles, leave_min, budget):
+        for vid, ids in _solve_center(sim, center, orders, vehicles, leave_min, budget, seed):
             if _extend_if_feasible(sim, plans, vid, ids):
                 routes.append((vid, ids))
     routed = {i for _, ids in routes for i in ids}
@@ -139,6 +115,7 @@ def _solve_center(
     vehicles: Sequence[Vehicle],
     leave_min: float,
     budget: SolverBudget,
+    seed: int,
 ) -> list[tuple[int, list[int]]]:
     """One center's VRPTW: PyVRP's best routes, mapped back to vehicle ids and order ids."""
     world = sim.world
@@ -213,7 +190,7 @@ def _solve_center(
     locations = [pyvrp.Location(float(world.xy_km[k, 0]), float(world.xy_km[k, 1])) for k in keys]
     depots = [pyvrp.Depot(location=0)]
     data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, dist_mats, time_mats)
-    result = pyvrp.solve(data, budget.criterion(), seed=budget.seed, collect_stats=False, display=False)
+    result = pyvrp.solve(data, budget.criterion(), seed=seed, collect_stats=False, display=False)
     free = {k: list(ids) for k, ids in enumerate(kinds.values())}
     routes = []
     for route in result.best.routes():
@@ -239,14 +216,14 @@ class WaveOutcome:
 
 
 def dispatch_wave(
-    sim: Simulator, order_ids: Sequence[int], budget: SolverBudget | None = None
+    sim: Simulator, order_ids: Sequence[int], budget: SolverBudget | None = None, seed: int = WAVE_SEED
 ) -> WaveOutcome:
     """Send the chosen pooled orders, and every order that must go now, as PyVRP's routes; an order that must
     go but fits no route is rejected, any other unrouted order waits for the next wave. The one way envs,
     policies and benchmarks answer a wave decision."""
     must = [o.id for o, m in zip(sim.pool, sim.must_dispatch(), strict=True) if m]
     chosen = sorted(set(int(i) for i in order_ids) | set(must))
-    routes, unrouted = solve_wave(sim, chosen, budget)
+    routes, unrouted = solve_wave(sim, chosen, budget, seed)
     rejected = sorted(set(unrouted) & set(must))
     cost = sim.release(routes, reject=rejected)
     return WaveOutcome(routes, rejected, cost)

@@ -19,8 +19,8 @@ def test_demo_evaluates_the_shipped_model():
         cwd=REPO_ROOT,
     )
     assert out.returncode == 0, out.stderr
-    assert "SHIPPED model" in out.stdout and "model_default_300k.zip" in out.stdout
-    assert "`insertion`" in out.stdout and "`nearest`" in out.stdout
+    assert "SHIPPED learned policy" in out.stdout and "model_default_300k.zip" in out.stdout
+    assert "`insertion`" in out.stdout and "`nearest`" in out.stdout and "`learned`" in out.stdout
     # The shipped full results are the default scenario's: another scenario is pointed to its own command.
     assert "Full results" not in out.stdout and "evaluate.py --scenario small" in out.stdout
 

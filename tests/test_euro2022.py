@@ -19,8 +19,8 @@ from agents.evaluation.euro2022 import RESULT_COLUMNS, benchmark, load_runs, pub
 from agents.heuristics.waves import GreedyWave, LazyWave, RandomWave
 from lastmile_env.config import REPO_ROOT
 from lastmile_env.sim import Simulator, world_for
+from lastmile_env.solver_budget import SolverBudget
 from lastmile_env.sources import euro2022 as E
-from lastmile_env.wave_routing import SolverBudget
 
 INSTANCES = E.DATA_DIR / "instances"
 N201 = INSTANCES / "ORTEC-VRPTW-ASYM-6a265c9a-d1-n201-k13.txt"
@@ -70,7 +70,7 @@ def test_the_simulator_uses_the_competitions_must_dispatch_rule(n201: E.Instance
     requests = E.sample_requests(n201, 630)
     world = world_for(E.scenario(n201, N201))
     sim = Simulator(world, 0, generator=E.RequestStream(requests))
-    budget, waves = SolverBudget(iterations=100, seed=1), 0
+    budget, waves = SolverBudget(max_iterations=100), 0
     rng = np.random.default_rng(0)
     while sim.next_decision() is not None:
         epoch = round(sim.now) // 60
@@ -114,7 +114,7 @@ def test_a_dynamic_day_on_the_simulator_is_valid_and_priced_as_the_competition_p
     n201: E.Instance,
 ) -> None:
     requests = E.sample_requests(n201, 630)
-    sim = play(n201, N201, requests, GreedyWave(SolverBudget(iterations=200, seed=1)))
+    sim = play(n201, N201, requests, GreedyWave(SolverBudget(max_iterations=200)))
     day = E.validate_day(n201, requests, E.dispatched_routes(sim))
     assert day.valid, day.problems[:3]
     assert day.cost == sim.cost().total == sum(v.dist_km for v in sim.vehicles)  # driving seconds, exactly
@@ -123,7 +123,7 @@ def test_a_dynamic_day_on_the_simulator_is_valid_and_priced_as_the_competition_p
 
 def test_lazy_and_random_are_the_competitions_rules(n201: E.Instance) -> None:
     requests = E.sample_requests(n201, 630)
-    budget = SolverBudget(iterations=100, seed=1)
+    budget = SolverBudget(max_iterations=100)
     lazy = play(n201, N201, requests, LazyWave(budget))
     sent = E.dispatched_routes(lazy)
     assert E.validate_day(n201, requests, sent).valid
@@ -139,11 +139,11 @@ def test_lazy_and_random_are_the_competitions_rules(n201: E.Instance) -> None:
 
 
 def test_static_and_hindsight_solutions_are_valid(n201: E.Instance) -> None:
-    cost, routes = E.solve_static(n201, iterations=300)
+    cost, routes = E.solve_static(n201, SolverBudget(max_iterations=300))
     assert E.validate_day(n201, E.static_requests(n201), {0: routes}).cost == cost
     assert cost < 1.25 * 126521
     requests = E.sample_requests(n201, 630)
-    hind, _ = E.solve_hindsight(n201, requests, iterations=300)
+    hind, _ = E.solve_hindsight(n201, requests, SolverBudget(max_iterations=300))
     assert 0 < hind < 1.2 * 364208  # below or near the published greedy day
 
 
@@ -188,7 +188,7 @@ def test_the_benchmark_writes_rows_as_it_goes_skips_missing_instances_and_resume
         "ORTEC-missing.txt"
     ]
     out = tmp_path / "out"
-    budget = SolverBudget(iterations=50, seed=1)
+    budget = SolverBudget(max_iterations=50)
     benchmark(["greedy", "lazy"], out, configs=configs, budget=budget, hindsight=False)
     with (out / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -218,7 +218,7 @@ def test_the_benchmark_refuses_bad_input_before_any_work(tmp_path: Path) -> None
     other.mkdir()
     (other / "results.csv").write_text("a,b\n1,2\n")
     with pytest.raises(EvaluationError, match="not a results file"):
-        benchmark(["greedy"], other, budget=SolverBudget(iterations=10))
+        benchmark(["greedy"], other, budget=SolverBudget(max_iterations=10))
     assert (other / "results.csv").read_text() == "a,b\n1,2\n"  # nothing lost
 
 
@@ -275,7 +275,7 @@ def test_golden_baselines_within_3_percent_of_the_published_costs(key: str) -> N
         for r in published_costs()
         if r["instance"] == file and r["variant"] == "dynamic"
     }
-    budget = SolverBudget(iterations=5000, seed=1)
+    budget = SolverBudget(max_iterations=5000)
     for policy, team in (
         (GreedyWave(budget), "baseline_greedy"),
         (LazyWave(budget), "baseline_lazy"),
@@ -291,5 +291,5 @@ def test_golden_baselines_within_3_percent_of_the_published_costs(key: str) -> N
 def test_golden_static_within_3_percent_of_the_best_known(file: str) -> None:
     inst = E.read_instance(INSTANCES / file)
     best = vrplib.read_solution(str((INSTANCES / file).with_suffix(".sol")))["cost"]
-    cost, _ = E.solve_static(inst, iterations=20_000)
+    cost, _ = E.solve_static(inst)
     assert cost <= 1.03 * best

@@ -150,7 +150,7 @@ def test_hindsight_gap_from_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     """The gap is (cost - hindsight) / hindsight per episode; a failing solver is reported, not raised."""
     seen: list[int] = []
 
-    def bound(world: Any, orders: list[Any], time_limit_s: float = 2.0, seed: int = 0) -> SimpleNamespace:
+    def bound(world: Any, orders: list[Any], seed: int = 0, **budget: Any) -> SimpleNamespace:
         seen.append(len(orders))
         return SimpleNamespace(cost=100.0, solver_time_s=0.0)
 
@@ -166,7 +166,7 @@ def test_hindsight_gap_from_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "Gap to hindsight: (cost" in result.markdown()
     assert "no policy can foresee" not in result.markdown()  # no travel noise, no absences on small
 
-    def broken(world: Any, orders: list[Any], time_limit_s: float = 2.0, seed: int = 0) -> SimpleNamespace:
+    def broken(world: Any, orders: list[Any], seed: int = 0, **budget: Any) -> SimpleNamespace:
         raise RuntimeError("solver exploded")
 
     monkeypatch.setitem(sys.modules, "agents.hindsight", SimpleNamespace(hindsight_bound=broken))
@@ -191,6 +191,69 @@ def test_real_hindsight_bound() -> None:
     row = result.rows[0]
     assert result.hindsight_computed, result.hindsight_note
     assert row["hindsight_cost"] > 0 and math.isfinite(row["hindsight_gap"])
+    assert result.hindsight_budget is not None and "0.5 s wall-clock" in result.hindsight_budget
+    assert "0.5 s wall-clock" in result.markdown()
+
+
+def test_every_policy_and_the_hindsight_bound_are_identical_serial_and_parallel(tmp_path: Path) -> None:
+    """With the default (iteration) budgets, reopt, reopt_route and the hindsight bound give the same rows
+    whatever the worker count; the report says which budgets were used."""
+    from agents.heuristics import HEURISTICS
+    from agents.hindsight import HINDSIGHT_ITERATIONS
+
+    policies = [*HEURISTICS, "learned", "learned+reopt", "insertion+reopt_route"]
+    runs = []
+    for workers in (1, 2):
+        result = evaluate("small", policies, episodes=2, seed=11, workers=workers, progress=False)
+        result.write(tmp_path / str(workers))
+        runs.append(_read_csv(tmp_path / str(workers) / "episodes.csv", ("wall_s",)))
+    assert runs[0] == runs[1]
+    assert all(row["hindsight_cost"] not in ("", "nan") for row in runs[0])
+    assert result.hindsight_budget == f"{HINDSIGHT_ITERATIONS} iterations"
+    assert result.solver_budgets["reopt"] == "reopt 50 iterations"
+    assert result.solver_budgets["insertion+reopt_route"] == "reopt_route 30 iterations"
+    assert "insertion" not in result.solver_budgets
+    report = result.markdown()
+    assert f"PyVRP budget per day: {HINDSIGHT_ITERATIONS} iterations" in report
+    assert "`reopt_myopic`: reopt_myopic 50 iterations" in report
+    assert json.loads((tmp_path / "2" / "summary.json").read_text())["hindsight"]["budget"] == (
+        f"{HINDSIGHT_ITERATIONS} iterations"
+    )
+
+
+def test_policy_specs_with_options_compositions_and_the_shipped_name() -> None:
+    result = evaluate(
+        "small",
+        ["insertion", "reopt:time=0.05", "insertion_myopic+reopt:iterations=5", "learned"],
+        episodes=1,
+        workers=1,
+        **QUIET,
+    )
+    assert [r["policy"] for r in result.rows] == result.policies
+    assert result.solver_budgets["reopt:time=0.05"].startswith("reopt 0.05 s wall-clock")
+    assert result.solver_budgets["insertion_myopic+reopt:iterations=5"] == "reopt 5 iterations"
+    policy = resolve_policy("insertion_myopic+reopt:iterations=5")()
+    assert policy.name == "insertion_myopic+reopt:iterations=5"
+    assert policy.dispatch.name == "insertion_myopic"  # type: ignore[attr-defined]
+    assert resolve_policy("learned")().name == "learned"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"policies": ["reopt:time=0"]}, "time limit must be > 0"),
+        ({"policies": ["reopt:speed=2"]}, "bad option 'speed=2'"),
+        ({"policies": ["+reopt"]}, "no dispatch policy before '\\+reopt'"),
+        ({"policies": ["insertion+reopt:nope=1"]}, "bad option 'nope=1'"),
+        ({"policies": ["insertion+reopt_route:time=-1"]}, "time limit must be > 0"),
+        ({"policies": ["insertion"], "hindsight_iterations": 10, "hindsight_time_limit_s": 1.0}, "not both"),
+        ({"policies": ["insertion"], "hindsight_iterations": -1}, "iterations must be >= 0"),
+        ({"policies": ["insertion"], "hindsight_time_limit_s": -1.0}, "time limit must be >= 0"),
+    ],
+)
+def test_bad_specs_and_budgets_fail_before_any_work(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(EvaluationError, match=message):
+        evaluate("small", episodes=1, progress=False, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- bad input
@@ -238,6 +301,10 @@ def test_standard_suite_scenarios_load() -> None:
         "hetero_fleet",
         "aguascalientes",
         "realistic",
+        "default_5vans",
+        "default_7vans",
+        "default_volume150",
+        "static_day",
     )
     for name in suite.scenarios:
         assert load_scenario(name).name == name
@@ -324,3 +391,25 @@ def test_trained_model_zip_is_a_policy(tmp_path: Path) -> None:
     result = evaluate("small", ["insertion", str(model)], episodes=2, **QUIET)
     rows = [r for r in result.rows if r["policy"] == str(model)]
     assert len(rows) == 2 and all(r["delivered"] + r["rejected"] == r["orders"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "manifest not found"),
+        ("policy: [1, 2]\n", "'policy' must be a policy spec"),
+        ("policy: experiments/dispatch/nope.zip\n", "model experiments/dispatch/nope.zip not found"),
+        ("policy: learned+reopt\n", "names itself"),
+    ],
+)
+def test_a_broken_shipped_manifest_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str | None, message: str
+) -> None:
+    from agents.learned import shipped
+
+    manifest = tmp_path / "learned.yaml"
+    if text is not None:
+        manifest.write_text(text)
+    monkeypatch.setattr(shipped, "SHIPPED_FILE", manifest)
+    with pytest.raises(EvaluationError, match=f"policy 'learned': .*{message}"):
+        resolve_policy("learned")

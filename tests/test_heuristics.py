@@ -41,16 +41,33 @@ def test_insertion_rides_along_nearest_and_least_loaded_take_the_idle_van(tiny_w
     assert make_heuristic("least_loaded").act(sim) == 1
 
 
-def test_insertion_rejects_above_the_penalty_unless_told_not_to(tiny_world):
-    # A single order to B with both vans idle costs 20 > the rejection penalty of 10.
+def lone_order(tiny_world, due_min: float) -> Simulator:
+    """A single order to B (ready at 5) with both vans idle: its cheapest insertion costs 20 or more, over
+    the rejection penalty of 10."""
     sim = Simulator(
         tiny_world(n_vehicles=2),
         seed=0,
-        generator=fixed_orders({"arrival_min": 0.0, "ready_min": 5.0, "node": "B", "due_min": 100.0}),
+        generator=fixed_orders({"arrival_min": 0.0, "ready_min": 5.0, "node": "B", "due_min": due_min}),
     )
     sim.advance()
+    return sim
+
+
+@pytest.mark.parametrize("name", ["insertion", "reopt"])
+def test_reasoned_rejection_serves_an_order_it_can_deliver_on_time(tiny_world, name):
+    sim = lone_order(tiny_world, due_min=100.0)
     assert sim.insertion(0).delta_cost == pytest.approx(20.0)
-    assert make_heuristic("insertion").act(sim) == REJECT
+    assert sim.insertion(0).on_time(sim.current)
+    assert make_heuristic(name).act(sim) == 0
+    assert make_heuristic(f"{name}_myopic").act(sim) == REJECT  # today's rule: 20 > 10
+
+
+@pytest.mark.parametrize("name", ["insertion", "reopt"])
+def test_reasoned_rejection_turns_away_an_order_that_is_late_and_dear(tiny_world, name):
+    sim = lone_order(tiny_world, due_min=8.0)  # ready at 5, loaded at 6, at B at 10 at the earliest
+    assert not any(sim.insertion(v).on_time(sim.current) for v in (0, 1))
+    assert sim.insertion(0).delta_cost > 10.0
+    assert make_heuristic(name).act(sim) == REJECT
     assert make_heuristic("insertion_always").act(sim) == 0
 
 

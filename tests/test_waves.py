@@ -17,10 +17,11 @@ from lastmile_env.config import ConfigError, load_scenario
 from lastmile_env.sim import Simulator, world_for
 from lastmile_env.sim.simulator import SimulationError
 from lastmile_env.sim.types import DecisionKind, OrderStatus
-from lastmile_env.wave_routing import SolverBudget, dispatch_wave, solve_wave
+from lastmile_env.solver_budget import SolverBudget
+from lastmile_env.wave_routing import dispatch_wave, solve_wave
 
 WAVE = {"dispatch.mode": "wave", "dispatch.wave_min": 60}
-FAST = SolverBudget(iterations=200)
+FAST = SolverBudget(max_iterations=200)
 
 
 def wave_sim(seed: int = 0, **overrides: object) -> Simulator:
@@ -99,7 +100,7 @@ def test_the_wave_router_uses_only_vehicles_back_at_the_center() -> None:
     sim.next_decision()
     routes, unrouted = solve_wave(sim, [o.id for o in sim.pool], FAST)
     assert {v for v, _ in routes} == {0}
-    assert sorted(i for _, ids in routes for i in ids) + unrouted == sorted(o.id for o in sim.pool)
+    assert sorted([i for _, ids in routes for i in ids] + unrouted) == sorted(o.id for o in sim.pool)
 
 
 def test_wave_mode_is_refused_where_it_cannot_route() -> None:

@@ -4,8 +4,9 @@ Episode k of every policy uses seed ``seed + k``, and the simulator draws the da
 alone, so all policies play the same days and their per-episode differences are paired (much tighter than
 comparing two independent means). Each (policy, episode) is one task, and each episode has one hindsight
 task (an offline bound on the day's cost with every order known in advance); tasks run in a pool of
-processes and are collected in task order, so a parallel run gives exactly the rows of a serial one (the
-hindsight column too, as far as its solver is deterministic under a wall-clock time limit). Workers are
+processes and are collected in task order, so a parallel run gives exactly the rows of a serial one
+(``reopt`` and the hindsight column too: their PyVRP budgets are iterations unless a wall-clock limit is
+asked for, and the report says which). Workers are
 spawned and resolve policy names from the ``HEURISTICS`` registry as imported: a policy registered at run
 time in the calling process is only visible with ``workers=1``.
 
@@ -36,7 +37,7 @@ from agents.evaluation.common import (
 from agents.evaluation.policies import _parse_policies, resolve_policy
 from agents.evaluation.reports import EvaluationResult, SuiteResult
 from agents.evaluation.runners import connect_ray
-from agents.evaluation.scenario import _check_run, _plan, _run
+from agents.evaluation.scenario import _check_run, _hindsight_budget, _plan, _run
 from agents.evaluation.stats import Interval, mean_ci, summarize
 from agents.evaluation.suites import SUITE_DIR, Suite, available_suites, load_suite
 from lastmile_env.config import ConfigError, ScenarioConfig
@@ -70,11 +71,12 @@ def evaluate(
     seed: int = 0,
     workers: int | None = None,
     reference: str | None = "insertion",
-    hindsight_time_limit_s: float = 2.0,
+    hindsight_time_limit_s: float | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
     route_map: bool = True,
     ray: bool | str = False,
+    hindsight_iterations: int | None = None,
     record: int = 0,
 ) -> EvaluationResult:
     """Evaluate policies on paired episodes of one scenario.
@@ -85,7 +87,11 @@ def evaluate(
         episodes, seed: episode k of every policy plays the day of seed ``seed + k``.
         workers: processes (default: all cores; 1 runs in this process).
         reference: the policy the others are compared to episode by episode (None: no comparison).
-        hindsight_time_limit_s: solver time per day for the hindsight bound (0: skip the gap).
+        hindsight_time_limit_s: wall-clock seconds per day for the hindsight bound instead of iterations
+            (the bound then depends on the machine's speed and load); 0 skips the gap.
+        hindsight_iterations: PyVRP iterations per day for the hindsight bound (default
+            ``agents.hindsight.HINDSIGHT_ITERATIONS``: reproducible on any machine and worker count); 0
+            skips the gap.
         route_map: capture a mid-shift route map of episode 0 (kept for the policy with the lowest cost).
         ray: run the tasks as Ray tasks instead of the pool (``workers`` is then ignored): True for
             ``ray.init()``'s default, or a cluster address (``connect_ray``). Same rows as the pool.
@@ -95,10 +101,9 @@ def evaluate(
     Bad input (unknown names, episodes < 1...) raises ConfigError / EvaluationError before any work.
     """
     specs = _parse_policies(policies)
-    n_workers = _check_run(episodes, seed, workers, hindsight_time_limit_s, record)
-    plan = _plan(
-        scenario, specs, episodes, seed, reference, hindsight_time_limit_s, overrides, route_map, record
-    )
+    n_workers = _check_run(episodes, seed, workers, record)
+    budget = _hindsight_budget(hindsight_time_limit_s, hindsight_iterations)
+    plan = _plan(scenario, specs, episodes, seed, reference, budget, overrides, route_map, record)
     if ray is not False:
         connect_ray(None if ray is True else ray)
     return _run([plan], n_workers, progress, ray)[0]
@@ -111,33 +116,25 @@ def evaluate_suite(
     seed: int = 0,
     workers: int | None = None,
     reference: str | None = "insertion",
-    hindsight_time_limit_s: float = 2.0,
+    hindsight_time_limit_s: float | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
     route_map: bool = True,
     ray: bool | str = False,
+    hindsight_iterations: int | None = None,
     record: int = 0,
 ) -> SuiteResult:
     """Evaluate policies on every scenario of a suite (one pool for all tasks); arguments as ``evaluate``,
     ``overrides`` apply to every scenario."""
     loaded = load_suite(suite)
     specs = _parse_policies(policies)
-    n_workers = _check_run(episodes, seed, workers, hindsight_time_limit_s, record)
+    n_workers = _check_run(episodes, seed, workers, record)
+    budget = _hindsight_budget(hindsight_time_limit_s, hindsight_iterations)
     plans = []
     for scenario in loaded.scenarios:
         try:
             plans.append(
-                _plan(
-                    scenario,
-                    specs,
-                    episodes,
-                    seed,
-                    reference,
-                    hindsight_time_limit_s,
-                    overrides,
-                    route_map,
-                    record,
-                )
+                _plan(scenario, specs, episodes, seed, reference, budget, overrides, route_map, record)
             )
         except EvaluationError:
             raise

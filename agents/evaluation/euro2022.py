@@ -24,8 +24,9 @@ from agents.evaluation.common import EvaluationError
 from agents.evaluation.runners import execute
 from agents.heuristics.waves import WAVE_HEURISTICS
 from lastmile_env.sim import Simulator, world_for
+from lastmile_env.solver_budget import SolverBudget
 from lastmile_env.sources import euro2022
-from lastmile_env.wave_routing import SolverBudget
+from lastmile_env.wave_routing import WAVE_ITERATIONS, WAVE_SEED
 
 DATA_DIR = euro2022.DATA_DIR
 RESULT_COLUMNS = ("instance", "instance_seed", "policy", "cost", "status")
@@ -51,6 +52,7 @@ class DayTask:
     run: Run
     policy: str
     budget: SolverBudget
+    seed: int = WAVE_SEED
 
     def describe(self) -> str:
         return f"{self.policy} on {self.run.instance} (seed {self.run.instance_seed})"
@@ -86,12 +88,20 @@ def load_runs(configs: str | Path, instances: str | Path, static: bool) -> tuple
     return runs, sorted(set(skipped))
 
 
-def make_wave_policy(name: str, budget: SolverBudget) -> WavePolicy:
+def make_wave_policy(name: str, budget: SolverBudget, seed: int = WAVE_SEED) -> WavePolicy:
     """A wave policy by name; unknown names fail with the valid ones."""
     if name not in WAVE_HEURISTICS:
         raise EvaluationError(f"unknown wave policy {name!r}; valid: {', '.join(WAVE_HEURISTICS)}")
-    policy: WavePolicy = WAVE_HEURISTICS[name](budget)
+    policy: WavePolicy = WAVE_HEURISTICS[name](budget, seed)
     return policy
+
+
+def hindsight_budget(budget: SolverBudget) -> SolverBudget:
+    """The hindsight problem's budget: ten waves' worth of the policies' budget (it is one whole day)."""
+    if budget.max_iterations is not None:
+        return SolverBudget(max_iterations=10 * budget.max_iterations)
+    assert budget.time_limit_s is not None
+    return SolverBudget(time_limit_s=10 * budget.time_limit_s)
 
 
 def run_day(task: DayTask) -> dict[str, Any]:
@@ -107,14 +117,12 @@ def run_day(task: DayTask) -> dict[str, Any]:
             else euro2022.sample_requests(inst, run.instance_seed)
         )
         if task.policy == HINDSIGHT:
-            cost, _ = euro2022.solve_hindsight(
-                inst, requests, task.budget.iterations * 10, task.budget.seed, task.budget.time_limit_s
-            )
+            cost, _ = euro2022.solve_hindsight(inst, requests, hindsight_budget(task.budget), task.seed)
             status = "ok"
         else:
             world = world_for(euro2022.scenario(inst, run.path, static=run.static))
             sim = Simulator(world, run.instance_seed, generator=euro2022.RequestStream(requests))
-            run_episode(sim, make_wave_policy(task.policy, task.budget), run.instance_seed)
+            run_episode(sim, make_wave_policy(task.policy, task.budget, task.seed), run.instance_seed)
             day = euro2022.validate_day(inst, requests, euro2022.dispatched_routes(sim))
             cost = day.cost
             status = "ok" if day.valid else f"invalid: {day.problems[0]}"
@@ -165,7 +173,7 @@ def benchmark(
     """Run every policy on every run of the configs whose instance is in ``instances``; write
     ``OUT/results.csv`` (row by row as runs finish; rows already there are kept and not run again) and
     ``OUT/summary.md``. Returns OUT."""
-    budget = budget or SolverBudget()
+    budget = budget or SolverBudget(max_iterations=WAVE_ITERATIONS)
     names = list(dict.fromkeys(policies))
     for name in names:
         make_wave_policy(name, budget)  # unknown names fail before any work
@@ -242,7 +250,9 @@ def _write_summary(
     lines = [
         f"# EURO Meets NeurIPS 2022, {variant} variant: {len(runs)} runs",
         "",
-        f"Costs are total driving seconds (the competition's score); solver budget: {budget.describe()}"
+        "Costs are total driving seconds (the competition's score); solver budget: "
+        f"{budget.describe()} per wave (PyVRP seed {WAVE_SEED}), {hindsight_budget(budget).describe()} for "
+        "the hindsight problem"
         + (f"; {_mean(walls):.1f} s per policy-day on average" if walls else "")
         + ". Published rows ran HGS with the competition's wall-clock limit per epoch "
         "(120 s dynamic, 300-600 s static).",
@@ -298,8 +308,8 @@ def _write_summary(
     if skipped:
         lines += [
             "",
-            f"Skipped: the runs of {len(skipped)} instances of the configs whose file is not in the instances "
-            "folder.",
+            f"Skipped: the runs of {len(skipped)} instances of the configs whose file is not in the "
+            "instances folder.",
             "",
             "<details><summary>skipped instances</summary>",
             "",

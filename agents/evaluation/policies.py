@@ -1,5 +1,6 @@
-"""Policy specs: a heuristic name, a trained model zip or a ``dispatch+routing`` pair, checked up front and
-turned into a picklable factory that each worker calls."""
+"""Policy specs: a heuristic name (with options: ``reopt:time=0.5``), a trained model zip, ``learned`` (the
+shipped best learned policy), a ``dispatch+routing`` pair or ``dispatch+reopt`` (any dispatch policy under
+periodic re-optimization), checked up front and turned into a picklable factory that each worker calls."""
 
 from __future__ import annotations
 
@@ -11,29 +12,41 @@ from typing import Any
 
 from agents.base import Policy, WavePolicy
 from agents.evaluation.common import EvaluationError
-from agents.heuristics import HEURISTICS, make_heuristic
+from agents.heuristics import HEURISTICS, is_heuristic, make_heuristic
 from agents.heuristics.waves import WAVE_HEURISTICS
+from agents.learned.shipped import NAME as SHIPPED_NAME
+from lastmile_env.config import ConfigError
 
 
 def resolve_policy(spec: str) -> Callable[[], Policy | WavePolicy]:
     """A factory for the policy named by ``spec``, checked before any work and called in each worker.
 
-    A spec is a heuristic name (``HEURISTICS``) or the path of a trained model zip (``train.py``'s
-    checkpoints and ``final.zip``), loaded as a ``LearnedPolicy`` in each worker. ``dispatch+routing``
-    (e.g. ``insertion+nearest_next``, ``model.zip+routing_model.zip``) pairs a dispatch spec with a routing
-    one (``agents.routing.ROUTING_HEURISTICS`` or a trained routing model zip); the pair plays the
-    simulator in routing mode, the router choosing every vehicle's next stop. A wave policy
-    (``agents.heuristics.waves``: ``greedy``, ``lazy``, ``urgent_routes``; any as ``wave:NAME``, e.g.
-    ``wave:random``) plays the scenario in wave mode (``dispatch.mode: wave``).
+    A spec is a heuristic name (``HEURISTICS``, options after colons: ``reopt:time=0.5``,
+    ``reopt:iterations=200``), the path of a trained model zip (``train.py``'s checkpoints and
+    ``final.zip``), loaded as a ``LearnedPolicy`` in each worker, or ``learned``: the shipped best learned
+    dispatch policy (``agents.learned.shipped``; its rows keep the name ``learned``). ``dispatch+reopt``
+    (e.g. ``model.zip+reopt``, ``learned+reopt:time=0.5``) lets the dispatch spec decide every order while
+    PyVRP re-optimizes the plans every 30 min (``ReoptPolicy(dispatch=...)``). ``dispatch+routing`` (e.g.
+    ``insertion+nearest_next``, ``model.zip+routing_model.zip``) pairs a dispatch spec with a routing one
+    (``agents.routing.ROUTING_HEURISTICS`` with options, or a trained routing model zip); the pair plays
+    the simulator in routing mode, the router choosing every vehicle's next stop.
+    A wave policy (``agents.heuristics.waves``: ``greedy``, ``lazy``, ``urgent_routes``; any as
+    ``wave:NAME``, e.g. ``wave:random``) plays the scenario in wave mode (``dispatch.mode: wave``).
     """
+    if spec == SHIPPED_NAME:
+        return _resolve_shipped()
     if "+" in spec:
+        dispatch_spec, _, second = spec.rpartition("+")
+        if second.split(":")[0] == "reopt":
+            return _resolve_reoptimized(dispatch_spec, second, spec)
         return _resolve_pair(spec)
-    if spec in HEURISTICS:
+    valid = ", ".join([*HEURISTICS, *(f"wave:{w}" for w in WAVE_HEURISTICS)])
+    if is_heuristic(spec):
+        _check_constructs(make_heuristic, spec)
         return functools.partial(make_heuristic, spec)
     wave_name = spec.removeprefix("wave:")
-    if wave_name in WAVE_HEURISTICS and (spec.startswith("wave:") or spec not in HEURISTICS):
+    if wave_name in WAVE_HEURISTICS and (spec.startswith("wave:") or not is_heuristic(spec)):
         return functools.partial(_make_wave_policy, wave_name, spec)
-    valid = ", ".join([*HEURISTICS, *(f"wave:{w}" for w in WAVE_HEURISTICS)])
     path = Path(spec)
     if path.suffix == ".zip":
         if not path.is_file():
@@ -43,7 +56,82 @@ def resolve_policy(spec: str) -> Callable[[], Policy | WavePolicy]:
         raise EvaluationError(
             f"policy {spec!r} looks like a file but is not a trained model zip; valid policy names: {valid}"
         )
-    raise EvaluationError(f"unknown policy {spec!r}; valid names: {valid}, or a trained model .zip")
+    raise EvaluationError(
+        f"unknown policy {spec!r}; valid names: {valid}, {SHIPPED_NAME}, or a trained model .zip"
+    )
+
+
+def _check_constructs(make: Callable[[str], Any], spec: str) -> None:
+    """Build the heuristic once now, so that a bad option fails before any work (heuristics are cheap)."""
+    try:
+        make(spec)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
+
+
+def _resolve_shipped() -> Callable[[], Policy | WavePolicy]:
+    """``learned``: the policy ``experiments/dispatch/learned.yaml`` names, under the name ``learned``."""
+    from agents.learned.shipped import shipped_learned
+
+    try:
+        shipped = shipped_learned()
+    except ConfigError as exc:
+        raise EvaluationError(f"policy {SHIPPED_NAME!r}: {exc}") from None
+    if shipped.spec == SHIPPED_NAME or SHIPPED_NAME in shipped.spec.split("+"):
+        raise EvaluationError(f"policy {SHIPPED_NAME!r}: the manifest names itself")
+    return functools.partial(_renamed, resolve_policy(shipped.spec), SHIPPED_NAME)
+
+
+def _renamed(make: Callable[[], Policy | WavePolicy], name: str) -> Policy | WavePolicy:
+    policy = make()
+    policy.name = name
+    return policy
+
+
+def _resolve_reoptimized(dispatch_spec: str, reopt_spec: str, spec: str) -> Callable[[], Policy]:
+    """``dispatch+reopt[:options]``: the dispatch spec decides, ``ReoptPolicy`` re-optimizes."""
+    if not dispatch_spec:
+        raise EvaluationError(f"policy {spec!r}: no dispatch policy before '+reopt'")
+    _refuse_wave(dispatch_spec, spec, "re-optimize")
+    dispatch = resolve_policy(dispatch_spec)
+    _check_constructs(make_heuristic, reopt_spec)
+    return functools.partial(_make_reoptimized, dispatch, reopt_spec, spec)
+
+
+def _refuse_wave(dispatch_spec: str, spec: str, what: str) -> None:
+    if dispatch_spec.removeprefix("wave:") in WAVE_HEURISTICS and not is_heuristic(dispatch_spec):
+        raise EvaluationError(f"policy {spec!r}: a wave policy makes no per-order decisions to {what}")
+
+
+def _make_reoptimized(dispatch: Callable[[], Any], reopt_spec: str, name: str) -> Policy:
+    policy = make_heuristic(reopt_spec, dispatch=dispatch())
+    policy.name = name
+    return policy
+
+
+def describe_solver_budgets(specs: Sequence[str]) -> dict[str, str]:
+    """Spec -> the PyVRP budget of each solver it runs (``reopt``, ``reopt_route``), for the report; specs
+    without a solver are left out."""
+    from agents.routing import is_routing_heuristic, make_routing_heuristic
+
+    out = {}
+    for spec in specs:
+        if spec == SHIPPED_NAME:
+            from agents.learned.shipped import shipped_learned
+
+            parts = shipped_learned().spec.split("+")
+        else:
+            parts = spec.split("+")
+        budgets = []
+        for part in parts:
+            name = part.split(":")[0]
+            if name.startswith("reopt") and is_heuristic(part):
+                budgets.append(f"{name} {make_heuristic(part).budget.describe()}")  # type: ignore[attr-defined]
+            elif name.startswith("reopt") and is_routing_heuristic(part):
+                budgets.append(f"{name} {make_routing_heuristic(part).budget.describe()}")  # type: ignore[attr-defined]
+        if budgets:
+            out[spec] = ", ".join(budgets)
+    return out
 
 
 def _make_wave_policy(name: str, spec: str) -> WavePolicy:
@@ -55,16 +143,14 @@ def _make_wave_policy(name: str, spec: str) -> WavePolicy:
 
 def _resolve_pair(spec: str) -> Callable[[], Policy]:
     """``dispatch+routing``: factories for both halves, checked now (see ``resolve_policy``)."""
-    from agents.routing import ROUTING_HEURISTICS, make_routing_heuristic
+    from agents.routing import ROUTING_HEURISTICS, is_routing_heuristic, make_routing_heuristic
 
-    dispatch_spec, _, routing_spec = spec.partition("+")
+    dispatch_spec, _, routing_spec = spec.rpartition("+")
+    _refuse_wave(dispatch_spec, spec, "pair with routing")
     dispatch = resolve_policy(dispatch_spec)
-    if dispatch_spec.removeprefix("wave:") in WAVE_HEURISTICS and dispatch_spec not in HEURISTICS:
-        raise EvaluationError(
-            f"policy {spec!r}: a wave policy makes no per-order decisions to pair with routing"
-        )
     router: Callable[[], Any]
-    if routing_spec in ROUTING_HEURISTICS:
+    if is_routing_heuristic(routing_spec):
+        _check_constructs(make_routing_heuristic, routing_spec)
         router = functools.partial(make_routing_heuristic, routing_spec)
     elif routing_spec.endswith(".zip") and Path(routing_spec).is_file():
         router = functools.partial(_load_learned_router, routing_spec)

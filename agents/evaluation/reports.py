@@ -76,9 +76,10 @@ class EvaluationResult:
     episodes: int
     seed: int
     reference: str | None
-    hindsight_time_limit_s: float
+    hindsight_budget: str | None  # the hindsight solver's budget, e.g. "250 iterations" (None: not run)
     hindsight_note: str | None  # why the hindsight gap is missing, or which days failed (None: all fine)
     rows: list[dict[str, Any]]
+    solver_budgets: dict[str, str] = field(default_factory=dict)  # policy -> its solvers' budgets
     route_map: np.ndarray | None = None
     route_map_policy: str | None = None
     wall_s: float = math.nan  # of the whole run (all scenarios of a suite)
@@ -117,9 +118,10 @@ class EvaluationResult:
                 "confidence": CONFIDENCE,
                 "hindsight": {
                     "computed": self.hindsight_computed,
-                    "time_limit_s": self.hindsight_time_limit_s,
+                    "budget": self.hindsight_budget,
                     "note": self.hindsight_note,
                 },
+                "solver_budgets": self.solver_budgets,
                 "best_policy": self.best_policy(),
                 "route_map_policy": self.route_map_policy,
                 "run_wall_s": self.wall_s,
@@ -143,7 +145,7 @@ class EvaluationResult:
             notes.append(
                 "Gap to hindsight: (cost − hindsight) / hindsight, where hindsight is the cost of an "
                 "offline plan of the day with every order known in advance "
-                f"({self.hindsight_time_limit_s:g} s solver limit per day)."
+                f"(PyVRP budget per day: {self.hindsight_budget})."
                 + (
                     " It plans with expected travel times and every customer at home, so the gap here also "
                     "holds the cost of the travel surprises and failed attempts that no policy can foresee."
@@ -154,6 +156,9 @@ class EvaluationResult:
             )
         else:
             notes.append(f"Gap to hindsight: not computed ({self.hindsight_note}).")
+        if self.solver_budgets:
+            budgets = "; ".join(f"`{p}`: {b}" for p, b in self.solver_budgets.items())
+            notes.append(f"Solver budgets (PyVRP, per solve): {budgets}.")
         live_eta = self.config.travel.live_eta
         if live_eta:
             notes.append(

@@ -16,7 +16,7 @@ import numpy as np
 
 from agents.base import Policy, WavePolicy, run_episode
 from agents.evaluation.common import EPISODE_COLUMNS, EvaluationError
-from agents.evaluation.policies import resolve_policy
+from agents.evaluation.policies import describe_solver_budgets, resolve_policy
 from agents.evaluation.reports import EvaluationResult
 from agents.evaluation.runners import execute
 from lastmile_env.config import ConfigError, ScenarioConfig, load_scenario
@@ -24,6 +24,7 @@ from lastmile_env.generators import default_generator
 from lastmile_env.replay import record_episode
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
+from lastmile_env.solver_budget import SolverBudget
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class _Task:
     episode: int
     seed: int
     policy: str | None = None  # None: the hindsight task
-    hindsight_time_limit_s: float = 0.0
+    hindsight_budget: SolverBudget | None = None
     snapshot: bool = False  # capture the route map mid-shift
     record: bool = False  # return the day's replay record (evaluate --record)
 
@@ -79,7 +80,7 @@ class _WaveSnapshot(_Snapshot):
     def __init__(self, policy: WavePolicy, world: World, at_min: float) -> None:
         super().__init__(policy, world, at_min)
         self.wave_policy = policy
-        self.budget = policy.budget
+        self.budget, self.seed = policy.budget, policy.seed
 
     def choose(self, sim: Simulator) -> list[int]:
         if self.frame is None and sim.now >= self.at_min:
@@ -148,8 +149,14 @@ def _hindsight(task: _Task) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         module = importlib.import_module("agents.hindsight")
+        budget = task.hindsight_budget
+        assert budget is not None
         bound = module.hindsight_bound(
-            world, orders, time_limit_s=task.hindsight_time_limit_s, seed=task.seed
+            world,
+            orders,
+            time_limit_s=budget.time_limit_s,
+            seed=task.seed,
+            max_iterations=budget.max_iterations,
         )
         cost, error = float(bound.cost), None
     except Exception as exc:
@@ -170,7 +177,7 @@ class _Plan:
     episodes: int
     seed: int
     reference: str | None
-    hindsight_time_limit_s: float
+    hindsight_budget: SolverBudget | None  # None: not computed (see hindsight_note)
     hindsight_note: str | None
     route_map: bool
     record: int = 0  # record the first days of every policy (evaluate --record)
@@ -182,7 +189,7 @@ class _Plan:
         for k in range(self.episodes):
             seed = self.seed + k
             if self.hindsight_note is None:
-                out.append(_Task(index, cfg, k, seed, hindsight_time_limit_s=self.hindsight_time_limit_s))
+                out.append(_Task(index, cfg, k, seed, hindsight_budget=self.hindsight_budget))
             for policy in self.policies:
                 snapshot = self.route_map and k == 0
                 out.append(_Task(index, cfg, k, seed, policy, snapshot=snapshot, record=k < self.record))
@@ -227,10 +234,11 @@ class _Plan:
             episodes=self.episodes,
             seed=self.seed,
             reference=self.reference,
-            hindsight_time_limit_s=self.hindsight_time_limit_s,
+            hindsight_budget=self.hindsight_budget.describe() if self.hindsight_budget else None,
             hindsight_note=note,
             rows=rows,
             replays=replays,
+            solver_budgets=describe_solver_budgets(self.policies),
         )
         if frames:
             best = result.best_policy()
@@ -263,11 +271,31 @@ def _multi_center_check(config: ScenarioConfig, rows: list[dict[str, Any]], note
     )
 
 
-def _hindsight_unavailable(time_limit_s: float, world: World) -> str | None:
+def _hindsight_budget(time_limit_s: float | None, iterations: int | None) -> SolverBudget | None:
+    """The hindsight solver's budget: iterations by default, seconds when asked; None when 0 skips it."""
+    if time_limit_s is not None and not (time_limit_s >= 0 and math.isfinite(time_limit_s)):
+        raise EvaluationError(
+            f"the hindsight time limit must be >= 0 s (0 skips the bound), got {time_limit_s}"
+        )
+    if iterations is not None and iterations < 0:
+        raise EvaluationError(f"the hindsight iterations must be >= 0 (0 skips the bound), got {iterations}")
+    if time_limit_s == 0 or iterations == 0:
+        return None
+    try:
+        from agents.hindsight import HINDSIGHT_ITERATIONS
+    except ImportError:
+        HINDSIGHT_ITERATIONS = 1  # the bound is unavailable; _hindsight_unavailable says why
+    try:
+        return SolverBudget.of(iterations, time_limit_s, HINDSIGHT_ITERATIONS)
+    except ValueError as exc:
+        raise EvaluationError(f"hindsight bound: {exc}") from None
+
+
+def _hindsight_unavailable(budget: SolverBudget | None, world: World) -> str | None:
     """Why the hindsight bound will not be computed (disabled, unavailable, or not valid for this world's
     days: then no gap is shown rather than a misleading one), or None when it will."""
-    if time_limit_s == 0:
-        return "disabled: hindsight time limit 0"
+    if budget is None:
+        return "disabled: hindsight budget 0"
     try:
         module = importlib.import_module("agents.hindsight")
     except ImportError as exc:
@@ -278,9 +306,7 @@ def _hindsight_unavailable(time_limit_s: float, world: World) -> str | None:
     return None if invalid is None else f"the bound is not valid here: {invalid}"
 
 
-def _check_run(
-    episodes: int, seed: int, workers: int | None, hindsight_time_limit_s: float, record: int = 0
-) -> int:
+def _check_run(episodes: int, seed: int, workers: int | None, record: int = 0) -> int:
     """Validate the run-wide settings; returns the number of workers."""
     if episodes < 1:
         raise EvaluationError(f"episodes must be >= 1, got {episodes}")
@@ -288,10 +314,6 @@ def _check_run(
         raise EvaluationError(f"record must be between 0 and the {episodes} episodes, got {record}")
     if seed < 0:
         raise EvaluationError(f"seed must be >= 0, got {seed}")
-    if not hindsight_time_limit_s >= 0:
-        raise EvaluationError(
-            f"the hindsight time limit must be >= 0 s (0 disables), got {hindsight_time_limit_s}"
-        )
     n = workers if workers is not None else (os.cpu_count() or 1)
     if n < 1:
         raise EvaluationError(f"workers must be >= 1, got {n}")
@@ -304,7 +326,7 @@ def _plan(
     episodes: int,
     seed: int,
     reference: str | None,
-    hindsight_time_limit_s: float,
+    hindsight_budget: SolverBudget | None,
     overrides: Mapping[str, Any] | None,
     route_map: bool,
     record: int = 0,
@@ -329,8 +351,8 @@ def _plan(
         episodes,
         seed,
         reference,
-        hindsight_time_limit_s,
-        _hindsight_unavailable(hindsight_time_limit_s, world),
+        hindsight_budget,
+        _hindsight_unavailable(hindsight_budget, world),
         route_map,
         record,
     )

@@ -45,13 +45,13 @@ from typing import Any
 import numpy as np
 import pyvrp
 from pyvrp import Activity, ActivityType
-from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 
-from agents.base import REJECT
-from agents.heuristics.rules import feasible_insertions
+from agents.base import Policy
+from agents.heuristics.rules import REJECTION_RULES, feasible_insertions, insertion_decision
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
 from lastmile_env.sim.world import World
+from lastmile_env.solver_budget import SolverBudget
 from lastmile_env.vrp_travel import (
     COST_SCALE,
     DIST_SCALE,
@@ -67,6 +67,9 @@ from lastmile_env.vrp_travel import (
 UNREACHABLE = 10**8  # distance and duration of an edge a profile may not use
 NO_LIMIT_MIN = 1e6  # a due time or shift end that does not bind
 TIE = 1e-6  # a proposal must be cheaper than the current plans by more than this
+# PyVRP iterations per re-optimization by default (about what 0.5 s bought on `default`; see
+# benchmarks/solver_budget.py and its results for cost and time at other budgets).
+REOPT_ITERATIONS = 50
 
 
 @dataclass(frozen=True)
@@ -286,19 +289,17 @@ def _build_pdp(
 
 
 def solve(
-    instance: PdpInstance,
-    time_limit_s: float,
-    seed: int,
-    max_iterations: int | None = None,
-    initial: pyvrp.Solution | None = None,
+    instance: PdpInstance, budget: SolverBudget, seed: int, initial: pyvrp.Solution | None = None
 ) -> pyvrp.Solution:
-    """PyVRP's best solution within ``time_limit_s`` or, when given, after ``max_iterations`` (then the
-    result depends only on the seed, not on the machine's speed)."""
-    stop: StoppingCriterion = (
-        MaxRuntime(time_limit_s) if max_iterations is None else MaxIterations(max_iterations)
-    )
+    """PyVRP's best solution within the budget (with an iteration budget it depends only on the seed,
+    not on the machine's speed)."""
     result = pyvrp.solve(
-        instance.data, stop, seed=seed, collect_stats=False, display=False, initial_solution=initial
+        instance.data,
+        budget.criterion(),
+        seed=seed,
+        collect_stats=False,
+        display=False,
+        initial_solution=initial,
     )
     return result.best
 
@@ -356,10 +357,13 @@ class ReoptRecord:
 
 
 class ReoptPolicy:
-    """Cheapest insertion with periodic PyVRP re-optimization.
+    """Cheapest insertion (or any dispatch policy) with periodic PyVRP re-optimization.
 
-    Each order is decided as ``InsertionPolicy`` does: the vehicle with the cheapest feasible insertion,
-    rejected when that costs more than the rejection penalty. Before deciding, once every ``interval_min``
+    Each order is decided by ``dispatch`` when given (e.g. a learned policy: ``learned+reopt``), else as
+    ``InsertionPolicy`` does: the vehicle with the cheapest feasible insertion,
+    rejected by ``rejection`` (``insertion_decision``: ``reasoned`` for ``reopt``, only when that costs
+    more than the rejection penalty and no vehicle can deliver on time; ``myopic`` for ``reopt_myopic``,
+    whenever it costs more than the penalty). Before deciding, once every ``interval_min``
     of sim time, every stop that has not started is re-planned: PyVRP re-assigns the parcels still at the
     centers across vehicles and re-sequences every vehicle's remaining stops (parcels on board, including
     one being loaded now, stay on their vehicle), warm-started from the current plans. The proposal
@@ -367,30 +371,40 @@ class ReoptPolicy:
 
     Args:
         interval_min: sim minutes between re-optimizations.
-        time_limit_s: PyVRP's wall-clock budget per re-optimization.
+        max_iterations: PyVRP's iterations per re-optimization (default ``REOPT_ITERATIONS``): the outcome
+            depends only on the seed.
+        time_limit_s: PyVRP's wall-clock seconds per re-optimization instead of iterations: the outcome
+            then depends on the machine's speed and load.
         seed: PyVRP's seed (``reset(seed)`` overrides it when given).
-        max_iterations: stop PyVRP after this many iterations instead of after ``time_limit_s``. With a
-            time limit the outcome depends on the machine's speed; with an iteration limit only on the seed.
         late_slack_min: how far past an unreachable due time the model still lets a parcel be delivered.
+        rejection: the rejection rule (``insertion_decision``).
+        dispatch: the policy that decides each order instead of cheapest insertion; it sees the
+            re-optimized plans (its ``reset`` is called with this policy's).
     """
-
-    name = "reopt"
 
     def __init__(
         self,
         interval_min: float = 30.0,
-        time_limit_s: float = 0.5,
-        seed: int = 0,
         max_iterations: int | None = None,
+        time_limit_s: float | None = None,
+        seed: int = 0,
         late_slack_min: float = 30.0,
+        rejection: str = "reasoned",
+        dispatch: Policy | None = None,
     ) -> None:
-        if interval_min <= 0:
+        if rejection not in REJECTION_RULES:
+            raise ValueError(f"unknown rejection rule {rejection!r}; valid: {', '.join(REJECTION_RULES)}")
+        if not interval_min > 0:
             raise ValueError(f"interval_min must be positive, got {interval_min}")
         self.interval_min = interval_min
-        self.time_limit_s = time_limit_s
+        self.budget = SolverBudget.of(max_iterations, time_limit_s, REOPT_ITERATIONS)
         self.seed = seed
-        self.max_iterations = max_iterations
         self.late_slack_min = late_slack_min
+        self.rejection = rejection
+        self.dispatch = dispatch
+        self.name = "reopt" if rejection == "reasoned" else f"reopt_{rejection}"
+        if dispatch is not None:
+            self.name = f"{dispatch.name}+reopt"
         self._seed = seed
         self._next_min = interval_min
         self.records: list[ReoptRecord] = []
@@ -399,16 +413,16 @@ class ReoptPolicy:
         self._seed = self.seed if seed is None else seed
         self._next_min = self.interval_min
         self.records = []
+        if self.dispatch is not None:
+            self.dispatch.reset(seed)
 
     def act(self, sim: Simulator) -> int:
         if sim.now >= self._next_min - 1e-9:
             self.reoptimize(sim)
             self._next_min = (math.floor(sim.now / self.interval_min + 1e-9) + 1) * self.interval_min
-        options = feasible_insertions(sim)
-        if not options:
-            return REJECT
-        best = min(options, key=lambda v: (options[v].delta_cost, v))
-        return best if options[best].delta_cost <= sim.world.config.costs.reject_penalty else REJECT
+        if self.dispatch is not None:
+            return self.dispatch.act(sim)
+        return insertion_decision(sim, feasible_insertions(sim), self.rejection)
 
     def reoptimize(self, sim: Simulator) -> float:
         """Propose new plans for all vehicles with PyVRP; apply them if the simulator prices them lower.
@@ -427,7 +441,7 @@ class ReoptPolicy:
         )
         warm = as_solution(instance, current)
         tic = time.perf_counter()
-        solution = solve(instance, self.time_limit_s, self._seed, self.max_iterations, warm)
+        solution = solve(instance, self.budget, self._seed, warm)
         solver_s = time.perf_counter() - tic
         routes = dict(enumerate(solution_stops(instance, sim.orders, solution)))
         old = sum(sim.plan(v.id).cost for v in sim.vehicles)

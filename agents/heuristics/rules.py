@@ -76,29 +76,52 @@ class LeastLoadedPolicy:
         return min(options, key=key)
 
 
+REJECTION_RULES = ("reasoned", "myopic", "never")
+
+
+def insertion_decision(sim: Simulator, options: dict[int, Insertion], rejection: str = "reasoned") -> int:
+    """The vehicle of the cheapest feasible insertion, or ``REJECT`` by the rejection rule.
+
+    - ``reasoned``: reject only when the cheapest insertion costs more than the rejection penalty *and* no
+      vehicle can deliver the order on time; otherwise the cheapest insertion within the penalty, else the
+      cheapest on-time one. The myopic cost of an order whose window opens hours ahead counts the driver's
+      wait for it, which later orders usually fill: rejecting it pays the penalty for nothing while vans
+      sit idle (on `sparse` days the myopic rule turned away orders with 8 of 10 vans idle).
+    - ``myopic``: reject whenever the cheapest insertion costs more than the penalty.
+    - ``never``: reject only when no vehicle can take the order.
+    """
+    if not options:
+        return REJECT
+    best = min(options, key=lambda v: (options[v].delta_cost, v))
+    if rejection == "never" or options[best].delta_cost <= sim.world.config.costs.reject_penalty:
+        return best
+    if rejection == "myopic":
+        return REJECT
+    order = sim.current
+    assert order is not None
+    on_time = [v for v in options if options[v].on_time(order)]
+    return min(on_time, key=lambda v: (options[v].delta_cost, v)) if on_time else REJECT
+
+
 class InsertionPolicy:
-    """The vehicle whose cheapest feasible insertion adds the least cost; reject when even that costs more
-    than the rejection penalty (or no vehicle can take the order). With ``reject=False`` it never rejects
-    an order some vehicle can take (``insertion_always``)."""
+    """The vehicle whose cheapest feasible insertion adds the least cost, rejecting by ``rejection``
+    (``insertion_decision``): ``reasoned`` (``insertion``: only when that costs more than the rejection
+    penalty and no vehicle can deliver on time), ``myopic`` (``insertion_myopic``: whenever it costs more
+    than the penalty) or ``never`` (``insertion_always``: only when no vehicle can take the order)."""
 
-    name = "insertion"
-
-    def __init__(self, reject: bool = True) -> None:
-        self.reject = reject
-        if not reject:
-            self.name = "insertion_always"
+    def __init__(self, rejection: str = "reasoned") -> None:
+        if rejection not in REJECTION_RULES:
+            raise ValueError(f"unknown rejection rule {rejection!r}; valid: {', '.join(REJECTION_RULES)}")
+        self.rejection = rejection
+        self.name = {"reasoned": "insertion", "myopic": "insertion_myopic", "never": "insertion_always"}[
+            rejection
+        ]
 
     def reset(self, seed: int | None = None) -> None:
         pass
 
     def act(self, sim: Simulator) -> int:
-        options = feasible_insertions(sim)
-        if not options:
-            return REJECT
-        best = min(options, key=lambda v: (options[v].delta_cost, v))
-        if self.reject and options[best].delta_cost > sim.world.config.costs.reject_penalty:
-            return REJECT
-        return best
+        return insertion_decision(sim, feasible_insertions(sim), self.rejection)
 
 
 class RegretPolicy:

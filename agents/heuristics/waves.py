@@ -12,14 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from lastmile_env.sim.simulator import Simulator
-from lastmile_env.wave_routing import SolverBudget, solve_wave
+from lastmile_env.solver_budget import SolverBudget
+from lastmile_env.wave_routing import WAVE_ITERATIONS, WAVE_SEED, solve_wave
 
 
 class _WavePolicy:
     name = "wave"
 
-    def __init__(self, budget: SolverBudget | None = None) -> None:
-        self.budget = budget or SolverBudget()
+    def __init__(self, budget: SolverBudget | None = None, seed: int = WAVE_SEED) -> None:
+        self.budget = budget or SolverBudget(max_iterations=WAVE_ITERATIONS)
+        self.seed = seed
 
     def reset(self, seed: int | None = None) -> None:
         return None
@@ -53,8 +55,10 @@ class RandomWave(_WavePolicy):
 
     name = "random"
 
-    def __init__(self, budget: SolverBudget | None = None, solver_seed: int = 1) -> None:
-        super().__init__(budget)
+    def __init__(
+        self, budget: SolverBudget | None = None, seed: int = WAVE_SEED, solver_seed: int = 1
+    ) -> None:
+        super().__init__(budget, seed)
         self.solver_seed = solver_seed
         self.rng = np.random.default_rng(solver_seed)
 
@@ -79,7 +83,7 @@ class UrgentRoutesWave(_WavePolicy):
         if must.all() or not must.any():
             return [o.id for o, m in zip(sim.pool, must, strict=True) if m]
         urgent = {o.id for o, m in zip(sim.pool, must, strict=True) if m}
-        routes, _ = solve_wave(sim, [o.id for o in sim.pool], self.budget)
+        routes, _ = solve_wave(sim, [o.id for o in sim.pool], self.budget, self.seed)
         return sorted({i for _, ids in routes if urgent.intersection(ids) for i in ids} | urgent)
 
 

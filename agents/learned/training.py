@@ -47,8 +47,10 @@ from tqdm import tqdm
 import lastmile_env  # noqa: F401  (registers LastMile-Dispatch-v0 and LastMile-Routing-v0)
 from agents.base import Policy, RoutingPolicy, run_episode
 from agents.heuristics import HEURISTICS, make_heuristic
+from agents.heuristics.reopt import REOPT_ITERATIONS, ReoptPolicy
 from agents.learned.model import DispatchPolicy, MaskableDispatchPolicy, dispatch_net
 from agents.learned.policy import LearnedPolicy
+from agents.learned.reopt_env import ReoptimizingEnv
 from agents.learned.routing_model import MaskableRoutingPolicy, RoutingActorCriticPolicy, routing_net
 from agents.learned.routing_policy import LearnedRoutingPolicy
 from agents.routing import ROUTING_HEURISTICS, make_routing_heuristic
@@ -147,6 +149,22 @@ class RoutingTaskConfig(_Section):
         return v
 
 
+class ReoptTrainConfig(_Section):
+    """Re-optimization inside the training loop (task dispatch): the network learns to dispatch on the
+    plans PyVRP re-optimizes, to be played as ``model.zip+reopt`` (``agents.learned.reopt_env``)."""
+
+    enabled: bool = False
+    """re-optimize every stop not yet started every ``interval_min`` of sim time, between decisions"""
+    interval_min: float = Field(30.0, gt=0)
+    """sim minutes between re-optimizations (``reopt``'s default: 30)"""
+    iterations: int = Field(REOPT_ITERATIONS, ge=1)
+    """PyVRP iterations per re-optimization (``reopt``'s default)"""
+
+    def policy(self, dispatch: Policy | None = None) -> ReoptPolicy:
+        """The re-optimizer these settings describe, deciding orders by ``dispatch`` when given."""
+        return ReoptPolicy(self.interval_min, max_iterations=self.iterations, dispatch=dispatch)
+
+
 class EvalConfig(_Section):
     """Periodic deterministic evaluation of the learned policy against a heuristic on fixed days."""
 
@@ -202,11 +220,18 @@ class ExperimentConfig(_Section):
     model: ModelConfig = ModelConfig()
     eval: EvalConfig = EvalConfig()
     routing: RoutingTaskConfig = RoutingTaskConfig()
+    reopt: ReoptTrainConfig = ReoptTrainConfig()
 
     @model_validator(mode="after")
     def _baseline_fits_task(self) -> ExperimentConfig:
         if self.task == "routing" and self.vector_env:
             raise ValueError("vector_env is for the dispatch task (LastMile-Dispatch-v0) only")
+        if self.reopt.enabled and self.task != "dispatch":
+            raise ValueError(
+                "reopt.enabled trains a dispatch policy under re-optimization: task must be dispatch"
+            )
+        if self.reopt.enabled and self.vector_env:
+            raise ValueError("reopt.enabled and vector_env cannot be combined: re-optimization wraps one env")
         names = ROUTING_HEURISTICS if self.task == "routing" else HEURISTICS
         if self.eval.baseline not in names:
             raise ValueError(
@@ -279,6 +304,8 @@ def make_env(scenario: ScenarioConfig, exp: ExperimentConfig) -> Callable[[], gy
             invalid_action="raise" if masked else "penalize",
             invalid_action_penalty=exp.invalid_action_penalty,
         )
+        if exp.reopt.enabled:
+            env = ReoptimizingEnv(env, exp.reopt.policy())
         return Monitor(env)
 
     return thunk
@@ -458,9 +485,12 @@ class EvalCallback(_EveryCallback):
             router = LearnedRoutingPolicy(routing_net(self.model.policy))
             learned = evaluate(dispatcher, self.world, cfg.seeds, router=router)
         else:
+            # With re-optimization in training, both play under it (the baseline insertion: reopt).
+            replan = self.exp.reopt.policy if self.exp.reopt.enabled else (lambda p: p)
             if self._baseline is None:
-                self._baseline = evaluate(make_heuristic(cfg.baseline), self.world, cfg.seeds)
-            learned = evaluate(LearnedPolicy(dispatch_net(self.model.policy)), self.world, cfg.seeds)
+                self._baseline = evaluate(replan(make_heuristic(cfg.baseline)), self.world, cfg.seeds)
+            net = LearnedPolicy(dispatch_net(self.model.policy))
+            learned = evaluate(replan(net), self.world, cfg.seeds)
         relative = learned["cost_per_delivered"] / self._baseline["cost_per_delivered"] - 1.0
         seconds = time.perf_counter() - started
         base = self._baseline
@@ -473,7 +503,8 @@ class EvalCallback(_EveryCallback):
         self.echo(
             f"step {step:>9,} | eval on {len(cfg.seeds)} days: learned cost/delivered "
             f"{learned['cost_per_delivered']:.2f}, on-time {learned['on_time_rate']:.1%}, "
-            f"rejected {learned['rejection_rate']:.1%} | {cfg.baseline} {base['cost_per_delivered']:.2f}, "
+            f"rejected {learned['rejection_rate']:.1%} | {cfg.baseline}{'+reopt' * self.exp.reopt.enabled} "
+            f"{base['cost_per_delivered']:.2f}, "
             f"{base['on_time_rate']:.1%}, {base['rejection_rate']:.1%} | "
             f"relative {relative:+.1%} | {seconds:.1f}s"
         )

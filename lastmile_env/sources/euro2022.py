@@ -33,6 +33,7 @@ import vrplib
 
 from lastmile_env.config import ScenarioConfig, load_scenario
 from lastmile_env.sim.types import Order, ServiceOption
+from lastmile_env.solver_budget import SolverBudget
 
 EPOCH_S = 3600  # a wave per hour
 MARGIN_S = (
@@ -41,6 +42,7 @@ MARGIN_S = (
 MAX_REQUESTS_PER_EPOCH = 100  # customer indices drawn per epoch (before the feasibility filter)
 INVALID_EPOCH_COST = 10**9  # the competition's cost of an invalid answer, per remaining epoch
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "euro2022"
+STATIC_BUDGET = SolverBudget(max_iterations=20_000)  # a whole day's VRPTW: the static and hindsight problems
 
 
 class Euro2022Error(ValueError):
@@ -384,39 +386,30 @@ def _vrptw(inst: Instance, requests: Requests, release_s: np.ndarray) -> tuple[p
     return pyvrp.ProblemData(locations, clients, [depot], [fleet], [matrix], [matrix]), cust
 
 
-def _solve(
-    data: pyvrp.ProblemData, iterations: int, seed: int, time_limit_s: float | None
-) -> list[list[int]]:
-    from pyvrp.stop import MaxIterations, MaxRuntime
-
-    stop = MaxRuntime(time_limit_s) if time_limit_s is not None else MaxIterations(iterations)
-    best = pyvrp.solve(data, stop, seed=seed, collect_stats=False, display=False).best
+def _solve(data: pyvrp.ProblemData, budget: SolverBudget, seed: int) -> list[list[int]]:
+    best = pyvrp.solve(data, budget.criterion(), seed=seed, collect_stats=False, display=False).best
     if not best.is_feasible():
-        raise Euro2022Error("PyVRP found no feasible solution within its budget")
+        raise Euro2022Error(f"PyVRP found no feasible solution within {budget.describe()}")
     return [[a.idx for a in r.schedule() if a.type == pyvrp.ActivityType.CLIENT] for r in best.routes()]
 
 
 def solve_static(
-    inst: Instance, iterations: int = 20_000, seed: int = 0, time_limit_s: float | None = None
+    inst: Instance, budget: SolverBudget = STATIC_BUDGET, seed: int = 0
 ) -> tuple[int, list[list[int]]]:
     """The static variant by PyVRP: (cost in driving seconds, routes as request indices)."""
     requests = static_requests(inst)
     data, _ = _vrptw(inst, requests, requests.release_s)
-    routes = _solve(data, iterations, seed, time_limit_s)
+    routes = _solve(data, budget, seed)
     return sum(route_duration(inst, [int(requests.customer[i]) for i in r]) for r in routes), routes
 
 
 def solve_hindsight(
-    inst: Instance,
-    requests: Requests,
-    iterations: int = 20_000,
-    seed: int = 0,
-    time_limit_s: float | None = None,
+    inst: Instance, requests: Requests, budget: SolverBudget = STATIC_BUDGET, seed: int = 0
 ) -> tuple[int, list[list[int]]]:
     """The day's hindsight problem by PyVRP: every request known in advance, each route leaving no earlier
     than the release times of its requests. A heuristic solution: an estimate of the bound from above."""
     data, _ = _vrptw(inst, requests, requests.release_s)
-    routes = _solve(data, iterations, seed, time_limit_s)
+    routes = _solve(data, budget, seed)
     return sum(route_duration(inst, [int(requests.customer[i]) for i in r]) for r in routes), routes
 
 

@@ -1,0 +1,44 @@
+"""The shipped best learned dispatch policy, by one name: ``learned``.
+
+``experiments/dispatch/learned.yaml`` says what ``learned`` is: a policy spec as ``evaluate.py`` takes it
+(a model zip, or a composition such as ``model.zip+reopt``), with model paths relative to the repository
+root, and one line on where it comes from. ``evaluate.py --policies learned``, ``lastmile demo`` and
+anything else that wants "the best learned policy" read it here, so shipping a better one is a change of
+that file alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lastmile_env.config import REPO_ROOT, ConfigError, read_yaml_mapping
+
+SHIPPED_FILE = REPO_ROOT / "experiments" / "dispatch" / "learned.yaml"
+NAME = "learned"
+
+
+@dataclass(frozen=True)
+class ShippedPolicy:
+    """``spec``: the policy spec with absolute model paths; ``listed``: as the manifest lists it (paths
+    relative to the repository root); ``description``: what it is, in a line."""
+
+    spec: str
+    listed: str
+    description: str
+
+
+def shipped_learned() -> ShippedPolicy:
+    """The shipped best learned dispatch policy; ConfigError names a missing or broken manifest or model."""
+    data = read_yaml_mapping(SHIPPED_FILE, "the shipped learned policy manifest")
+    spec, description = data.get("policy"), data.get("description", "")
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"{SHIPPED_FILE}: 'policy' must be a policy spec, got {spec!r}")
+    parts = []
+    for part in spec.strip().split("+"):
+        if part.endswith(".zip"):
+            path = REPO_ROOT / part
+            if not path.is_file():
+                raise ConfigError(f"{SHIPPED_FILE}: model {part} not found under {REPO_ROOT}")
+            part = str(path)
+        parts.append(part)
+    return ShippedPolicy("+".join(parts), spec.strip(), str(description))
