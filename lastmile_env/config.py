@@ -454,6 +454,12 @@ class DispatchConfig(_Model):
     wave_margin_min: float = Field(
         0.0, ge=0, description="wave mode: a released parcel leaves its center this long after the wave"
     )
+    last_wave_min: float | None = Field(
+        None,
+        ge=0,
+        description="wave mode: the last wave, when every pooled order goes (default: the first wave at or "
+        "after the day's last arrival); set it later to let a pre-booked day wait",
+    )
 
 
 class NoiseConfig(_Model):
@@ -532,6 +538,12 @@ class ScenarioConfig(_Model):
             raise ValueError(
                 f"orders.last_arrival_min ({self.orders.last_arrival_min}) is after "
                 f"fleet.shift_end_min ({self.fleet.shift_end_min})"
+            )
+        last_wave = self.dispatch.last_wave_min
+        if last_wave is not None and not self.orders.last_arrival_min <= last_wave <= self.fleet.shift_end_min:
+            raise ValueError(
+                f"dispatch.last_wave_min ({last_wave}) must lie between orders.last_arrival_min "
+                f"({self.orders.last_arrival_min}) and fleet.shift_end_min ({self.fleet.shift_end_min})"
             )
         if self.dispatch.mode == "wave":
             if self.orders.returns_share > 0:

@@ -829,10 +829,11 @@ class Simulator:
 
     def _wave_times(self) -> list[float]:
         """Wave mode: every wave of the day, from ``wave_start_min`` up to the first wave at or after the
-        day's last arrival (the last wave, when every pooled order goes)."""
+        day's last arrival or ``last_wave_min`` (the last wave, when every pooled order goes)."""
         cfg = self.world.config.dispatch
         last_arrival = max(o.arrival_min for o in self.orders)
-        n = max(0, math.ceil((last_arrival - cfg.wave_start_min) / cfg.wave_min - 1e-9))
+        last = max(last_arrival, cfg.last_wave_min or 0.0)
+        n = max(0, math.ceil((last - cfg.wave_start_min) / cfg.wave_min - 1e-9))
         times = [cfg.wave_start_min + k * cfg.wave_min for k in range(n + 1)]
         self.last_wave_min = times[-1]
         return times
