@@ -540,7 +540,8 @@ class ScenarioConfig(_Model):
                 f"fleet.shift_end_min ({self.fleet.shift_end_min})"
             )
         last_wave = self.dispatch.last_wave_min
-        if last_wave is not None and not self.orders.last_arrival_min <= last_wave <= self.fleet.shift_end_min:
+        arrivals_end, shift_end = self.orders.last_arrival_min, self.fleet.shift_end_min
+        if last_wave is not None and not arrivals_end <= last_wave <= shift_end:
             raise ValueError(
                 f"dispatch.last_wave_min ({last_wave}) must lie between orders.last_arrival_min "
                 f"({self.orders.last_arrival_min}) and fleet.shift_end_min ({self.fleet.shift_end_min})"
