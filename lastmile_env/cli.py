@@ -88,8 +88,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"lastmile export: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
     try:
-        manifest = export_onnx(args.checkpoint, args.out, args.manifest, tolerance=args.tolerance)
-    except (ExportError, ValueError) as exc:
+        manifest = export_onnx(
+            args.checkpoint, args.out, args.manifest, tolerance=args.tolerance, rtol=args.rtol
+        )
+    except ValueError as exc:  # not a dispatch model zip
+        print(f"lastmile export: {exc}", file=sys.stderr)
+        return 2
+    except ExportError as exc:
         print(f"lastmile export: {exc}", file=sys.stderr)
         return 1
     checks = manifest.verification
@@ -102,8 +107,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"exported {args.checkpoint} -> {args.out} (opset {manifest.opset}, "
         f"sha256 {manifest.model_sha256[:16]}); "
         f"manifest {args.manifest or default_manifest_path(args.out)}; onnxruntime matches torch within "
-        f"{worst:.1e} on {checks['random']['observations']} random and {checks['recorded']['observations']} "
-        "recorded observations"
+        f"{worst:.1e} (relative {max(checks[n]['max_rel_diff'] for n in ('random', 'recorded')):.1e}) "
+        f"and picks the same action on {checks['random']['observations']} random and "
+        f"{checks['recorded']['observations']} recorded observations"
     )
     return 0
 
@@ -167,7 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", default="policy.onnx", help="the ONNX file to write (default: policy.onnx)")
     export.add_argument("--manifest", default=None, help="the manifest to write (default: <out>.json)")
     export.add_argument(
-        "--tolerance", type=float, default=1e-5, help="largest |onnxruntime - torch| accepted (default: 1e-5)"
+        "--tolerance",
+        type=float,
+        default=1e-5,
+        help="absolute part of the accepted |onnxruntime - torch| (default: 1e-5)",
+    )
+    export.add_argument(
+        "--rtol",
+        type=float,
+        default=1e-5,
+        help="relative part: accepted |onnxruntime - torch| <= tolerance + rtol * |torch| (default: 1e-5)",
     )
     export.set_defaults(func=cmd_export)
 
