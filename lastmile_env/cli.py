@@ -130,6 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
             workers=args.workers,
+            header_timeout_s=args.header_timeout,
         )
     except (ManifestError, ValueError) as exc:
         print(f"lastmile serve: {exc}", file=sys.stderr)
@@ -208,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="server processes behind the socket; a decision uses one core (default: 1)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="close a connection whose request headers take longer than this (default: 10 s)",
     )
     serve.set_defaults(func=cmd_serve)
 
