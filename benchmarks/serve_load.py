@@ -151,7 +151,7 @@ def start_server(
     model: Path, port: int, workers: int, log_path: Path, floor: bool = False
 ) -> subprocess.Popen[bytes]:
     """``lastmile serve --workers W`` on the port (or the HTTP floor app, ``floor_app``), once healthy."""
-    command = [sys.executable, "-m", "lastmile_env.cli", "serve", "--model", str(model)]
+    command = [sys.executable, "-m", "lastmile_cli", "serve", "--model", str(model)]
     command += ["--scenario", "default", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers)]
     settings = {"model": str(model), "scenario": "default", "manifest": None, "max_body_bytes": 1 << 20}

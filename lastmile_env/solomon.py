@@ -473,16 +473,30 @@ def family_of(name: str) -> str:
     return f"{letters}{name[len(letters) : len(letters) + 1]}".upper()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     """Solve shipped instances with PyVRP and write the markdown comparison with the best-known costs."""
+    from lastmile_env.cli_errors import run_cli
+
+    return run_cli(_main, argv, "python -m lastmile_env.solomon")
+
+
+def _main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m lastmile_env.solomon", description=main.__doc__)
     parser.add_argument("instances", nargs="*", help="instance names (default: all shipped)")
     parser.add_argument("--time-limit", type=float, default=10.0, help="PyVRP seconds per instance")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default: print)")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
     args = parser.parse_args(argv)
     names = [n.upper() for n in args.instances] or available_instances()
+    unknown = sorted(set(names) - set(available_instances()))
+    if unknown:
+        raise SolomonError(
+            f"unknown instance(s) {', '.join(unknown)}; shipped: {', '.join(available_instances())}"
+        )
+    if args.out is not None and args.out.is_dir():
+        raise SolomonError(f"--out {args.out}: is a folder; give the markdown file to write")
     bks = load_bks()
     jobs = [(n, args.time_limit, args.seed) for n in names]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -509,7 +523,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     [s.instance, f"{s.distance:.4f}", s.n_vehicles, s.feasible, f"{s.runtime_s:.2f}", routes]
                 )
     print(report)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

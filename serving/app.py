@@ -40,7 +40,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -55,6 +55,12 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20  # a 20-vehicle snapshot is ~30 kB
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 TOKEN_ENV = "LASTMILE_TOKEN"
 log = logging.getLogger("lastmile.serving")
+
+
+class ModelInfo(Manifest):
+    """``GET /v1/model``: the manifest and what the server warns about it."""
+
+    warnings: list[str] = Field(default_factory=list, description="e.g. served on another scenario")
 
 
 def _error(loc: Sequence[str | int], msg: str, kind: str = "value_error") -> JSONResponse:
@@ -235,9 +241,10 @@ def create_app(
         }
 
     @app.get("/v1/model", dependencies=[Depends(authorize)], responses=unauthorized)
-    async def model() -> Manifest:
-        """The model's manifest (observation layout, actions, hash, training run, export checks)."""
-        return dispatcher.manifest
+    async def model() -> ModelInfo:
+        """The model's manifest (observation layout, actions, hash, training run, export checks) and
+        ``warnings``: e.g. that the served scenario is not the one the model was trained on."""
+        return ModelInfo(**dispatcher.manifest.model_dump(), warnings=dispatcher.warnings)
 
     @app.get("/v1/scenario", dependencies=[Depends(authorize)], responses=unauthorized)
     async def scenario() -> ScenarioInfo:
@@ -343,6 +350,8 @@ def _load(settings: dict[str, Any]) -> FastAPI:
         time.perf_counter() - started,
         "on" if token else "off",
     )
+    for warning in dispatcher.warnings:
+        log.warning("%s", warning)
     return create_app(dispatcher, token=token, max_body_bytes=settings["max_body_bytes"])
 
 

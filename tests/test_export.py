@@ -15,14 +15,14 @@ import torch
 from agents.learned.model import N_GLOBAL, N_ORDER, N_VEHICLE
 from agents.learned.policy import LearnedPolicy
 from agents.learned.training import load_experiment, train
-from lastmile_env.cli import main
+from lastmile_cli import main
 from lastmile_env.config import REPO_ROOT
 from lastmile_env.observations import GLOBAL_FEATURES, ORDER_FEATURES, VEHICLE_FEATURES
 from serving import export as export_module
 from serving.export import ExportedPolicy, ExportError, export_onnx, training_info
 from serving.manifest import SCHEMA_VERSION, ManifestError, load_manifest, sha256_file
 
-CLI_MODULE = "lastmile_env.cli"  # what the ``lastmile`` script runs
+CLI_MODULE = "lastmile_cli"  # what the ``lastmile`` script runs
 SMOKE = REPO_ROOT / "configs" / "experiment" / "smoke.yaml"
 
 

@@ -370,3 +370,12 @@ def test_serve_options_out_of_range_are_one_line_and_exit_2(model, option, value
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+
+
+def test_get_model_warns_when_served_on_another_scenario_than_the_training_one(model, app_client):  # noqa: F811
+    assert app_client.get("/v1/model").json()["warnings"] == []  # the smoke model serves 'small'
+    elsewhere = Dispatcher(model[1], "default")
+    assert len(elsewhere.warnings) == 1
+    assert "trained on scenario 'small'; 'default' differs in" in elsewhere.warnings[0]
+    with TestClient(create_app(elsewhere)) as client:
+        assert client.get("/v1/model").json()["warnings"] == elsewhere.warnings

@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -355,7 +356,24 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     if not steps:
         return None
     stem = ckpt_dir / f"step_{steps[-1]:010d}"
-    return stem.with_suffix(".zip"), json.loads(stem.with_suffix(".json").read_text())
+    state_path, zip_path = stem.with_suffix(".json"), stem.with_suffix(".zip")
+    try:
+        state = json.loads(state_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{state_path}: the checkpoint's state is not valid JSON ({exc})") from None
+    missing = sorted(
+        {"config", "num_timesteps", "wall_time_s"} - set(state if isinstance(state, dict) else {})
+    )
+    if missing:
+        raise ConfigError(f"{state_path}: the checkpoint's state lacks {', '.join(missing)}")
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ConfigError(f"{zip_path}: the checkpoint is not a readable zip ({exc})") from None
+    if broken is not None:
+        raise ConfigError(f"{zip_path}: the checkpoint's member {broken!r} is corrupt")
+    return zip_path, state
 
 
 # --------------------------------------------------------------------------------------------------------

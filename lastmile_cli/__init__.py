@@ -1,4 +1,8 @@
-"""The ``lastmile`` command: one entry point, a subcommand per job."""
+"""The ``lastmile`` command: one entry point, a subcommand per job.
+
+It sits on top of the house (it imports the env package, the agents and the server; none of them imports
+it) and runs every subcommand behind the one error path of ``lastmile_env.cli_errors``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from lastmile_env.config import ConfigError, scenario_overrides
+from lastmile_env.cli_errors import DEBUG_HELP, run_cli
+from lastmile_env.config import scenario_overrides
 
 SHIPPED_MODEL = "experiments/dispatch/model_default_300k.zip"
 
@@ -139,7 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lastmile", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lastmile", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
@@ -150,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=40000, help="day k is seed + k (days unseen in training)")
     demo.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     demo.add_argument("overrides", nargs="*", help="scenario overrides, e.g. env.fleet.size=30")
+    demo.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     demo.set_defaults(func=cmd_demo)
 
     evaluate = sub.add_parser(
@@ -185,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1e-5,
         help="relative part: accepted |onnxruntime - torch| <= tolerance + rtol * |torch| (default: 1e-5)",
     )
+    export.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     export.set_defaults(func=cmd_export)
 
     serve = sub.add_parser("serve", help="serve an exported policy over HTTP (POST /v1/dispatch; see /docs)")
@@ -217,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="close a connection whose request headers take longer than this (default: 10 s)",
     )
+    serve.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     serve.set_defaults(func=cmd_serve)
 
     bench = sub.add_parser(
@@ -231,12 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """Run a subcommand behind the one error path (``lastmile_env.cli_errors``): exit code 2 and one line
+    for a user's mistake, ``--debug`` for the traceback."""
+
+    def run(args: list[str]) -> int:
+        parsed = build_parser().parse_args(args)
+        return int(parsed.func(parsed))
+
+    return run_cli(run, argv, "lastmile")
 
 
 if __name__ == "__main__":
