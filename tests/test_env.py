@@ -105,8 +105,12 @@ def test_step_cap_truncates():
     assert [r[3] for r in results] == [False, False, True]
 
 
+# Drones whose battery reaches no address: every order's only valid action is reject.
+NO_VEHICLE_REACHES = {"fleet.types": [{"mode": "drone", "speed_kmh": 60, "range_km": 0.01}]}
+
+
 def test_invalid_action_raises_by_default_or_is_penalized():
-    env = DispatchEnv("small", overrides={"orders.size": {"low": 30, "high": 30}})
+    env = DispatchEnv("small", overrides=NO_VEHICLE_REACHES)
     env.reset(seed=0)
     assert env.action_masks().tolist() == [False] * env.world.n_vehicles + [True]
     with pytest.raises(InvalidActionError, match="valid actions are"):
@@ -115,7 +119,7 @@ def test_invalid_action_raises_by_default_or_is_penalized():
         env.step(99)
     penalized = DispatchEnv(
         "small",
-        overrides={"orders.size": {"low": 30, "high": 30}},
+        overrides=NO_VEHICLE_REACHES,
         invalid_action="penalize",
         invalid_action_penalty=5.0,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import DEFER, REJECT
+from lastmile_env.dispatch_rules import cheapest_insertion_vehicle
 from lastmile_env.sim.insertion import Insertion
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import Order
@@ -92,13 +93,8 @@ class InsertionPolicy:
         pass
 
     def act(self, sim: Simulator) -> int:
-        options = feasible_insertions(sim)
-        if not options:
-            return REJECT
-        best = min(options, key=lambda v: (options[v].delta_cost, v))
-        if self.reject and options[best].delta_cost > sim.world.config.costs.reject_penalty:
-            return REJECT
-        return best
+        best = cheapest_insertion_vehicle(sim, self.reject)
+        return REJECT if best is None else best
 
 
 class RegretPolicy:

@@ -46,7 +46,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import lastmile_env  # noqa: F401  (registers LastMile-Dispatch-v0 and LastMile-Routing-v0)
-from agents.base import Policy, RoutingPolicy, run_episode
+from agents.base import Policy, RoutingPolicy, dispatch_policy, dispatch_rule, run_episode
 from agents.heuristics import HEURISTICS, make_heuristic
 from agents.learned.model import DispatchPolicy, MaskableDispatchPolicy, dispatch_net
 from agents.learned.policy import LearnedPolicy
@@ -255,7 +255,7 @@ def make_env(scenario: ScenarioConfig, exp: ExperimentConfig) -> Callable[[], gy
                 gym.make(
                     "LastMile-Routing-v0",
                     scenario=scenario,
-                    dispatch=exp.routing.dispatch,
+                    dispatch=dispatch_rule(exp.routing.dispatch),
                     max_stops=exp.routing.max_stops,
                     skip_forced=exp.routing.skip_forced,
                     reward="cost",
@@ -439,9 +439,7 @@ class EvalCallback(_EveryCallback):
         started = time.perf_counter()
         cfg = self.exp.eval
         if self.exp.task == "routing":
-            from lastmile_env.routing_env import make_dispatcher
-
-            dispatcher = make_dispatcher(self.exp.routing.dispatch)
+            dispatcher = dispatch_policy(self.exp.routing.dispatch)
             if self._baseline is None:
                 baseline = make_routing_heuristic(cfg.baseline)
                 self._baseline = evaluate(dispatcher, self.world, cfg.seeds, router=baseline)
