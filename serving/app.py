@@ -387,8 +387,9 @@ def app_from_env() -> FastAPI:
     """uvicorn's app factory in each worker process of ``serve(workers > 1)``: the settings come from the
     environment the parent set (the token from ``LASTMILE_TOKEN``)."""
     settings = json.loads(os.environ[SETTINGS_ENV])
-    die_with_supervisor(settings["supervisor_pid"])
-    HeaderTimeoutProtocol.header_timeout_s = settings["header_timeout_s"]  # this process's connections
+    if settings.get("supervisor_pid") is not None:  # set by serve(); absent under a bare uvicorn command
+        die_with_supervisor(settings["supervisor_pid"])
+    HeaderTimeoutProtocol.header_timeout_s = settings.get("header_timeout_s", DEFAULT_HEADER_TIMEOUT_S)
     configure_logging(settings["log_level"])
     return _load(settings)
 
