@@ -4,10 +4,13 @@
         --out runs/eval/default
     python evaluate.py --suite standard --policies insertion,regret --episodes 20 --hindsight-time-limit 0
     python evaluate.py --scenario small --episodes 5 env.fleet.size=4      # scenario overrides: env.<field>
+    python evaluate.py --benchmark euro2022 --policies greedy,lazy,random --out runs/euro2022
 
 Episode k of every policy plays the day of seed ``seed + k``, so differences between policies are paired.
 Writes episodes.csv, summary.json, summary.md, metrics.png and route_map.png under --out (for a suite:
-one subfolder per scenario, plus suite.md and suite.json) and prints the Markdown summary.
+one subfolder per scenario, plus suite.md and suite.json) and prints the Markdown summary. A benchmark
+(``--benchmark euro2022``: the EURO Meets NeurIPS 2022 dynamic VRPTW) plays wave policies on every run of
+the competition's configs whose instance is in --instances and writes results.csv and summary.md.
 ``lastmile evaluate ...`` runs this same script. Bad input (a scenario, map, order log, model zip or
 ``--out``) is one line naming the file and the problem, exit code 2, before any episode runs (``--debug``:
 with the traceback).
@@ -25,8 +28,10 @@ from typing import Any
 
 from agents.evaluation import evaluate, evaluate_suite, load_suite
 from agents.heuristics import HEURISTICS
+from agents.heuristics.waves import WAVE_HEURISTICS
 from lastmile_env.cli_errors import DEBUG_HELP, run_cli
 from lastmile_env.config import ConfigError, scenario_overrides
+from lastmile_env.wave_routing import SolverBudget
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -36,10 +41,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--scenario", default="default", help="scenario name or YAML path (default: default)")
     target.add_argument("--suite", help="suite name (configs/suite/) or YAML path, instead of --scenario")
+    target.add_argument(
+        "--benchmark",
+        choices=["euro2022"],
+        help="a benchmark of the field instead: euro2022 (EURO-NeurIPS'22)",
+    )
     parser.add_argument(
         "--policies",
-        default=",".join(HEURISTICS),
-        help=f"comma-separated policy names (default: all heuristics: {','.join(HEURISTICS)})",
+        help=f"comma-separated policy names (default: all heuristics: {','.join(HEURISTICS)}; for a "
+        f"benchmark all wave policies: {','.join(WAVE_HEURISTICS)})",
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes per policy (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="episode k uses seed + k (default: 0)")
@@ -57,6 +67,23 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=2.0,
         metavar="S",
         help="solver seconds per day for the hindsight bound; 0 skips the gap to hindsight (default: 2)",
+    )
+    bench = parser.add_argument_group("benchmark (--benchmark euro2022)")
+    bench.add_argument("--instances", type=Path, help="folder of instance files (default: the shipped ones)")
+    bench.add_argument(
+        "--configs", type=Path, help="the runs, a JSON list (default: the shipped final_configs.json)"
+    )
+    bench.add_argument(
+        "--variant", choices=["dynamic", "static"], default="dynamic", help="(default: dynamic)"
+    )
+    bench.add_argument(
+        "--solver-iterations", type=int, default=2000, help="PyVRP iterations per wave (default: 2000)"
+    )
+    bench.add_argument(
+        "--solver-time-limit",
+        type=float,
+        metavar="S",
+        help="wall-clock seconds per wave instead of iterations (results then depend on the machine)",
     )
     parser.add_argument("--out", type=Path, help="output folder (default: runs/eval/<scenario or suite>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -87,7 +114,7 @@ def check_inputs(
         raise ConfigError(f"--out {out}: exists and is not a folder (the report is a folder of files)")
     for scenario in scenarios:
         config = load_scenario(scenario, overrides)
-        if config.graph.kind in ("file", "solomon") or config.orders.log is not None:  # files to read
+        if config.graph.kind not in ("grid", "geometric", "clustered") or config.orders.log is not None:
             default_generator(world_for(config))  # reads the map, reads and checks the order log
     for spec in policies:
         dispatch, _, routing = spec.partition("+")
@@ -146,7 +173,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
 def _main(argv: Sequence[str], prog: str | None) -> int:
     args = build_parser(prog).parse_args(argv)
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if args.benchmark is not None:
+        return _benchmark(args)
+    policies = [p.strip() for p in (args.policies or ",".join(HEURISTICS)).split(",") if p.strip()]
     reference = args.reference or (
         "insertion" if "insertion" in policies else policies[0] if policies else None
     )
@@ -184,6 +213,30 @@ def _main(argv: Sequence[str], prog: str | None) -> int:
         if summary.is_file():
             summary.write_text(notes + summary.read_text())
     print(report)
+    print(f"wrote {out}/ in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    """``--benchmark euro2022``: every run of the configs, each wave policy, results.csv and summary.md."""
+    from agents.evaluation.euro2022 import DATA_DIR, benchmark
+
+    started = time.perf_counter()
+    policies = [p.strip() for p in (args.policies or ",".join(WAVE_HEURISTICS)).split(",") if p.strip()]
+    out = args.out or Path("runs/eval") / f"euro2022-{args.variant}"
+    budget = SolverBudget(args.solver_iterations, args.solver_time_limit)
+    benchmark(
+        policies,
+        out,
+        instances=args.instances or DATA_DIR / "instances",
+        configs=args.configs or DATA_DIR / "final_configs.json",
+        static=args.variant == "static",
+        budget=budget,
+        hindsight=args.hindsight_time_limit > 0,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print((out / "summary.md").read_text())
     print(f"wrote {out}/ in {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import DecisionKind
+from lastmile_env.wave_routing import SolverBudget, dispatch_wave
 
 REJECT = -1  # refuse the order (the rejection penalty is paid)
 DEFER = -2  # decide at the next dispatch tick (Simulator.defer)
@@ -49,6 +50,24 @@ class RoutingPolicy(Protocol):
     def route(self, sim: Simulator) -> int:
         """The next stop of the pending vehicle. May look at anything in ``sim``; changes nothing except
         through ``sim.replan`` of that vehicle's plan (re-optimization)."""
+        ...
+
+
+@runtime_checkable
+class WavePolicy(Protocol):
+    """Decides which pooled orders go at a wave (``dispatch.mode: wave``; the EURO Meets NeurIPS 2022
+    epoch decision): ``choose`` returns order ids of ``sim.pool``; the orders of ``sim.must_dispatch()``
+    go in any case. The chosen batch is routed by PyVRP within the policy's ``budget``
+    (``lastmile_env.wave_routing.dispatch_wave``)."""
+
+    name: str
+    budget: SolverBudget
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode (seed any randomness of the policy)."""
+
+    def choose(self, sim: Simulator) -> list[int]:
+        """The pooled orders to send now. May look at anything in ``sim``; changes nothing."""
         ...
 
 
@@ -90,14 +109,28 @@ def apply_route(sim: Simulator, decision: int) -> None:
 
 
 def run_episode(
-    sim: Simulator, policy: Policy, seed: int | None = None, router: RoutingPolicy | None = None
+    sim: Simulator,
+    policy: Policy | WavePolicy,
+    seed: int | None = None,
+    router: RoutingPolicy | None = None,
 ) -> Simulator:
-    """Play a whole shift: the policy decides every order; returns the finished simulator.
+    """Play a whole shift: the policy decides every order (or, a ``WavePolicy`` on a simulator in wave
+    mode, every wave); returns the finished simulator.
 
     With a routing policy (``router``, or the policy's own ``router`` attribute, as a dispatch+routing
     pair has) the simulator must be in routing mode and the router decides every vehicle's next stop.
     """
     policy.reset(seed)
+    if isinstance(policy, WavePolicy) or sim.wave_mode:
+        if not (isinstance(policy, WavePolicy) and sim.wave_mode):
+            raise ValueError(
+                f"policy {policy.name!r} and the simulator disagree on the decision: a wave policy needs a "
+                "simulator in wave mode (dispatch.mode: wave) and a dispatch policy one in order mode"
+            )
+        while sim.next_decision() is not None:
+            dispatch_wave(sim, policy.choose(sim), policy.budget)
+        return sim
+    assert not isinstance(policy, WavePolicy)
     if router is None:
         router = getattr(policy, "router", None)
     else:

@@ -32,7 +32,11 @@ import pyvrp
 from pyvrp import Activity, ActivityType
 from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 
-from agents.vrp_travel import (
+from lastmile_env import kernels
+from lastmile_env.sim.plan import PlanEval, evaluate_plan
+from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
+from lastmile_env.sim.world import World
+from lastmile_env.vrp_travel import (
     COST_SCALE,
     DIST_SCALE,
     LOAD_SCALE,
@@ -42,10 +46,6 @@ from agents.vrp_travel import (
     mode_congestion,
     profile_matrices,
 )
-from lastmile_env import kernels
-from lastmile_env.sim.plan import PlanEval, evaluate_plan
-from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
-from lastmile_env.sim.world import World
 
 UNREACHABLE = 10**9  # distance and duration of an edge no trip may use
 LATE_SLACK_MIN = 30.0  # how far past an unreachable due time the model still lets a parcel be delivered
@@ -139,9 +139,9 @@ def build_multitrip(
     (``Order.loc``: the trip's center), its service the time at the door plus the unloading time. A vehicle
     starts and ends at its center and may reload at any center; a trip leaving a center only serves that
     center's orders (every other edge is unreachable: a center to another center's address, between
-    addresses of different centers). Each vehicle travels by its mode (``agents.vrp_travel``); one with a
-    battery range reloads only at home, and each of its trips is one sortie to one address within range,
-    after the recharge.
+    addresses of different centers). Each vehicle travels by its mode (``lastmile_env.vrp_travel``); one
+    with a battery range reloads only at home, and each of its trips is one sortie to one address within
+    range, after the recharge.
 
     The objective is ours: km and driver time over each route's span (PyVRP cannot leave idle time at the
     center between trips unpaid, which the pricing by trips does, so it is a little conservative there).

@@ -16,5 +16,9 @@ register(
     entry_point="lastmile_env.routing_env:RoutingEnv",
     max_episode_steps=20_000,
 )
+register(
+    id="LastMile-EpochDispatch-v0",
+    entry_point="lastmile_env.epoch_env:EpochDispatchEnv",
+)
 
 __all__ = ["ConfigError", "ScenarioConfig", "__version__", "load_scenario"]

@@ -50,9 +50,17 @@ MAX_FLEET = 10_000
 
 
 class GraphConfig(_Model):
-    """The road graph: a synthetic generator or a GraphML / OSM file, plus speeds and congestion."""
+    """Where the world's places and travel times come from (``kind``, one provider each in
+    ``lastmile_env.sources``), plus speeds and congestion.
 
-    kind: Literal["grid", "geometric", "clustered", "file", "solomon"] = "grid"
+    ``grid`` / ``geometric`` / ``clustered``: a synthetic road graph; ``file``: a GraphML / OSM road map;
+    ``solomon``: a Solomon instance's points (1 km per unit at 60 km/h); ``matrix``: an explicit travel matrix
+    (VRPLIB ``EXPLICIT`` weights, ``.npy``, ``.csv``) charged as given, its time unit in ``unit``;
+    ``plane``: points x, y in ``unit`` (CSV, Solomon / Gehring-Homberger, VRPLIB coordinates) at
+    ``speed_kmh`` by ``metric``.
+    """
+
+    kind: Literal["grid", "geometric", "clustered", "file", "solomon", "matrix", "plane"] = "grid"
     rows: int = Field(10, ge=2, le=MAX_GRAPH_NODES // 2, description="grid: rows of intersections")
     cols: int = Field(10, ge=2, le=MAX_GRAPH_NODES // 2, description="grid: columns of intersections")
     spacing_m: float = Field(250.0, gt=0, description="grid: block length in metres")
@@ -65,7 +73,18 @@ class GraphConfig(_Model):
     path: Path | None = Field(
         None,
         description="file: GraphML or OSM file (relative paths: repo root or maps dir); "
-        "solomon: a Solomon instance file or a shipped name (C101)",
+        "solomon: a Solomon instance file or a shipped name (C101); matrix / plane: the data file "
+        "(relative paths: repo root)",
+    )
+    unit: Literal["s", "min", "m", "km"] | None = Field(
+        None,
+        description="matrix: what one unit of the weights is in time, s or min (ORTEC: s); the distance "
+        "that cost_per_km charges is the weight itself, in the file's unit. plane: the unit of x, y "
+        "(m or km)",
+    )
+    speed_kmh: float | None = Field(None, gt=0, description="plane: driving speed on every leg")
+    metric: Literal["euclidean", "manhattan"] = Field(
+        "euclidean", description="plane: the distance between two points"
     )
     default_speed_kmh: float = Field(30.0, gt=0)
     speed_kmh_by_highway: dict[str, float] = Field(
@@ -127,13 +146,28 @@ class GraphConfig(_Model):
                 raise ValueError("kind 'file' needs 'path'")
             if resolve_map_path(self.path) is None:
                 raise ValueError(f"map file not found: {self.path}")
+        units = {"matrix": ("s", "min"), "plane": ("m", "km")}.get(self.kind)
+        if units is not None:
+            if self.path is None:
+                raise ValueError(f"kind {self.kind!r} needs 'path'")
+            if resolve_graph_path(self.path) is None:
+                raise ValueError(f"{self.kind} file not found: {self.path}")
+            if self.unit not in units:
+                raise ValueError(
+                    f"kind {self.kind!r} needs 'unit': one of {', '.join(units)} (got {self.unit})"
+                )
+        elif self.unit is not None:
+            raise ValueError(f"'unit' is for kinds matrix and plane, not {self.kind!r}")
+        if self.kind == "plane" and self.speed_kmh is None:
+            raise ValueError("kind 'plane' needs 'speed_kmh'")
         return self
 
 
 class DepotsConfig(_Model):
-    """Fulfillment centers: explicit graph nodes, or ``count`` nodes chosen by the layout seed."""
+    """Fulfillment centers: explicit graph nodes, or ``count`` nodes chosen by the layout seed (unset: the
+    data's own depots where it names them, as a VRPLIB file does, else one)."""
 
-    count: int = Field(1, ge=1)
+    count: int | None = Field(None, ge=1)
     nodes: list[int | str] | None = Field(None, description="graph node ids; overrides count")
 
 
@@ -204,6 +238,11 @@ class OrdersConfig(_Model):
         0.0, ge=0, le=1, description="share of orders that are returns, collected at the customer in a window"
     )
     log: OrderLogConfig | None = None
+    known_at_start: bool = Field(
+        False,
+        description="every order of the day is known at the shift start (pre-booked): arrival 0, parcels "
+        "prepared from then, same-day orders due by the end of the day",
+    )
 
     @model_validator(mode="after")
     def _bounded_volume(self) -> OrdersConfig:
@@ -309,10 +348,22 @@ class CostsConfig(_Model):
 
 
 class DispatchConfig(_Model):
-    """When deferred orders are decided again."""
+    """How orders are dispatched: one at a time as they arrive (``order``), or in waves (``wave``).
 
+    In wave mode arriving orders wait in a pool; at every wave (``wave_start_min`` + k ``wave_min``, up to
+    the first wave after the day's last arrival) a policy chooses which pooled orders go now and gives each
+    released batch as routes to vehicles (``Simulator.release``); a released parcel leaves its center no
+    earlier than the wave + ``wave_margin_min`` (loading: the EURO Meets NeurIPS 2022 dispatch margin).
+    """
+
+    mode: Literal["order", "wave"] = Field("order", description="order: decide at each arrival; wave: waves")
     tick_min: float = Field(15.0, gt=0, description="deferred orders come back at every multiple of this")
     max_defer_min: float = Field(60.0, ge=0, description="no order may wait longer than this for a decision")
+    wave_min: float = Field(60.0, gt=0, description="wave mode: minutes between waves")
+    wave_start_min: float = Field(0.0, ge=0, description="wave mode: the first wave (minutes into shift)")
+    wave_margin_min: float = Field(
+        0.0, ge=0, description="wave mode: a released parcel leaves its center this long after the wave"
+    )
 
 
 class NoiseConfig(_Model):
@@ -392,6 +443,14 @@ class ScenarioConfig(_Model):
                 f"orders.last_arrival_min ({self.orders.last_arrival_min}) is after "
                 f"fleet.shift_end_min ({self.fleet.shift_end_min})"
             )
+        if self.dispatch.mode == "wave":
+            if self.orders.returns_share > 0:
+                raise ValueError("dispatch.mode: wave serves deliveries only; set orders.returns_share to 0")
+            battery = [t.name for t in self.fleet.types if t.range_km is not None or t.recharge_min > 0]
+            if battery:
+                raise ValueError(
+                    f"dispatch.mode: wave does not route vehicles with a battery yet ({', '.join(battery)})"
+                )
         return self
 
     @model_validator(mode="after")
@@ -454,6 +513,14 @@ def resolve_data_path(path: Path, shipped_dir: Path) -> Path | None:
 def resolve_map_path(path: Path) -> Path | None:
     """Find a map file as given, relative to the repo root, or in the shipped maps directory."""
     return resolve_data_path(path, MAPS_DIR)
+
+
+def resolve_graph_path(path: Path) -> Path | None:
+    """Find a matrix or coordinate file as given or relative to the repo root."""
+    for candidate in (path, REPO_ROOT / path):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def available_scenarios() -> list[str]:

@@ -18,7 +18,7 @@ from lastmile_env.sim.types import Order, ServiceOption
 from lastmile_env.sim.world import World
 
 if TYPE_CHECKING:
-    from lastmile_env.order_log import OrderLog
+    from lastmile_env.sources.order_log import OrderLog
 
 OrderGenerator = Callable[[World, np.random.Generator], list[Order]]
 
@@ -52,19 +52,46 @@ DUE_MARGIN_MIN = 30.0
 
 
 def default_generator(world: World) -> OrderGenerator:
-    """The scenario's order stream: its order log when ``orders.log`` is set, else Poisson arrivals."""
+    """The scenario's order stream: its order log when ``orders.log`` is set, else Poisson arrivals; with
+    ``orders.known_at_start`` the same day pre-booked (``KnownAtStart``)."""
     log = world.config.orders.log
+    generator: OrderGenerator
     if log is None:
-        return PoissonOrderGenerator()
-    from lastmile_env.order_log import OrderLogGenerator  # imported here: order_log imports this module
+        generator = PoissonOrderGenerator()
+    else:
+        # imported here: order_log imports this module
+        from lastmile_env.sources.order_log import OrderLogGenerator
 
-    return OrderLogGenerator(_parsed_log(world), log.resample, log.volume)
+        generator = OrderLogGenerator(_parsed_log(world), log.resample, log.volume)
+    return KnownAtStart(generator) if world.config.orders.known_at_start else generator
+
+
+class KnownAtStart:
+    """A day of orders all known at the shift start (pre-booked, as for next-day delivery): the wrapped
+    stream's orders, each arriving at 0 with its parcel prepared its preparation time after that; a
+    same-day or express order is due by the end of the day (``DUE_MARGIN_MIN`` before the shift end), a
+    window keeps its window. Order ids, places, sizes and windows are the wrapped day's."""
+
+    def __init__(self, inner: OrderGenerator) -> None:
+        self.inner = inner
+
+    def __call__(self, world: World, rng: np.random.Generator) -> list[Order]:
+        latest_due = world.config.fleet.shift_end_min - DUE_MARGIN_MIN
+        orders = self.inner(world, rng)
+        for o in orders:
+            prep = o.ready_min - o.arrival_min
+            o.arrival_min, o.ready_min = 0.0, prep
+            if o.is_return:
+                continue
+            if o.option != ServiceOption.WINDOW:
+                o.earliest_min, o.due_min = 0.0, max(o.due_min, latest_due)
+        return orders
 
 
 @functools.lru_cache(maxsize=8)
 def _parsed_log(world: World) -> OrderLog:
     """The scenario's order log, read and checked once per world."""
-    from lastmile_env.order_log import OrderLog
+    from lastmile_env.sources.order_log import OrderLog
 
     cfg = world.config.orders.log
     assert cfg is not None

@@ -1,9 +1,10 @@
-"""Road graphs (synthetic generators and real maps) and the travel matrix between the nodes that matter.
+"""Road graphs and the travel matrix between the nodes that matter.
 
 A road graph is a :class:`networkx.DiGraph` whose nodes carry ``x``, ``y`` in kilometres on a planar
 projection and whose edges carry ``length_m`` (> 0), ``speed_kmh`` (> 0, set by :func:`assign_speeds`) and
 ``highway`` (the road type, which picks the speed). Node ids are kept as given: ints for the generators,
-strings or ints for maps.
+strings or ints for maps. Where graphs come from (synthetic generators, OSM maps, VRPLIB matrices...) is
+:mod:`lastmile_env.sources`' business; this module only works on them.
 
 The simulator never routes on the graph itself: it reads free-flow times and distances from a
 :class:`TravelMatrix` over the key nodes (depots + addresses) and scales the times with a
@@ -12,7 +13,6 @@ The simulator never routes on the graph itself: it reads free-flow times and dis
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import math
 import os
@@ -20,7 +20,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,6 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
-from scipy.spatial import Delaunay, KDTree, QhullError
 
 from lastmile_env import kernels
 
@@ -38,39 +37,13 @@ __all__ = [
     "TravelMatrix",
     "assign_speeds",
     "build_travel_matrix",
-    "clustered_city_graph",
     "default_cache_dir",
+    "direct_travel_matrix",
     "graph_fingerprint",
-    "grid_graph",
     "largest_strongly_connected",
-    "load_graph",
-    "random_geometric_graph",
 ]
 
-EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
 MIN_LENGTH_M = 0.1  # floor for degenerate zero-length map segments, so every edge takes positive time
-KNN_NEIGHBOURS = 4  # synthetic graphs: each point links to its 4 nearest neighbours (plus the EMST)
-MAX_DETOUR = 0.2  # synthetic graphs: road length = straight line * (1 + U(0, MAX_DETOUR))
-DRIVABLE_HIGHWAYS = frozenset(
-    {
-        "motorway",
-        "motorway_link",
-        "trunk",
-        "trunk_link",
-        "primary",
-        "primary_link",
-        "secondary",
-        "secondary_link",
-        "tertiary",
-        "tertiary_link",
-        "unclassified",
-        "residential",
-        "living_street",
-        "road",
-    }
-)  # what ``load_graph`` keeps of a raw OSM file (close to osmnx's "drive" network type)
-_GRAPHML_SUFFIXES = (".graphml",)
-_OSM_XML_SUFFIXES = (".osm", ".osm.bz2", ".xml", ".osm.xml")
 _CHUNK_ELEMENTS = 4_000_000  # travel matrix: Dijkstra rows per batch so that a (batch, N) array stays ~32 MB
 _JUMP_BLOCK_ELEMENTS = 262_144  # pointer-jumping rows per block so that the block stays in cache (~2 MB)
 _CACHE_FORMAT = "lastmile-travel-matrix-v1"
@@ -78,245 +51,6 @@ _CACHE_FORMAT = "lastmile-travel-matrix-v1"
 
 class GraphError(ValueError):
     """A road graph, map file or travel-matrix request is invalid; the message names the file/node/edge."""
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Synthetic generators
-# ------------------------------------------------------------------------------------------------------------
-
-
-def grid_graph(
-    rows: int, cols: int, spacing_m: float, perturb: float, rng: np.random.Generator
-) -> nx.DiGraph:
-    """Manhattan grid of ``rows x cols`` intersections with two-way streets ``spacing_m`` apart.
-
-    Node ``r * cols + c`` sits at ``(c, r) * spacing``. Each street segment is
-    ``spacing_m * (1 + U(0, perturb))`` long (same in both directions) so that fastest paths are unique rather
-    than tied. Streets on every 4th row and column are ``'primary'`` arterials, the rest ``'residential'``.
-    """
-    if rows < 1 or cols < 1:
-        raise GraphError(f"grid needs at least 1 row and 1 column, got {rows} x {cols}")
-    if not spacing_m > 0:
-        raise GraphError(f"grid spacing_m must be > 0, got {spacing_m}")
-    if not perturb >= 0:
-        raise GraphError(f"grid perturb must be >= 0, got {perturb}")
-    g = nx.DiGraph()
-    spacing_km = spacing_m / 1000.0
-    for r in range(rows):
-        for c in range(cols):
-            g.add_node(r * cols + c, x=c * spacing_km, y=r * spacing_km)
-    # Horizontal segments (along row r) first, then vertical ones (along column c): a fixed draw order.
-    segments = [(r * cols + c, r * cols + c + 1, r % 4 == 0) for r in range(rows) for c in range(cols - 1)]
-    segments += [(r * cols + c, (r + 1) * cols + c, c % 4 == 0) for r in range(rows - 1) for c in range(cols)]
-    stretch = 1.0 + rng.uniform(0.0, perturb, size=len(segments))
-    for (u, v, arterial), s in zip(segments, stretch, strict=True):
-        attrs = {"length_m": float(spacing_m * s), "highway": "primary" if arterial else "residential"}
-        g.add_edge(u, v, **attrs)
-        g.add_edge(v, u, **attrs)
-    return g
-
-
-def random_geometric_graph(n_nodes: int, area_km: float, rng: np.random.Generator) -> nx.DiGraph:
-    """Points uniform in ``[0, area_km]^2``, each linked both ways to its 4 nearest neighbours.
-
-    The Euclidean minimum spanning tree is added too, which makes the graph strongly connected (every street
-    is two-way). Lengths are the straight line times ``1 + U(0, 0.2)`` (a small detour); all roads are
-    ``'residential'``.
-    """
-    _check_point_args(n_nodes, area_km)
-    xy_km = rng.uniform(0.0, area_km, size=(n_nodes, 2))
-    return _proximity_graph(xy_km, rng, lambda u, v: "residential")
-
-
-def clustered_city_graph(
-    n_nodes: int, n_centres: int, area_km: float, rng: np.random.Generator
-) -> nx.DiGraph:
-    """A city of ``n_centres`` dense centres in sparse outskirts, linked like :func:`random_geometric_graph`.
-
-    Centre points are uniform in the middle 70% of the square; 70% of the nodes are drawn around them
-    (Gaussian, sigma 6% of ``area_km``, clipped to the square), the other 30% uniformly over the square. Edges
-    between two nodes of the same centre are ``'residential'``; all others (between centres, through the
-    outskirts) are the longer ``'primary'`` connecting roads.
-    """
-    _check_point_args(n_nodes, area_km)
-    if n_centres < 1:
-        raise GraphError(f"clustered graph needs n_centres >= 1, got {n_centres}")
-    centres_km = rng.uniform(0.15 * area_km, 0.85 * area_km, size=(n_centres, 2))
-    n_dense = round(0.7 * n_nodes)
-    label = np.full(n_nodes, -1, dtype=np.int64)  # centre of each node, -1 for the outskirts
-    label[:n_dense] = rng.integers(0, n_centres, size=n_dense)
-    xy_km = np.empty((n_nodes, 2))
-    xy_km[:n_dense] = centres_km[label[:n_dense]] + rng.normal(0.0, 0.06 * area_km, size=(n_dense, 2))
-    xy_km[n_dense:] = rng.uniform(0.0, area_km, size=(n_nodes - n_dense, 2))
-    np.clip(xy_km, 0.0, area_km, out=xy_km)
-
-    def highway(u: int, v: int) -> str:
-        return "residential" if label[u] >= 0 and label[u] == label[v] else "primary"
-
-    return _proximity_graph(xy_km, rng, highway)
-
-
-def _check_point_args(n_nodes: int, area_km: float) -> None:
-    if n_nodes < 2:
-        raise GraphError(f"graph needs n_nodes >= 2, got {n_nodes}")
-    if not area_km > 0:
-        raise GraphError(f"area_km must be > 0, got {area_km}")
-
-
-def _proximity_graph(
-    xy_km: np.ndarray, rng: np.random.Generator, highway: Callable[[int, int], str]
-) -> nx.DiGraph:
-    """Two-way streets between k nearest neighbours plus the Euclidean MST, on points ``xy_km`` (n, 2)."""
-    n = len(xy_km)
-    k = min(KNN_NEIGHBOURS, n - 1)
-    _, nearest = KDTree(xy_km).query(xy_km, k=k + 1)  # column 0 is the point itself
-    pairs = {(min(i, j), max(i, j)) for i, row in enumerate(nearest.tolist()) for j in row[1:] if i != j}
-    pairs |= _euclidean_mst_pairs(xy_km)
-    edges = sorted(pairs)  # a fixed order for the detour draws
-    uv = np.array(edges, dtype=np.int64)
-    straight_m = 1000.0 * np.linalg.norm(xy_km[uv[:, 0]] - xy_km[uv[:, 1]], axis=1)
-    length_m = np.maximum(straight_m * (1.0 + rng.uniform(0.0, MAX_DETOUR, size=len(edges))), MIN_LENGTH_M)
-    g = nx.DiGraph()
-    for i, (x, y) in enumerate(xy_km.tolist()):
-        g.add_node(i, x=x, y=y)
-    for (u, v), length in zip(edges, length_m.tolist(), strict=True):
-        attrs = {"length_m": length, "highway": highway(u, v)}
-        g.add_edge(u, v, **attrs)
-        g.add_edge(v, u, **attrs)
-    return g
-
-
-def _euclidean_mst_pairs(xy_km: np.ndarray) -> set[tuple[int, int]]:
-    """Edges ``(i, j)``, ``i < j``, of the Euclidean minimum spanning tree (part of the Delaunay graph)."""
-    n = len(xy_km)
-    if n <= 3:
-        candidates = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    else:
-        try:
-            tri = Delaunay(xy_km)
-        except QhullError:  # degenerate input (e.g. collinear points): joggle it
-            tri = Delaunay(xy_km, qhull_options="QJ")
-        indptr, indices = tri.vertex_neighbor_vertices
-        candidates = [(i, j) for i in range(n) for j in indices[indptr[i] : indptr[i + 1]].tolist() if i < j]
-    uv = np.array(candidates, dtype=np.int64)
-    # The +1e-12 km keeps coincident points connected (csgraph drops zero-weight entries).
-    w = np.linalg.norm(xy_km[uv[:, 0]] - xy_km[uv[:, 1]], axis=1) + 1e-12
-    mst = csgraph.minimum_spanning_tree(sp.csr_array((w, (uv[:, 0], uv[:, 1])), shape=(n, n))).tocoo()
-    return {(min(i, j), max(i, j)) for i, j in zip(mst.row.tolist(), mst.col.tolist(), strict=True)}
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Real maps
-# ------------------------------------------------------------------------------------------------------------
-
-
-def load_graph(path: str | Path) -> nx.DiGraph:
-    """Load a road map: GraphML (as written by osmnx) or, with osmnx installed, an OSM XML file.
-
-    Longitude/latitude become planar km (equirectangular around the mean latitude, origin at the south-west
-    corner of the bounding box). Parallel edges collapse to the shortest, self-loops are dropped, ``highway``
-    lists keep their first type, and an edge without ``length`` gets the straight-line distance. Speeds are
-    not set here: call :func:`assign_speeds`.
-    """
-    path = Path(path)
-    name = path.name.lower()
-    if not path.is_file():
-        raise GraphError(f"map file not found: {path}")
-    if name.endswith(_GRAPHML_SUFFIXES):
-        try:
-            raw = nx.read_graphml(path, force_multigraph=True)
-        except Exception as exc:  # ElementTree, networkx and value errors alike: not usable GraphML
-            raise GraphError(f"{path}: cannot read GraphML: {exc}") from exc
-    elif name.endswith(_OSM_XML_SUFFIXES):
-        raw = _read_osm_xml(path)
-    elif name.endswith(".pbf"):
-        raise GraphError(
-            f"{path}: OSM PBF files are not supported (osmnx reads OSM XML only); convert it first, e.g. "
-            f"`osmium cat {path.name} -o map.osm`"
-        )
-    else:
-        raise GraphError(f"{path}: unknown map format (expected .graphml, .osm, .osm.bz2 or .osm.xml)")
-    return _planar_road_graph(raw, path)
-
-
-def _read_osm_xml(path: Path) -> nx.MultiDiGraph:
-    """Read an OSM XML file with osmnx and keep the drivable roads (see ``DRIVABLE_HIGHWAYS``)."""
-    try:
-        import osmnx as ox
-    except ImportError as exc:
-        raise GraphError(
-            f"{path}: reading OpenStreetMap files needs osmnx: pip install lastmile[osm]"
-        ) from exc
-    try:
-        raw = ox.graph_from_xml(path)
-    except Exception as exc:  # whatever osmnx raises for a bad file
-        raise GraphError(f"{path}: osmnx cannot read this OSM file: {exc}") from exc
-    not_drivable = [
-        (u, v, k)
-        for u, v, k, hw in raw.edges(keys=True, data="highway")
-        if _first_highway(hw) not in DRIVABLE_HIGHWAYS
-    ]
-    raw.remove_edges_from(not_drivable)
-    raw.remove_nodes_from([n for n in list(raw.nodes) if raw.degree(n) == 0])
-    return raw
-
-
-def _planar_road_graph(raw: nx.MultiGraph, path: Path) -> nx.DiGraph:
-    """Project a lon/lat (multi)graph to planar km and reduce it to a road :class:`~networkx.DiGraph`."""
-    if raw.number_of_nodes() == 0:
-        raise GraphError(f"{path}: the map has no nodes")
-    lon_lat: dict[Hashable, tuple[float, float]] = {}
-    for node, data in raw.nodes(data=True):
-        try:
-            lon_lat[node] = (float(data["x"]), float(data["y"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise GraphError(f"{path}: node {node!r} has no numeric 'x' (lon) / 'y' (lat)") from exc
-    lon = np.array([p[0] for p in lon_lat.values()])
-    lat = np.array([p[1] for p in lon_lat.values()])
-    km_per_deg = EARTH_RADIUS_KM * math.pi / 180.0
-    kx = km_per_deg * math.cos(math.radians(float(lat.mean())))
-    lon0, lat0 = float(lon.min()), float(lat.min())
-    # The projection is kept on the graph, so coordinates (e.g. an order log's) can be snapped onto it.
-    projection = {"lon0": lon0, "lat0": lat0, "km_per_deg_lon": kx, "km_per_deg_lat": km_per_deg}
-    g = nx.DiGraph(source=str(path), lonlat_projection=projection)
-    for node, (x_deg, y_deg) in lon_lat.items():
-        g.add_node(node, x=(x_deg - lon0) * kx, y=(y_deg - lat0) * km_per_deg)
-    for u, v, data in raw.edges(data=True):
-        if u == v:
-            continue
-        if "length" in data:
-            try:
-                length_m = float(data["length"])
-            except (TypeError, ValueError) as exc:
-                raise GraphError(
-                    f"{path}: edge ({u!r}, {v!r}) has a non-numeric length {data['length']!r}"
-                ) from exc
-        else:
-            length_m = 1000.0 * math.dist(_xy(g, u), _xy(g, v))
-        if not math.isfinite(length_m) or length_m < 0:
-            raise GraphError(f"{path}: edge ({u!r}, {v!r}) has an invalid length {length_m!r} m")
-        length_m = max(length_m, MIN_LENGTH_M)
-        if g.has_edge(u, v) and g.edges[u, v]["length_m"] <= length_m:
-            continue
-        g.add_edge(u, v, length_m=length_m, highway=_first_highway(data.get("highway")))
-    return g
-
-
-def _xy(g: nx.DiGraph, node: Hashable) -> tuple[float, float]:
-    return g.nodes[node]["x"], g.nodes[node]["y"]
-
-
-def _first_highway(value: object) -> str:
-    """The road type of an OSM edge: ``"['residential', 'tertiary']"`` or a list -> its first entry."""
-    if isinstance(value, str) and value.startswith("["):
-        text = value
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text.strip("[]").split(",")[0].strip(" '\"")
-    if isinstance(value, list | tuple):
-        value = value[0] if value else None
-    return str(value) if value else "unclassified"
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -504,6 +238,34 @@ class TravelMatrix:
                 raise GraphError(f"no path from {self.nodes[i]!r} to {self.nodes[j]!r} in the travel matrix")
             walk.append(prev)
         return [self.graph_nodes[c] for c in reversed(walk)]
+
+
+def direct_travel_matrix(
+    key_nodes: Sequence[Hashable], time_min: np.ndarray, dist_km: np.ndarray
+) -> TravelMatrix:
+    """A travel matrix taken as given (a VRPLIB matrix, points in a plane): every leg goes straight from one
+    key node to the other at the given time and distance, with no shortest-path closure, so a matrix that
+    breaks the triangle inequality is charged exactly as it is. :meth:`TravelMatrix.path` gives the two ends.
+    """
+    keys = tuple(key_nodes)
+    k = len(keys)
+    time_arr = np.array(time_min, dtype=np.float64)
+    dist_arr = np.array(dist_km, dtype=np.float64)
+    if time_arr.shape != (k, k) or dist_arr.shape != (k, k):
+        raise GraphError(
+            f"travel matrix shapes {time_arr.shape} / {dist_arr.shape} do not match {k} key nodes"
+        )
+    for name, arr in (("time", time_arr), ("distance", dist_arr)):
+        bad = np.argwhere(~(np.isfinite(arr) & (arr >= 0)))
+        if len(bad):
+            i, j = bad[0]
+            raise GraphError(
+                f"{name} from key node {keys[i]!r} to {keys[j]!r} must be finite and >= 0, got {arr[i, j]!r}"
+            )
+    # Each key node's "tree" is a star: the predecessor of every other key node is the root itself.
+    predecessors = np.repeat(np.arange(k, dtype=np.int32)[:, None], k, axis=1)
+    np.fill_diagonal(predecessors, -9999)
+    return TravelMatrix(keys, time_arr, dist_arr, predecessors, keys)
 
 
 def default_cache_dir() -> Path:

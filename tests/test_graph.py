@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 import lastmile_env
 from lastmile_env import graph as roads
 from lastmile_env.graph import CongestionProfile, GraphError
+from lastmile_env.sources import osm, synthetic
 
 MAPS_DIR = Path(lastmile_env.__file__).parent / "data" / "maps"
 SPEEDS = {"primary": 45.0, "residential": 25.0, "secondary": 40.0}
-KM_PER_DEG = roads.EARTH_RADIUS_KM * math.pi / 180.0
+KM_PER_DEG = osm.EARTH_RADIUS_KM * math.pi / 180.0
 
 
 def edge_min(g: nx.DiGraph, u: object, v: object) -> float:
@@ -53,7 +54,7 @@ def hand_graph() -> nx.DiGraph:
 
 
 def grid_with_speeds(rows: int = 6, cols: int = 7, seed: int = 0) -> nx.DiGraph:
-    g = roads.grid_graph(rows, cols, 250.0, 0.3, np.random.default_rng(seed))
+    g = synthetic.grid_graph(rows, cols, 250.0, 0.3, np.random.default_rng(seed))
     roads.assign_speeds(g, SPEEDS, 30.0)
     return g
 
@@ -63,9 +64,9 @@ def grid_with_speeds(rows: int = 6, cols: int = 7, seed: int = 0) -> nx.DiGraph:
 # ---------------------------------------------------------------------------------------------------------
 
 GENERATORS = {
-    "grid": lambda rng: roads.grid_graph(9, 11, 200.0, 0.3, rng),
-    "geometric": lambda rng: roads.random_geometric_graph(250, 5.0, rng),
-    "clustered": lambda rng: roads.clustered_city_graph(250, 3, 5.0, rng),
+    "grid": lambda rng: synthetic.grid_graph(9, 11, 200.0, 0.3, rng),
+    "geometric": lambda rng: synthetic.random_geometric_graph(250, 5.0, rng),
+    "clustered": lambda rng: synthetic.clustered_city_graph(250, 3, 5.0, rng),
 }
 EXPECTED_NODES = {"grid": 99, "geometric": 250, "clustered": 250}
 
@@ -97,7 +98,7 @@ def test_generators_are_deterministic_for_a_seed(kind: str) -> None:
 
 def test_grid_layout_lengths_and_arterials() -> None:
     rows, cols, spacing_m, perturb = 5, 6, 250.0, 0.4
-    g = roads.grid_graph(rows, cols, spacing_m, perturb, np.random.default_rng(0))
+    g = synthetic.grid_graph(rows, cols, spacing_m, perturb, np.random.default_rng(0))
     assert g.number_of_edges() == 2 * (rows * (cols - 1) + cols * (rows - 1))
     assert g.nodes[2 * cols + 3]["x"] == pytest.approx(0.75)  # node r*cols+c at (c, r) * 0.25 km
     assert g.nodes[2 * cols + 3]["y"] == pytest.approx(0.5)
@@ -112,23 +113,23 @@ def test_grid_layout_lengths_and_arterials() -> None:
 
 def test_synthetic_coordinates_lie_in_the_area() -> None:
     for g in (
-        roads.random_geometric_graph(200, 3.0, np.random.default_rng(1)),
-        roads.clustered_city_graph(200, 4, 3.0, np.random.default_rng(1)),
+        synthetic.random_geometric_graph(200, 3.0, np.random.default_rng(1)),
+        synthetic.clustered_city_graph(200, 4, 3.0, np.random.default_rng(1)),
     ):
         xy = np.array([(d["x"], d["y"]) for _, d in g.nodes(data=True)])
         assert xy.min() >= 0.0 and xy.max() <= 3.0
-    clustered = roads.clustered_city_graph(300, 3, 6.0, np.random.default_rng(2))
+    clustered = synthetic.clustered_city_graph(300, 3, 6.0, np.random.default_rng(2))
     assert {d["highway"] for _, _, d in clustered.edges(data=True)} == {"primary", "residential"}
 
 
 @pytest.mark.parametrize(
     "make",
     [
-        lambda rng: roads.grid_graph(0, 3, 100.0, 0.1, rng),
-        lambda rng: roads.grid_graph(3, 3, 0.0, 0.1, rng),
-        lambda rng: roads.random_geometric_graph(1, 3.0, rng),
-        lambda rng: roads.random_geometric_graph(10, 0.0, rng),
-        lambda rng: roads.clustered_city_graph(10, 0, 3.0, rng),
+        lambda rng: synthetic.grid_graph(0, 3, 100.0, 0.1, rng),
+        lambda rng: synthetic.grid_graph(3, 3, 0.0, 0.1, rng),
+        lambda rng: synthetic.random_geometric_graph(1, 3.0, rng),
+        lambda rng: synthetic.random_geometric_graph(10, 0.0, rng),
+        lambda rng: synthetic.clustered_city_graph(10, 0, 3.0, rng),
     ],
 )
 def test_generators_reject_bad_arguments(make) -> None:
@@ -138,7 +139,7 @@ def test_generators_reject_bad_arguments(make) -> None:
 
 def test_tiny_generated_graphs_are_connected() -> None:
     for n in (2, 3, 4, 5):
-        assert nx.is_strongly_connected(roads.random_geometric_graph(n, 1.0, np.random.default_rng(n)))
+        assert nx.is_strongly_connected(synthetic.random_geometric_graph(n, 1.0, np.random.default_rng(n)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ def test_tiny_generated_graphs_are_connected() -> None:
     [("West-Oakland_drive.graphml", 22, (0.5, 3.0)), ("aguascalientes_drive.graphml", 771, (1.0, 5.0))],
 )
 def test_shipped_maps_load_in_planar_km(name: str, n_nodes: int, extent_km: tuple[float, float]) -> None:
-    g = roads.load_graph(MAPS_DIR / name)
+    g = osm.load_graph(MAPS_DIR / name)
     assert g.number_of_nodes() == n_nodes
     assert n_nodes * 1.5 < g.number_of_edges() < n_nodes * 3
     assert all(isinstance(n, str) for n in g.nodes)  # OSM ids kept as given by the GraphML file
@@ -171,7 +172,7 @@ def test_shipped_maps_load_in_planar_km(name: str, n_nodes: int, extent_km: tupl
 
 
 def test_shipped_map_travel_times_match_networkx() -> None:
-    g = roads.load_graph(MAPS_DIR / "aguascalientes_drive.graphml")
+    g = osm.load_graph(MAPS_DIR / "aguascalientes_drive.graphml")
     roads.assign_speeds(g, SPEEDS, 30.0)
     keys = sorted(g.nodes)[::7]
     m = roads.build_travel_matrix(g, keys)
@@ -193,7 +194,7 @@ def test_graphml_attributes_are_parsed_and_parallel_edges_collapsed(tmp_path: Pa
     raw.add_edge("2", "3")  # no length: straight line; no highway: 'unclassified'
     path = tmp_path / "small.graphml"
     nx.write_graphml(raw, path)
-    g = roads.load_graph(str(path))
+    g = osm.load_graph(str(path))
     assert sorted(g.edges) == [("1", "2"), ("2", "1"), ("2", "3")]
     assert g.edges["1", "2"] == {"length_m": 1200.0, "highway": "primary"}
     assert g.edges["2", "1"]["highway"] == "secondary"
@@ -207,21 +208,21 @@ def test_graphml_attributes_are_parsed_and_parallel_edges_collapsed(tmp_path: Pa
 def test_missing_map_file_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.graphml"
     with pytest.raises(GraphError, match=r"nowhere\.graphml"):
-        roads.load_graph(missing)
+        osm.load_graph(missing)
 
 
 def test_unknown_map_suffix_names_the_path(tmp_path: Path) -> None:
     path = tmp_path / "streets.csv"
     path.write_text("u,v\n")
     with pytest.raises(GraphError, match=r"streets\.csv.*unknown map format"):
-        roads.load_graph(path)
+        osm.load_graph(path)
 
 
 def test_unreadable_graphml_raises_graph_error(tmp_path: Path) -> None:
     path = tmp_path / "broken.graphml"
     path.write_text("<graphml><graph")
     with pytest.raises(GraphError, match=r"broken\.graphml"):
-        roads.load_graph(path)
+        osm.load_graph(path)
 
 
 def test_osm_files_need_osmnx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,10 +230,10 @@ def test_osm_files_need_osmnx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     for name in ("city.osm", "city.osm.bz2"):
         (tmp_path / name).write_bytes(b"")
         with pytest.raises(GraphError, match=r"pip install lastmile\[osm\]"):
-            roads.load_graph(tmp_path / name)
+            osm.load_graph(tmp_path / name)
     (tmp_path / "city.osm.pbf").write_bytes(b"")
     with pytest.raises(GraphError, match=r"city\.osm\.pbf.*PBF"):
-        roads.load_graph(tmp_path / "city.osm.pbf")
+        osm.load_graph(tmp_path / "city.osm.pbf")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -241,7 +242,7 @@ def test_osm_files_need_osmnx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_assign_speeds_uses_table_then_default() -> None:
-    g = roads.grid_graph(5, 5, 100.0, 0.0, np.random.default_rng(0))
+    g = synthetic.grid_graph(5, 5, 100.0, 0.0, np.random.default_rng(0))
     g.add_edge(0, 6, length_m=141.0, highway="track")
     roads.assign_speeds(g, {"primary": 50.0}, 20.0)
     assert g.edges[0, 1]["speed_kmh"] == 50.0
@@ -357,7 +358,7 @@ def test_key_node_not_in_graph_is_named() -> None:
 
 
 def test_edges_need_speeds() -> None:
-    g = roads.grid_graph(3, 3, 100.0, 0.0, np.random.default_rng(0))
+    g = synthetic.grid_graph(3, 3, 100.0, 0.0, np.random.default_rng(0))
     with pytest.raises(GraphError, match="assign_speeds"):
         roads.build_travel_matrix(g, [0, 8])
 
@@ -498,11 +499,11 @@ def test_bad_profiles_raise(mult: tuple[float, ...]) -> None:
 )
 def test_osm_xml_extracts_load_with_osmnx(name, min_nodes):
     pytest.importorskip("osmnx")
-    g = roads.load_graph(MAPS_DIR / name)
+    g = osm.load_graph(MAPS_DIR / name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         g = roads.largest_strongly_connected(g)
     assert g.number_of_nodes() >= min_nodes
-    drivable = roads.DRIVABLE_HIGHWAYS
+    drivable = osm.DRIVABLE_HIGHWAYS
     assert all(d["length_m"] > 0 and d["highway"] in drivable for _, _, d in g.edges(data=True))
     assert "lonlat_projection" in g.graph

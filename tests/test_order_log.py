@@ -13,14 +13,14 @@ import pytest
 from agents.base import run_episode
 from agents.heuristics.rules import InsertionPolicy
 from lastmile_env.config import load_scenario
-from lastmile_env.order_log import (
+from lastmile_env.sim import Order, OrderStatus, Simulator, World, world_for
+from lastmile_env.sources.order_log import (
     OrderLog,
     OrderLogError,
     OrderLogGenerator,
     RowError,
     write_order_log,
 )
-from lastmile_env.sim import Order, OrderStatus, Simulator, World, world_for
 
 LOGS = Path(__file__).resolve().parent.parent / "lastmile_env" / "data" / "order_logs"
 HEADER = "order_id,created_at,node,size,deadline,window_start,window_end\n"

@@ -8,7 +8,6 @@ import pytest
 
 from agents.base import REJECT, apply, run_episode
 from agents.heuristics.reopt import ReoptPolicy
-from agents.vrp_travel import mean_congestion
 from lastmile_env.config import load_scenario
 from lastmile_env.sim import (
     AppendInsertion,
@@ -19,6 +18,7 @@ from lastmile_env.sim import (
     StopKind,
     world_for,
 )
+from lastmile_env.vrp_travel import mean_congestion
 from tests.conftest import fixed_orders
 
 ITERS = 300  # an iteration limit keeps the tests fast and reproducible (a time limit depends on the machine)

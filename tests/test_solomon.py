@@ -10,7 +10,7 @@ import pytest
 
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import OrderStatus
-from lastmile_env.solomon import (
+from lastmile_env.sources.solomon import (
     FAMILIES,
     SolomonError,
     SolomonInstance,

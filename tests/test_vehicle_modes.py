@@ -262,7 +262,7 @@ def test_reopt_models_each_mode_and_only_the_sorties_in_range(corner_world):
 
 
 def test_sortie_edges_keep_every_sortie_within_range(corner_world):
-    from agents.vrp_travel import sortie_edges
+    from lastmile_env.vrp_travel import sortie_edges
 
     world = corner_world(dict(DRONE, range_km=3.5))
     d, a, b = keys(world)

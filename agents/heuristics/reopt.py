@@ -23,7 +23,7 @@ for stop:
   and per second (integer PyVRP units);
 - travel is each vehicle's mode (van, cargo bike, drone): its mode's free-flow matrix / speed factor
   times the mode's mean congestion over the remaining shift (PyVRP durations are static), in seconds and
-  metres (``agents.vrp_travel``); a drone with a battery range has a profile of its own in which only
+  metres (``lastmile_env.vrp_travel``); a drone with a battery range has a profile of its own in which only
   sorties within range are possible and every departure from home after a landing waits for the
   recharge. The simulator still prices the proposal with every sortie's exact range.
 
@@ -49,7 +49,10 @@ from pyvrp.stop import MaxIterations, MaxRuntime, StoppingCriterion
 
 from agents.base import REJECT
 from agents.heuristics.rules import feasible_insertions
-from agents.vrp_travel import (
+from lastmile_env.sim.simulator import Simulator
+from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
+from lastmile_env.sim.world import World
+from lastmile_env.vrp_travel import (
     COST_SCALE,
     DIST_SCALE,
     LOAD_SCALE,
@@ -60,9 +63,6 @@ from agents.vrp_travel import (
     mode_congestion,
     profile_matrices,
 )
-from lastmile_env.sim.simulator import Simulator
-from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
-from lastmile_env.sim.world import World
 
 UNREACHABLE = 10**8  # distance and duration of an edge a profile may not use
 NO_LIMIT_MIN = 1e6  # a due time or shift end that does not bind

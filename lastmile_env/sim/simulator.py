@@ -30,6 +30,18 @@ parcels that keep the plan within capacity. ``wait()`` holds the vehicle where i
 charged) until a parcel of its plan becomes ready or its plan changes; it is valid only while some pickup
 of its plan is not ready, so a day always ends with every accepted order delivered. With routing off (the
 default) nothing of this runs and every number is as before.
+
+Wave mode (``dispatch.mode: wave``) replaces the decision at each arrival by one at each wave: arriving
+orders wait in a pool (``pool``); at a wave the simulator stops with a ``DecisionKind.WAVE`` decision, and
+the policy sends any subset of the pool as routes, one order sequence per vehicle, which the vehicles serve
+after their current plan (collect the parcels at the center, then deliver in that order)::
+
+    while (decision := sim.next_decision()) is not None:   # decision.kind == DecisionKind.WAVE
+        must = sim.must_dispatch()                         # orders that cannot wait for the next wave
+        sim.release([(vehicle, [order ids]), ...], reject=[...])
+
+Orders left in the pool wait for the next wave; at the last wave every pooled order must go. This is the
+decision of the EURO Meets NeurIPS 2022 dynamic VRPTW and of wave-based depots.
 """
 
 from __future__ import annotations
@@ -71,7 +83,11 @@ LIVE_ETA_LEAD_MIN = 30.0
 
 # Event kinds in the queue; at equal times vehicles move first, then parcels become ready, then orders arrive,
 # then deferred orders come back.
-_VEHICLE, _READY, _ARRIVAL, _TICK = 0, 1, 2, 3
+_VEHICLE, _READY, _ARRIVAL, _TICK, _WAVE = 0, 1, 2, 3, 4
+
+# Wave mode: an order must go now when waiting for the next wave would make it late by more than this
+# (minutes; absorbs float rounding of times given in integer seconds).
+_MUST_EPS_MIN = 1e-6
 
 
 class SimulationError(RuntimeError):
@@ -126,6 +142,11 @@ class Simulator:
         self.insertion_rule: InsertionRule = insertion or CheapestInsertion()
         self.debug = debug
         self.routing = routing
+        self.wave_mode = world.config.dispatch.mode == "wave"
+        if self.wave_mode and routing:
+            raise SimulationError("routing mode and dispatch.mode: wave cannot be combined")
+        self.wave_pending = False  # wave mode: a wave decision awaits ``release``
+        self.last_wave_min = math.nan  # wave mode: the last wave of the day (every pooled order goes then)
         self.routing_vehicle: int | None = None  # routing mode: the vehicle whose next stop is to decide
         self._route_queue: list[int] = []  # vehicles free with planned stops, to decide after it
         if generator is None:  # imported here: generators imports the simulator's types
@@ -151,6 +172,9 @@ class Simulator:
         for o in self.orders:
             self._push(o.arrival_min, _ARRIVAL, o.id)
             self._push(o.ready_min, _READY, o.id)
+        if self.wave_mode and self.orders:
+            for k, wave_min in enumerate(self._wave_times()):
+                self._push(wave_min, _WAVE, k)
         self._plans: list[PlanEval | None] = [None] * len(self.vehicles)
         self._insertions: dict[tuple[int, int], Insertion | None] = {}
         self._fleet_insertions: dict[int, FleetInsertion] = {}  # by order id; cleared with _insertions
@@ -303,7 +327,32 @@ class Simulator:
             return Decision(DecisionKind.DISPATCH, self.current, -1)
         if self.routing_vehicle is not None:
             return Decision(DecisionKind.ROUTE, None, self.routing_vehicle)
+        if self.wave_pending:
+            return Decision(DecisionKind.WAVE, None, -1)
         return None
+
+    @property
+    def pool(self) -> list[Order]:
+        """Wave mode: the orders waiting for a wave, oldest first."""
+        return self.deferred
+
+    def must_dispatch(self) -> np.ndarray:
+        """Wave mode: for each pooled order, whether it must go at this wave: at the last wave every order,
+        else the orders whose direct trip from their center, leaving after the next wave (and its margin),
+        would reach them after their due time or not be back by the shift end."""
+        pool = self.pool
+        if self.now >= self.last_wave_min - 1e-9:
+            return np.ones(len(pool), dtype=bool)
+        cfg = self.world.config
+        leave_min = self.now + cfg.dispatch.wave_min + cfg.dispatch.wave_margin_min
+        must = np.zeros(len(pool), dtype=bool)
+        for i, o in enumerate(pool):
+            start = max(leave_min, o.ready_min) + cfg.orders.pickup_service_min
+            arrive = self.world.travel_arrival_min(o.center, o.loc, start, 1.0)
+            begin = max(arrive, o.earliest_min)
+            back = self.world.travel_arrival_min(o.loc, o.center, begin + o.service_min, 1.0)
+            must[i] = begin > o.due_min + _MUST_EPS_MIN or back > cfg.fleet.shift_end_min + _MUST_EPS_MIN
+        return must
 
     def route_mask(self, vehicle_id: int | None = None) -> np.ndarray:
         """For each stop of a vehicle's plan (default: the one pending a routing decision), whether it may be
@@ -486,6 +535,91 @@ class Simulator:
         self._check()
         return delta
 
+    def release(self, routes: Sequence[tuple[int, Sequence[int]]], reject: Sequence[int] = ()) -> float:
+        """Wave mode: send pooled orders now. Each route ``(vehicle, order ids)`` is appended to that
+        vehicle's plan: collect the parcels at their centers, then deliver them in the given order; its
+        parcels leave no earlier than the wave + ``dispatch.wave_margin_min``. Orders in ``reject`` are
+        rejected; the rest of the pool waits for the next wave. Every order of ``must_dispatch`` must be
+        released or rejected, and every extended plan must be feasible (capacity, shift end); otherwise
+        SimulationError names the problem and nothing changes. Returns the expected cost added.
+        """
+        if not self.wave_pending:
+            raise SimulationError("no wave is pending; call next_decision() first (dispatch.mode: wave)")
+        pool = {o.id: o for o in self.pool}
+        chosen: list[int] = []
+        for vid, ids in routes:
+            if not 0 <= vid < len(self.vehicles):
+                raise SimulationError(f"vehicle {vid} does not exist (fleet of {len(self.vehicles)})")
+            if len(ids) == 0:
+                raise SimulationError(f"the route for vehicle {vid} has no order")
+            chosen.extend(int(i) for i in ids)
+        chosen.extend(int(i) for i in reject)
+        unknown = sorted(set(chosen) - set(pool))
+        if unknown:
+            raise SimulationError(f"orders {unknown} are not in the wave's pool")
+        if len(set(chosen)) != len(chosen):
+            twice = sorted({i for i in chosen if chosen.count(i) > 1})
+            raise SimulationError(f"orders {twice} are released or rejected more than once")
+        left = [o.id for o, must in zip(self.pool, self.must_dispatch(), strict=True) if must]
+        missing = sorted(set(left) - set(chosen))
+        if missing:
+            raise SimulationError(
+                f"orders {missing} must be dispatched at this wave (waiting would make them late or this is "
+                "the last wave): release or reject them"
+            )
+        leave_min = self.now + self.world.config.dispatch.wave_margin_min
+        old_ready = {int(i): pool[int(i)].ready_min for _, ids in routes for i in ids}
+        for i in old_ready:
+            pool[i].ready_min = max(pool[i].ready_min, leave_min)
+        new_routes: dict[int, list[Stop]] = {}
+        for vid, ids in routes:
+            stops = new_routes.setdefault(vid, list(self.vehicles[vid].route))
+            stops += [Stop(StopKind.PICKUP, int(i), pool[int(i)].center) for i in ids]
+            stops += [Stop(StopKind.DELIVERY, int(i), pool[int(i)].loc) for i in ids]
+        plans = {vid: self.price(vid, stops) for vid, stops in new_routes.items()}
+        infeasible = [vid for vid, plan in plans.items() if not plan.feasible]
+        if infeasible:
+            for i, ready in old_ready.items():
+                pool[i].ready_min = ready
+            raise SimulationError(
+                f"the routes for vehicles {infeasible} are infeasible (capacity or back by the shift end)"
+            )
+        added = 0.0
+        for vid, stops in new_routes.items():
+            v, plan = self.vehicles[vid], plans[vid]
+            added += plan.cost - self.plan(vid).cost
+            v.route = stops
+            self._plans[vid] = plan
+            for m, stop in enumerate(stops):
+                order = self.orders[stop.order]
+                if stop.kind == StopKind.DELIVERY and order.id in old_ready:
+                    order.status = OrderStatus.ASSIGNED
+                    order.vehicle = vid
+                    order.decided_min = self.now
+                    order.promised_eta_min = float(plan.starts_min[m])
+                    self._log("dispatch", order.id, vid)
+        penalty = self.world.config.costs.reject_penalty
+        for i in reject:
+            order = pool[int(i)]
+            order.status = OrderStatus.REJECTED
+            order.decided_min = self.now
+            self.reject_cost += penalty
+            self.n_rejected += 1
+            added += penalty
+            self._log("reject", order.id, -1)
+        self.expected_cost += added
+        gone = set(chosen)
+        self.deferred = [o for o in self.deferred if o.id not in gone]
+        self.wave_pending = False
+        self._insertions = {}
+        for vid in new_routes:
+            v = self.vehicles[vid]
+            if v.current is None and not v.returning:
+                self._start_next(v)
+            self._update_etas(v)
+        self._check()
+        return added
+
     def route(self, index: int) -> float:
         """Routing mode: serve stop ``index`` of the pending vehicle's plan next (moved to the front, the
         rest keeps its order) and start driving there; returns the plan cost change."""
@@ -533,6 +667,11 @@ class Simulator:
         decision = self.next_decision()
         if decision is None:
             return None
+        if decision.kind == DecisionKind.WAVE:
+            raise SimulationError(
+                "a wave is pending: in wave mode (dispatch.mode: wave), drive the simulator with "
+                "next_decision() and answer with release()"
+            )
         if decision.kind == DecisionKind.ROUTE:
             raise SimulationError(
                 f"vehicle {decision.vehicle} awaits a routing decision: in routing mode, drive the simulator "
@@ -560,10 +699,20 @@ class Simulator:
             if kind == _ARRIVAL:
                 order = self.orders[index]
                 self.n_arrived = index + 1
-                self.current = order
                 self._log("arrival", order.id, -1)
+                if self.wave_mode:  # it waits in the pool for the next wave
+                    self.deferred.append(order)
+                    continue
+                self.current = order
                 self._check()
                 return self.decision
+            if kind == _WAVE:
+                if self.deferred:
+                    self.wave_pending = True
+                    self._log("wave", -1, -1)
+                    self._check()
+                    return self.decision
+                continue
             if kind == _TICK:
                 self._batch, self.deferred = self.deferred, []
                 if self._batch:
@@ -593,6 +742,8 @@ class Simulator:
         return self.current
 
     def _check_no_pending(self) -> None:
+        if self.wave_pending:
+            raise SimulationError(f"the wave at {self.now:.1f} min is pending: release() its orders first")
         if self.current is not None:
             raise SimulationError(f"order {self.current.id} is pending: assign or reject it first")
         if self.routing_vehicle is not None:
@@ -644,6 +795,16 @@ class Simulator:
     def _next_tick(self) -> float:
         tick = self.world.config.dispatch.tick_min
         return (math.floor(self.now / tick + 1e-9) + 1) * tick
+
+    def _wave_times(self) -> list[float]:
+        """Wave mode: every wave of the day, from ``wave_start_min`` up to the first wave at or after the
+        day's last arrival (the last wave, when every pooled order goes)."""
+        cfg = self.world.config.dispatch
+        last_arrival = max(o.arrival_min for o in self.orders)
+        n = max(0, math.ceil((last_arrival - cfg.wave_start_min) / cfg.wave_min - 1e-9))
+        times = [cfg.wave_start_min + k * cfg.wave_min for k in range(n + 1)]
+        self.last_wave_min = times[-1]
+        return times
 
     def _push(self, time_min: float, kind: int, index: int) -> None:
         heapq.heappush(self._queue, (time_min, kind, self._seq, index))

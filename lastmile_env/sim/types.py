@@ -167,14 +167,15 @@ class Vehicle:
 class DecisionKind(IntEnum):
     DISPATCH = 0  # who takes the pending order (``Simulator.assign`` / ``reject`` / ``defer``)
     ROUTE = 1  # which planned stop a free vehicle serves next (``Simulator.route`` / ``wait``; routing mode)
+    WAVE = 2  # which pooled orders go now, as routes (``Simulator.release``; ``dispatch.mode: wave``)
 
 
 class Decision(NamedTuple):
     """The decision the simulator is waiting for: an order to dispatch, or a vehicle's next stop."""
 
     kind: DecisionKind
-    order: Order | None  # DISPATCH: the pending order (``sim.current``); None for ROUTE
-    vehicle: int  # ROUTE: the vehicle whose next stop to choose (``sim.routing_vehicle``); -1 for DISPATCH
+    order: Order | None  # DISPATCH: the pending order (``sim.current``); None for ROUTE and WAVE
+    vehicle: int  # ROUTE: the vehicle whose next stop to choose (``sim.routing_vehicle``); else -1
 
 
 class CostBreakdown(NamedTuple):
@@ -208,6 +209,6 @@ class Event(NamedTuple):
 
     time_min: float
     kind: str  # arrival, ready, dispatch, reject, defer, pickup, delivery, vehicle_idle, route, wait,
-    # failed_attempt, returned
+    # failed_attempt, returned, wave
     order: int  # -1 when not about an order
     vehicle: int  # -1 when not about a vehicle

@@ -20,13 +20,8 @@ from scipy.spatial import KDTree
 
 from lastmile_env import graph as roads
 from lastmile_env import kernels
-from lastmile_env.config import (
-    BIKE_SPEED_KMH_BY_HIGHWAY,
-    ConfigError,
-    ScenarioConfig,
-    VehicleType,
-    resolve_map_path,
-)
+from lastmile_env.config import BIKE_SPEED_KMH_BY_HIGHWAY, ConfigError, ScenarioConfig, VehicleType
+from lastmile_env.network import Network, build_network
 from lastmile_env.sim.types import Vehicle
 
 
@@ -144,29 +139,6 @@ class World:
         return self.dist_km[src][dst] if mode == 0 else float(self.dist_modes[mode, src, dst])
 
 
-def _build_graph(cfg: ScenarioConfig, rng: np.random.Generator) -> nx.DiGraph:
-    g = cfg.graph
-    if g.kind == "grid":
-        graph = roads.grid_graph(g.rows, g.cols, g.spacing_m, g.perturb, rng)
-    elif g.kind == "geometric":
-        graph = roads.random_geometric_graph(g.n_nodes, g.area_km, rng)
-    elif g.kind == "clustered":
-        graph = roads.clustered_city_graph(g.n_nodes, g.n_centres, g.area_km, rng)
-    elif g.kind == "solomon":  # the instance's complete Euclidean graph, speeds included
-        from lastmile_env.solomon import euclidean_graph, load_instance  # solomon builds on this module
-
-        assert g.path is not None  # checked by the config
-        return euclidean_graph(load_instance(g.path))
-    else:
-        assert g.path is not None  # checked by the config
-        path = resolve_map_path(g.path)
-        if path is None:
-            raise ConfigError(f"graph.path: map file not found: {g.path}")
-        graph = roads.load_graph(path)
-    roads.assign_speeds(graph, g.speed_kmh_by_highway, g.default_speed_kmh)
-    return roads.largest_strongly_connected(graph)
-
-
 def _resolve_node(graph: nx.DiGraph, node: int | str, field: str) -> int | str:
     """Match a configured node id to the graph's, which may be ints or strings (OSM ids)."""
     for candidate in (node, str(node)):
@@ -179,20 +151,27 @@ def _resolve_node(graph: nx.DiGraph, node: int | str, field: str) -> int | str:
     )
 
 
-def _choose_depots(cfg: ScenarioConfig, graph: nx.DiGraph, nodes: list, xy: np.ndarray) -> list:
+def _choose_depots(
+    cfg: ScenarioConfig, graph: nx.DiGraph, nodes: list, xy: np.ndarray, named: tuple | None
+) -> list:
+    """The centers: the scenario's ``depots.nodes``, else the data's own (``named``, a VRPLIB depot) unless
+    the scenario sets ``depots.count``, else ``count`` centers where the intersections cluster."""
+    if cfg.depots.nodes is None and named is not None and cfg.depots.count is None:
+        return list(named)
     if cfg.depots.nodes is not None:
         chosen = [_resolve_node(graph, n, f"depots.nodes[{i}]") for i, n in enumerate(cfg.depots.nodes)]
         if len(set(chosen)) != len(chosen):
             raise ConfigError(f"depots.nodes: duplicate node in {cfg.depots.nodes}")
         return chosen
-    if cfg.depots.count > len(nodes) - 1:
-        raise ConfigError(f"depots.count: {cfg.depots.count} centers need a graph with more nodes")
+    count = cfg.depots.count or 1
+    if count > len(nodes) - 1:
+        raise ConfigError(f"depots.count: {count} centers need a graph with more nodes")
     # Centers where the intersections cluster: k-means on the node coordinates (farthest-point start, so
     # deterministic), each center the intersection nearest its cluster's mean.
     first = int(np.argmin(((xy - xy.mean(axis=0)) ** 2).sum(axis=1)))
     seeds = [first]
     gap = ((xy - xy[first]) ** 2).sum(axis=1)
-    while len(seeds) < cfg.depots.count:
+    while len(seeds) < count:
         seeds.append(int(np.argmax(gap)))
         gap = np.minimum(gap, ((xy - xy[seeds[-1]]) ** 2).sum(axis=1))
     means, _ = kmeans2(xy, xy[seeds], minit="matrix")
@@ -201,6 +180,17 @@ def _choose_depots(cfg: ScenarioConfig, graph: nx.DiGraph, nodes: list, xy: np.n
         order = np.argsort(((xy - mean) ** 2).sum(axis=1))
         picked.append(int(next(i for i in order if i not in picked)))
     return [nodes[i] for i in picked]
+
+
+def _travel_matrix(network: Network, key_nodes: list, cache_dir: Path) -> roads.TravelMatrix:
+    """The key nodes' matrix: the network's own, taken as given, or fastest paths on its road graph."""
+    if network.time_min is None or network.dist_km is None:
+        return roads.build_travel_matrix(network.graph, key_nodes, cache_dir=cache_dir)
+    row = {node: i for i, node in enumerate(network.graph.nodes)}
+    idx = np.array([row[n] for n in key_nodes], dtype=np.int64)
+    return roads.direct_travel_matrix(
+        key_nodes, network.time_min[np.ix_(idx, idx)], network.dist_km[np.ix_(idx, idx)]
+    )
 
 
 def _profile(t: VehicleType) -> tuple:
@@ -245,6 +235,11 @@ def _mode_matrices(
             time_min, dist_km = roads.euclidean_matrix(xy, profile[2])
             paths.append(None)
         else:
+            if graph.number_of_edges() == 0:
+                raise ConfigError(
+                    f"fleet.types: cargo bikes need a road graph; graph kind {cfg.graph.kind!r} has none "
+                    "(only a travel matrix)"
+                )
             bikes = roads.mode_graph(graph, dict(profile[3]), profile[2])
             try:
                 bike = roads.build_travel_matrix(bikes, key_nodes, cache_dir=cache_dir)
@@ -344,11 +339,12 @@ def _choose_lockers(cfg: ScenarioConfig, xy: np.ndarray, addresses: np.ndarray) 
 def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
     """Build the world of a scenario (deterministic in ``cfg.layout_seed``)."""
     graph_seq, place_seq = np.random.SeedSequence(cfg.layout_seed).spawn(2)
-    graph = _build_graph(cfg, np.random.default_rng(graph_seq))
+    network = build_network(cfg, np.random.default_rng(graph_seq))
+    graph = network.graph
     rng = np.random.default_rng(place_seq)
     nodes = list(graph.nodes)
     xy_all = np.array([[graph.nodes[n]["x"], graph.nodes[n]["y"]] for n in nodes], dtype=float)
-    depots = _choose_depots(cfg, graph, nodes, xy_all)
+    depots = _choose_depots(cfg, graph, nodes, xy_all, network.depots)
     depot_set = set(depots)
     others = [n for n in nodes if n not in depot_set]
     n_addr = cfg.graph.n_addresses
@@ -359,7 +355,7 @@ def build_world(cfg: ScenarioConfig, cache_dir: Path | None = None) -> World:
             raise ConfigError(f"graph.n_addresses: {n_addr} is more than the {len(others)} non-center nodes")
         others = [others[i] for i in sorted(rng.choice(len(others), size=n_addr, replace=False))]
     key_nodes = depots + others
-    matrix = roads.build_travel_matrix(graph, key_nodes, cache_dir=cache_dir or roads.default_cache_dir())
+    matrix = _travel_matrix(network, key_nodes, cache_dir or roads.default_cache_dir())
     xy = np.array([[graph.nodes[n]["x"], graph.nodes[n]["y"]] for n in key_nodes], dtype=float)
     n_depots = len(depots)
     addresses = np.arange(n_depots, len(key_nodes))

@@ -1,0 +1,207 @@
+"""Wave mode (``dispatch.mode: wave``): the simulator's pool, must-dispatch and release, the PyVRP wave
+router, wave policies in evaluation, and the when-to-dispatch env (LastMile-EpochDispatch-v0)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import lastmile_env  # noqa: F401  (registers the envs)
+from agents.base import run_episode
+from agents.evaluation import evaluate
+from agents.heuristics.waves import WAVE_HEURISTICS, GreedyWave, LazyWave
+from lastmile_env.config import ConfigError, load_scenario
+from lastmile_env.sim import Simulator, world_for
+from lastmile_env.sim.simulator import SimulationError
+from lastmile_env.sim.types import DecisionKind, OrderStatus
+from lastmile_env.wave_routing import SolverBudget, dispatch_wave, solve_wave
+
+WAVE = {"dispatch.mode": "wave", "dispatch.wave_min": 60}
+FAST = SolverBudget(iterations=200)
+
+
+def wave_sim(seed: int = 0, **overrides: object) -> Simulator:
+    return Simulator(world_for(load_scenario("small", {**WAVE, **overrides})), seed, debug=True)
+
+
+def test_orders_wait_in_the_pool_until_a_wave() -> None:
+    sim = wave_sim()
+    decision = sim.next_decision()
+    assert decision is not None and decision.kind == DecisionKind.WAVE
+    assert sim.now == 60.0  # the first wave after arrivals (wave_start 0 had none or they waited)
+    assert sim.pool and all(o.status == OrderStatus.PENDING and o.arrival_min <= sim.now for o in sim.pool)
+    with pytest.raises(SimulationError, match="release"):
+        sim.next_decision()
+    with pytest.raises(SimulationError, match="release"):
+        sim.advance()
+
+
+def test_release_commits_routes_and_the_rest_waits() -> None:
+    sim = wave_sim()
+    sim.next_decision()
+    must = sim.must_dispatch()
+    ids = [o.id for o in sim.pool]
+    first = [i for i, m in zip(ids, must, strict=True) if m] or ids[:1]
+    added = sim.release([(0, first)])
+    assert added > 0
+    assert all(sim.orders[i].status == OrderStatus.ASSIGNED and sim.orders[i].vehicle == 0 for i in first)
+    assert [o.id for o in sim.pool] == [i for i in ids if i not in first]  # the rest waits, oldest first
+    assert sim.vehicles[0].route or sim.vehicles[0].current is not None
+
+
+def test_release_refuses_bad_answers_and_changes_nothing() -> None:
+    sim = wave_sim()
+    sim.next_decision()
+    pool = [o.id for o in sim.pool]
+    with pytest.raises(SimulationError, match="not in the wave's pool"):
+        sim.release([(0, [10_000])])
+    with pytest.raises(SimulationError, match="more than once"):
+        sim.release([(0, pool[:1]), (1, pool[:1])])
+    with pytest.raises(SimulationError, match="does not exist"):
+        sim.release([(99, pool[:1])])
+    cap = sim.vehicles[0].capacity
+    heavy = [o.id for o in sim.pool]
+    if sum(sim.orders[i].size for i in heavy) > cap:
+        with pytest.raises(SimulationError, match="infeasible"):
+            sim.release([(0, heavy)])
+    assert [o.id for o in sim.pool] == pool and all(sim.orders[i].status == OrderStatus.PENDING for i in pool)
+
+
+def test_the_last_wave_must_send_everything() -> None:
+    sim = wave_sim()
+    while sim.next_decision() is not None:
+        if sim.now >= sim.last_wave_min:
+            assert sim.must_dispatch().all()
+            with pytest.raises(SimulationError, match="must be dispatched"):
+                sim.release([])
+        dispatch_wave(sim, [], FAST)  # lazy: only what must go
+    assert sim.done and not sim.pool
+    summary = sim.summary()
+    assert summary["orders"] == len(sim.orders)
+
+
+def test_a_pre_booked_day_is_planned_in_one_wave() -> None:
+    sim = wave_sim(**{"orders.known_at_start": True})
+    assert all(o.arrival_min == 0.0 for o in sim.orders)
+    sim.next_decision()
+    assert len(sim.pool) == len(sim.orders) and sim.must_dispatch().all()
+    out = dispatch_wave(sim, [o.id for o in sim.pool], FAST)
+    assert not out.rejected  # multi-trip routes: a van comes back to reload
+    assert sim.next_decision() is None
+    assert sim.summary()["on_time_rate"] > 0.95
+
+
+def test_the_wave_router_uses_only_vehicles_back_at_the_center() -> None:
+    sim = wave_sim(**{"orders.known_at_start": True, "fleet.size": 1})
+    sim.next_decision()
+    routes, unrouted = solve_wave(sim, [o.id for o in sim.pool], FAST)
+    assert {v for v, _ in routes} == {0}
+    assert sorted(i for _, ids in routes for i in ids) + unrouted == sorted(o.id for o in sim.pool)
+
+
+def test_wave_mode_is_refused_where_it_cannot_route() -> None:
+    with pytest.raises(ConfigError, match="returns_share"):
+        load_scenario("small", {**WAVE, "orders.returns_share": 0.2})
+    with pytest.raises(ConfigError, match="battery"):
+        load_scenario("realistic", {**WAVE, "orders.returns_share": 0.0})
+    with pytest.raises(SimulationError, match="cannot be combined"):
+        Simulator(world_for(load_scenario("small", WAVE)), 0, routing=True)
+
+
+@pytest.mark.parametrize("name", list(WAVE_HEURISTICS))
+def test_wave_policies_play_a_day_deterministically(name: str) -> None:
+    world = world_for(load_scenario("small", WAVE))
+    costs = []
+    for _ in range(2):
+        policy = WAVE_HEURISTICS[name](FAST)
+        sim = run_episode(Simulator(world, 3, debug=True), policy, 3)
+        assert sim.done and not sim.pool
+        costs.append(sim.summary()["cost"])
+    assert costs[0] == costs[1]
+
+
+def test_a_dispatch_policy_and_a_wave_simulator_do_not_mix() -> None:
+    sim = Simulator(world_for(load_scenario("small")), 0)
+    with pytest.raises(ValueError, match="wave mode"):
+        run_episode(sim, GreedyWave(FAST))
+
+
+def test_evaluation_plays_wave_policies_in_wave_mode_on_the_same_days() -> None:
+    result = evaluate(
+        "small",
+        ["insertion", "greedy", "wave:random"],
+        episodes=2,
+        workers=1,
+        hindsight_time_limit_s=0,
+        progress=False,
+    )
+    by = {r["policy"]: r for r in result.rows}
+    assert set(by) == {"insertion", "greedy", "wave:random"}
+    orders = {(r["policy"], r["seed"]): r["orders"] for r in result.rows}
+    assert orders[("insertion", 0)] == orders[("greedy", 0)] == orders[("wave:random", 0)]
+
+
+def test_evaluation_refuses_a_wave_policy_where_waves_cannot_run() -> None:
+    from agents.evaluation import EvaluationError
+
+    with pytest.raises(EvaluationError, match="cannot play"):
+        evaluate(
+            "realistic",
+            ["greedy"],
+            episodes=1,
+            workers=1,
+            reference="greedy",
+            hindsight_time_limit_s=0,
+            progress=False,
+        )
+
+
+def test_epoch_env_passes_the_checkers() -> None:
+    env = gym.make("LastMile-EpochDispatch-v0", scenario="small", max_requests=64, solver_iterations=100)
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped)
+
+
+def test_epoch_env_rewards_sum_to_minus_the_cost_and_must_go_is_forced() -> None:
+    env = gym.make(
+        "LastMile-EpochDispatch-v0",
+        scenario="small",
+        overrides={"dispatch.wave_min": 60},
+        max_requests=64,
+        solver_iterations=100,
+    )
+    obs, _ = env.reset(seed=4)
+    total, done = 0.0, False
+    while not done:
+        masks = env.unwrapped.action_masks().reshape(-1, 2)
+        assert (masks[:, 0] == ~obs["must_dispatch"].astype(bool)).all()  # must-go rows cannot wait
+        assert not masks[obs["request_mask"] == 0, 1].any()
+        obs, reward, done, _, _ = env.step(np.zeros(64, dtype=np.int8))  # wait whenever allowed
+        total += reward
+    sim = env.unwrapped.sim
+    assert sim.done and not sim.pool
+    assert total == pytest.approx(-sim.cost().total, rel=1e-9, abs=1e-6)
+
+
+def test_epoch_env_is_seeded() -> None:
+    def day(seed: int) -> list[float]:
+        env = gym.make("LastMile-EpochDispatch-v0", scenario="small", max_requests=64, solver_iterations=100)
+        env.reset(seed=seed)
+        rewards, done = [], False
+        while not done:
+            _, r, done, _, _ = env.step(np.ones(64, dtype=np.int8))
+            rewards.append(r)
+        return rewards
+
+    assert day(1) == day(1)
+    assert day(1) != day(2)
+
+
+def test_lazy_sends_only_what_must_go() -> None:
+    sim = wave_sim(seed=2)
+    sim.next_decision()
+    lazy = LazyWave(FAST).choose(sim)
+    assert lazy == [o.id for o, m in zip(sim.pool, sim.must_dispatch(), strict=True) if m]
