@@ -456,10 +456,10 @@ class ScenarioConfig(_Model):
     @model_validator(mode="after")
     def _parcels_fit_a_vehicle(self) -> ScenarioConfig:
         largest = max(t.capacity for t in self.fleet.types)
-        if self.orders.log is None and self.orders.size.high > largest:
+        if self.orders.log is None and self.orders.size.low > largest:
             raise ValueError(
-                f"orders.size.high ({self.orders.size.high:g}) is larger than every vehicle's capacity "
-                f"(the largest of fleet.types: {largest}): those parcels could never be delivered"
+                f"orders.size.low ({self.orders.size.low:g}) is larger than every vehicle's capacity "
+                f"(the largest of fleet.types: {largest}): no vehicle can serve any order"
             )
         return self
 

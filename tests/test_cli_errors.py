@@ -88,7 +88,7 @@ def test_evaluate_a_bad_order_log(bad_files, tmp_path, capsys, file, expected):
         (["env.graph.rows=3000", "env.graph.cols=3000"], "9,000,000 nodes"),
         (
             ["env.fleet.types=[{capacity: 1}]", "env.orders.size={low: 5, high: 6}"],
-            "larger than every vehicle's capacity",
+            "no vehicle can serve any order",
         ),
     ],
 )
