@@ -14,7 +14,9 @@ keeps each policy's first N days as replay records under replays/ (``lastmile re
 summary.md. A benchmark (``--benchmark euro2022``: the EURO Meets NeurIPS 2022 dynamic VRPTW) plays wave
 policies on every run of the competition's configs whose instance is in --instances and writes results.csv
 and summary.md.
-``lastmile evaluate ...`` runs this same script. Bad input exits with code 2.
+``lastmile evaluate ...`` runs this same script. Bad input (a scenario, map, order log, model zip or
+``--out``) is one line naming the file and the problem, exit code 2, before any episode runs (``--debug``:
+with the traceback).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from agents.evaluation import evaluate, evaluate_suite
+from agents.evaluation import evaluate, evaluate_suite, load_suite
 from agents.heuristics import HEURISTICS
 from agents.heuristics.waves import WAVE_HEURISTICS
+from lastmile_env.cli_errors import DEBUG_HELP, run_cli
 from lastmile_env.config import ConfigError, scenario_overrides
 from lastmile_env.solver_budget import SolverBudget
 from lastmile_env.wave_routing import WAVE_ITERATIONS
@@ -112,11 +116,83 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         metavar="ADDR",
         help="Ray cluster to use (auto, HOST:PORT, ray://HOST:10001); implies --ray",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("overrides", nargs="*", help="scenario overrides, e.g. env.fleet.size=30")
     return parser
 
 
+def check_inputs(
+    scenarios: Sequence[str], policies: Sequence[str], overrides: dict[str, object], out: Path | None
+) -> None:
+    """Fail now, in one line, on what would otherwise fail inside a worker process: every scenario's map
+    file and order log, every model zip (a dispatch model where a dispatch policy goes, a routing
+    model after the '+'), and ``--out`` (a folder, or nothing yet)."""
+    from lastmile_env.config import load_scenario
+    from lastmile_env.generators import default_generator
+    from lastmile_env.sim.world import world_for
+
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder (the report is a folder of files)")
+    for scenario in scenarios:
+        config = load_scenario(scenario, overrides)
+        if config.graph.kind not in ("grid", "geometric", "clustered") or config.orders.log is not None:
+            default_generator(world_for(config))  # reads the map, reads and checks the order log
+    for spec in policies:
+        dispatch, _, routing = spec.partition("+")
+        if dispatch.endswith(".zip") and Path(dispatch).is_file():
+            from agents.learned.policy import LearnedPolicy
+
+            LearnedPolicy.load(dispatch)
+        if routing.endswith(".zip") and Path(routing).is_file():
+            from agents.learned.routing_policy import LearnedRoutingPolicy
+
+            LearnedRoutingPolicy.load(routing)
+
+
+def training_config(model_zip: Path) -> dict[str, Any] | None:
+    """The experiment config a model zip was trained with, where it can be found: ``<name>.config.yaml``
+    beside it (shipped models), a checkpoint's JSON state, or its run folder's ``config.yaml``."""
+    import json
+
+    import yaml
+
+    run_dir = model_zip.parent.parent if model_zip.parent.name == "checkpoints" else model_zip.parent
+    beside = (model_zip.with_suffix(".config.yaml"), model_zip.with_suffix(".json"))
+    for candidate in (*beside, run_dir / "config.yaml"):
+        if not candidate.is_file():
+            continue
+        try:
+            text = candidate.read_text()
+            data = json.loads(text).get("config") if candidate.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError, AttributeError):
+            continue
+        if isinstance(data, dict) and "scenario" in data:
+            return data
+    return None
+
+
+def scenario_warnings(
+    scenarios: Sequence[str], policies: Sequence[str], overrides: dict[str, Any]
+) -> list[str]:
+    """A line per (model zip, scenario) where the model meets a scenario unlike its training one."""
+    from lastmile_env.config import load_scenario, training_scenario_warning
+
+    lines = []
+    for spec in policies:
+        for part in spec.split("+"):
+            config = training_config(Path(part)) if part.endswith(".zip") and Path(part).is_file() else None
+            for scenario in scenarios if config is not None else ():
+                warning = training_scenario_warning({"config": config}, load_scenario(scenario, overrides))
+                if warning:
+                    lines.append(f"warning: {part}: {warning}")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    return run_cli(lambda args: _main(args, prog), argv, prog or "evaluate.py")
+
+
+def _main(argv: Sequence[str], prog: str | None) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.benchmark is not None:
         if args.record:
@@ -131,32 +207,40 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         "insertion" if "insertion" in policies else policies[0] if policies else None
     )
     started = time.perf_counter()
-    try:
-        common = {
-            "episodes": args.episodes,
-            "seed": args.seed,
-            "workers": args.workers,
-            "reference": reference,
-            "hindsight_time_limit_s": args.hindsight_time_limit,
-            "hindsight_iterations": args.hindsight_iterations,
-            "overrides": scenario_overrides(args.overrides),
-            "progress": not args.no_progress,
-            "ray": args.ray_address or args.ray,
-            "record": args.record,
-        }
-        if args.suite is not None:
-            suite = evaluate_suite(args.suite, policies, **common)
-            out = args.out or Path("runs/eval") / suite.suite.name
-            suite.write(out)
-            report = suite.markdown() + "\n" + "\n".join(r.markdown(heading="###") for r in suite.results)
-        else:
-            result = evaluate(args.scenario, policies, **common)
-            out = args.out or Path("runs/eval") / result.scenario
-            result.write(out)
-            report = result.markdown()
-    except ConfigError as exc:  # unknown names, bad overrides, bad counts: nothing was run
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    overrides = scenario_overrides(args.overrides)
+    scenarios = load_suite(args.suite).scenarios if args.suite is not None else (args.scenario,)
+    check_inputs(scenarios, policies, overrides, args.out)
+    warnings = scenario_warnings(scenarios, policies, overrides)
+    for line in warnings:
+        print(line, file=sys.stderr)
+    common = {
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "workers": args.workers,
+        "reference": reference,
+        "hindsight_time_limit_s": args.hindsight_time_limit,
+        "hindsight_iterations": args.hindsight_iterations,
+        "overrides": overrides,
+        "progress": not args.no_progress,
+        "ray": args.ray_address or args.ray,
+        "record": args.record,
+    }
+    if args.suite is not None:
+        suite = evaluate_suite(args.suite, policies, **common)
+        out = args.out or Path("runs/eval") / suite.suite.name
+        suite.write(out)
+        report = suite.markdown() + "\n" + "\n".join(r.markdown(heading="###") for r in suite.results)
+    else:
+        result = evaluate(args.scenario, policies, **common)
+        out = args.out or Path("runs/eval") / result.scenario
+        result.write(out)
+        report = result.markdown()
+    if warnings:  # in the printed report and at the top of the written one
+        notes = "\n".join(f"> {line}" for line in warnings) + "\n\n"
+        report = notes + report
+        summary = out / ("suite.md" if args.suite is not None else "summary.md")
+        if summary.is_file():
+            summary.write_text(notes + summary.read_text())
     print(report)
     print(f"wrote {out}/ in {time.perf_counter() - started:.1f} s")
     return 0
@@ -169,22 +253,18 @@ def _benchmark(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     policies = [p.strip() for p in (args.policies or ",".join(WAVE_HEURISTICS)).split(",") if p.strip()]
     out = args.out or Path("runs/eval") / f"euro2022-{args.variant}"
-    try:
-        budget = SolverBudget.of(args.solver_iterations, args.solver_time_limit, WAVE_ITERATIONS)
-        benchmark(
-            policies,
-            out,
-            instances=args.instances or DATA_DIR / "instances",
-            configs=args.configs or DATA_DIR / "final_configs.json",
-            static=args.variant == "static",
-            budget=budget,
-            hindsight=0 not in (args.hindsight_time_limit, args.hindsight_iterations),
-            workers=args.workers,
-            progress=not args.no_progress,
-        )
-    except (ConfigError, ValueError) as exc:  # bad files, names, budgets: one line, what is written stays
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    budget = SolverBudget.of(args.solver_iterations, args.solver_time_limit, WAVE_ITERATIONS)
+    benchmark(
+        policies,
+        out,
+        instances=args.instances or DATA_DIR / "instances",
+        configs=args.configs or DATA_DIR / "final_configs.json",
+        static=args.variant == "static",
+        budget=budget,
+        hindsight=0 not in (args.hindsight_time_limit, args.hindsight_iterations),
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
     print((out / "summary.md").read_text())
     print(f"wrote {out}/ in {time.perf_counter() - started:.1f} s")
     return 0

@@ -13,20 +13,16 @@ The experiment config (validated before anything starts) is documented field by 
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Sequence
 
 from agents.learned.cli import add_train_arguments, run_train
-from lastmile_env.config import ConfigError
+from lastmile_env.cli_errors import run_cli
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """A bad config, scenario, map or checkpoint: one line and exit code 2 (``--debug``: the traceback)."""
     parser = add_train_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
-    args = parser.parse_args()
-    try:
-        return run_train(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda args: run_train(parser.parse_args(args)), argv, "train.py")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ for a network.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -178,3 +179,39 @@ def parse_spec(spec: str, options: dict[str, dict[str, SpecOption]], what: str) 
             noun = "an integer" if kind is int else "a number"
             raise ValueError(f"{what} {spec!r}: {key} must be {noun}, got {raw!r}") from None
     return name, params
+
+
+def dispatch_policy(spec: str | Path | Policy) -> Policy:
+    """A dispatch policy from a heuristic name (``agents.heuristics``), the path of a trained dispatch model
+    ``.zip``, or a policy object (anything with ``reset(seed)`` and ``act(sim)``), checked now."""
+    if not isinstance(spec, str | Path):
+        if not (callable(getattr(spec, "act", None)) and callable(getattr(spec, "reset", None))):
+            raise ValueError(f"dispatch must be a policy name, a model .zip or a policy, got {spec!r}")
+        return spec
+    if str(spec).endswith(".zip"):
+        from agents.learned.policy import LearnedPolicy
+
+        return LearnedPolicy.load(spec)
+    from agents.heuristics import make_heuristic
+
+    return make_heuristic(str(spec))
+
+
+class PolicyRule:
+    """A dispatch policy as the routing env's dispatch rule (``lastmile_env.dispatch_rules``): it carries
+    out the policy's decision on the simulator and reseeds the policy at each episode."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def reset(self, seed: int | None = None) -> None:
+        self.policy.reset(seed)
+
+    def __call__(self, sim: Simulator) -> None:
+        apply(sim, self.policy.act(sim))
+
+
+def dispatch_rule(spec: str | Path | Policy) -> PolicyRule:
+    """``RoutingEnv(dispatch=dispatch_rule("regret"))``: a name, a model zip or a policy (as
+    ``dispatch_policy``) as the routing env's dispatch rule."""
+    return PolicyRule(dispatch_policy(spec))

@@ -43,6 +43,13 @@ class Range(_Model):
         return self
 
 
+# Upper bounds on sizes that would exhaust memory or run for days (the city-scale scenario has 10,000 nodes
+# and ~2,000 orders a day): a typo such as rate_per_hour=1e9 fails at load, naming the field.
+MAX_GRAPH_NODES = 200_000
+MAX_ORDERS_PER_DAY = 200_000  # expected arrivals over the day, peaks included
+MAX_FLEET = 10_000
+
+
 class GraphConfig(_Model):
     """Where the world's places and travel times come from (``kind``, one provider each in
     ``lastmile_env.sources``), plus speeds and congestion.
@@ -55,11 +62,13 @@ class GraphConfig(_Model):
     """
 
     kind: Literal["grid", "geometric", "clustered", "file", "solomon", "matrix", "plane"] = "grid"
-    rows: int = Field(10, ge=2, description="grid: rows of intersections")
-    cols: int = Field(10, ge=2, description="grid: columns of intersections")
+    rows: int = Field(10, ge=2, le=MAX_GRAPH_NODES // 2, description="grid: rows of intersections")
+    cols: int = Field(10, ge=2, le=MAX_GRAPH_NODES // 2, description="grid: columns of intersections")
     spacing_m: float = Field(250.0, gt=0, description="grid: block length in metres")
     perturb: float = Field(0.3, ge=0, le=2, description="grid: edge lengths are scaled by 1 + U(0, perturb)")
-    n_nodes: int = Field(300, ge=4, description="geometric / clustered: number of intersections")
+    n_nodes: int = Field(
+        300, ge=4, le=MAX_GRAPH_NODES, description="geometric / clustered: number of intersections"
+    )
     n_centres: int = Field(3, ge=1, description="clustered: number of dense centres")
     area_km: float = Field(6.0, gt=0, description="geometric / clustered: side of the square area")
     path: Path | None = Field(
@@ -124,6 +133,15 @@ class GraphConfig(_Model):
         if min(v) < 0.2:
             raise ValueError(f"multipliers must be >= 0.2, got {min(v)}")
         return v
+
+    @model_validator(mode="after")
+    def _grid_size(self) -> GraphConfig:
+        if self.kind == "grid" and self.rows * self.cols > MAX_GRAPH_NODES:
+            raise ValueError(
+                f"a {self.rows} x {self.cols} grid has {self.rows * self.cols:,} nodes, more than the "
+                f"{MAX_GRAPH_NODES:,} a scenario may have"
+            )
+        return self
 
     @model_validator(mode="after")
     def _file_has_path(self) -> GraphConfig:
@@ -231,6 +249,17 @@ class OrdersConfig(_Model):
         description="every order of the day is known at the shift start (pre-booked): arrival 0, parcels "
         "prepared from then, same-day orders due by the end of the day",
     )
+
+    @model_validator(mode="after")
+    def _bounded_volume(self) -> OrdersConfig:
+        busiest = self.rate_per_hour * max([1.0, *(p.multiplier for p in self.peaks)])
+        expected = busiest * self.last_arrival_min / 60.0
+        if expected > MAX_ORDERS_PER_DAY:
+            raise ValueError(
+                f"rate_per_hour {self.rate_per_hour:g} (peaks included) brings ~{expected:,.0f} orders a "
+                f"day, more than the {MAX_ORDERS_PER_DAY:,} a scenario may have"
+            )
+        return self
 
     @model_validator(mode="after")
     def _option_shares(self) -> OrdersConfig:
@@ -369,7 +398,7 @@ class FleetConfig(_Model):
     """The fleet: its size, vehicle types (by share) and shift end, or a roster of vehicles with their own
     shifts and start nodes; and whether an idle vehicle drives back to its center."""
 
-    size: int = Field(5, ge=1, description="without a roster; with one, the roster's length")
+    size: int = Field(5, ge=1, le=MAX_FLEET, description="without a roster; with one, the roster's length")
     types: list[VehicleType] = Field(default_factory=lambda: [VehicleType()])
     shift_end_min: float = Field(600.0, gt=0, description="vehicles must be back at their center by then")
     roster: list[RosterEntry] | None = Field(
@@ -555,6 +584,54 @@ class ScenarioConfig(_Model):
                     f"dispatch.mode: wave does not route vehicles with a battery yet ({', '.join(battery)})"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _parcels_fit_a_vehicle(self) -> ScenarioConfig:
+        largest = max(t.capacity for t in self.fleet.types)
+        if self.orders.log is None and self.orders.size.low > largest:
+            raise ValueError(
+                f"orders.size.low ({self.orders.size.low:g}) is larger than every vehicle's capacity "
+                f"(the largest of fleet.types: {largest}): no vehicle can serve any order"
+            )
+        return self
+
+
+def scenario_differences(trained: ScenarioConfig, used: ScenarioConfig) -> list[str]:
+    """The scenario fields (``section.field``) where ``used`` differs from ``trained``: what a policy meets
+    that it was not trained on (name and description aside)."""
+    a, b = trained.model_dump(mode="json"), used.model_dump(mode="json")
+    found = []
+    for section in sorted(set(a) | set(b) - {"name", "description"}):
+        if section in ("name", "description") or a.get(section) == b.get(section):
+            continue
+        x, y = a.get(section), b.get(section)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found += [f"{section}.{k}" for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+        else:
+            found.append(section)
+    return found
+
+
+def training_scenario_warning(training: Mapping[str, Any], used: ScenarioConfig) -> str | None:
+    """One line when a model trained on another scenario plays ``used`` (``training``: a manifest's
+    ``training`` section or a run's state, with ``scenario`` and the run's ``config``); None when it is the
+    same scenario or the training scenario is unknown."""
+    config = training.get("config") or {}
+    name = training.get("scenario") or config.get("scenario")
+    if not name:
+        return None
+    try:
+        trained = load_scenario(name, config.get("env") or None)
+    except (ConfigError, OSError):
+        return f"the model was trained on scenario {name!r}, which cannot be loaded here to compare"
+    fields = scenario_differences(trained, used)
+    if not fields:
+        return None
+    shown = ", ".join(fields[:8]) + (f" and {len(fields) - 8} more" if len(fields) > 8 else "")
+    return (
+        f"the model was trained on scenario {trained.name!r}; {used.name!r} differs in {shown}: its "
+        "decisions here are out of its training distribution"
+    )
 
 
 def resolve_data_path(path: Path, shipped_dir: Path) -> Path | None:

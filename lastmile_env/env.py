@@ -97,8 +97,11 @@ class DispatchEnv(gym.Env):
     `scenario` (name, YAML path or `ScenarioConfig`), `overrides` (dotted keys, e.g. `{"fleet.size": 30}`),
     `observation` (`"dict"` or `"flat"`), `defer` (add the defer action), `reward`, `reward_scale` (for
     `"cost"`), `insertion` (an
-    `InsertionRule`), `invalid_action` (`"raise"` or `"penalize"`: treat as a rejection plus
-    `invalid_action_penalty`), `render_mode` (`"rgb_array"`), `debug` (check invariants after every step).
+    `InsertionRule`), `invalid_action` (`"penalize"`, the default: an invalid action is a rejection plus
+    `invalid_action_penalty` (default 0), flagged in `info["invalid_action"]`; `"raise"`:
+    InvalidActionError; masking stays the intended use, the lenient default lets generic checkers and
+    unmasked agents step random actions), `render_mode` (`"rgb_array"`), `debug` (check invariants after
+    every step).
 
     ## Version History
     * v0: initial version.
@@ -115,7 +118,7 @@ class DispatchEnv(gym.Env):
         reward: str | RewardFn = "cost",
         reward_scale: float = 1.0,
         insertion: InsertionRule | None = None,
-        invalid_action: str = "raise",
+        invalid_action: str = "penalize",
         invalid_action_penalty: float = 0.0,
         render_mode: str | None = None,
         debug: bool = False,

@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from lastmile_env.config import ScenarioConfig, load_scenario
+from lastmile_env.dispatch_rules import DispatchRule, cheapest_insertion
 from lastmile_env.env import InvalidActionError, check_env_options, episode_info
 from lastmile_env.generators import default_generator
 from lastmile_env.observations import CLIP, pack
@@ -181,29 +182,12 @@ class RoutingObservation:
         return pack({"stops": stop_f, "vehicle": vehicle_f, "global": global_f}, mask, self.flat)
 
 
-def make_dispatcher(dispatch: Any) -> Any:
-    """The dispatch policy of a routing env: a heuristic name (``agents.heuristics``), the path of a trained
-    dispatch model ``.zip``, or a policy object (anything with ``reset(seed)`` and ``act(sim)``).
-
-    Imported here, lazily: the env layer does not otherwise know the agents."""
-    if not isinstance(dispatch, str | Path):
-        if not (callable(getattr(dispatch, "act", None)) and callable(getattr(dispatch, "reset", None))):
-            raise ValueError(f"dispatch must be a policy name, a model .zip or a policy, got {dispatch!r}")
-        return dispatch
-    if str(dispatch).endswith(".zip"):
-        from agents.learned.policy import LearnedPolicy
-
-        return LearnedPolicy.load(dispatch)
-    from agents.heuristics import make_heuristic
-
-    return make_heuristic(str(dispatch))
-
-
 class RoutingEnv(gym.Env):
     """
     ## Description
     Dynamic last-mile routing. Orders arrive over a shift and a dispatch rule (cheapest insertion by
-    default, any heuristic or a trained dispatch model) gives each to a vehicle, whose plan gets its pickup
+    default; any heuristic or trained dispatch model through `agents.base.dispatch_rule`) gives each to a
+    vehicle, whose plan gets its pickup
     and delivery. Whenever a vehicle is free with planned stops (it finished a stop or its way home, was
     given an order while idle, or a parcel it waited for became ready), the agent picks the stop it serves
     next, or makes it wait. The simulator then runs (dispatching arrivals with the dispatch rule) until the
@@ -239,14 +223,20 @@ class RoutingEnv(gym.Env):
     decisions with a single valid action are played without asking the agent.
 
     ## Arguments
-    `scenario`, `overrides`, `observation` (`"dict"`/`"flat"`), `dispatch` (heuristic name, model `.zip` or
-    policy; default `"insertion"`), `max_stops` (32), `skip_forced`, `reward`, `reward_scale`,
-    `invalid_action` (`"raise"` or `"penalize"`: play the plan's first valid stop, or wait, minus
-    `invalid_action_penalty`), `debug`.
+    `scenario`, `overrides`, `observation` (`"dict"`/`"flat"`), `dispatch` (a `DispatchRule`: a callable
+    `rule(sim)` deciding the pending order, with an optional `reset(seed)`; default
+    `lastmile_env.dispatch_rules.cheapest_insertion`; `agents.base.dispatch_rule("regret")` or
+    `dispatch_rule("model.zip")` for a heuristic or a trained model), `max_stops` (32), `skip_forced`,
+    `reward`, `reward_scale`, `invalid_action` (`"penalize"`, the default: an invalid action plays the
+    plan's first valid stop, or waits, minus `invalid_action_penalty` (default 0), and `info` says
+    `invalid_action`; `"raise"`: InvalidActionError), `debug`. Masking (`action_masks()`, MaskablePPO)
+    remains the intended use; the lenient default lets generic checkers and unmasked agents step
+    random actions.
 
     The joint setting (dispatch and routing both learned in one episode) is not offered as one env: the two
     decisions have different action spaces and observations. A trained dispatch model plays inside this env
-    through `dispatch="model.zip"`, and `evaluate.py` plays any pair (`model.zip+routing_model.zip`).
+    through `dispatch=dispatch_rule("model.zip")`, and `evaluate.py` plays any pair
+    (`model.zip+routing_model.zip`).
 
     ## Version History
     * v0: initial version.
@@ -259,12 +249,12 @@ class RoutingEnv(gym.Env):
         scenario: str | Path | ScenarioConfig = "default",
         overrides: dict[str, Any] | None = None,
         observation: str = "dict",
-        dispatch: Any = "insertion",
+        dispatch: DispatchRule | None = None,
         max_stops: int = 32,
         skip_forced: bool = True,
         reward: str | RewardFn = "cost",
         reward_scale: float = 1.0,
-        invalid_action: str = "raise",
+        invalid_action: str = "penalize",
         invalid_action_penalty: float = 0.0,
         debug: bool = False,
     ) -> None:
@@ -275,7 +265,12 @@ class RoutingEnv(gym.Env):
         self.encoder = RoutingObservation(self.world, max_stops=max_stops, flat=observation == "flat")
         self.observation_space = self.encoder.space
         self.action_space = gym.spaces.Discrete(self.encoder.n_actions)
-        self.dispatcher = make_dispatcher(dispatch)
+        if dispatch is not None and not callable(dispatch):
+            raise ValueError(
+                "dispatch must be a dispatch rule, a callable rule(sim) that decides the pending order "
+                f"(agents.base.dispatch_rule({dispatch!r}) for a policy name or model zip), got {dispatch!r}"
+            )
+        self.dispatch: DispatchRule = dispatch if dispatch is not None else cheapest_insertion
         self.skip_forced = skip_forced
         self.reward_fn = make_reward(reward, scale=reward_scale)
         self.invalid_action = invalid_action
@@ -298,7 +293,9 @@ class RoutingEnv(gym.Env):
         self.sim = Simulator(
             self.world, episode_seed, generator=self.generator, debug=self.debug, routing=True
         )
-        self.dispatcher.reset(episode_seed)
+        reset_rule = getattr(self.dispatch, "reset", None)
+        if callable(reset_rule):
+            reset_rule(episode_seed)
         # The rewards count from an empty ledger, so that they sum to minus the day's cost even though
         # orders are dispatched (and stops served) before the first routing decision.
         self._ledger = Ledger(0.0, 0, 0, 0, 0.0)
@@ -345,12 +342,10 @@ class RoutingEnv(gym.Env):
     def _run(self) -> None:
         """Run the day to the next routing decision for the agent: dispatch decisions go to the dispatch
         rule, forced routing decisions (one valid action) are played when ``skip_forced``."""
-        from agents.base import apply
-
         sim = self._require_sim()
         while (decision := sim.next_decision()) is not None:
             if decision.kind == DecisionKind.DISPATCH:
-                apply(sim, self.dispatcher.act(sim))
+                self.dispatch(sim)
                 continue
             if not self.skip_forced:
                 return

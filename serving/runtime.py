@@ -29,7 +29,7 @@ import onnxruntime as ort
 
 from agents.base import DEFER, REJECT, decision_from_logits
 from agents.heuristics.rules import InsertionPolicy
-from lastmile_env.config import ScenarioConfig, load_scenario
+from lastmile_env.config import ScenarioConfig, load_scenario, training_scenario_warning
 from lastmile_env.observations import DispatchObservation
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import Order, OrderStatus, ServiceOption, Stop, StopKind, Vehicle, has_battery
@@ -104,6 +104,8 @@ class Dispatcher:
     ) -> None:
         self.manifest: Manifest = load_manifest(model_path, manifest_path)
         self.config = load_scenario(scenario)
+        warning = training_scenario_warning(self.manifest.training, self.config)
+        self.warnings: list[str] = [warning] if warning else []
         self.world: World = world_for(self.config)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # one decision is a few small matmuls: threads only add overhead

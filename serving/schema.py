@@ -4,7 +4,9 @@ Times are minutes since the start of the scenario's shift; places are node ids o
 (an address or a center); centers are named by their index (``GET /v1/scenario`` lists them with their
 nodes); vehicles by the id of their slot in the scenario's fleet (``v0`` .. ``v{V-1}``, listed there too).
 
-These models check each value on its own (types, finite numbers, ranges); ``serving.runtime.Dispatcher``
+These models check each value on its own: strict types (JSON ``true`` is not the number 1 and ``"24"`` is
+not 24), finite numbers, and bounds on every number, id and list, so that any request this schema admits is
+decided or refused with a 4xx naming the field, never an overflow. ``serving.runtime.Dispatcher``
 checks how they fit together and with the scenario (unique ids, stops that refer to listed orders, known
 vehicles and nodes, capacities and loads, consistent plans), then the simulator checks its invariants.
 """
@@ -13,15 +15,32 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic.json_schema import JsonDict
 
-Minutes = Annotated[float, Field(ge=0, allow_inf_nan=False, description="minutes since shift start")]
-NodeId = Annotated[int | str, Field(description="a node id of the scenario's road graph")]
+# Upper bounds: far beyond any real day, far below what overflows an int64 or a float sum.
+MAX_MINUTES = 1e6  # ~694 days after the shift start
+MAX_SIZE = 1_000_000  # parcel size, capacity and load units
+MAX_COUNT = 1_000_000_000  # the day's counters
+MAX_KM = 1e6
+MAX_NODE_ID = 2**53 - 1  # exact in a float64 and an int64 (OSM ids are ~1e10)
+MAX_CENTER = 10_000
+
+Minutes = Annotated[
+    float, Field(ge=0, le=MAX_MINUTES, allow_inf_nan=False, description="minutes since shift start")
+]
+NodeId = Annotated[
+    Annotated[StrictInt, Field(ge=-MAX_NODE_ID, le=MAX_NODE_ID)] | Annotated[StrictStr, Field(max_length=64)],
+    Field(description="a node id of the scenario's road graph (a graph with string ids: as a string)"),
+]
 OrderId = Annotated[str, Field(min_length=1, max_length=128)]
+Size = Annotated[StrictInt, Field(gt=0, le=MAX_SIZE)]
+Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
+CenterIndex = Annotated[StrictInt, Field(ge=0, le=MAX_CENTER)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class StopIn(_Model):
@@ -50,9 +69,9 @@ class VehicleIn(_Model):
 
     id: str = Field(min_length=1, max_length=64, description="fleet slot id: v0 .. v{V-1}")
     type: str | None = Field(None, description="vehicle type; checked against the fleet slot's when given")
-    capacity: int = Field(gt=0, description="must equal the fleet slot's capacity")
+    capacity: Size = Field(description="must equal the fleet slot's capacity")
     node: NodeId
-    load: int = Field(ge=0)
+    load: int = Field(ge=0, le=MAX_SIZE)
     stops: list[StopIn] = Field(default_factory=list, max_length=1000)
     current_stop: StopIn | None = None
     free_at_min: Minutes | None = Field(
@@ -65,6 +84,7 @@ class VehicleIn(_Model):
     flown_km: float = Field(
         0.0,
         ge=0,
+        le=MAX_KM,
         allow_inf_nan=False,
         description="battery vehicles (a fleet slot with range_km or recharge_min): km flown since the last "
         "charge at its home center, counted to the end of the leg under way (0 when node is that center); "
@@ -84,9 +104,9 @@ class OrderIn(_Model):
 
     id: OrderId
     kind: OrderKind = Field("delivery", description="a delivery, or a return collected at the customer")
-    center: int = Field(ge=0, description="index of its fulfillment center (a return: where it goes back)")
+    center: CenterIndex = Field(description="index of its fulfillment center (a return: where it goes back)")
     node: NodeId = Field(description="delivery address (a return: where it is collected)")
-    size: int = Field(gt=0)
+    size: Size
     ready_min: Minutes = Field(description="parcel ready for pickup (a return: may be collected from)")
     earliest_min: Minutes = Field(description="delivery (a return: collection) may not start before")
     due_min: Minutes = Field(description="deadline or window end (a return: of its collection)")
@@ -113,22 +133,38 @@ class Window(_Model):
         return self
 
 
+# "exactly one of deadline_min and window", as JSON Schema (pydantic checks it too)
+_ONE_PROMISE: JsonDict = {
+    "oneOf": [
+        {
+            "required": ["deadline_min"],
+            "properties": {"deadline_min": {"type": "number"}, "window": {"type": "null"}},
+        },
+        {
+            "required": ["window"],
+            "properties": {"window": {"type": "object"}, "deadline_min": {"type": "null"}},
+        },
+    ]
+}
+
+
 class NewOrderIn(_Model):
-    """The order to decide: same-day (``deadline_min``) or in a ``window``, exactly one of them.
+    """The order to decide: same-day (``deadline_min``) or in a ``window``: exactly one of them (the other
+    left out or null).
 
     A ``return`` is collected at ``node`` in its ``window`` (required; no deadline) and brought back to
     ``center``.
     """
 
+    model_config = ConfigDict(json_schema_extra=_ONE_PROMISE)
+
     id: OrderId = "new"
     kind: OrderKind = Field("delivery", description="a delivery, or a return collected at the customer")
     node: NodeId = Field(description="delivery address (a return: where it is collected)")
-    center: int | None = Field(
-        None,
-        ge=0,
-        description="fulfillment center index (default: the nearest; a return: where it goes back)",
+    center: CenterIndex | None = Field(
+        None, description="fulfillment center index (default: the nearest; a return: where it goes back)"
     )
-    size: int = Field(gt=0)
+    size: Size
     deadline_min: Minutes | None = None
     window: Window | None = None
     arrival_min: Minutes | None = Field(None, description="when it was ordered (default: now)")
@@ -151,10 +187,10 @@ class Counters(_Model):
     ``orders_arrived`` counts every order of the day, this one included; the others count settled orders.
     """
 
-    orders_arrived: int = Field(ge=1)
-    on_time: int = Field(0, ge=0)
-    late: int = Field(0, ge=0)
-    rejected: int = Field(0, ge=0)
+    orders_arrived: int = Field(ge=1, le=MAX_COUNT)
+    on_time: Count = 0
+    late: Count = 0
+    rejected: Count = 0
 
 
 class DispatchRequest(_Model):

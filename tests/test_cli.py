@@ -7,7 +7,7 @@ import sys
 
 from lastmile_env.config import REPO_ROOT
 
-LASTMILE = [sys.executable, "-m", "lastmile_env.cli"]
+LASTMILE = [sys.executable, "-m", "lastmile_cli"]
 
 
 def test_demo_evaluates_the_shipped_model():

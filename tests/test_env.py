@@ -105,8 +105,16 @@ def test_step_cap_truncates():
     assert [r[3] for r in results] == [False, False, True]
 
 
-def test_invalid_action_raises_by_default_or_is_penalized():
-    env = DispatchEnv("small", overrides={"orders.size": {"low": 30, "high": 30}})
+# Drones whose battery reaches no address: every order's only valid action is reject.
+NO_VEHICLE_REACHES = {"fleet.types": [{"mode": "drone", "speed_kmh": 60, "range_km": 0.01}]}
+
+
+def test_invalid_action_is_penalized_by_default_or_raises():
+    lenient = DispatchEnv("small", overrides=NO_VEHICLE_REACHES)
+    lenient.reset(seed=0)
+    _, reward, _, _, info = lenient.step(0)  # the default: a rejection, penalty 0
+    assert info["invalid_action"] and reward == pytest.approx(-lenient.config.costs.reject_penalty)
+    env = DispatchEnv("small", overrides=NO_VEHICLE_REACHES, invalid_action="raise")
     env.reset(seed=0)
     assert env.action_masks().tolist() == [False] * env.world.n_vehicles + [True]
     with pytest.raises(InvalidActionError, match="valid actions are"):
@@ -115,7 +123,7 @@ def test_invalid_action_raises_by_default_or_is_penalized():
         env.step(99)
     penalized = DispatchEnv(
         "small",
-        overrides={"orders.size": {"low": 30, "high": 30}},
+        overrides=NO_VEHICLE_REACHES,
         invalid_action="penalize",
         invalid_action_penalty=5.0,
     )
@@ -175,7 +183,7 @@ def test_invariants_hold_under_random_masked_play(seed, policy_seed, reject_shar
 
 
 def test_defer_action():
-    env = DispatchEnv("small", defer=True)
+    env = DispatchEnv("small", defer=True, invalid_action="raise")
     gym_check_env(env, skip_render_check=True)
     obs, _ = env.reset(seed=4)
     n = env.world.n_vehicles

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from scipy import stats
 
+import lastmile_cli as cli
 from agents.evaluation import (
     EPISODE_COLUMNS,
     SUMMARY_METRICS,
@@ -29,7 +30,6 @@ from agents.evaluation import (
     mean_ci,
     resolve_policy,
 )
-from lastmile_env import cli
 from lastmile_env.config import REPO_ROOT, ConfigError, load_scenario
 
 POLICIES = ["random", "nearest", "insertion"]

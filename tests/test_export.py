@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +15,14 @@ import torch
 from agents.learned.model import N_GLOBAL, N_ORDER, N_VEHICLE
 from agents.learned.policy import LearnedPolicy
 from agents.learned.training import load_experiment, train
-from lastmile_env.cli import main
+from lastmile_cli import main
 from lastmile_env.config import REPO_ROOT
 from lastmile_env.observations import GLOBAL_FEATURES, ORDER_FEATURES, VEHICLE_FEATURES
 from serving import export as export_module
 from serving.export import ExportedPolicy, ExportError, export_onnx, training_info
 from serving.manifest import SCHEMA_VERSION, ManifestError, load_manifest, sha256_file
 
+CLI_MODULE = "lastmile_cli"  # what the ``lastmile`` script runs
 SMOKE = REPO_ROOT / "configs" / "experiment" / "smoke.yaml"
 
 
@@ -138,3 +141,73 @@ def test_training_info_from_a_checkpoint_and_its_state(exported):
     assert info["state_file"] == str(step.with_suffix(".json").resolve())
     assert info["num_timesteps"] == 128 and info["algo"] == "maskable_ppo" and info["seed"] == 0
     assert info["run_dir"] == str(checkpoint.parent.resolve())
+
+
+def readme_export_argv() -> list[str]:
+    """The README's ``lastmile export`` command line, as a user copies it."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("lastmile export "))
+    return line.split("#")[0].split()[1:]
+
+
+@pytest.mark.parametrize("model", ["model_default_300k.zip", "model_realistic_300k.zip"])
+def test_readme_export_command_exports_the_shipped_dispatch_models(model, tmp_path):
+    argv = readme_export_argv()
+    assert argv[:2] == ["export", "experiments/dispatch/model_default_300k.zip"] and "--out" in argv
+    argv[1] = f"experiments/dispatch/{model}"
+    argv[argv.index("--out") + 1] = str(tmp_path / "policy.onnx")
+    done = subprocess.run(
+        [sys.executable, "-m", CLI_MODULE, *argv], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "picks the same action" in done.stdout
+    manifest = load_manifest(tmp_path / "policy.onnx")
+    for check in ("random", "recorded"):
+        result = manifest.verification[check]
+        assert result["within_tolerance"] and result["same_argmax"] == result["observations"] > 0
+
+
+def test_export_of_the_shipped_routing_model_is_refused_in_one_line(tmp_path, capsys):
+    checkpoint = REPO_ROOT / "experiments" / "routing" / "model_routing_default_25k.zip"
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "r.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a routing model" in err and str(checkpoint) in err
+    assert list(tmp_path.iterdir()) == []
+
+
+class _FixedSession:
+    """An onnxruntime stand-in answering fixed outputs (to test ``compare``'s tolerance rule)."""
+
+    def __init__(self, logits: np.ndarray, value: np.ndarray) -> None:
+        self.outputs = [logits, value]
+
+    def run(self, names, feeds):
+        return self.outputs
+
+
+class _FixedModule(torch.nn.Module):
+    def __init__(self, logits: np.ndarray, value: np.ndarray) -> None:
+        super().__init__()
+        self.outputs = (torch.from_numpy(logits), torch.from_numpy(value))
+
+    def forward(self, *arrays):
+        return self.outputs
+
+
+def test_compare_accepts_float32_steps_on_large_logits_and_counts_argmax_changes():
+    batch = random_obs(2, 2, seed=0)
+    torch_logits = np.array([[1000.0, 990.0, -1e8], [5.0, 6.0, 1.0]], dtype=np.float32)
+    value = np.zeros((2, 1), dtype=np.float32)
+    near = torch_logits.copy()
+    near[0, 0] = np.float32(1000.0) + np.float32(2.44140625e-4) * 2  # two float32 steps, 4.9e-4 absolute
+    check = export_module.compare(_FixedModule(torch_logits, value), _FixedSession(near, value), [batch])
+    assert check["within_tolerance"] and check["same_argmax"] == 2
+    assert check["max_abs_diff_logits"] > 1e-5 and check["max_rel_diff"] < 1e-6
+    strict = export_module.compare(
+        _FixedModule(torch_logits, value), _FixedSession(near, value), [batch], rtol=0.0
+    )
+    assert not strict["within_tolerance"]
+    swapped = torch_logits.copy()
+    swapped[1] = [6.0, 5.0, 1.0]  # far outside any tolerance, and another action
+    check = export_module.compare(_FixedModule(torch_logits, value), _FixedSession(swapped, value), [batch])
+    assert not check["within_tolerance"] and check["same_argmax"] == 1

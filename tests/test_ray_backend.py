@@ -77,3 +77,29 @@ def test_evaluate_cli_without_ray_names_the_extra(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert "pip install 'lastmile[ray]'" in out.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_refused_connection_names_token_authentication(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster started by ``ray start --head`` (token auth on since Ray 2.59) refuses a client without
+    ``RAY_AUTH_MODE=token``: the error says so. (The head node itself is not started here.)"""
+    import socket
+
+    ray = pytest.importorskip("ray")
+    from agents.evaluation import EvaluationError, connect_ray
+
+    def refuse(**kwargs: object) -> None:
+        raise ConnectionError("Failed to connect to GCS")
+
+    with socket.socket() as listener:  # something listens, so the reachability check passes
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setattr(ray, "is_initialized", lambda: False)
+        monkeypatch.setattr(ray, "init", refuse)
+        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+        with pytest.raises(EvaluationError, match=r"export RAY_AUTH_MODE=token and the cluster's token"):
+            connect_ray(address)
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")  # set: the hint would be noise
+        with pytest.raises(EvaluationError) as raised:
+            connect_ray(address)
+        assert "RAY_AUTH_MODE" not in str(raised.value)

@@ -10,6 +10,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import lastmile_env  # noqa: F401  (registers the ids)
+from agents.base import dispatch_rule
 from agents.evaluation import EvaluationError, evaluate
 from lastmile_env.env import InvalidActionError
 from lastmile_env.routing_env import STOP_FEATURES, RoutingEnv
@@ -56,7 +57,8 @@ def test_same_seed_same_trajectory():
 @pytest.mark.parametrize("dispatch", ["insertion", "random"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_rewards_sum_to_minus_cost_and_every_order_is_settled(dispatch, seed):
-    env = gym.make("LastMile-Routing-v0", scenario="small", dispatch=dispatch, reward_scale=10.0)
+    rule = dispatch_rule(dispatch)
+    env = gym.make("LastMile-Routing-v0", scenario="small", dispatch=rule, reward_scale=10.0)
     _, rewards, observations, info = play(env, seed, policy_seed=seed)
     sim = env.unwrapped.sim
     assert sim.done
@@ -110,8 +112,12 @@ def test_invalid_action_raises_or_is_penalized():
     env = RoutingEnv("small")
     env.reset(seed=0)
     invalid = int(np.flatnonzero(~env.action_masks())[0])
+    _, _, _, _, info = env.step(invalid)  # the default: penalized (by 0), the first valid action played
+    assert info["invalid_action"]
+    strict = RoutingEnv("small", invalid_action="raise")
+    strict.reset(seed=0)
     with pytest.raises(InvalidActionError, match="not valid"):
-        env.step(invalid)
+        strict.step(invalid)
     lenient = RoutingEnv("small", invalid_action="penalize", invalid_action_penalty=5.0)
     lenient.reset(seed=0)
     _, _, _, _, info = lenient.step(invalid)
@@ -124,7 +130,9 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="invalid_action must be 'raise' or 'penalize', got 'ignore'"):
         RoutingEnv("small", invalid_action="ignore")
     with pytest.raises(ValueError, match="unknown policy"):
-        RoutingEnv("small", dispatch="teleport")
+        dispatch_rule("teleport")
+    with pytest.raises(ValueError, match=r"dispatch must be a dispatch rule.*dispatch_rule\('insertion'\)"):
+        RoutingEnv("small", dispatch="insertion")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_stops"):
         RoutingEnv("small", max_stops=0)
 

@@ -82,7 +82,8 @@ def test_health_is_open_and_names_the_model(client, dispatcher):
 def test_model_endpoint_serves_the_manifest(client, model):
     response = client.get("/v1/model")
     assert response.status_code == 200
-    assert response.json() == json.loads(model[1].with_name("policy.onnx.json").read_text())
+    manifest = json.loads(model[1].with_name("policy.onnx.json").read_text())
+    assert response.json() == {**manifest, "warnings": []}  # served on its training scenario
 
 
 def test_scenario_and_openapi(client):
@@ -380,7 +381,7 @@ def test_serve_cli_with_two_worker_processes(model, request_body):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "lastmile_env.cli", "serve", "--model", str(model[1])]
+    command = [sys.executable, "-m", "lastmile_cli", "serve", "--model", str(model[1])]
     command += ["--scenario", "small", "--port", str(port), "--workers", "2"]
     server = subprocess.Popen(
         command, cwd=REPO_ROOT, env={**os.environ, TOKEN_ENV: TOKEN}, stderr=subprocess.PIPE, text=True
@@ -414,7 +415,7 @@ def test_serve_cli_with_two_worker_processes(model, request_body):
 
 def test_serve_cli_rejects_zero_workers(model):
     result = subprocess.run(
-        [sys.executable, "-m", "lastmile_env.cli", "serve", "--model", str(model[1]), "--workers", "0"],
+        [sys.executable, "-m", "lastmile_cli", "serve", "--model", str(model[1]), "--workers", "0"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -190,7 +190,7 @@ def test_bad_yaml_fails_before_training(tmp_path):
 
 
 def test_lastmile_train_is_the_same_command(tmp_path):
-    from lastmile_env.cli import main
+    from lastmile_cli import main
 
     assert main(["train", "--config", str(SMOKE), "--runs-dir", str(tmp_path), "algo.gamma=2"]) == 2
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2

@@ -96,8 +96,24 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
         ray.init(address=address, num_cpus=num_cpus, runtime_env={"env_vars": {"PYTHONPATH": path}})
     except Exception as exc:
         where = f"the Ray cluster at {address}" if address else "Ray (ray.init())"
-        raise EvaluationError(f"cannot connect to {where}: {type(exc).__name__}: {exc}") from None
+        raise EvaluationError(
+            f"cannot connect to {where}: {type(exc).__name__}: {exc}{_token_auth_hint(address)}"
+        ) from None
     return ray
+
+
+def _token_auth_hint(address: str | None) -> str:
+    """The likely cause when a cluster refuses a client without a token: ``ray start`` (Ray >= 2.59) turns
+    token authentication on, and a client sends its token only with ``RAY_AUTH_MODE=token`` (Ray's docs:
+    the token from ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or the default file of
+    ``ray get-auth-token``)."""
+    if address in (None, "local") or os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    return (
+        "; RAY_AUTH_MODE is not 'token' here: if the cluster uses token authentication (the default of "
+        "`ray start` since Ray 2.59), export RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, "
+        "or the file `ray get-auth-token` reads) before running this"
+    )
 
 
 def _execute_ray(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from lastmile_env.cli_errors import DEBUG_HELP
 from lastmile_env.config import REPO_ROOT, ConfigError
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "experiment" / "dispatch_ppo.yaml"
@@ -30,6 +31,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="continue this run from its last complete checkpoint (only --total-timesteps may change)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument(
         "overrides",
         nargs="*",

@@ -50,6 +50,11 @@ class LearnedPolicy:
     def load(cls, path: str | Path) -> LearnedPolicy:
         """From an SB3 zip saved by training (a checkpoint or ``final.zip``): the net's weights and width."""
         extractor_kwargs, state = load_net_state(path)
+        if any(k.startswith("attention.") for k in state):
+            raise ValueError(
+                f"{path}: a routing model (RoutingNet weights), not a dispatch policy; it plays as the "
+                "routing half of a pair, e.g. insertion+model.zip"
+            )
         if not state:
             raise ValueError(f"{path}: not trained with a dispatch policy (no DispatchNet weights)")
         net = DispatchNet(**extractor_kwargs, defer=any(k.startswith("defer.") for k in state))

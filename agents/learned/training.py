@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +46,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import lastmile_env  # noqa: F401  (registers LastMile-Dispatch-v0 and LastMile-Routing-v0)
-from agents.base import Policy, RoutingPolicy, run_episode
+from agents.base import Policy, RoutingPolicy, dispatch_policy, dispatch_rule, run_episode
 from agents.heuristics import HEURISTICS, make_heuristic
 from agents.heuristics.reopt import REOPT_ITERATIONS, ReoptPolicy
 from agents.learned.model import DispatchPolicy, MaskableDispatchPolicy, dispatch_net
@@ -286,7 +287,7 @@ def make_env(scenario: ScenarioConfig, exp: ExperimentConfig) -> Callable[[], gy
                 gym.make(
                     "LastMile-Routing-v0",
                     scenario=scenario,
-                    dispatch=exp.routing.dispatch,
+                    dispatch=dispatch_rule(exp.routing.dispatch),
                     max_stops=exp.routing.max_stops,
                     skip_forced=exp.routing.skip_forced,
                     reward="cost",
@@ -410,7 +411,24 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     if not steps:
         return None
     stem = ckpt_dir / f"step_{steps[-1]:010d}"
-    return stem.with_suffix(".zip"), json.loads(stem.with_suffix(".json").read_text())
+    state_path, zip_path = stem.with_suffix(".json"), stem.with_suffix(".zip")
+    try:
+        state = json.loads(state_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{state_path}: the checkpoint's state is not valid JSON ({exc})") from None
+    missing = sorted(
+        {"config", "num_timesteps", "wall_time_s"} - set(state if isinstance(state, dict) else {})
+    )
+    if missing:
+        raise ConfigError(f"{state_path}: the checkpoint's state lacks {', '.join(missing)}")
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ConfigError(f"{zip_path}: the checkpoint is not a readable zip ({exc})") from None
+    if broken is not None:
+        raise ConfigError(f"{zip_path}: the checkpoint's member {broken!r} is corrupt")
+    return zip_path, state
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -476,9 +494,7 @@ class EvalCallback(_EveryCallback):
         started = time.perf_counter()
         cfg = self.exp.eval
         if self.exp.task == "routing":
-            from lastmile_env.routing_env import make_dispatcher
-
-            dispatcher = make_dispatcher(self.exp.routing.dispatch)
+            dispatcher = dispatch_policy(self.exp.routing.dispatch)
             if self._baseline is None:
                 baseline = make_routing_heuristic(cfg.baseline)
                 self._baseline = evaluate(dispatcher, self.world, cfg.seeds, router=baseline)

@@ -426,15 +426,21 @@ class OrderLog:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"order log not found: {path}")
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            return cls.from_lines(
-                f,
-                world,
-                shift_start=shift_start,
-                max_snap_km=max_snap_km,
-                max_errors=max_errors,
-                source=str(path),
-            )
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                return cls.from_lines(
+                    f,
+                    world,
+                    shift_start=shift_start,
+                    max_snap_km=max_snap_km,
+                    max_errors=max_errors,
+                    source=str(path),
+                )
+        except UnicodeDecodeError as exc:  # a binary file, or another encoding
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise OrderLogError(
+                str(path), [RowError(line, "*", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
+            ) from None
 
     @classmethod
     def from_lines(

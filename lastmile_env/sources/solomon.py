@@ -19,7 +19,6 @@ import argparse
 import csv
 import math
 import re
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -547,6 +546,12 @@ def family_of(name: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Solve Solomon / Gehring-Homberger instances with PyVRP and write the comparison with best-known
     costs (the shipped ones, or a file of your own)."""
+    from lastmile_env.cli_errors import run_cli
+
+    return run_cli(_main, argv, "python -m lastmile_env.sources.solomon")
+
+
+def _main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m lastmile_env.sources.solomon", description=main.__doc__)
     parser.add_argument(
         "instances",
@@ -565,18 +570,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"the --bks column with the distance-only best-known cost (default: {DISTANCE_COLUMN})",
     )
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default: print)")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
     args = parser.parse_args(argv)
     if not args.time_limit > 0 or args.workers < 1:
-        print("error: --time-limit must be > 0 and --workers >= 1", file=sys.stderr)
-        return 2
+        raise SolomonError("--time-limit must be > 0 and --workers >= 1")
+    if args.out is not None and args.out.is_dir():
+        raise SolomonError(f"--out {args.out}: is a folder; give the markdown file to write")
     names = list(args.instances) or available_instances()
-    try:
-        bks = load_bks(args.bks, args.bks_distance_column)
-        for name in names:  # every file is read and checked before any solving starts
-            load_instance(name)
-    except SolomonError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    bks = load_bks(args.bks, args.bks_distance_column)
+    for name in names:  # every file is read and checked before any solving starts
+        load_instance(name)
     jobs = [(n, args.time_limit, args.seed) for n in names]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         solutions = list(pool.map(_solve_file, jobs))

@@ -1,4 +1,8 @@
-"""The ``lastmile`` command: one entry point, a subcommand per job."""
+"""The ``lastmile`` command: one entry point, a subcommand per job.
+
+It sits on top of the house (it imports the env package, the agents and the server; none of them imports
+it) and runs every subcommand behind the one error path of ``lastmile_env.cli_errors``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from lastmile_env.config import ConfigError, scenario_overrides
+from lastmile_env.cli_errors import DEBUG_HELP, run_cli
+from lastmile_env.config import scenario_overrides
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -92,8 +97,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"lastmile export: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
     try:
-        manifest = export_onnx(args.checkpoint, args.out, args.manifest, tolerance=args.tolerance)
-    except (ExportError, ValueError) as exc:
+        manifest = export_onnx(
+            args.checkpoint, args.out, args.manifest, tolerance=args.tolerance, rtol=args.rtol
+        )
+    except ValueError as exc:  # not a dispatch model zip
+        print(f"lastmile export: {exc}", file=sys.stderr)
+        return 2
+    except ExportError as exc:
         print(f"lastmile export: {exc}", file=sys.stderr)
         return 1
     checks = manifest.verification
@@ -106,8 +116,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"exported {args.checkpoint} -> {args.out} (opset {manifest.opset}, "
         f"sha256 {manifest.model_sha256[:16]}); "
         f"manifest {args.manifest or default_manifest_path(args.out)}; onnxruntime matches torch within "
-        f"{worst:.1e} on {checks['random']['observations']} random and {checks['recorded']['observations']} "
-        "recorded observations"
+        f"{worst:.1e} (relative {max(checks[n]['max_rel_diff'] for n in ('random', 'recorded')):.1e}) "
+        f"and picks the same action on {checks['random']['observations']} random and "
+        f"{checks['recorded']['observations']} recorded observations"
     )
     return 0
 
@@ -128,6 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
             workers=args.workers,
+            header_timeout_s=args.header_timeout,
         )
     except (ManifestError, ValueError) as exc:
         print(f"lastmile serve: {exc}", file=sys.stderr)
@@ -136,7 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lastmile", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lastmile", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
@@ -147,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=40000, help="day k is seed + k (days unseen in training)")
     demo.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     demo.add_argument("overrides", nargs="*", help="scenario overrides, e.g. env.fleet.size=30")
+    demo.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     demo.set_defaults(func=cmd_demo)
 
     evaluate = sub.add_parser(
@@ -171,8 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", default="policy.onnx", help="the ONNX file to write (default: policy.onnx)")
     export.add_argument("--manifest", default=None, help="the manifest to write (default: <out>.json)")
     export.add_argument(
-        "--tolerance", type=float, default=1e-5, help="largest |onnxruntime - torch| accepted (default: 1e-5)"
+        "--tolerance",
+        type=float,
+        default=1e-5,
+        help="absolute part of the accepted |onnxruntime - torch| (default: 1e-5)",
     )
+    export.add_argument(
+        "--rtol",
+        type=float,
+        default=1e-5,
+        help="relative part: accepted |onnxruntime - torch| <= tolerance + rtol * |torch| (default: 1e-5)",
+    )
+    export.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     export.set_defaults(func=cmd_export)
 
     serve = sub.add_parser("serve", help="serve an exported policy over HTTP (POST /v1/dispatch; see /docs)")
@@ -198,6 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="server processes behind the socket; a decision uses one core (default: 1)",
     )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="close a connection whose request headers take longer than this (default: 10 s)",
+    )
+    serve.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     serve.set_defaults(func=cmd_serve)
 
     bench = sub.add_parser(
@@ -216,12 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """Run a subcommand behind the one error path (``lastmile_env.cli_errors``): exit code 2 and one line
+    for a user's mistake, ``--debug`` for the traceback."""
+
+    def run(args: list[str]) -> int:
+        parsed = build_parser().parse_args(args)
+        return int(parsed.func(parsed))
+
+    return run_cli(run, argv, "lastmile")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""Invariant soak: random masked steps on both envs across the shipped scenarios, invariants checked after
+every simulator event (``debug=True``); any violation stops the run with the scenario, seed and step.
+
+    python benchmarks/soak.py                          # 1,000,000 steps per env (hours on the 2-core box)
+    python benchmarks/soak.py --steps 20000 --scenarios small,default,peak --out benchmarks/results/soak.md
+
+Steps are spread evenly over the scenarios; each scenario plays seeded episodes (seed 0, 1, ...) with a
+seeded random choice among the valid actions, so a failure replays exactly. Prints (and with ``--out``
+writes) a table of steps, episodes and seconds per env and scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from lastmile_env.config import available_scenarios  # noqa: E402
+from lastmile_env.env import DispatchEnv  # noqa: E402
+from lastmile_env.routing_env import RoutingEnv  # noqa: E402
+
+ENVS = {"dispatch": DispatchEnv, "routing": RoutingEnv}
+
+
+def soak(env_name: str, scenario: str, steps: int, seed: int) -> tuple[int, int, float]:
+    """``steps`` random masked steps on a fresh env; returns (steps, episodes started, seconds)."""
+    env = ENVS[env_name](scenario, debug=True, invalid_action="raise")
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    episode, done_steps = seed * 1_000_000, 0
+    env.reset(seed=episode)
+    episodes = 1
+    while done_steps < steps:
+        valid = np.flatnonzero(env.action_masks())
+        try:
+            _, _, terminated, truncated, _ = env.step(int(rng.choice(valid)))
+        except Exception as exc:
+            raise SystemExit(
+                f"soak: {env_name} on {scenario}, episode seed {episode}, step {done_steps}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        done_steps += 1
+        if terminated or truncated:
+            episode += 1
+            episodes += 1
+            env.reset(seed=episode)
+    return done_steps, episodes, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=1_000_000, help="steps per env, over all scenarios")
+    parser.add_argument("--scenarios", default=",".join(available_scenarios()), help="comma-separated")
+    parser.add_argument("--envs", default="dispatch,routing")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="a Markdown record to write")
+    args = parser.parse_args()
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    envs = [e for e in args.envs.split(",") if e]
+    per_scenario = max(1, args.steps // len(scenarios))
+    load_before = os.getloadavg()[0]
+    rows, totals = [], {}
+    for env_name in envs:
+        total_steps, total_s = 0, 0.0
+        for scenario in scenarios:
+            steps, episodes, seconds = soak(env_name, scenario, per_scenario, args.seed)
+            rate = steps / seconds
+            rows.append(f"| {env_name} | {scenario} | {steps:,} | {episodes} | {seconds:.0f} | {rate:,.0f} |")
+            print(rows[-1], flush=True)
+            total_steps, total_s = total_steps + steps, total_s + seconds
+        totals[env_name] = (total_steps, total_s)
+    command = "python benchmarks/soak.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Invariant soak",
+        "",
+        f"`{command}`: random masked actions, `debug=True` (invariants after every event), no violation.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {load_before:.2f} before the "
+        f"run ({os.getloadavg()[0]:.2f} after; other processes share the CPUs).",
+        "",
+        "| env | scenario | steps | episodes | seconds | steps/s |",
+        "|---|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+        *(f"{name}: {steps:,} steps in {seconds:.0f} s." for name, (steps, seconds) in totals.items()),
+        "",
+    ]
+    print("\n".join(lines[-len(totals) - 1 :]))
+    if args.out is not None:
+        args.out.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
