@@ -3,8 +3,9 @@
 The routing env (``LastMile-Routing-v0``) takes any callable ``rule(sim)`` that makes the pending dispatch
 decision on the simulator (``sim.assign(v)``, ``sim.reject()`` or ``sim.defer()``), with an optional
 ``reset(seed)`` called at each episode start. The env package keeps one rule of its own, the default:
-cheapest insertion, the same choice as the ``insertion`` heuristic (which calls it). Any policy of
-``agents`` plays as a rule through ``agents.base.dispatch_rule`` (a name, a model zip or a policy).
+cheapest insertion, rejecting whenever that costs more than the rejection penalty (the choice of the
+``insertion_myopic`` heuristic; ``insertion`` rejects only when no vehicle is on time either). Any policy
+of ``agents`` plays as a rule through ``agents.base.dispatch_rule`` (a name, a model zip or a policy).
 """
 
 from __future__ import annotations

@@ -168,4 +168,4 @@ def test_solomon_an_unknown_instance_is_one_line():
         timeout=120,
     )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "unknown instance(s) NOPE1" in result.stderr
+    assert "instance not found: NOPE1" in result.stderr

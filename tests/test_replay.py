@@ -16,7 +16,7 @@ from PIL import Image
 from agents.base import run_episode
 from agents.heuristics import make_heuristic
 from agents.routing import GreedyRepriceRoute
-from lastmile_env.cli import main
+from lastmile_cli import main
 from lastmile_env.config import load_scenario
 from lastmile_env.replay import (
     ReplayError,

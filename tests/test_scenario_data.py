@@ -69,7 +69,12 @@ def test_a_bad_order_log_fails_the_evaluation_before_anything_runs(
     )
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "small_day.csv" in err and "line 2" in err and "Traceback" not in err
+    assert (
+        "error: " in err.splitlines()[0]
+        and "small_day.csv" in err
+        and "line 2" in err
+        and "Traceback" not in err
+    )
     assert not out.exists()
 
 

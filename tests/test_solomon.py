@@ -196,5 +196,7 @@ def test_the_benchmark_runs_on_a_users_files_with_their_best_known_costs(tmp_pat
     assert main([str(first), "--bks", str(bks), "--workers", "1"]) == 2  # no default distance column there
     err = capsys.readouterr().err
     assert (
-        err.startswith("error: ") and "no column 'bks_cost_distance_only'" in err and "Traceback" not in err
+        "error: " in err.splitlines()[0]
+        and "no column 'bks_cost_distance_only'" in err
+        and "Traceback" not in err
     )
