@@ -202,6 +202,12 @@ def test_the_benchmark_writes_rows_as_it_goes_skips_missing_instances_and_resume
     assert again[:2] == rows and [r["policy"] for r in again[2:]] == ["random"]  # nothing recomputed or lost
     benchmark(["greedy"], out, configs=configs, budget=budget, hindsight=False)  # all done: the report only
     assert (out / "results.csv").read_text().count("\n") == 4
+    text = (out / "results.csv").read_text()  # a run that failed (say, a bug since fixed) is run again
+    (out / "results.csv").write_text(text.replace(",ok\n", ",error: RuntimeError: boom\n", 1))
+    benchmark(["greedy"], out, configs=configs, budget=budget, hindsight=False)
+    with (out / "results.csv").open() as f:
+        final = list(csv.DictReader(f))
+    assert len(final) == 3 and all(r["status"] == "ok" for r in final)
 
 
 def test_the_benchmark_refuses_bad_input_before_any_work(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ reported in its units (total driving seconds) beside the published costs of the 
 A run is (instance, instance_seed, variant). Each policy plays it once (``run_day``); the hindsight problem
 (every request known, with its release time) is solved once per run. Results go to ``results.csv`` as each
 run finishes, so an interrupted benchmark keeps what it computed, and a second call with the same OUT
-skips the rows already there.
+skips the rows already there (a run whose status is an error is run again).
 """
 
 from __future__ import annotations
@@ -194,7 +194,13 @@ def benchmark(
     folder.mkdir(parents=True, exist_ok=True)
     results = folder / "results.csv"
     done = _read_done(results)
-    have = {(r["instance"], r["instance_seed"], r["policy"]) for r in done}
+    kept = [r for r in done if not r["status"].startswith("error")]  # a run that failed is run again
+    if len(kept) < len(done):
+        with results.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept)
+    have = {(r["instance"], r["instance_seed"], r["policy"]) for r in kept}
     todo = [
         DayTask(run, name, budget)
         for run in runs
