@@ -210,6 +210,20 @@ def test_the_benchmark_writes_rows_as_it_goes_skips_missing_instances_and_resume
     assert len(final) == 3 and all(r["status"] == "ok" for r in final)
 
 
+def test_the_static_variant_runs_every_customer_in_one_wave(tmp_path: Path) -> None:
+    configs = write_configs(
+        tmp_path / "configs.json",
+        [{"instance": N201.name, "instance_seed": 0, "static": True, "epoch_tlim": 300}],
+    )
+    out = benchmark(
+        ["greedy"], tmp_path / "out", configs=configs, static=True, budget=SolverBudget(max_iterations=50)
+    )
+    with (out / "results.csv").open() as f:
+        rows = {r["policy"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"greedy", "hindsight"} and all(r["status"] == "ok" for r in rows.values())
+    assert 126521 <= int(rows["greedy"]["cost"]) < 1.5 * 126521  # the .sol is the best known
+
+
 def test_the_benchmark_refuses_bad_input_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(EvaluationError, match="not found"):
         benchmark(["greedy"], tmp_path / "o", configs=tmp_path / "none.json")

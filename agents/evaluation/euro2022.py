@@ -127,7 +127,7 @@ def run_day(task: DayTask) -> dict[str, Any]:
             cost = day.cost
             status = "ok" if day.valid else f"invalid: {day.problems[0]}"
     except Exception as exc:  # reported in the results, see the docstring
-        cost, status = euro2022.INVALID_EPOCH_COST, f"error: {type(exc).__name__}: {exc}"
+        cost, status = euro2022.INVALID_EPOCH_COST, " ".join(f"error: {type(exc).__name__}: {exc}".split())
     row = {
         "instance": run.instance,
         "instance_seed": run.instance_seed,

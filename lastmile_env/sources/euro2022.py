@@ -209,7 +209,7 @@ def scenario(inst: Instance, path: str | Path, static: bool = False) -> Scenario
             "description": "EURO Meets NeurIPS 2022 dynamic VRPTW (ORTEC, CC BY-NC 4.0)",
             "shift_start_hour": 0.0,
             "graph": {"kind": "matrix", "path": str(path), "unit": "s"},
-            "orders": {"pickup_service_min": 0.0, "last_arrival_min": 0.0 if static else epochs[-1] * 60.0},
+            "orders": {"pickup_service_min": 0.0, "last_arrival_min": max(epochs[-1] * 60.0, 1.0)},
             "fleet": {
                 "size": inst.n_customers if static else MAX_REQUESTS_PER_EPOCH * n_epochs,
                 "shift_end_min": inst.day_end_s / 60.0,
