@@ -32,7 +32,7 @@ import numpy as np
 import pyvrp
 
 from lastmile_env.sim.simulator import Simulator
-from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle
+from lastmile_env.sim.types import Order, Vehicle
 from lastmile_env.solver_budget import SolverBudget
 from lastmile_env.vrp_travel import (
     DIST_SCALE,
@@ -49,10 +49,9 @@ WAVE_SEED = 1  # PyVRP seed by default (the competition's solver_seed)
 
 def available_vehicles(sim: Simulator, center: int, leave_min: float) -> list[Vehicle]:
     """The vehicles of ``center`` that are there, or back there, by ``leave_min`` (their plans done)."""
+    plans = {v.id: sim.plan(v.id) for v in sim.vehicles if v.home == center}
     return [
-        v
-        for v in sim.vehicles
-        if v.home == center and sim.plan(v.id).end_min <= leave_min + 1e-9 and sim.plan(v.id).feasible
+        sim.vehicles[i] for i, plan in plans.items() if plan.end_min <= leave_min + 1e-9 and plan.feasible
     ]
 
 
@@ -73,39 +72,16 @@ def solve_wave(
     for i in sorted(order_ids):
         by_center.setdefault(pool[i].center, []).append(pool[i])
     routes: list[tuple[int, list[int]]] = []
-    plans: dict[int, list[Stop]] = {}  # the vehicles' plans with the trips accepted so far
     for center, orders in sorted(by_center.items()):
         vehicles = available_vehicles(sim, center, leave_min)
         if not vehicles:
             continue
         for vid, ids in _solve_center(sim, center, orders, vehicles, leave_min, budget, seed):
-            if _extend_if_feasible(sim, plans, vid, ids):
+            mine = [trip for trip in routes if trip[0] == vid]  # the vehicle's trips accepted so far
+            if sim.price_trips([*mine, (vid, ids)])[vid][1].feasible:
                 routes.append((vid, ids))
     routed = {i for _, ids in routes for i in ids}
     return routes, sorted(set(order_ids) - routed)
-
-
-def _extend_if_feasible(
-    sim: Simulator, plans: dict[int, list[Stop]], vehicle_id: int, ids: Sequence[int]
-) -> bool:
-    """Append the trip to the vehicle's plan in ``plans`` when the simulator prices the result feasible
-    (its parcels leaving after the wave's margin, as ``release`` makes them)."""
-    leave_min = sim.now + sim.world.config.dispatch.wave_margin_min
-    orders = [sim.orders[i] for i in ids]
-    saved = [o.ready_min for o in orders]
-    for o in orders:
-        o.ready_min = max(o.ready_min, leave_min)
-    stops = list(plans.get(vehicle_id, sim.vehicles[vehicle_id].route))
-    stops += [Stop(StopKind.PICKUP, o.id, o.center) for o in orders]
-    stops += [Stop(StopKind.DELIVERY, o.id, o.loc) for o in orders]
-    try:
-        feasible = bool(sim.price(vehicle_id, stops).feasible)
-    finally:
-        for o, ready in zip(orders, saved, strict=True):
-            o.ready_min = ready
-    if feasible:
-        plans[vehicle_id] = stops
-    return feasible
 
 
 def _solve_center(

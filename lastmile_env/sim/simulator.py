@@ -575,32 +575,25 @@ class Simulator:
                 f"orders {missing} must be dispatched at this wave (waiting would make them late or this is "
                 "the last wave): release or reject them"
             )
-        leave_min = self.now + self.world.config.dispatch.wave_margin_min
-        old_ready = {int(i): pool[int(i)].ready_min for _, ids in routes for i in ids}
-        for i in old_ready:
-            pool[i].ready_min = max(pool[i].ready_min, leave_min)
-        new_routes: dict[int, list[Stop]] = {}
-        for vid, ids in routes:
-            stops = new_routes.setdefault(vid, list(self.vehicles[vid].route))
-            stops += [Stop(StopKind.PICKUP, int(i), pool[int(i)].center) for i in ids]
-            stops += [Stop(StopKind.DELIVERY, int(i), pool[int(i)].loc) for i in ids]
-        plans = {vid: self.price(vid, stops) for vid, stops in new_routes.items()}
-        infeasible = [vid for vid, plan in plans.items() if not plan.feasible]
+        priced = self.price_trips(routes)
+        infeasible = [vid for vid, (_, plan) in priced.items() if not plan.feasible]
         if infeasible:
-            for i, ready in old_ready.items():
-                pool[i].ready_min = ready
             raise SimulationError(
                 f"the routes for vehicles {infeasible} are infeasible (capacity or back by the shift end)"
             )
+        released = {int(i) for _, ids in routes for i in ids}
+        leave_min = self._wave_leave_min()
+        for i in released:
+            pool[i].ready_min = max(pool[i].ready_min, leave_min)
         added = 0.0
-        for vid, stops in new_routes.items():
-            v, plan = self.vehicles[vid], plans[vid]
+        for vid, (stops, plan) in priced.items():
+            v = self.vehicles[vid]
             added += plan.cost - self.plan(vid).cost
             v.route = stops
             self._plans[vid] = plan
             for m, stop in enumerate(stops):
                 order = self.orders[stop.order]
-                if stop.kind == StopKind.DELIVERY and order.id in old_ready:
+                if stop.kind == StopKind.DELIVERY and order.id in released:
                     order.status = OrderStatus.ASSIGNED
                     order.vehicle = vid
                     order.decided_min = self.now
@@ -620,13 +613,36 @@ class Simulator:
         self.deferred = [o for o in self.deferred if o.id not in gone]
         self.wave_pending = False
         self._insertions = {}
-        for vid in new_routes:
+        for vid in priced:
             v = self.vehicles[vid]
             if v.current is None and not v.returning:
                 self._start_next(v)
             self._update_etas(v)
         self._check()
         return added
+
+    def price_trips(
+        self, trips: Sequence[tuple[int, Sequence[int]]]
+    ) -> dict[int, tuple[list[Stop], PlanEval]]:
+        """Wave mode: for each vehicle of ``trips`` (``(vehicle, order ids)``, as ``release`` takes them), its
+        plan with its trips appended (collect the parcels at their centers, then deliver in order) and that
+        plan's schedule and cost, the parcels leaving no earlier than the wave + its margin, as ``release``
+        would make them. Nothing changes."""
+        orders = {int(i): self.orders[int(i)] for _, ids in trips for i in ids}
+        saved = {i: o.ready_min for i, o in orders.items()}
+        leave_min = self._wave_leave_min()
+        for o in orders.values():
+            o.ready_min = max(o.ready_min, leave_min)
+        try:
+            plans: dict[int, list[Stop]] = {}
+            for vid, ids in trips:
+                stops = plans.setdefault(vid, list(self.vehicles[vid].route))
+                stops += [Stop(StopKind.PICKUP, int(i), self.orders[int(i)].center) for i in ids]
+                stops += [Stop(StopKind.DELIVERY, int(i), self.orders[int(i)].loc) for i in ids]
+            return {vid: (stops, self.price(vid, stops)) for vid, stops in plans.items()}
+        finally:
+            for i, ready in saved.items():
+                orders[i].ready_min = ready
 
     def route(self, index: int) -> float:
         """Routing mode: serve stop ``index`` of the pending vehicle's plan next (moved to the front, the
@@ -826,6 +842,10 @@ class Simulator:
     def _next_tick(self) -> float:
         tick = self.world.config.dispatch.tick_min
         return (math.floor(self.now / tick + 1e-9) + 1) * tick
+
+    def _wave_leave_min(self) -> float:
+        """Wave mode: when the parcels of the pending wave may leave their center at the earliest."""
+        return self.now + self.world.config.dispatch.wave_margin_min
 
     def _wave_times(self) -> list[float]:
         """Wave mode: every wave of the day, from ``wave_start_min`` up to the first wave at or after the
