@@ -290,23 +290,28 @@ def _fleet(
     specs: list[VehicleSpec] = []
     for t, count in zip(types, counts, strict=True):
         for _ in range(count):
-            specs.append(
-                VehicleSpec(
-                    type_name=t.name,
-                    capacity=t.capacity,
-                    speed_factor=t.speed_factor,
-                    cost_per_km=t.cost_per_km,
-                    cost_per_hour=t.cost_per_hour,
-                    home=len(specs) % n_depots,
-                    shift_end_min=cfg.fleet.shift_end_min,
-                    mode=profiles.index(_profile(t)),
-                    mode_name=t.mode,
-                    range_km=math.inf if t.range_km is None else t.range_km,
-                    recharge_min=t.recharge_min,
-                    returns_home=cfg.fleet.idle_at == "home",
-                )
-            )
+            specs.append(_spec(cfg, t, profiles, home=len(specs) % n_depots))
     return tuple(specs)
+
+
+def _spec(cfg: ScenarioConfig, t: VehicleType, profiles: list[tuple], home: int, **shift: Any) -> VehicleSpec:
+    """A vehicle of type ``t`` based at center ``home``, on the scenario's shift unless ``shift`` (a roster
+    entry's ``shift_end_min``, ``start_node``, ``start_min``) says otherwise."""
+    return VehicleSpec(
+        type_name=t.name,
+        capacity=t.capacity,
+        speed_factor=t.speed_factor,
+        cost_per_km=t.cost_per_km,
+        cost_per_hour=t.cost_per_hour,
+        home=home,
+        shift_end_min=shift.pop("shift_end_min", cfg.fleet.shift_end_min),
+        mode=profiles.index(_profile(t)),
+        mode_name=t.mode,
+        range_km=math.inf if t.range_km is None else t.range_km,
+        recharge_min=t.recharge_min,
+        returns_home=cfg.fleet.idle_at == "home",
+        **shift,
+    )
 
 
 def _roster(
@@ -339,23 +344,9 @@ def _roster(
             home = int(np.argmin(matrix.time_min[start, :n_depots] + matrix.time_min[:n_depots, start]))
         else:
             home = i % n_depots
+        end_min = cfg.fleet.shift_end_min if entry.end_min is None else entry.end_min
         specs.append(
-            VehicleSpec(
-                type_name=t.name,
-                capacity=t.capacity,
-                speed_factor=t.speed_factor,
-                cost_per_km=t.cost_per_km,
-                cost_per_hour=t.cost_per_hour,
-                home=home,
-                shift_end_min=cfg.fleet.shift_end_min if entry.end_min is None else entry.end_min,
-                mode=profiles.index(_profile(t)),
-                mode_name=t.mode,
-                range_km=math.inf if t.range_km is None else t.range_km,
-                recharge_min=t.recharge_min,
-                start_node=start,
-                start_min=entry.start_min,
-                returns_home=cfg.fleet.idle_at == "home",
-            )
+            _spec(cfg, t, profiles, home, shift_end_min=end_min, start_node=start, start_min=entry.start_min)
         )
     return tuple(specs)
 
