@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import networkx as nx
 import numpy as np
@@ -429,7 +430,19 @@ def _load_cached(
 def _save_cached(
     file: Path, cache_key: str, time_min: np.ndarray, dist_km: np.ndarray, predecessors: np.ndarray
 ) -> None:
-    """Write the cache atomically (temp file + ``os.replace``); failure only warns: the cache is optional."""
+    """Write the travel-matrix cache (see ``save_cache``)."""
+    arrays = {
+        "key": np.array(cache_key),
+        "time_min": time_min,
+        "dist_km": dist_km,
+        "predecessors": predecessors,
+    }
+    save_cache(file, "travel-matrix cache", arrays)
+
+
+def save_cache(file: Path, what: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write a cache of arrays atomically (temp file + ``os.replace``); failure only warns: a cache is
+    optional. ``what`` names it in the warning."""
     tmp_name = None
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -437,11 +450,9 @@ def _save_cached(
             dir=file.parent, prefix=file.stem, suffix=".tmp", delete=False
         ) as tmp:
             tmp_name = tmp.name
-            np.savez(
-                tmp, key=np.array(cache_key), time_min=time_min, dist_km=dist_km, predecessors=predecessors
-            )
+            np.savez(tmp, allow_pickle=False, **cast(dict[str, Any], arrays))
         os.replace(tmp_name, file)
     except OSError as exc:
-        warnings.warn(f"could not write travel-matrix cache {file}: {exc}", UserWarning, stacklevel=3)
+        warnings.warn(f"could not write {what} {file}: {exc}", UserWarning, stacklevel=4)
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)

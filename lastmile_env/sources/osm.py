@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import math
-import os
 import tempfile
 import warnings
 import zipfile
@@ -30,6 +29,7 @@ from lastmile_env.graph import (
     assign_speeds,
     default_cache_dir,
     largest_strongly_connected,
+    save_cache,
 )
 from lastmile_env.network import Network, register
 
@@ -192,19 +192,7 @@ def _save_cached_graph(file: Path, g: nx.DiGraph) -> None:
         "maxspeed_kmh": np.array([d.get("maxspeed_kmh", np.nan) for _, _, d in edges], dtype=np.float64),
         "projection": np.array([proj[k] for k in _PROJECTION_KEYS], dtype=np.float64),
     }
-    tmp_name = None
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=file.parent, prefix=file.stem, suffix=".tmp", delete=False
-        ) as tmp:
-            tmp_name = tmp.name
-            np.savez(tmp, allow_pickle=False, **arrays)
-        os.replace(tmp_name, file)
-    except OSError as exc:
-        warnings.warn(f"could not write map cache {file}: {exc}", UserWarning, stacklevel=3)
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
+    save_cache(file, "map cache", arrays)
 
 
 def _load_cached_graph(file: Path, path: Path) -> nx.DiGraph | None:
