@@ -95,6 +95,16 @@ def test_a_pre_booked_day_is_planned_in_one_wave() -> None:
     assert sim.summary()["on_time_rate"] > 0.95
 
 
+def test_a_pre_booked_day_can_wait_for_later_waves() -> None:
+    sim = Simulator(world_for(load_scenario("static_day")), 0)
+    sim.next_decision()
+    assert sim.now == 0.0 and sim.last_wave_min == 540.0
+    must = sim.must_dispatch()
+    assert not must.all()  # at 8:00 an order may wait for a later wave (the last one is at 17:00)
+    with pytest.raises(ConfigError, match="last_wave_min"):
+        load_scenario("small", {**WAVE, "dispatch.last_wave_min": 10.0})  # before the last arrival
+
+
 def test_the_wave_router_uses_only_vehicles_back_at_the_center() -> None:
     sim = wave_sim(**{"orders.known_at_start": True, "fleet.size": 1})
     sim.next_decision()
