@@ -77,6 +77,7 @@ from lastmile_env.sim.world import World
 
 if TYPE_CHECKING:
     from lastmile_env.generators import OrderGenerator
+    from lastmile_env.sim.invariants import LegAudit
 
 # The live-ETA error is measured on the ETA in force this long before the actual delivery.
 LIVE_ETA_LEAD_MIN = 30.0
@@ -172,6 +173,7 @@ class Simulator:
         self.leg_stops: list[Stop | None] = []  # the stop each leg of ``legs`` drives to (None: the way home)
         # km each vehicle had flown since its last charge before the first leg (a snapshot's drones)
         self.start_flown_km = [0.0] * world.n_vehicles
+        self._leg_audit: LegAudit | None = None  # debug mode: the legs already checked
         self._queue: list[tuple[float, int, int, int]] = []  # (time, kind, seq, index)
         self._seq = 0
         for o in self.orders:
@@ -1101,9 +1103,11 @@ class Simulator:
 
     def _check(self) -> None:
         if self.debug:
-            from lastmile_env.sim.invariants import check_invariants
+            from lastmile_env.sim.invariants import LegAudit, check_invariants
 
-            check_invariants(self)
+            if self._leg_audit is None:
+                self._leg_audit = LegAudit()
+            check_invariants(self, self._leg_audit)
 
     # --------------------------------------------------------------------------------------- results
     def summary(self) -> dict[str, Any]:
