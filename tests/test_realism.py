@@ -21,6 +21,7 @@ from lastmile_env.sim import (
     check_invariants,
     world_for,
 )
+from lastmile_env.sim.invariants import LegAudit
 from lastmile_env.sim.world import World
 from tests.conftest import fixed_orders
 
@@ -107,6 +108,26 @@ def test_invariants_catch_a_leg_that_does_not_match_its_factor():
     sim.legs[3] = (vid, src, dst, depart, arrive, factor * 1.1)
     with pytest.raises(InvariantError, match="arrived"):
         check_invariants(sim)
+
+
+def test_a_leg_audit_checks_new_legs_and_starts_over_when_the_checked_ones_changed():
+    sim = random_day(Simulator(with_options(world_for(load_scenario("small")), NOISY), 3), 3)
+    audit = LegAudit()
+    check_invariants(sim, audit)
+    assert audit.checked == len(sim.legs) > 3 and audit.km == pytest.approx(
+        sum(v.dist_km for v in sim.vehicles)
+    )
+    vid, src, dst, depart, arrive, factor = sim.legs[-1]
+    sim.legs[-1] = (vid, src, dst, depart, arrive + 1.0, factor)  # the last checked leg changed: all again
+    with pytest.raises(InvariantError, match="arrived"):
+        check_invariants(sim, audit)
+    sim.legs[-1] = (vid, src, dst, depart, arrive, factor)
+    check_invariants(sim, LegAudit())
+    audit = LegAudit()
+    check_invariants(sim, audit)
+    sim.legs.append((vid, dst, src, arrive, arrive, 1.0))  # a new leg that takes no time
+    with pytest.raises(InvariantError, match="arrived"):
+        check_invariants(sim, audit)
 
 
 # ------------------------------------------------------------------------------------------ live ETAs
