@@ -140,6 +140,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             workers=args.workers,
             header_timeout_s=args.header_timeout,
+            reoptimize_every_min=args.reoptimize_every,
+            reopt_iterations=args.reopt_iterations,
         )
     except (ManifestError, ValueError) as exc:
         print(f"lastmile serve: {exc}", file=sys.stderr)
@@ -227,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="S",
         help="close a connection whose request headers take longer than this (default: 10 s)",
+    )
+    serve.add_argument(
+        "--reoptimize-every",
+        type=float,
+        default=None,
+        metavar="MIN",
+        help="the served policy re-plans the fleet this often (POST /v1/reoptimize; the shipped `learned` "
+        "is its network plus PyVRP every 30 min): GET /v1/model tells clients (default: the network alone)",
+    )
+    serve.add_argument(
+        "--reopt-iterations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="PyVRP iterations per POST /v1/reoptimize (default: reopt's 50; deterministic)",
     )
     serve.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     serve.set_defaults(func=cmd_serve)

@@ -1,6 +1,8 @@
 """``lastmile serve``: the dispatch policy behind a small FastAPI app (torch-free, see ``serving.runtime``).
 
-Endpoints: ``POST /v1/dispatch`` (a snapshot -> the decision), ``GET /v1/model`` (the manifest),
+Endpoints: ``POST /v1/dispatch`` (a snapshot -> the decision), ``POST /v1/reoptimize`` (a snapshot -> every
+vehicle's plan re-optimized by PyVRP: the served policy's periodic re-planning, ``reoptimize_every_min`` in
+``GET /v1/model``), ``GET /v1/model`` (the manifest),
 ``GET /v1/scenario`` (centers, fleet slots and defaults for building requests), ``GET /healthz``, and
 FastAPI's ``/openapi.json`` and ``/docs``. With a token (``--token`` or ``LASTMILE_TOKEN``) the ``/v1``
 endpoints need ``Authorization: Bearer <token>`` (401 otherwise); ``/healthz`` stays open for probes.
@@ -40,7 +42,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -49,7 +51,14 @@ from lastmile_env.sim.invariants import InvariantError
 from lastmile_env.sim.simulator import InfeasibleAssignment, SimulationError
 from serving.manifest import Manifest, load_manifest
 from serving.runtime import Dispatcher, SnapshotError, field_path
-from serving.schema import DispatchRequest, DispatchResponse, ErrorResponse, ScenarioInfo
+from serving.schema import (
+    DispatchRequest,
+    DispatchResponse,
+    ErrorResponse,
+    ReoptimizeResponse,
+    ScenarioInfo,
+    SnapshotIn,
+)
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # a 20-vehicle snapshot is ~30 kB
 DEFAULT_HEADER_TIMEOUT_S = 10.0
@@ -61,6 +70,11 @@ class ModelInfo(Manifest):
     """``GET /v1/model``: the manifest and what the server warns about it."""
 
     warnings: list[str] = Field(default_factory=list, description="e.g. served on another scenario")
+    reoptimize_every_min: float | None = Field(
+        None,
+        description="the served policy re-plans the fleet this often: call POST /v1/reoptimize at that "
+        "rhythm (null: the network alone decides, plans change only by dispatch decisions)",
+    )
 
 
 def _error(loc: Sequence[str | int], msg: str, kind: str = "value_error") -> JSONResponse:
@@ -85,19 +99,23 @@ def _invalid(errors: Sequence[Any], prefix: tuple[str, ...] = ()) -> JSONRespons
     return JSONResponse({"detail": items}, status_code=422)
 
 
-_REF = {"$ref": "#/components/schemas/DispatchRequest"}
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that parses ``model`` itself."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus the request model that ``/v1/dispatch`` parses itself."""
+    """FastAPI's schema plus the request models that ``/v1/dispatch`` and ``/v1/reoptimize`` parse."""
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        request = DispatchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(request.pop("$defs", {}))
-        components["DispatchRequest"] = request
+        for model in (DispatchRequest, SnapshotIn):
+            request = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(request.pop("$defs", {}))
+            components[model.__name__] = request
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -244,33 +262,29 @@ def create_app(
     async def model() -> ModelInfo:
         """The model's manifest (observation layout, actions, hash, training run, export checks) and
         ``warnings``: e.g. that the served scenario is not the one the model was trained on."""
-        return ModelInfo(**dispatcher.manifest.model_dump(), warnings=dispatcher.warnings)
+        return ModelInfo(
+            **dispatcher.manifest.model_dump(),
+            warnings=dispatcher.warnings,
+            reoptimize_every_min=dispatcher.reoptimize_every_min,
+        )
 
     @app.get("/v1/scenario", dependencies=[Depends(authorize)], responses=unauthorized)
     async def scenario() -> ScenarioInfo:
         """Centers, fleet slots (the vehicle ids a request uses) and the defaults of the loaded scenario."""
         return dispatcher.scenario_info()
 
-    @app.post(
-        "/v1/dispatch",
-        response_model=DispatchResponse,
-        dependencies=[Depends(authorize)],
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _REF}}}},
-        responses={
-            **unauthorized,
-            413: {"description": "too large"},
-            415: {"description": "the body is not declared JSON (Content-Type: application/json)"},
-        },
-    )
-    async def dispatch(request: Request) -> Response:
-        """Decide the snapshot's new order: a vehicle (its new plan and the promised ETA) or reject.
+    posted: dict[int | str, dict[str, Any]] = {
+        **unauthorized,
+        413: {"description": "too large"},
+        415: {"description": "the body is not declared JSON (Content-Type: application/json)"},
+    }
 
-        The body (a ``DispatchRequest``) is parsed and validated in one pass by pydantic's JSON parser
-        (FastAPI would build Python objects first, then validate them: twice the work for a ~30 kB
-        snapshot). The decision takes a few milliseconds of CPU, so it runs on the event loop: a thread pool
-        would only add hand-offs (the work holds the GIL). The response is serialized directly (its values
-        come from the simulator, there is nothing to validate again).
-        """
+    async def answer(request: Request, model: type[SnapshotIn], work: Any) -> Response:
+        """Read and validate the body as ``model`` in one pass (pydantic's JSON parser: FastAPI would build
+        Python objects first, then validate them, twice the work for a ~30 kB snapshot), run
+        ``work(body, request_id)`` and serialize its response directly (its values come from the simulator:
+        nothing to validate again). The work takes milliseconds of CPU, so it runs on the event loop: a
+        thread pool would only add hand-offs (it holds the GIL). Every request problem is a 4xx."""
         started = time.perf_counter()
         request_id = request.headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
         content_type = request.headers.get("content-type", "")
@@ -285,12 +299,12 @@ def create_app(
             log.info("request %s: the client disconnected before sending the whole body", request_id)
             return Response(status_code=400)
         try:
-            body = DispatchRequest.model_validate_json(raw)
+            body = model.model_validate_json(raw)
         except ValidationError as exc:
             return _invalid(exc.errors(include_url=False, include_input=False), prefix=("body",))
-        decide_started = time.perf_counter()
+        work_started = time.perf_counter()
         try:
-            decision = dispatcher.decide(body, request_id)
+            result = work(body, request_id)
         except SnapshotError as exc:
             raise _Unprocessable(_error(("body", *exc.loc), exc.msg)) from None
         except (InvariantError, SimulationError, InfeasibleAssignment) as exc:
@@ -299,13 +313,38 @@ def create_app(
             ) from None
         finished = time.perf_counter()
         timing = (
-            f"decide;dur={(finished - decide_started) * 1e3:.3f}, total;dur={(finished - started) * 1e3:.3f}"
+            f"decide;dur={(finished - work_started) * 1e3:.3f}, total;dur={(finished - started) * 1e3:.3f}"
         )
         return Response(
-            decision.model_dump_json(),
+            result.model_dump_json(),
             media_type="application/json",
             headers={"X-Request-ID": request_id, "Server-Timing": timing},
         )
+
+    @app.post(
+        "/v1/dispatch",
+        response_model=DispatchResponse,
+        dependencies=[Depends(authorize)],
+        openapi_extra=_body(DispatchRequest),
+        responses=posted,
+    )
+    async def dispatch(request: Request) -> Response:
+        """Decide the snapshot's new order (a ``DispatchRequest``): a vehicle (its new plan and the promised
+        ETA) or reject."""
+        return await answer(request, DispatchRequest, dispatcher.decide)
+
+    @app.post(
+        "/v1/reoptimize",
+        response_model=ReoptimizeResponse,
+        dependencies=[Depends(authorize)],
+        openapi_extra=_body(SnapshotIn),
+        responses=posted,
+    )
+    async def reoptimize(request: Request) -> Response:
+        """Re-plan the whole fleet of a snapshot (a ``SnapshotIn``: no new order) with PyVRP; the plans
+        come back re-optimized when that lowers their expected cost, else as sent (``applied``). A policy
+        served with ``reoptimize_every_min`` (``GET /v1/model``) expects this call at that rhythm."""
+        return await answer(request, SnapshotIn, dispatcher.reoptimize)
 
     @app.exception_handler(_Unprocessable)
     async def unprocessable(request: Request, exc: _Unprocessable) -> JSONResponse:
@@ -338,7 +377,13 @@ SETTINGS_ENV = "LASTMILE_SERVE_SETTINGS"  # how ``serve`` hands its settings to 
 def _load(settings: dict[str, Any]) -> FastAPI:
     """Load the model for the scenario, warm it up and build the app (once per server process)."""
     started = time.perf_counter()
-    dispatcher = Dispatcher(settings["model"], settings["scenario"], settings["manifest"])
+    dispatcher = Dispatcher(
+        settings["model"],
+        settings["scenario"],
+        settings["manifest"],
+        reoptimize_every_min=settings.get("reoptimize_every_min"),
+        reopt_iterations=settings.get("reopt_iterations"),
+    )
     dispatcher.warm_up()
     token = resolve_token(None)
     log.info(
@@ -423,8 +468,11 @@ def serve(
     log_level: str = "info",
     workers: int = 1,
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+    reoptimize_every_min: float | None = None,
+    reopt_iterations: int | None = None,
 ) -> None:
-    """Serve the model for the scenario until interrupted (``lastmile serve``).
+    """Serve the model for the scenario until interrupted (``lastmile serve``); ``reoptimize_every_min`` /
+    ``reopt_iterations``: the served policy re-plans the fleet (``POST /v1/reoptimize``), see ``Dispatcher``.
 
     A decision holds the GIL for its few milliseconds of CPU, so one process uses one core; ``workers > 1``
     runs that many processes behind one socket (uvicorn's supervisor restarts a worker that dies), each
@@ -432,6 +480,10 @@ def serve(
     option, model or manifest fails here (ValueError, ManifestError), before any worker starts.
     """
     check_serve_options(host, port, max_body_bytes, workers, header_timeout_s)
+    if reoptimize_every_min is not None and not reoptimize_every_min > 0:
+        raise ValueError(f"--reoptimize-every must be > 0 minutes, got {reoptimize_every_min}")
+    if reopt_iterations is not None and reopt_iterations < 1:
+        raise ValueError(f"--reopt-iterations must be >= 1, got {reopt_iterations}")
     configure_logging(log_level)
     load_manifest(model, manifest)  # ManifestError before anything starts
     settings = {
@@ -441,6 +493,8 @@ def serve(
         "max_body_bytes": max_body_bytes,
         "log_level": log_level,
         "header_timeout_s": header_timeout_s,
+        "reoptimize_every_min": reoptimize_every_min,
+        "reopt_iterations": reopt_iterations,
         "supervisor_pid": os.getpid(),
     }
     token = resolve_token(token)

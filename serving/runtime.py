@@ -28,6 +28,7 @@ import numpy as np
 import onnxruntime as ort
 
 from agents.base import DEFER, REJECT, decision_from_logits
+from agents.heuristics.reopt import ReoptPolicy
 from agents.heuristics.rules import InsertionPolicy
 from lastmile_env.config import ScenarioConfig, load_scenario, training_scenario_warning
 from lastmile_env.observations import DispatchObservation
@@ -42,8 +43,11 @@ from serving.schema import (
     FleetSlot,
     NewOrderIn,
     PlannedStop,
+    ReoptimizeResponse,
     ScenarioInfo,
+    SnapshotIn,
     VehicleIn,
+    VehiclePlan,
 )
 
 log = logging.getLogger("lastmile.serving.decisions")
@@ -94,6 +98,11 @@ class Dispatcher:
         scenario: the scenario whose road graph, fleet and costs the live system runs (name, YAML path or
             config).
         manifest_path: default ``<model>.json``; checked against this code and the model's sha256.
+        reoptimize_every_min: the policy served re-optimizes the fleet's plans this often (``learned`` is
+            the network plus PyVRP every 30 min): the client calls ``reoptimize`` (``POST /v1/reoptimize``)
+            at that rhythm; None: the network alone. ``reoptimize`` works either way.
+        reopt_iterations: PyVRP's iterations per re-optimization (default: ``reopt``'s, 50); the result
+            depends only on the snapshot.
     """
 
     def __init__(
@@ -101,7 +110,15 @@ class Dispatcher:
         model_path: str | Path,
         scenario: str | Path | ScenarioConfig,
         manifest_path: str | Path | None = None,
+        reoptimize_every_min: float | None = None,
+        reopt_iterations: int | None = None,
     ) -> None:
+        if reoptimize_every_min is not None and not reoptimize_every_min > 0:
+            raise ValueError(f"reoptimize_every_min must be positive, got {reoptimize_every_min}")
+        if reopt_iterations is not None and reopt_iterations < 1:
+            raise ValueError(f"reopt_iterations must be >= 1, got {reopt_iterations}")
+        self.reoptimize_every_min = reoptimize_every_min
+        self._reopt = ReoptPolicy(max_iterations=reopt_iterations, seed=0)
         self.manifest: Manifest = load_manifest(model_path, manifest_path)
         self.config = load_scenario(scenario)
         warning = training_scenario_warning(self.manifest.training, self.config)
@@ -281,13 +298,8 @@ class Dispatcher:
             decision, again = "defer", sim.now
         else:
             sim.assign(action)
-            v, plan = sim.vehicles[action], sim.plan(action)
             vehicle_id, eta = snap.vehicle_ids[action], order.promised_eta_min
-            if v.current is not None:
-                stops.append(self._stop_out(snap, v.current, v.current_start_min, under_way=True))
-            stops += [
-                self._stop_out(snap, s, float(plan.starts_min[k]), False) for k, s in enumerate(v.route)
-            ]
+            stops = self._plan_out(snap, action)
         # Built from the simulator's own values: constructed without validating them again.
         return DispatchResponse.model_construct(
             request_id=request_id,
@@ -301,6 +313,38 @@ class Dispatcher:
             model_sha256=self.manifest.model_sha256,
             latency_ms=(time.perf_counter() - started) * 1e3,
         )
+
+    def reoptimize(self, request: SnapshotIn, request_id: str = "") -> ReoptimizeResponse:
+        """Every vehicle's plan re-optimized: PyVRP proposes plans for the whole fleet (``reopt``'s model and
+        budget, seed 0) and the simulator keeps them only when it prices them lower.
+
+        Raises SnapshotError / InvariantError / SimulationError as ``decide`` does.
+        """
+        started = time.perf_counter()
+        snap = self.snapshot(request)
+        sim = snap.sim
+        before = sim.expected_cost
+        applied = self._reopt.reoptimize(sim) != 0.0
+        return ReoptimizeResponse.model_construct(
+            request_id=request_id,
+            applied=applied,
+            cost_before=before,
+            cost_after=sim.expected_cost,
+            plans=[
+                VehiclePlan.model_construct(vehicle_id=vid, stops=self._plan_out(snap, vi))
+                for vi, vid in enumerate(snap.vehicle_ids)
+            ],
+            solver=self._reopt.budget.describe(),
+            latency_ms=(time.perf_counter() - started) * 1e3,
+        )
+
+    def _plan_out(self, snap: Snapshot, vi: int) -> list[PlannedStop]:
+        """Vehicle ``vi``'s plan as the API gives it: the stop under way first, then the planned stops."""
+        v, plan = snap.sim.vehicles[vi], snap.sim.plan(vi)
+        stops = [] if v.current is None else [self._stop_out(snap, v.current, v.current_start_min, True)]
+        return stops + [
+            self._stop_out(snap, s, float(plan.starts_min[k]), False) for k, s in enumerate(v.route)
+        ]
 
     def _stop_out(self, snap: Snapshot, stop: Stop, start_min: float, under_way: bool) -> PlannedStop:
         return PlannedStop.model_construct(
@@ -327,11 +371,13 @@ class Dispatcher:
             )
         return center
 
-    def snapshot(self, request: DispatchRequest) -> Snapshot:
-        """Check the request against itself and the scenario and build the simulator at the decision.
+    def snapshot(self, request: SnapshotIn) -> Snapshot:
+        """Check the request against itself and the scenario and build the simulator at the decision (a
+        ``DispatchRequest``: its new order pending) or at the snapshot's time (no decision pending).
 
         Vehicles are placed in fleet order; orders keep the request's order, the new one last.
         """
+        new_order = request.new_order if isinstance(request, DispatchRequest) else None
         world, now = self.world, request.now_min
         slots: dict[int, tuple[int, VehicleIn]] = {}
         for i, v in enumerate(request.vehicles):
@@ -379,8 +425,8 @@ class Dispatcher:
             order_index[o.id] = j
             center, address = self._center(o.center, ("orders", j)), self._key(o.node, ("orders", j))
             places.append((address, center) if o.kind == "return" else (center, address))
-        if request.new_order.id in order_index:
-            raise SnapshotError(("new_order", "id"), f"{request.new_order.id!r} is already one of the orders")
+        if new_order is not None and new_order.id in order_index:
+            raise SnapshotError(("new_order", "id"), f"{new_order.id!r} is already one of the orders")
 
         # The plans as simulator stops; each order on one vehicle, at most one pickup, then one delivery.
         vehicle_of: dict[int, int] = {}
@@ -444,12 +490,14 @@ class Dispatcher:
                     is_return=is_return,
                 )
             )
-        orders.append(self._new_order(request, len(orders)))
+        if new_order is not None:
+            orders.append(self._new_order(new_order, now, len(orders)))
         vehicles = [
             self._vehicle(vi, slot, slots[slot], plans[vi], orders, on_board[vi], now)
             for vi, slot in enumerate(present)
         ]
-        sim = Simulator.from_snapshot(world, now, orders, vehicles, pending=len(orders) - 1)
+        pending = None if new_order is None else len(orders) - 1
+        sim = Simulator.from_snapshot(world, now, orders, vehicles, pending=pending)
         self._check_batteries(sim, [slots[slot] for slot in present])
         counters = request.counters
         if counters is not None:
@@ -457,8 +505,8 @@ class Dispatcher:
             if counters.orders_arrived < settled + len(orders):
                 raise SnapshotError(
                     ("counters", "orders_arrived"),
-                    f"{counters.orders_arrived} is fewer than the settled orders ({settled}), the open ones "
-                    f"({len(orders) - 1}) and the new one",
+                    f"{counters.orders_arrived} is fewer than the settled orders ({settled}) and the open "
+                    f"ones ({len(request.orders)}{' and the new one' if new_order is not None else ''})",
                 )
             # Simulator.from_snapshot knows only the snapshot's orders; the day's counters feed the
             # observation's global features (backlog, on-time rate, rejected share, arrivals).
@@ -467,7 +515,7 @@ class Dispatcher:
         return Snapshot(
             sim=sim,
             vehicle_ids=[slots[slot][1].id for slot in present],
-            order_ids=[o.id for o in request.orders] + [request.new_order.id],
+            order_ids=[o.id for o in request.orders] + ([] if new_order is None else [new_order.id]),
             missing=[vid for slot, vid in enumerate(self.fleet_ids) if slot not in slots],
         )
 
@@ -481,8 +529,7 @@ class Dispatcher:
                     f"range of {sim.vehicles[vi].range_km} km",
                 )
 
-    def _new_order(self, request: DispatchRequest, index: int) -> Order:
-        new, now = request.new_order, request.now_min
+    def _new_order(self, new: NewOrderIn, now: float, index: int) -> Order:
         loc = self._key(new.node, ("new_order",))
         center = (
             int(self.world.nearest_depot[loc])

@@ -193,14 +193,21 @@ class Counters(_Model):
     rejected: Count = 0
 
 
-class DispatchRequest(_Model):
-    """A decision point: the time, the fleet with its plans, the orders they refer to and the new order."""
+class SnapshotIn(_Model):
+    """The live system now: the time, the fleet with its plans and the orders they refer to.
+
+    As it stands, the body of ``POST /v1/reoptimize``."""
 
     now_min: Minutes
     vehicles: list[VehicleIn] = Field(min_length=1, max_length=1000)
     orders: list[OrderIn] = Field(default_factory=list, max_length=100_000)
-    new_order: NewOrderIn
     counters: Counters | None = None
+
+
+class DispatchRequest(SnapshotIn):
+    """A decision point: the time, the fleet with its plans, the orders they refer to and the new order."""
+
+    new_order: NewOrderIn
 
 
 class PlannedStop(BaseModel):
@@ -230,6 +237,27 @@ class DispatchResponse(BaseModel):
     fallback_reason: str | None = None
     model_sha256: str
     latency_ms: float = Field(description="time the server spent on the decision")
+
+
+class VehiclePlan(BaseModel):
+    """One vehicle's plan: the stop under way first (if any), then the planned stops."""
+
+    vehicle_id: str
+    stops: list[PlannedStop]
+
+
+class ReoptimizeResponse(BaseModel):
+    """Every vehicle's plan after re-optimization: PyVRP proposes new plans for the whole fleet and the
+    simulator keeps them only when it prices them lower (``applied``); otherwise the plans come back as
+    they were sent. Costs are the expected cost of the remaining plans, in the scenario's units."""
+
+    request_id: str
+    applied: bool
+    cost_before: float
+    cost_after: float
+    plans: list[VehiclePlan]
+    solver: str = Field(description="the PyVRP budget of the solve, e.g. '50 iterations'")
+    latency_ms: float = Field(description="time the server spent on the re-optimization")
 
 
 class ErrorItem(BaseModel):

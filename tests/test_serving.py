@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.base import DEFER, run_episode
+from agents.base import DEFER, apply, run_episode
+from agents.heuristics.reopt import ReoptPolicy
 from agents.heuristics.rules import InsertionPolicy
 from agents.learned.policy import LearnedPolicy
 from lastmile_env.config import REPO_ROOT, load_scenario
@@ -83,7 +84,11 @@ def test_model_endpoint_serves_the_manifest(client, model):
     response = client.get("/v1/model")
     assert response.status_code == 200
     manifest = json.loads(model[1].with_name("policy.onnx.json").read_text())
-    assert response.json() == {**manifest, "warnings": []}  # served on its training scenario
+    assert response.json() == {
+        **manifest,
+        "warnings": [],
+        "reoptimize_every_min": None,
+    }  # on its training scenario
 
 
 def test_scenario_and_openapi(client):
@@ -687,3 +692,67 @@ def test_van_requests_are_unchanged_by_the_battery_field(client, request_body):
     decided = [client.post("/v1/dispatch", json=body).json() for body in (request_body, zero)]
     same = ("decision", "vehicle_id", "eta_min", "stops", "policy")
     assert [{k: d[k] for k in same} for d in decided[1:]] == [{k: decided[0][k] for k in same}]
+
+
+def _reopt_day(world: Any, decisions: int) -> Simulator:
+    """A day of the world played by cheapest insertion up to its ``decisions``-th decision."""
+    sim = Simulator(world, 1)
+    policy = InsertionPolicy()
+    for _ in range(decisions):
+        assert sim.advance() is not None
+        apply(sim, policy.act(sim))
+    assert sim.advance() is not None
+    return sim
+
+
+def test_reoptimize_replans_the_fleet_as_the_reopt_policy_does(client, dispatcher):
+    live = _reopt_day(dispatcher.world, 20)  # 13 planned stops, where re-optimizing saves 1.97
+    body = snapshot_request(live, counters=False)
+    del body["new_order"]  # POST /v1/reoptimize: the fleet as it stands
+    response = client.post("/v1/reoptimize", json=body)
+    assert response.status_code == 200, response.text
+    out = response.json()
+    assert out["solver"] == "50 iterations" and "decide;dur=" in response.headers["Server-Timing"]
+    # The simulator's own re-optimization of the live day, on the same plans: the same outcome.
+    before = sum(live.plan(v.id).cost for v in live.vehicles)
+    ReoptPolicy(seed=0).reoptimize(live)
+    assert out["cost_before"] == pytest.approx(before)
+    assert out["cost_after"] == pytest.approx(sum(live.plan(v.id).cost for v in live.vehicles))
+    assert out["applied"] and out["cost_after"] < out["cost_before"]
+    expected = [
+        {"vehicle_id": f"v{v.id}", "stops": [f"o{s.order}:{s.kind.name.lower()}" for s in (
+            [v.current] if v.current is not None else []) + v.route]}
+        for v in live.vehicles
+    ]  # fmt: skip
+    got = [
+        {"vehicle_id": p["vehicle_id"], "stops": [f"{s['order_id']}:{s['kind']}" for s in p["stops"]]}
+        for p in out["plans"]
+    ]
+    assert got == expected
+    assert client.post("/v1/reoptimize", json=body).json()["plans"] == out["plans"]  # deterministic
+
+
+def test_reoptimize_refuses_a_new_order_and_bad_snapshots_naming_the_field(client, request_body):
+    response = client.post("/v1/reoptimize", json=request_body)  # a dispatch body: new_order is extra
+    assert response.status_code == 422 and response.json()["detail"][0]["field"] == "new_order"
+    body = {k: v for k, v in request_body.items() if k != "new_order"}
+    body["orders"] = body["orders"][1:]
+    response = client.post("/v1/reoptimize", json=body)
+    assert response.status_code == 422 and "unknown order" in response.json()["detail"][0]["msg"]
+
+
+def test_model_info_says_how_often_the_served_policy_reoptimizes(model):
+    d = Dispatcher(model[1], "small", reoptimize_every_min=30.0, reopt_iterations=20)
+    with running(create_app(d)) as base_url:
+        assert httpx.get(f"{base_url}/v1/model").json()["reoptimize_every_min"] == 30.0
+    with pytest.raises(ValueError, match="reoptimize_every_min must be positive"):
+        Dispatcher(model[1], "small", reoptimize_every_min=0.0)
+
+
+def test_serve_cli_checks_the_reoptimization_options(model):
+    result = subprocess.run(
+        [sys.executable, "-m", "lastmile_cli", "serve", "--model", str(model[1]), "--reoptimize-every", "-5"],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--reoptimize-every must be > 0 minutes, got -5.0" in result.stderr

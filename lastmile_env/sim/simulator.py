@@ -214,12 +214,18 @@ class Simulator:
 
     @classmethod
     def from_snapshot(
-        cls, world: World, now_min: float, orders: Sequence[Order], vehicles: Sequence[Vehicle], pending: int
+        cls,
+        world: World,
+        now_min: float,
+        orders: Sequence[Order],
+        vehicles: Sequence[Vehicle],
+        pending: int | None,
     ) -> Simulator:
         """A simulator standing at a decision mid-shift, built from a live system's state.
 
-        ``orders`` are every order the plans refer to plus the one to decide (``orders[i].id == i``; the
-        pending one has status PENDING); ``vehicles`` carry their position, current stop, load, plan and
+        ``orders`` are every order the plans refer to plus the one to decide, ``orders[pending]``
+        (``orders[i].id == i``; the pending one has status PENDING; ``pending=None``: no decision pends, e.g.
+        to re-plan the fleet); ``vehicles`` carry their position, current stop, load, plan and
         (a drone) the km flown since its last charge (``flown_km``).
         Nothing beyond the snapshot is known: no further order will arrive, and costs count from the snapshot
         on (the vehicles are copied with zero committed distance and duty). The state is checked against
@@ -230,7 +236,9 @@ class Simulator:
         listed = list(orders)
         if [o.id for o in listed] != list(range(len(listed))):
             raise SimulationError("snapshot orders must have ids 0..n-1 in order")
-        if not 0 <= pending < len(listed) or listed[pending].status != OrderStatus.PENDING:
+        if pending is not None and (
+            not 0 <= pending < len(listed) or listed[pending].status != OrderStatus.PENDING
+        ):
             raise SimulationError(f"snapshot order {pending} is not a pending order")
         sim = cls(world, 0, generator=lambda _world, _rng: [])  # the snapshot's future is unknown
         sim.orders = listed
@@ -243,7 +251,7 @@ class Simulator:
         sim._away_idle = any(not v.returns_home or v.node != v.home for v in sim.vehicles)
         sim.start_flown_km = [v.flown_km for v in sim.vehicles]  # a drone's battery state
         sim.n_arrived = len(listed)
-        sim.current = listed[pending]
+        sim.current = None if pending is None else listed[pending]
         for v in sim.vehicles:
             if v.current is not None or v.returning:
                 sim._push(max(v.free_min, now_min), _VEHICLE, v.id)
