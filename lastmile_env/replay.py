@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lastmile_env.jsonable import jsonable
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.types import StopKind
 
@@ -199,27 +200,11 @@ def _stop_ends(sim: Simulator) -> tuple[list[float], list[str]]:
 
 
 # ----------------------------------------------------------------------------------------------- files
-def _jsonable(value: Any) -> Any:
-    """JSON without NaN/inf (``null`` for nan, strings for the infinities) and with plain Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-    return value
-
-
 def save_record(record: dict[str, Any], path: str | Path) -> Path:
     """Write a record as gzip JSON (deterministic bytes: no timestamp in the gzip header)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_jsonable(record), separators=(",", ":"), allow_nan=False)
+    text = json.dumps(jsonable(record, infinity="string"), separators=(",", ":"), allow_nan=False)
     out.write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
     return out
 

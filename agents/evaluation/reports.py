@@ -19,6 +19,7 @@ from agents.evaluation.plots import _plot_metrics, _plot_route_map
 from agents.evaluation.stats import summarize
 from agents.evaluation.suites import Suite
 from lastmile_env.config import ScenarioConfig
+from lastmile_env.jsonable import jsonable
 from lastmile_env.replay import SUFFIX as REPLAY_SUFFIX
 from lastmile_env.replay import save_record
 from lastmile_env.sim.types import MODES
@@ -27,19 +28,6 @@ from lastmile_env.sim.types import MODES
 def _file_safe(name: str) -> str:
     """A policy spec (a name, or a model's path) as a file name."""
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("._") or "policy"
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON: nan / inf become null, numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _fmt(stat: Mapping[str, Any], spec: str = ".1f", scale: float = 1.0, unit: str = "") -> str:
@@ -107,7 +95,7 @@ class EvaluationResult:
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the rows: the run's settings, the hindsight status and the summary."""
-        return _jsonable(
+        return jsonable(
             {
                 "scenario": self.scenario,
                 "description": self.config.description,
@@ -358,5 +346,5 @@ class SuiteResult:
             "wall_s": self.wall_s,
             "scenarios": {r.scenario: r.to_json() for r in self.results},
         }
-        paths["suite.json"].write_text(json.dumps(_jsonable(combined), indent=2) + "\n")
+        paths["suite.json"].write_text(json.dumps(jsonable(combined), indent=2) + "\n")
         return paths
