@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from agents.learned.policy import LearnedPolicy
-from agents.learned.training import latest_checkpoint, load_experiment, train
+from agents.learned.training import evaluate, latest_checkpoint, load_experiment, train
 from lastmile_env.config import REPO_ROOT, ConfigError
+from lastmile_env.sim.world import world_for
 
 SMOKE = REPO_ROOT / "configs" / "experiment" / "smoke.yaml"
 
@@ -48,6 +49,11 @@ def test_library_training_writes_checkpoints_events_and_final(tmp_path):
     assert not list(run_dir.rglob("*.tmp"))
     policy = LearnedPolicy.load(run_dir / "final.zip")
     assert policy.net.hidden == exp.model.hidden
+    # best.zip: the evaluated model with the lowest cost on the evaluation days, and best.json says which
+    best = json.loads((run_dir / "best.json").read_text())
+    assert best["num_timesteps"] in (128, 256) and best["eval_seeds"] == exp.eval.seeds
+    again = evaluate(LearnedPolicy.load(run_dir / "best.zip"), world_for(exp.load_scenario()), exp.eval.seeds)
+    assert again["cost_per_delivered"] == best["cost_per_delivered"]
 
 
 def test_command_line_training_with_two_envs(tmp_path):

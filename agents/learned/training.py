@@ -8,6 +8,9 @@ A run lives in ``runs/<scenario>__<algo>__<seed>__<YYYYmmdd-HHMMSS>/``:
 * ``checkpoints/step_<N>.zip`` + ``step_<N>.json`` every ``checkpoint_every`` steps, each written to a temp
   file in the same folder and renamed, the JSON last: a checkpoint exists when its JSON does, so a run
   killed at any moment resumes from its last complete checkpoint (``resume``);
+* ``best.zip`` + ``best.json``: the model at the evaluation (``eval.every``) with the lowest cost per
+  delivered order on the evaluation days (``eval.seeds``: validation days, never the days a model is
+  reported on), so a run is judged by the checkpoint it would ship, chosen without the test days;
 * ``final.zip`` at the end. ``LearnedPolicy.load`` reads any of these zips.
 
 Invalid actions: MaskablePPO masks them with the env's ``action_masks()``. For PPO and A2C the network
@@ -21,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import tempfile
 import time
@@ -73,6 +77,7 @@ from lastmile_env.vector_env import DispatchVectorEnv
 AlgoName = Literal["maskable_ppo", "ppo", "a2c"]
 ALGOS: dict[str, type[BaseAlgorithm]] = {"maskable_ppo": MaskablePPO, "ppo": PPO, "a2c": A2C}
 CHECKPOINT_DIR = "checkpoints"
+BEST_STATE = "best.json"  # the evaluation that chose best.zip
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -485,10 +490,14 @@ class _EveryCallback(BaseCallback):
 class EvalCallback(_EveryCallback):
     """Evaluates the live network (deterministic, on the simulator) and the baseline on the same seeds."""
 
-    def __init__(self, exp: ExperimentConfig, world: World, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self, exp: ExperimentConfig, world: World, echo: Callable[[str], None], run_dir: Path
+    ) -> None:
         super().__init__(exp.eval.every)
-        self.exp, self.world, self.echo = exp, world, echo
+        self.exp, self.world, self.echo, self.run_dir = exp, world, echo, run_dir
         self._baseline: dict[str, float] | None = None  # deterministic: computed once
+        best = run_dir / BEST_STATE
+        self.best_cost = json.loads(best.read_text())["cost_per_delivered"] if best.is_file() else math.inf
 
     def fire(self) -> None:
         started = time.perf_counter()
@@ -516,13 +525,19 @@ class EvalCallback(_EveryCallback):
                 writer.add_scalar(f"eval/{who}_{key}", value, step)
         writer.add_scalar("eval/relative_cost_per_delivered", relative, step)
         writer.add_scalar("eval/seconds", seconds, step)
+        best = learned["cost_per_delivered"] < self.best_cost
+        if best:  # the zip first, then the JSON that names it: best.json always describes best.zip
+            self.best_cost = learned["cost_per_delivered"]
+            _atomic_write(self.run_dir / "best.zip", self.model.save)
+            state = {"num_timesteps": step, "eval_seeds": list(cfg.seeds), **learned}
+            _atomic_write(self.run_dir / BEST_STATE, lambda f: f.write(json.dumps(state, indent=2).encode()))
         self.echo(
             f"step {step:>9,} | eval on {len(cfg.seeds)} days: learned cost/delivered "
             f"{learned['cost_per_delivered']:.2f}, on-time {learned['on_time_rate']:.1%}, "
             f"rejected {learned['rejection_rate']:.1%} | {cfg.baseline}{'+reopt' * self.exp.reopt.enabled} "
             f"{base['cost_per_delivered']:.2f}, "
             f"{base['on_time_rate']:.1%}, {base['rejection_rate']:.1%} | "
-            f"relative {relative:+.1%} | {seconds:.1f}s"
+            f"relative {relative:+.1%} | {seconds:.1f}s{' | best so far: best.zip' if best else ''}"
         )
 
 
@@ -662,7 +677,7 @@ def _learn(
     checkpoints = CheckpointCallback(exp, run_dir, wall_time_before)
     callbacks = [EpisodeStatsCallback(), checkpoints, ProgressBarCallback(exp.total_timesteps, progress)]
     if exp.eval.every:
-        callbacks.append(EvalCallback(exp, world_for(scenario), echo))
+        callbacks.append(EvalCallback(exp, world_for(scenario), echo, run_dir))
     try:
         if start_step < exp.total_timesteps:
             model.learn(
