@@ -69,23 +69,36 @@ def main() -> None:
     envs = [e for e in args.envs.split(",") if e]
     per_scenario = max(1, args.steps // len(scenarios))
     load_before = os.getloadavg()[0]
-    rows, totals = [], {}
+    command = "python benchmarks/soak.py " + " ".join(sys.argv[1:])
+    rows: list[str] = []
+    totals: dict[str, tuple[int, float]] = {}
     for env_name in envs:
-        total_steps, total_s = 0, 0.0
         for scenario in scenarios:
             steps, episodes, seconds = soak(env_name, scenario, per_scenario, args.seed)
             rate = steps / seconds
             rows.append(f"| {env_name} | {scenario} | {steps:,} | {episodes} | {seconds:.0f} | {rate:,.0f} |")
             print(rows[-1], flush=True)
-            total_steps, total_s = total_steps + steps, total_s + seconds
-        totals[env_name] = (total_steps, total_s)
-    command = "python benchmarks/soak.py " + " ".join(sys.argv[1:])
+            done_steps, done_s = totals.get(env_name, (0, 0.0))
+            totals[env_name] = (done_steps + steps, done_s + seconds)
+            if args.out is not None:  # after every scenario: a run stopped early keeps what it checked
+                args.out.write_text(_record(command, load_before, rows, totals, finished=False))
+    if args.out is not None:
+        args.out.write_text(_record(command, load_before, rows, totals, finished=True))
+    print("\n".join(f"{name}: {n:,} steps in {s:.0f} s." for name, (n, s) in totals.items()))
+
+
+def _record(
+    command: str, load_before: float, rows: list[str], totals: dict[str, tuple[int, float]], finished: bool
+) -> str:
+    """The Markdown record of the rows soaked so far."""
+    status = "" if finished else " **Still running (or stopped) when written: the rows below are complete.**"
     lines = [
         "# Invariant soak",
         "",
-        f"`{command}`: random masked actions, `debug=True` (invariants after every event), no violation.",
+        f"`{command}`: random masked actions, `debug=True` (invariants after every event), no violation."
+        + status,
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {load_before:.2f} before the "
-        f"run ({os.getloadavg()[0]:.2f} after; other processes share the CPUs).",
+        f"run ({os.getloadavg()[0]:.2f} when written; other processes share the CPUs).",
         "",
         "| env | scenario | steps | episodes | seconds | steps/s |",
         "|---|---|---:|---:|---:|---:|",
@@ -94,9 +107,7 @@ def main() -> None:
         *(f"{name}: {steps:,} steps in {seconds:.0f} s." for name, (steps, seconds) in totals.items()),
         "",
     ]
-    print("\n".join(lines[-len(totals) - 1 :]))
-    if args.out is not None:
-        args.out.write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
