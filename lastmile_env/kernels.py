@@ -435,6 +435,47 @@ def _priced_battery(
     return cost - old[0], dist - old[1], eta
 
 
+BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
+
+
+@njit(cache=True)
+def window_floor(mults: np.ndarray, shift_start_h: float, start_min: float, shift_end_min: float) -> float:
+    """The lowest congestion multiplier of the clock hours from ``start_min`` to the shift end: every leg of a
+    feasible plan from ``start_min`` is driven within them (the whole day's lowest past a day)."""
+    first = math.floor(shift_start_h + start_min / 60.0)
+    last = math.floor(shift_start_h + (shift_end_min + BOUND_MARGIN_MIN) / 60.0)
+    if last - first >= 23:
+        return mults.min()
+    low = math.inf
+    for h in range(first, last + 1):
+        m = mults[h % 24]
+        low = m if m < low else low
+    return low
+
+
+@njit(cache=True)
+def _after_delivery(
+    time_min: np.ndarray,
+    nodes: np.ndarray,
+    rest: np.ndarray,
+    new: np.ndarray,
+    costs: np.ndarray,
+    per_ff: float,
+    per_min: float,
+    old_end: float,
+    reach: float,
+    dest: int,
+    j: int,
+) -> float:
+    """Lower bound of the driver time and the new delivery's lateness added by a delivery after old stop
+    ``j`` reached no earlier than ``reach``: served at its open time at the earliest, then the rest of the
+    plan driven at the floor without waiting; the return is never earlier than the old one (FIFO)."""
+    served = reach if reach >= new[4] else new[4]
+    late = late_cost(served - BOUND_MARGIN_MIN, new[5], costs[0], costs[1])
+    end = served + new[7] + time_min[dest, nodes[j + 1]] * per_ff + rest[j + 1]
+    return late + (end - old_end if end > old_end else 0.0) * per_min
+
+
 @njit(cache=True)
 def cheapest_insertion(
     time_modes: np.ndarray,
@@ -467,25 +508,29 @@ def cheapest_insertion(
     earliest, due, pickup service, delivery service, pickup due): a delivery's pickup is at its center with
     due inf, a return's pickup is the collection at the customer (due its window end) and its delivery the
     drop at the center (due inf); the ETA is the service start of the stop with the due. Branch and bound:
-    pairs are priced in order of a lower bound (added km, plus the driver time by which the plan done
-    without waiting at the day's lowest congestion would outlast the current return), and the search stops
-    once the bound exceeds the best found (the lowest congestion multiplier of the vehicle's mode). Ties
-    (within ``tie``) go to the earliest positions. A battery vehicle's pairs are priced by
+    pairs are priced in order of a lower bound on their added cost, and the search stops once the bound
+    exceeds the best found. The bound: the added km exactly; the new stops' lateness and the driver time
+    past the current return of the plan driven from the exact state before the new pickup at the lowest
+    congestion of the hours left in the shift (``window_floor``), waiting only where the new stops open
+    later (FIFO: the return is never earlier than the old one). Ties (within ``tie``) go to the earliest
+    positions, whatever order the pairs are priced in. A battery vehicle's pairs are priced by
     ``_priced_battery`` (recharges only add time: the bound holds).
     """
     mode = int(vehicle[MODE])
     time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
-    floor_mult = mults.min()
     battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
     k = nodes.shape[0] - 2
     capacity = vehicle[5]
     room = capacity - new[2]
-    per_ff = floor_mult / vehicle[0]
+    per_ff = window_floor(mults, shift_start_h, free[0], vehicle[2]) / vehicle[0]
     per_km, per_min = vehicle[3], vehicle[4]
+    old_end = old[2]
     center, dest = int(new[0]), int(new[1])
-    busy = free[0] + old[4] + new[6] + new[7]
-    for m in range(k + 1):
-        busy += time_min[nodes[m], nodes[m + 1]] * per_ff
+    # rest[p]: driving at the floor and serving from the arrival at stop p (1..k) to the arrival home
+    rest = np.empty(k + 2)
+    rest[k + 1] = 0.0
+    for p in range(k, 0, -1):
+        rest[p] = rest[p + 1] + service_min[p - 1] + time_min[nodes[p], nodes[p + 1]] * per_ff
     n_pairs = (k + 1) * (k + 2) // 2
     lower = np.empty(n_pairs)
     pi = np.empty(n_pairs, dtype=np.int64)
@@ -495,20 +540,33 @@ def cheapest_insertion(
         if loads[i] > room:
             continue
         a, b = nodes[i], nodes[i + 1]
+        # the new pickup: served no earlier than its floor arrival from the plan's exact state after i stops
+        picked = free[i] + time_min[a, center] * per_ff
+        picked = picked if picked >= new[3] else new[3]
+        pick_late = late_cost(picked - BOUND_MARGIN_MIN, new[8], costs[0], costs[1])
+        left = picked + new[6]
         add_km = dist_km[a, center] + dist_km[center, dest] + dist_km[dest, b] - dist_km[a, b]
-        add_ff = time_min[a, center] + time_min[center, dest] + time_min[dest, b] - time_min[a, b]
-        lower[n] = add_km * per_km + max(0.0, busy + add_ff * per_ff - old[2]) * per_min
+        reach = left + time_min[center, dest] * per_ff
+        lower[n] = (
+            add_km * per_km
+            + pick_late
+            + _after_delivery(time_min, nodes, rest, new, costs, per_ff, per_min, old_end, reach, dest, i)
+        )
         pi[n], pj[n] = i, i
         n += 1
         p_km = dist_km[a, center] + dist_km[center, b] - dist_km[a, b]
-        p_ff = time_min[a, center] + time_min[center, b] - time_min[a, b]
+        at_b = left + time_min[center, b] * per_ff  # floor arrival at old stop i + 1
         for j in range(i + 1, k + 1):
             if loads[j] > room:
                 break
             c, e = nodes[j], nodes[j + 1]
             add_km = p_km + dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]
-            add_ff = p_ff + time_min[c, dest] + time_min[dest, e] - time_min[c, e]
-            lower[n] = add_km * per_km + max(0.0, busy + add_ff * per_ff - old[2]) * per_min
+            reach = at_b + (rest[i + 1] - rest[j]) + service_min[j - 1] + time_min[c, dest] * per_ff
+            lower[n] = (
+                add_km * per_km
+                + pick_late
+                + _after_delivery(time_min, nodes, rest, new, costs, per_ff, per_min, old_end, reach, dest, j)
+            )
             pi[n], pj[n] = i, j
             n += 1
     order = np.argsort(lower[:n], kind="mergesort")  # stable: equal bounds keep (i, j) order
