@@ -378,6 +378,8 @@ def _priced(
             served = served if served >= new[4] else new[4]
             rest_late += late_cost(served - BOUND_MARGIN_MIN, new[5], late_fixed, late_per_min)
             ahead = served + work[3, j]
+        if ahead > shift_end + 1e-9 + BOUND_MARGIN_MIN:  # back after the shift end even at the floor
+            return math.inf, math.nan, math.nan
         duty = (ahead if ahead > old_end else old_end) - start
         if (dist + rest_km) * per_km + duty * per_min + late + rest_late >= target:
             return math.inf, math.nan, math.nan
@@ -484,8 +486,9 @@ def insertion_bounds(
     pj: np.ndarray,
     work: np.ndarray,
 ) -> int:
-    """A lower bound on the added cost of every pair ``(i, j)`` that keeps the capacity, into ``lower``,
-    ``pi``, ``pj`` (``(i, j)`` in lexicographic order); returns their number. ``time_min`` / ``dist_km`` /
+    """A lower bound on the added cost of every pair ``(i, j)`` that keeps the capacity and is not provably
+    back after the shift end, into ``lower``, ``pi``, ``pj`` (``(i, j)`` in lexicographic order); returns
+    their number. ``time_min`` / ``dist_km`` /
     ``mults`` are the vehicle's mode's, ``per_ff`` the floor minutes per free-flow minute
     (``window_floor`` / speed factor), the other arguments as ``cheapest_insertion``'s. ``work`` (``(4, >= k
     + 2)``) gets per old stop ``rest``, ``to_dest`` and ``after`` (below) for ``_priced``.
@@ -501,6 +504,7 @@ def insertion_bounds(
     per_km, per_min = vehicle[3], vehicle[4]
     late_fixed, late_per_min = costs[0], costs[1]
     old_end = old[2]
+    latest = vehicle[2] + 1e-9 + BOUND_MARGIN_MIN  # a floor return later than this is past the shift end
     center, dest = int(new[0]), int(new[1])
     # rest[p]: driving at the floor and serving from the arrival at old stop p (1..k) to the arrival home
     rest, del_km, to_dest, after = work[0], work[1], work[2], work[3]
@@ -539,6 +543,8 @@ def insertion_bounds(
                 reach = base + to_dest[j]
             served = reach if reach >= new[4] else new[4]
             end = served + after[j]
+            if end > latest:  # back after the shift end even so: infeasible
+                continue
             lower[n] = (
                 add_km * per_km
                 + pick_late
