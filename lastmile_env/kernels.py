@@ -32,7 +32,9 @@ def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, d
     """
     if free_flow_min <= 0.0:
         return depart_min
-    clock_h = (shift_start_h + depart_min / 60.0) % 24.0
+    clock_h = shift_start_h + depart_min / 60.0
+    if not 0.0 <= clock_h < 24.0:  # (x % 24.0 is x itself within a day: the modulo only past midnight)
+        clock_h %= 24.0
     hour = int(clock_h) % 24
     left_min = (hour + 1 - clock_h) * 60.0
     need_min = free_flow_min * mults[hour]
