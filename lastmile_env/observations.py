@@ -139,10 +139,10 @@ class DispatchObservation:
             fixed = np.array([(v.capacity, v.home, v.mode) for v in vehicles], dtype=np.float64)
             self._fixed = fixed.reshape(n_vehicles, 3).astype(np.int64)
         state = np.array(
-            [(v.free_min, v.node, v.free_load, len(v.route)) for v in vehicles], dtype=np.float64
-        ).reshape(n_vehicles, 4)
+            [(v.free_min, v.node, v.free_load, len(v.route), v.idle) for v in vehicles], dtype=np.float64
+        ).reshape(n_vehicles, 5)
         start_min = np.maximum(state[:, 0], now)  # Simulator.plan_start
-        moving = state[:, 1:].astype(np.int64)
+        moving = state[:, 1:4].astype(np.int64)
         capacity, home, mode = self._fixed[:, 0], self._fixed[:, 1], self._fixed[:, 2]
         if order is not None:
             fleet = sim.fleet_insertions()
@@ -174,7 +174,7 @@ class DispatchObservation:
                 sim.n_open / (5.0 * len(sim.vehicles)),
                 sim.n_on_time / settled if settled else 1.0,
                 sim.n_rejected / max(1, sim.n_arrived),
-                sum(v.idle for v in sim.vehicles) / len(sim.vehicles),
+                int(state[:, 4].sum()) / n_vehicles,  # idle vehicles (an exact count)
                 sim.n_arrived / self._expected_orders,
                 (len(sim.pending) - (order is not None) + len(sim.deferred)) / len(sim.vehicles),
             ],

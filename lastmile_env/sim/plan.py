@@ -240,7 +240,8 @@ class FleetPlans:
     def sync(self, sim: Simulator) -> None:
         """Bring every row up to date with ``sim``'s vehicles and clock."""
         vehicles = sim.vehicles
-        longest = max((len(v.route) for v in vehicles), default=0)
+        routes = [v.route for v in vehicles]
+        longest = max(map(len, routes), default=0)
         if vehicles is not self._vehicles or len(vehicles) != len(self._routes) or longest > self.capacity:
             self._vehicles = vehicles
             self._alloc(len(vehicles), max(self.capacity, 2 * longest))
@@ -253,8 +254,7 @@ class FleetPlans:
             if self.params[vid, kernels.FLOWN_KM] != flown:
                 self.params[vid, kernels.FLOWN_KM] = flown
                 self.dirty[vid] = True
-        for vid, v in enumerate(vehicles):
-            route, built = v.route, self._routes[vid]
+        for vid, (route, built) in enumerate(zip(routes, self._routes, strict=True)):
             if route == built:
                 continue
             if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
