@@ -450,6 +450,7 @@ def _priced_battery(
     return cost - old[0], dist - old[1], eta
 
 
+TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
 
 
@@ -632,6 +633,9 @@ def _search(
             size -= 1
             heap[0] = heap[size]
             _sift_down(heap, size, 0, lower)
+            later = pi[c] > best_i or (pi[c] == best_i and pj[c] > best_j)
+            if later and lower[c] >= best - tie + TIE_MARGIN:
+                continue  # it could at best tie the best found, and comes later: it cannot be chosen
         if battery:
             delta, km, eta = _priced_battery(
                 time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
@@ -696,7 +700,8 @@ def cheapest_insertion(
     past the current return of the plan driven from the exact state before the new pickup at the lowest
     congestion of the hours left in the shift (``window_floor``), waiting only where the new stops open
     later (FIFO: the return is never earlier than the old one). Ties (within ``tie``) go to the earliest
-    positions, whatever order the pairs are priced in. A battery vehicle's pairs are priced by
+    positions, whatever order the pairs are priced in (a pair after the best found whose bound is not below
+    it by ``tie`` is not priced: it cannot win). A battery vehicle's pairs are priced by
     ``_priced_battery`` (recharges only add time: the bound holds).
     """
     k = nodes.shape[0] - 2
