@@ -478,9 +478,12 @@ def insertion_bounds(
     vehicle: np.ndarray,
     costs: np.ndarray,
     nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
     service_min: np.ndarray,
     free: np.ndarray,
     loads: np.ndarray,
+    cum_late: np.ndarray,
     old: np.ndarray,
     new: np.ndarray,
     per_ff: float,
@@ -493,14 +496,15 @@ def insertion_bounds(
     back after the shift end, into ``lower``, ``pi``, ``pj`` (``(i, j)`` in lexicographic order); returns
     their number. ``time_min`` / ``dist_km`` /
     ``mults`` are the vehicle's mode's, ``per_ff`` the floor minutes per free-flow minute
-    (``window_floor`` / speed factor), the other arguments as ``cheapest_insertion``'s. ``work`` (``(4, >= k
-    + 2)``) gets per old stop ``rest``, ``to_dest`` and ``after`` (below) for ``_priced``.
+    (``window_floor`` / speed factor), the other arguments as ``cheapest_insertion``'s. ``work`` (``(7, >= k
+    + 2)``) gets per old stop ``rest``, ``to_dest`` and ``after`` (below) for ``_priced``, and scratch.
 
-    The bound: the added km exactly, plus the new stops' lateness and the driver time past the current
-    return of the plan driven from the exact state before the new pickup at the lowest congestion of the
-    hours left in the shift (``window_floor``: an infeasible plan ends later and is never chosen), serving
-    every stop but waiting only where the new stops open later; the return is never earlier than the old
-    one (FIFO), and no old stop's lateness shrinks.
+    The bound: the added km exactly, plus the lateness and the driver time past the current return of the
+    plan driven from the exact state before the new pickup at the lowest congestion of the hours left in
+    the shift (``window_floor``: an infeasible plan ends later and is never chosen), serving every stop,
+    waiting for the new stops and for the old ones up to the new delivery: the new stops' lateness, the
+    lateness each old stop after the pickup gains (reached no earlier than that drive, waiting for its open
+    time, without the new delivery's detour), and the return never earlier than the old one (FIFO).
     """
     k = nodes.shape[0] - 2
     room = vehicle[5] - new[2]
@@ -509,17 +513,22 @@ def insertion_bounds(
     old_end = old[2]
     latest = vehicle[2] + 1e-9 + BOUND_MARGIN_MIN  # a floor return later than this is past the shift end
     center, dest = int(new[0]), int(new[1])
-    # rest[p]: driving at the floor and serving from the arrival at old stop p (1..k) to the arrival home
+    # leg[p]: the floor minutes from old stop p (0: the start) to the next (k: home); rest[p]: driving at the
+    # floor and serving from the arrival at old stop p (1..k) to the arrival home
     rest, del_km, to_dest, after = work[0], work[1], work[2], work[3]
+    leave, leg, reach_leg = work[4], work[5], work[6]
+    for p in range(k + 1):
+        leg[p] = time_min[nodes[p], nodes[p + 1]] * per_ff
     rest[k + 1] = 0.0
     for p in range(k, 0, -1):
-        rest[p] = rest[p + 1] + service_min[p - 1] + time_min[nodes[p], nodes[p + 1]] * per_ff
+        rest[p] = rest[p + 1] + service_min[p - 1] + leg[p]
     # per delivery position j: its added km (pickup elsewhere), the floor time from old stop j's arrival
     # (offset by rest) to the new delivery, and from the delivery's service start to the return home
     for j in range(k + 1):
         c, e = nodes[j], nodes[j + 1]
         del_km[j] = dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]
-        to_dest[j] = time_min[c, dest] * per_ff + (service_min[j - 1] - rest[j] if j > 0 else 0.0)
+        reach_leg[j] = time_min[c, dest] * per_ff
+        to_dest[j] = reach_leg[j] + (service_min[j - 1] - rest[j] if j > 0 else 0.0)
         after[j] = new[7] + time_min[dest, e] * per_ff + rest[j + 1]
     n = 0
     for i in range(k + 1):
@@ -531,7 +540,19 @@ def insertion_bounds(
         picked = picked if picked >= new[3] else new[3]
         pick_late = late_cost(picked - BOUND_MARGIN_MIN, new[8], late_fixed, late_per_min)
         left = picked + new[6]
-        p_km = base = 0.0
+        # the old stops after the pickup, driven at the floor and waiting for their open times: when each is
+        # left at the earliest, and the lateness they gain over the old plan's (none can shrink: FIFO)
+        t = left + time_min[center, b] * per_ff
+        gained = 0.0
+        for p in range(i + 1, k + 1):
+            begin = t if t >= open_min[p - 1] else open_min[p - 1]
+            more = late_cost(begin - BOUND_MARGIN_MIN, due_min[p - 1], late_fixed, late_per_min) - (
+                cum_late[p] - cum_late[p - 1]
+            )
+            gained += more if more > 0.0 else 0.0
+            leave[p] = begin + service_min[p - 1]
+            t = leave[p] + leg[p]
+        p_km = 0.0
         for j in range(i, k + 1):
             if j > i and loads[j] > room:
                 break
@@ -539,11 +560,10 @@ def insertion_bounds(
                 add_km = dist_km[a, center] + dist_km[center, dest] + dist_km[dest, b] - dist_km[a, b]
                 reach = left + time_min[center, dest] * per_ff
             else:
-                if j == i + 1:  # once per i: the pickup's added km and the floor arrival at old stop i + 1
+                if j == i + 1:  # once per i: the pickup's added km
                     p_km = dist_km[a, center] + dist_km[center, b] - dist_km[a, b]
-                    base = left + time_min[center, b] * per_ff + rest[i + 1]
                 add_km = p_km + del_km[j]
-                reach = base + to_dest[j]
+                reach = leave[j] + reach_leg[j]
             served = reach if reach >= new[4] else new[4]
             end = served + after[j]
             if end > latest:  # back after the shift end even so: infeasible
@@ -551,6 +571,7 @@ def insertion_bounds(
             lower[n] = (
                 add_km * per_km
                 + pick_late
+                + gained
                 + late_cost(served - BOUND_MARGIN_MIN, new[5], late_fixed, late_per_min)
                 + (end - old_end if end > old_end else 0.0) * per_min
             )
@@ -614,8 +635,8 @@ def _search(
     battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
     per_ff = window_floor(mults, shift_start_h, free[0], vehicle[2]) / vehicle[0]
     n = insertion_bounds(
-        time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, service_min, free, loads, old, new,
-        per_ff, lower, pi, pj, work,
+        time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min, service_min, free,
+        loads, cum_late, old, new, per_ff, lower, pi, pj, work,
     )  # fmt: skip
     # Pairs are priced in the order of a stable sort by bound, as far as needed: the lowest first, then the
     # pairs its cost does not rule out from a heap by (bound, index).
@@ -710,7 +731,7 @@ def cheapest_insertion(
         time_modes, dist_modes, mults_modes, shift_start_h, vehicle, costs, nodes, open_min, due_min,
         service_min, load_delta, free, loads, cum_dist, cum_late, old, new, tie, np.empty(n_pairs),
         np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64),
-        np.empty(n_pairs, dtype=np.int64), np.empty((4, k + 2)),
+        np.empty(n_pairs, dtype=np.int64), np.empty((7, k + 2)),
     )  # fmt: skip
 
 
@@ -757,7 +778,7 @@ def fleet_cheapest_insertion(
     longest = counts.max() if n > 0 else 0
     n_pairs = (longest + 1) * (longest + 2) // 2
     lower, pi, pj = np.empty(n_pairs), np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
-    heap, work = np.empty(n_pairs, dtype=np.int64), np.empty((4, longest + 2))
+    heap, work = np.empty(n_pairs, dtype=np.int64), np.empty((7, longest + 2))
     out_i = np.full(n, -1, dtype=np.int64)
     out_j = np.full(n, -1, dtype=np.int64)
     out_delta = np.full(n, math.inf)
