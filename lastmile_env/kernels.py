@@ -494,10 +494,10 @@ def insertion_bounds(
 ) -> int:
     """A lower bound on the added cost of every pair ``(i, j)`` that keeps the capacity and is not provably
     back after the shift end, into ``lower``, ``pi``, ``pj`` (``(i, j)`` in lexicographic order); returns
-    their number. ``time_min`` / ``dist_km`` /
-    ``mults`` are the vehicle's mode's, ``per_ff`` the floor minutes per free-flow minute
-    (``window_floor`` / speed factor), the other arguments as ``cheapest_insertion``'s. ``work`` (``(7, >= k
-    + 2)``) gets per old stop ``rest``, ``to_dest`` and ``after`` (below) for ``_priced``, and scratch.
+    their number. ``time_min`` / ``dist_km`` / ``mults`` are the vehicle's mode's, ``per_ff`` the floor
+    minutes per free-flow minute (``window_floor`` / speed factor), the other arguments as
+    ``cheapest_insertion``'s. ``work`` (``(7, >= k + 2)``) gets per old stop ``rest``, ``to_dest`` and
+    ``after`` (below) for ``_priced``, and scratch.
 
     The bound: the added km exactly, plus the lateness and the driver time past the current return of the
     plan driven from the exact state before the new pickup at the lowest congestion of the hours left in
@@ -716,11 +716,11 @@ def cheapest_insertion(
     earliest, due, pickup service, delivery service, pickup due): a delivery's pickup is at its center with
     due inf, a return's pickup is the collection at the customer (due its window end) and its delivery the
     drop at the center (due inf); the ETA is the service start of the stop with the due. Branch and bound:
-    pairs are priced in order of a lower bound on their added cost, and the search stops once the bound
-    exceeds the best found. The bound: the added km exactly; the new stops' lateness and the driver time
-    past the current return of the plan driven from the exact state before the new pickup at the lowest
-    congestion of the hours left in the shift (``window_floor``), waiting only where the new stops open
-    later (FIFO: the return is never earlier than the old one). Ties (within ``tie``) go to the earliest
+    pairs are priced in order of a lower bound on their added cost (``insertion_bounds``: km, lateness and
+    driver time of the plan driven at the lowest congestion left in the shift), and the search stops once
+    the bound exceeds the best found. Like the pricing's own early exit, the bound takes it that no old stop
+    is reached earlier once an order is inserted before it (FIFO travel over a travel-time matrix that
+    keeps the triangle inequality, as shortest paths do). Ties (within ``tie``) go to the earliest
     positions, whatever order the pairs are priced in (a pair after the best found whose bound is not below
     it by ``tie`` is not priced: it cannot win). A battery vehicle's pairs are priced by
     ``_priced_battery`` (recharges only add time: the bound holds).
