@@ -32,7 +32,9 @@ def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, d
     """
     if free_flow_min <= 0.0:
         return depart_min
-    clock_h = (shift_start_h + depart_min / 60.0) % 24.0
+    clock_h = shift_start_h + depart_min / 60.0
+    if not 0.0 <= clock_h < 24.0:  # (x % 24.0 is x itself within a day: the modulo only past midnight)
+        clock_h %= 24.0
     hour = int(clock_h) % 24
     left_min = (hour + 1 - clock_h) * 60.0
     need_min = free_flow_min * mults[hour]
@@ -304,6 +306,8 @@ def _priced(
     i: int,
     j: int,
     bound: float,
+    per_ff: float,
+    work: np.ndarray,
 ) -> tuple[float, float, float]:
     """``(cost increase, km increase, ETA)`` of inserting the new order's pickup after ``i`` and
     its delivery after ``j`` old stops; cost inf if infeasible or provably not below ``bound``.
@@ -311,7 +315,10 @@ def _priced(
     Resumes from the old plan's state after ``i`` stops and ends early once the new schedule rejoins the old
     one (an old stop served when it was before: everything after is unchanged). The bound after ``m`` old
     stops: the remaining legs are known (the old ones, plus the new delivery's detour if still to come) and
-    no remaining stop gets earlier (FIFO), so their lateness and the return do not shrink.
+    no remaining stop gets earlier (FIFO), so their lateness and the return do not shrink; the return is no
+    earlier than the rest driven at ``per_ff`` minutes per free-flow minute without waiting (but for the new
+    delivery's open time), and the new delivery's lateness no less than that drive's (``insertion_bounds``'s
+    ``work``: ``rest``, ``to_dest``, ``after``).
     """
     speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
     late_fixed, late_per_min = costs[0], costs[1]
@@ -367,7 +374,15 @@ def _priced(
         # exactly (distances along fastest paths need not obey the triangle inequality, so no shortcut).
         rest_km = old_dist - cum_dist[m] + (0.0 if delivered else delivery_km)
         rest_late = old_late - cum_late[m]
-        duty = (t if t > old_end else old_end) - start
+        ahead = t - service_min[m - 1] + work[0, m]  # the floor drive from here: home after the rest
+        if not delivered:  # the new delivery on the way, after old stop j
+            served = ahead + work[2, j]
+            served = served if served >= new[4] else new[4]
+            rest_late += late_cost(served - BOUND_MARGIN_MIN, new[5], late_fixed, late_per_min)
+            ahead = served + work[3, j]
+        if ahead > shift_end + 1e-9 + BOUND_MARGIN_MIN:  # back after the shift end even at the floor
+            return math.inf, math.nan, math.nan
+        duty = (ahead if ahead > old_end else old_end) - start
         if (dist + rest_km) * per_km + duty * per_min + late + rest_late >= target:
             return math.inf, math.nan, math.nan
     if end > shift_end + 1e-9:
@@ -435,6 +450,240 @@ def _priced_battery(
     return cost - old[0], dist - old[1], eta
 
 
+TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
+BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
+
+
+@njit(cache=True)
+def window_floor(mults: np.ndarray, shift_start_h: float, start_min: float, shift_end_min: float) -> float:
+    """The lowest congestion multiplier of the clock hours from ``start_min`` to the shift end: every leg of a
+    feasible plan from ``start_min`` is driven within them (the whole day's lowest past a day)."""
+    first = math.floor(shift_start_h + start_min / 60.0)
+    last = math.floor(shift_start_h + (shift_end_min + BOUND_MARGIN_MIN) / 60.0)
+    if last - first >= 23:
+        return mults.min()
+    low = math.inf
+    for h in range(first, last + 1):
+        m = mults[h % 24]
+        low = m if m < low else low
+    return low
+
+
+@njit(cache=True)
+def insertion_bounds(
+    time_min: np.ndarray,
+    dist_km: np.ndarray,
+    mults: np.ndarray,
+    shift_start_h: float,
+    vehicle: np.ndarray,
+    costs: np.ndarray,
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    free: np.ndarray,
+    loads: np.ndarray,
+    cum_late: np.ndarray,
+    old: np.ndarray,
+    new: np.ndarray,
+    per_ff: float,
+    lower: np.ndarray,
+    pi: np.ndarray,
+    pj: np.ndarray,
+    work: np.ndarray,
+) -> int:
+    """A lower bound on the added cost of every pair ``(i, j)`` that keeps the capacity and is not provably
+    back after the shift end, into ``lower``, ``pi``, ``pj`` (``(i, j)`` in lexicographic order); returns
+    their number. ``time_min`` / ``dist_km`` / ``mults`` are the vehicle's mode's, ``per_ff`` the floor
+    minutes per free-flow minute (``window_floor`` / speed factor), the other arguments as
+    ``cheapest_insertion``'s. ``work`` (``(7, >= k + 2)``) gets per old stop ``rest``, ``to_dest`` and
+    ``after`` (below) for ``_priced``, and scratch.
+
+    The bound: the added km exactly, plus the lateness and the driver time past the current return of the
+    plan driven from the exact state before the new pickup at the lowest congestion of the hours left in
+    the shift (``window_floor``: an infeasible plan ends later and is never chosen), serving every stop,
+    waiting for the new stops and for the old ones up to the new delivery: the new stops' lateness, the
+    lateness each old stop after the pickup gains (reached no earlier than that drive, waiting for its open
+    time, without the new delivery's detour), and the return never earlier than the old one (FIFO).
+    """
+    k = nodes.shape[0] - 2
+    room = vehicle[5] - new[2]
+    per_km, per_min = vehicle[3], vehicle[4]
+    late_fixed, late_per_min = costs[0], costs[1]
+    old_end = old[2]
+    latest = vehicle[2] + 1e-9 + BOUND_MARGIN_MIN  # a floor return later than this is past the shift end
+    center, dest = int(new[0]), int(new[1])
+    # leg[p]: the floor minutes from old stop p (0: the start) to the next (k: home); rest[p]: driving at the
+    # floor and serving from the arrival at old stop p (1..k) to the arrival home
+    rest, del_km, to_dest, after = work[0], work[1], work[2], work[3]
+    leave, leg, reach_leg = work[4], work[5], work[6]
+    for p in range(k + 1):
+        leg[p] = time_min[nodes[p], nodes[p + 1]] * per_ff
+    rest[k + 1] = 0.0
+    for p in range(k, 0, -1):
+        rest[p] = rest[p + 1] + service_min[p - 1] + leg[p]
+    # per delivery position j: its added km (pickup elsewhere), the floor time from old stop j's arrival
+    # (offset by rest) to the new delivery, and from the delivery's service start to the return home
+    for j in range(k + 1):
+        c, e = nodes[j], nodes[j + 1]
+        del_km[j] = dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]
+        reach_leg[j] = time_min[c, dest] * per_ff
+        to_dest[j] = reach_leg[j] + (service_min[j - 1] - rest[j] if j > 0 else 0.0)
+        after[j] = new[7] + time_min[dest, e] * per_ff + rest[j + 1]
+    n = 0
+    for i in range(k + 1):
+        if loads[i] > room:
+            continue
+        a, b = nodes[i], nodes[i + 1]
+        # the new pickup: served no earlier than its floor arrival from the plan's exact state after i stops
+        picked = free[i] + time_min[a, center] * per_ff
+        picked = picked if picked >= new[3] else new[3]
+        pick_late = late_cost(picked - BOUND_MARGIN_MIN, new[8], late_fixed, late_per_min)
+        left = picked + new[6]
+        # the old stops after the pickup, driven at the floor and waiting for their open times: when each is
+        # left at the earliest, and the lateness they gain over the old plan's (none can shrink: FIFO)
+        t = left + time_min[center, b] * per_ff
+        gained = 0.0
+        for p in range(i + 1, k + 1):
+            begin = t if t >= open_min[p - 1] else open_min[p - 1]
+            more = late_cost(begin - BOUND_MARGIN_MIN, due_min[p - 1], late_fixed, late_per_min) - (
+                cum_late[p] - cum_late[p - 1]
+            )
+            gained += more if more > 0.0 else 0.0
+            leave[p] = begin + service_min[p - 1]
+            t = leave[p] + leg[p]
+        p_km = 0.0
+        for j in range(i, k + 1):
+            if j > i and loads[j] > room:
+                break
+            if j == i:
+                add_km = dist_km[a, center] + dist_km[center, dest] + dist_km[dest, b] - dist_km[a, b]
+                reach = left + time_min[center, dest] * per_ff
+            else:
+                if j == i + 1:  # once per i: the pickup's added km
+                    p_km = dist_km[a, center] + dist_km[center, b] - dist_km[a, b]
+                add_km = p_km + del_km[j]
+                reach = leave[j] + reach_leg[j]
+            served = reach if reach >= new[4] else new[4]
+            end = served + after[j]
+            if end > latest:  # back after the shift end even so: infeasible
+                continue
+            lower[n] = (
+                add_km * per_km
+                + pick_late
+                + gained
+                + late_cost(served - BOUND_MARGIN_MIN, new[5], late_fixed, late_per_min)
+                + (end - old_end if end > old_end else 0.0) * per_min
+            )
+            pi[n], pj[n] = i, j
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _sift_down(heap: np.ndarray, size: int, pos: int, key: np.ndarray) -> None:
+    """Restore the min-heap ``heap[:size]`` of indices ordered by ``(key[index], index)`` below ``pos``."""
+    item = heap[pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        right = child + 1
+        if right < size and (
+            key[heap[right]] < key[heap[child]]
+            or (key[heap[right]] == key[heap[child]] and heap[right] < heap[child])
+        ):
+            child = right
+        top = heap[child]
+        if not (key[top] < key[item] or (key[top] == key[item] and top < item)):
+            break
+        heap[pos] = top
+        pos = child
+    heap[pos] = item
+
+
+@njit(cache=True)
+def _search(
+    time_modes: np.ndarray,
+    dist_modes: np.ndarray,
+    mults_modes: np.ndarray,
+    shift_start_h: float,
+    vehicle: np.ndarray,
+    costs: np.ndarray,
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    free: np.ndarray,
+    loads: np.ndarray,
+    cum_dist: np.ndarray,
+    cum_late: np.ndarray,
+    old: np.ndarray,
+    new: np.ndarray,
+    tie: float,
+    lower: np.ndarray,
+    pi: np.ndarray,
+    pj: np.ndarray,
+    heap: np.ndarray,
+    work: np.ndarray,
+) -> tuple[int, int, float, float, float]:
+    """``cheapest_insertion`` with its scratch arrays given (``insertion_bounds``'s and ``heap``, at least
+    the plan's number of pairs long), so that a fleet's search allocates them once."""
+    mode = int(vehicle[MODE])
+    time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
+    battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
+    per_ff = window_floor(mults, shift_start_h, free[0], vehicle[2]) / vehicle[0]
+    n = insertion_bounds(
+        time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min, service_min, free,
+        loads, cum_late, old, new, per_ff, lower, pi, pj, work,
+    )  # fmt: skip
+    # Pairs are priced in the order of a stable sort by bound, as far as needed: the lowest first, then the
+    # pairs its cost does not rule out from a heap by (bound, index).
+    best_i, best_j, best, best_km, best_eta = -1, -1, math.inf, math.nan, math.nan
+    c = 0
+    for r in range(1, n):
+        if lower[r] < lower[c]:
+            c = r
+    size = -1  # the heap is built after the first pricing
+    while n > 0:
+        if size >= 0:
+            if size == 0 or lower[heap[0]] > best + tie:
+                break
+            c = heap[0]
+            size -= 1
+            heap[0] = heap[size]
+            _sift_down(heap, size, 0, lower)
+            later = pi[c] > best_i or (pi[c] == best_i and pj[c] > best_j)
+            if later and lower[c] >= best - tie + TIE_MARGIN:
+                continue  # it could at best tie the best found, and comes later: it cannot be chosen
+        if battery:
+            delta, km, eta = _priced_battery(
+                time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
+                service_min, load_delta, free[0], loads[0], old, new, pi[c], pj[c],
+            )  # fmt: skip
+        else:
+            delta, km, eta = _priced(
+                time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
+                service_min, load_delta, free, cum_dist, cum_late, old, new, pi[c], pj[c], best + tie,
+                per_ff, work,
+            )  # fmt: skip
+        if delta != math.inf:
+            i, j = pi[c], pj[c]
+            earlier = i < best_i or (i == best_i and j < best_j)
+            if delta < best - tie or (delta <= best + tie and earlier):
+                best_i, best_j, best, best_km, best_eta = i, j, delta, km, eta
+        if size < 0:
+            size = 0
+            for r in range(n):
+                if r != c and lower[r] <= best + tie:
+                    heap[size] = r
+                    size += 1
+            for r in range(size // 2 - 1, -1, -1):
+                _sift_down(heap, size, r, lower)
+    return best_i, best_j, best, best_km, best_eta
+
+
 @njit(cache=True)
 def cheapest_insertion(
     time_modes: np.ndarray,
@@ -467,73 +716,23 @@ def cheapest_insertion(
     earliest, due, pickup service, delivery service, pickup due): a delivery's pickup is at its center with
     due inf, a return's pickup is the collection at the customer (due its window end) and its delivery the
     drop at the center (due inf); the ETA is the service start of the stop with the due. Branch and bound:
-    pairs are priced in order of a lower bound (added km, plus the driver time by which the plan done
-    without waiting at the day's lowest congestion would outlast the current return), and the search stops
-    once the bound exceeds the best found (the lowest congestion multiplier of the vehicle's mode). Ties
-    (within ``tie``) go to the earliest positions. A battery vehicle's pairs are priced by
+    pairs are priced in order of a lower bound on their added cost (``insertion_bounds``: km, lateness and
+    driver time of the plan driven at the lowest congestion left in the shift), and the search stops once
+    the bound exceeds the best found. Like the pricing's own early exit, the bound takes it that no old stop
+    is reached earlier once an order is inserted before it (FIFO travel over a travel-time matrix that
+    keeps the triangle inequality, as shortest paths do). Ties (within ``tie``) go to the earliest
+    positions, whatever order the pairs are priced in (a pair after the best found whose bound is not below
+    it by ``tie`` is not priced: it cannot win). A battery vehicle's pairs are priced by
     ``_priced_battery`` (recharges only add time: the bound holds).
     """
-    mode = int(vehicle[MODE])
-    time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
-    floor_mult = mults.min()
-    battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
     k = nodes.shape[0] - 2
-    capacity = vehicle[5]
-    room = capacity - new[2]
-    per_ff = floor_mult / vehicle[0]
-    per_km, per_min = vehicle[3], vehicle[4]
-    center, dest = int(new[0]), int(new[1])
-    busy = free[0] + old[4] + new[6] + new[7]
-    for m in range(k + 1):
-        busy += time_min[nodes[m], nodes[m + 1]] * per_ff
     n_pairs = (k + 1) * (k + 2) // 2
-    lower = np.empty(n_pairs)
-    pi = np.empty(n_pairs, dtype=np.int64)
-    pj = np.empty(n_pairs, dtype=np.int64)
-    n = 0
-    for i in range(k + 1):
-        if loads[i] > room:
-            continue
-        a, b = nodes[i], nodes[i + 1]
-        add_km = dist_km[a, center] + dist_km[center, dest] + dist_km[dest, b] - dist_km[a, b]
-        add_ff = time_min[a, center] + time_min[center, dest] + time_min[dest, b] - time_min[a, b]
-        lower[n] = add_km * per_km + max(0.0, busy + add_ff * per_ff - old[2]) * per_min
-        pi[n], pj[n] = i, i
-        n += 1
-        p_km = dist_km[a, center] + dist_km[center, b] - dist_km[a, b]
-        p_ff = time_min[a, center] + time_min[center, b] - time_min[a, b]
-        for j in range(i + 1, k + 1):
-            if loads[j] > room:
-                break
-            c, e = nodes[j], nodes[j + 1]
-            add_km = p_km + dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]
-            add_ff = p_ff + time_min[c, dest] + time_min[dest, e] - time_min[c, e]
-            lower[n] = add_km * per_km + max(0.0, busy + add_ff * per_ff - old[2]) * per_min
-            pi[n], pj[n] = i, j
-            n += 1
-    order = np.argsort(lower[:n], kind="mergesort")  # stable: equal bounds keep (i, j) order
-    best_i, best_j, best, best_km, best_eta = -1, -1, math.inf, math.nan, math.nan
-    for r in range(n):
-        c = order[r]
-        if lower[c] > best + tie:
-            break
-        if battery:
-            delta, km, eta = _priced_battery(
-                time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
-                service_min, load_delta, free[0], loads[0], old, new, pi[c], pj[c],
-            )  # fmt: skip
-        else:
-            delta, km, eta = _priced(
-                time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
-                service_min, load_delta, free, cum_dist, cum_late, old, new, pi[c], pj[c], best + tie,
-            )  # fmt: skip
-        if delta == math.inf:
-            continue
-        i, j = pi[c], pj[c]
-        earlier = i < best_i or (i == best_i and j < best_j)
-        if delta < best - tie or (delta <= best + tie and earlier):
-            best_i, best_j, best, best_km, best_eta = i, j, delta, km, eta
-    return best_i, best_j, best, best_km, best_eta
+    return _search(
+        time_modes, dist_modes, mults_modes, shift_start_h, vehicle, costs, nodes, open_min, due_min,
+        service_min, load_delta, free, loads, cum_dist, cum_late, old, new, tie, np.empty(n_pairs),
+        np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64),
+        np.empty(n_pairs, dtype=np.int64), np.empty((7, k + 2)),
+    )  # fmt: skip
 
 
 @njit(cache=True)
@@ -576,6 +775,10 @@ def fleet_cheapest_insertion(
     and delivery ETA.
     """
     n = counts.shape[0]
+    longest = counts.max() if n > 0 else 0
+    n_pairs = (longest + 1) * (longest + 2) // 2
+    lower, pi, pj = np.empty(n_pairs), np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
+    heap, work = np.empty(n_pairs, dtype=np.int64), np.empty((7, longest + 2))
     out_i = np.full(n, -1, dtype=np.int64)
     out_j = np.full(n, -1, dtype=np.int64)
     out_delta = np.full(n, math.inf)
@@ -598,10 +801,10 @@ def fleet_cheapest_insertion(
             dirty[v] = False
         if not feasible[v]:
             continue
-        i, j, delta, km, eta = cheapest_insertion(
+        i, j, delta, km, eta = _search(
             time_min, dist_km, mults, shift_start_h, vehicles[v], costs, row, open_min[v, :k],
             due_min[v, :k], service_min[v, :k], load_delta[v, :k], free[v, : k + 1], loads[v, : k + 1],
-            cum_dist[v, : k + 1], cum_late[v, : k + 1], summary[v], new, tie,
+            cum_dist[v, : k + 1], cum_late[v, : k + 1], summary[v], new, tie, lower, pi, pj, heap, work,
         )  # fmt: skip
         out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = i, j, delta, km, eta
     return out_i, out_j, out_delta, out_km, out_eta

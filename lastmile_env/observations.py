@@ -12,7 +12,7 @@ from gymnasium import spaces
 from lastmile_env import kernels
 from lastmile_env.sim.insertion import FleetInsertion
 from lastmile_env.sim.simulator import Simulator
-from lastmile_env.sim.types import ServiceOption
+from lastmile_env.sim.types import ServiceOption, Vehicle
 from lastmile_env.sim.world import World
 
 CLIP = 10.0
@@ -58,7 +58,8 @@ GLOBAL_FEATURES = (
 def pack(features: dict[str, np.ndarray], mask: np.ndarray, flat: bool) -> dict[str, np.ndarray] | np.ndarray:
     """An observation from its feature arrays: each clipped to ``[-CLIP, CLIP]``, then the action mask; as a
     Dict, or (``flat``) every array raveled and concatenated in that order into one float32 vector."""
-    parts = {key: np.clip(values, -CLIP, CLIP) for key, values in features.items()}
+    # np.clip's values, bit for bit, without its dispatch overhead
+    parts = {key: np.minimum(np.maximum(values, -CLIP), CLIP) for key, values in features.items()}
     if flat:
         return np.concatenate([*(p.ravel() for p in parts.values()), mask.astype(np.float32)])
     parts["action_mask"] = mask
@@ -93,6 +94,8 @@ class DispatchObservation:
         hours = cfg.orders.last_arrival_min / 60.0
         self._expected_orders = max(1.0, cfg.orders.rate_per_hour * hours)
         self._reject_penalty = max(cfg.costs.reject_penalty, 1e-9)
+        self._fleet: list[Vehicle] | None = None  # the fleet whose capacity, home and mode are in _fixed
+        self._fixed = np.empty((0, 3), dtype=np.int64)
 
         def box(shape: tuple[int, ...]) -> spaces.Box:
             return spaces.Box(-CLIP, CLIP, shape=shape, dtype=np.float32)
@@ -131,12 +134,16 @@ class DispatchObservation:
         vehicles = sim.vehicles
         n_vehicles = len(vehicles)
         mask = self.mask(sim)
+        if vehicles is not self._fleet or n_vehicles != len(self._fixed):  # a new day's fleet
+            self._fleet = vehicles
+            fixed = np.array([(v.capacity, v.home, v.mode) for v in vehicles], dtype=np.float64)
+            self._fixed = fixed.reshape(n_vehicles, 3).astype(np.int64)
         state = np.array(
-            [(v.free_min, v.node, v.free_load, v.capacity, len(v.route), v.home, v.mode) for v in vehicles],
-            dtype=np.float64,
-        ).reshape(n_vehicles, 7)
+            [(v.free_min, v.node, v.free_load, len(v.route), v.idle) for v in vehicles], dtype=np.float64
+        ).reshape(n_vehicles, 5)
         start_min = np.maximum(state[:, 0], now)  # Simulator.plan_start
-        ints = state[:, 1:].astype(np.int64)
+        moving = state[:, 1:4].astype(np.int64)
+        capacity, home, mode = self._fixed[:, 0], self._fixed[:, 1], self._fixed[:, 2]
         if order is not None:
             fleet = sim.fleet_insertions()
             plan_end, center, due = fleet.plan_end_min, order.center, order.due_min
@@ -145,8 +152,8 @@ class DispatchObservation:
             fleet, center, due = _no_insertions(n_vehicles), -1, 0.0
         kernels.vehicle_features(
             vehicle_f, world.xy_km, self._xy_min, self._xy_span, world.time_modes, self._max_cap,
-            self._reject_penalty, now, start_min, ints[:, 0], ints[:, 1], ints[:, 2], ints[:, 3],
-            ints[:, 4], ints[:, 5], plan_end, center, due, fleet.pickup_after, fleet.delta_cost,
+            self._reject_penalty, now, start_min, moving[:, 0], moving[:, 1], capacity, moving[:, 2], home,
+            mode, plan_end, center, due, fleet.pickup_after, fleet.delta_cost,
             fleet.delta_dist_km, fleet.eta_min,
         )  # fmt: skip
         if order is not None:
@@ -167,7 +174,7 @@ class DispatchObservation:
                 sim.n_open / (5.0 * len(sim.vehicles)),
                 sim.n_on_time / settled if settled else 1.0,
                 sim.n_rejected / max(1, sim.n_arrived),
-                sum(v.idle for v in sim.vehicles) / len(sim.vehicles),
+                int(state[:, 4].sum()) / n_vehicles,  # idle vehicles (an exact count)
                 sim.n_arrived / self._expected_orders,
                 (len(sim.pending) - (order is not None) + len(sim.deferred)) / len(sim.vehicles),
             ],

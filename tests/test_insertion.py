@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lastmile_env import kernels
 from lastmile_env.config import load_scenario
 from lastmile_env.sim import Simulator, evaluate_plan, world_for
-from lastmile_env.sim.insertion import TIE, Insertion, price_insertion
+from lastmile_env.sim.insertion import TIE, Insertion, _order_array, price_insertion
+from lastmile_env.sim.plan import vehicle_params
 
 
 def brute_force(sim: Simulator, vehicle_id: int) -> tuple[float, tuple[int, int] | None]:
@@ -58,6 +60,57 @@ def test_branch_and_bound_matches_brute_force(seed, congested, tight):
                     (ref.delta_cost, ref.delta_dist_km, ref.eta_min), abs=1e-7
                 )
                 checked += 1
+        feasible = [v for v in range(len(sim.vehicles)) if sim.insertion(v) is not None]
+        if feasible and rng.uniform() < 0.9:
+            sim.assign(int(rng.choice(feasible)))
+        else:
+            sim.reject()
+        order = sim.advance()
+    assert checked > 0
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 1000), congested=st.booleans(), windows=st.booleans())
+def test_insertion_bounds_never_exceed_the_exact_cost(seed, congested, windows):
+    """The search prunes by ``kernels.insertion_bounds``: every feasible pair (the reference schedule's) is
+    bounded, by at most its exact added cost, in congestion and with time windows."""
+    overrides = {"fleet.size": 2, "orders.rate_per_hour": 20, "orders.window_share": 0.6 if windows else 0.0}
+    if congested:
+        overrides["graph.congestion"] = [1.0] * 8 + [2.5, 0.6, 1.8, 1.0] + [1.3] * 12
+    sim = Simulator(world_for(load_scenario("small", overrides)), seed=seed)
+    world = sim.world
+    rng = np.random.default_rng(seed)
+    order, checked = sim.advance(), 0
+    while order is not None:
+        for vid in range(len(sim.vehicles)):
+            old = sim.plan(vid)
+            if not old.feasible:
+                continue
+            vehicle = sim.vehicles[vid]
+            params = vehicle_params(vehicle)
+            mode = vehicle.mode
+            k = len(vehicle.route)
+            n_pairs = (k + 1) * (k + 2) // 2
+            lower = np.empty(n_pairs)
+            pi, pj = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
+            per_ff = kernels.window_floor(
+                world.mode_mults[mode], world.config.shift_start_hour, old.frees_min[0], vehicle.shift_end_min
+            ) / vehicle.speed_factor  # fmt: skip
+            summary = np.array([old.cost, old.dist_km, old.end_min, old.late_cost, old.service_min])
+            new = _order_array(sim, order)
+            n = kernels.insertion_bounds(
+                world.time_modes[mode], world.dist_modes[mode], world.mode_mults[mode],
+                world.config.shift_start_hour, params, np.array(world.late_costs), old.nodes,
+                old.stop_open_min, old.stop_due_min, old.stop_service_min, old.frees_min, old.loads,
+                old.cum_late_cost, summary, new, per_ff, lower, pi, pj, np.empty((7, k + 2)),
+            )  # fmt: skip
+            bounds = {(int(pi[r]), int(pj[r])): lower[r] for r in range(n)}
+            for i in range(k + 1):
+                for j in range(i, k + 1):
+                    exact = price_insertion(sim, vid, order, i, j)
+                    if exact is not None:  # feasible: never left out, never over-bounded
+                        assert bounds[i, j] <= exact.delta_cost + 1e-9, (i, j)
+                        checked += 1
         feasible = [v for v in range(len(sim.vehicles)) if sim.insertion(v) is not None]
         if feasible and rng.uniform() < 0.9:
             sim.assign(int(rng.choice(feasible)))

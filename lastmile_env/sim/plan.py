@@ -75,6 +75,17 @@ def vehicle_params(vehicle: Vehicle) -> np.ndarray:
     )
 
 
+def stop_values(order: Order, kind: StopKind, pickup_service_min: float) -> tuple[float, float, float, int]:
+    """One stop as the kernels read it: ``(open_min, due_min, service_min, load_delta)``."""
+    if kind == StopKind.PICKUP:
+        if order.is_return:  # collected at the customer in its window
+            return order.ready_min, order.due_min, order.service_min, order.size
+        return order.ready_min, math.inf, pickup_service_min, order.size
+    if order.returning or order.is_return:  # unloaded at the center: no window, no lateness
+        return 0.0, math.inf, pickup_service_min, -order.size
+    return order.earliest_min, order.due_min, order.service_min, -order.size
+
+
 def stop_arrays(
     world: World, orders: Sequence[Order], stops: Sequence[Stop]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -85,24 +96,10 @@ def stop_arrays(
     load_delta = np.empty(k, dtype=np.int64)
     pickup_service = world.config.orders.pickup_service_min
     for m, stop in enumerate(stops):
-        order = orders[stop.order]
         loc[m] = stop.loc
-        if stop.kind == StopKind.PICKUP:
-            if order.is_return:  # collected at the customer in its window
-                open_min[m], due_min[m], service_min[m] = order.ready_min, order.due_min, order.service_min
-            else:
-                open_min[m], due_min[m], service_min[m] = order.ready_min, math.inf, pickup_service
-            load_delta[m] = order.size
-        elif order.returning or order.is_return:  # unloaded at the center: no window, no lateness
-            open_min[m], due_min[m], service_min[m] = 0.0, math.inf, pickup_service
-            load_delta[m] = -order.size
-        else:
-            open_min[m], due_min[m], service_min[m], load_delta[m] = (
-                order.earliest_min,
-                order.due_min,
-                order.service_min,
-                -order.size,
-            )
+        open_min[m], due_min[m], service_min[m], load_delta[m] = stop_values(
+            orders[stop.order], stop.kind, pickup_service
+        )
     return loc, open_min, due_min, service_min, load_delta
 
 
@@ -168,23 +165,17 @@ def price_leg(
 ) -> LegEval:
     """``evaluate_plan`` of the one-stop plan ``[stop]``, the numbers the simulator commits a leg by
     (bit for bit the same: ``kernels.leg``), without building the whole plan's arrays."""
-    _, open_min, due_min, service_min, load_delta = stop_arrays(world, orders, (stop,))
+    open_min, due_min, service_min, load_delta = stop_values(
+        orders[stop.order], stop.kind, world.config.orders.pickup_service_min
+    )
+    open_min, due_min, service_min = float(open_min), float(due_min), float(service_min)
     late_fixed, late_per_min = world.late_costs
     arrive, begin, free, late = kernels.leg(
         world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
-        vehicle_params(vehicle), start_min, start_node, stop.loc, open_min[0], due_min[0], service_min[0],
+        vehicle_params(vehicle), start_min, start_node, stop.loc, open_min, due_min, service_min,
         late_fixed, late_per_min,
     )  # fmt: skip
-    return LegEval(
-        arrive,
-        begin,
-        free,
-        late,
-        float(open_min[0]),
-        float(due_min[0]),
-        float(service_min[0]),
-        int(load_delta[0]),
-    )
+    return LegEval(arrive, begin, free, late, open_min, due_min, service_min, int(load_delta))
 
 
 class FleetPlans:
@@ -249,7 +240,8 @@ class FleetPlans:
     def sync(self, sim: Simulator) -> None:
         """Bring every row up to date with ``sim``'s vehicles and clock."""
         vehicles = sim.vehicles
-        longest = max((len(v.route) for v in vehicles), default=0)
+        routes = [v.route for v in vehicles]
+        longest = max(map(len, routes), default=0)
         if vehicles is not self._vehicles or len(vehicles) != len(self._routes) or longest > self.capacity:
             self._vehicles = vehicles
             self._alloc(len(vehicles), max(self.capacity, 2 * longest))
@@ -262,8 +254,7 @@ class FleetPlans:
             if self.params[vid, kernels.FLOWN_KM] != flown:
                 self.params[vid, kernels.FLOWN_KM] = flown
                 self.dirty[vid] = True
-        for vid, v in enumerate(vehicles):
-            route, built = v.route, self._routes[vid]
+        for vid, (route, built) in enumerate(zip(routes, self._routes, strict=True)):
             if route == built:
                 continue
             if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg

@@ -402,8 +402,11 @@ class Simulator:
 
     def cost(self) -> CostBreakdown:
         """Cost committed so far: legs driven or under way, lateness of committed deliveries, rejections."""
-        distance = sum(v.dist_km * v.cost_per_km for v in self.vehicles)
-        driver = sum(v.duty_min * v.cost_per_hour / 60.0 for v in self.vehicles)
+        distance: float = 0  # summed in fleet order, as sum() did
+        driver: float = 0
+        for v in self.vehicles:
+            distance += v.dist_km * v.cost_per_km
+            driver += v.duty_min * v.cost_per_hour / 60.0
         return CostBreakdown(distance, driver, self.late_cost, self.reject_cost, self.failed_cost)
 
     def ledger(self) -> Ledger:
