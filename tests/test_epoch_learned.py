@@ -212,3 +212,10 @@ def test_bad_model_files_fail_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "garbage.pt" in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_the_shipped_model_plays_a_valid_day() -> None:
+    policy = make_wave_policy("learned_epoch", FAST)
+    assert policy.name == "learned_epoch"
+    inst, requests = small_day(seed=11, per_epoch=10)
+    assert play_day(inst, N201, requests, policy, 11).valid
