@@ -76,7 +76,8 @@ def solve_wave(
     if unknown:
         raise ValueError(f"orders {unknown} are not in the wave's pool")
     prizes = dict(prizes or {})
-    bad = sorted(i for i, p in prizes.items() if i not in order_ids or not p >= 0 or p == float("inf"))
+    asked = set(order_ids)
+    bad = sorted(i for i, p in prizes.items() if i not in asked or not 0 <= p < float("inf"))
     if bad:
         raise ValueError(f"prizes of orders {bad}: each must be a finite prize >= 0 of an order being routed")
     leave_min = sim.now + sim.world.config.dispatch.wave_margin_min
@@ -157,7 +158,13 @@ def _solve_center(
 
     to_door_s = np.min([t[0] for t in time_mats], axis=0)  # the fastest kind's trip to each door
     must = {o.id for o, m in zip(sim.pool, sim.must_dispatch(), strict=True) if m}
-    penalty = world.config.costs.reject_penalty
+    prize = world.config.costs.reject_penalty * cost_unit  # a short fleet's prize of an order
+
+    def client_prize(order_id: int) -> int:
+        if order_id in prizes:
+            return round(cost_unit * prizes[order_id])
+        return round(prize * (10.0 if order_id in must else 1.0)) if short else 0
+
     clients = []
     for j, o in enumerate(orders, start=1):
         release_s = round(max(o.ready_min, leave_min) * TIME_SCALE)
@@ -174,9 +181,7 @@ def _solve_center(
                 tw_early=early_s,
                 tw_late=due_s,
                 release_time=release_s,
-                prize=round(cost_unit * prizes.get(o.id, penalty * (10.0 if o.id in must else 1.0)))
-                if short or o.id in prizes
-                else 0,
+                prize=client_prize(o.id),
                 required=not short and o.id not in prizes,
             )
         )
