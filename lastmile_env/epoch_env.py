@@ -122,7 +122,7 @@ class EpochDispatchEnv(gym.Env):
     [wait, go]).
 
     ## Observation Space
-    A `Dict`:
+    A `Dict` (`wave_features(sim, max_requests)`, the one encoding, which learned wave policies use too):
 
     | key             | shape                | content                                                    |
     |-----------------|----------------------|------------------------------------------------------------|
