@@ -6,6 +6,7 @@
     python evaluate.py --policies learned,reopt,reopt:time=0.5 --hindsight-time-limit 2   # wall-clock budgets
     python evaluate.py --scenario small --episodes 5 env.fleet.size=4      # scenario overrides: env.<field>
     python evaluate.py --benchmark euro2022 --policies greedy,lazy,random --out runs/euro2022
+    python evaluate.py --benchmark euro2022 --policies greedy,urgent_routes,learned_epoch --out runs/euro2022
 
 Episode k of every policy plays the day of seed ``seed + k``, so differences between policies are paired.
 Writes episodes.csv, summary.json, summary.md, metrics.png and route_map.png under --out (for a suite:
@@ -55,7 +56,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="comma-separated policies: heuristic names (options after colons: reopt:time=0.5, "
         "reopt:iterations=200), learned (the shipped best learned policy), model .zip paths, "
         f"dispatch+reopt, dispatch+routing, wave policies ({','.join(WAVE_HEURISTICS)}; wave:NAME) "
-        f"(default: all heuristics: {','.join(HEURISTICS)}; for a benchmark: all wave policies)",
+        f"(default: all heuristics: {','.join(HEURISTICS)}; for a benchmark: all wave policies; "
+        "there also learned_epoch, the shipped learned wave policy, or a wave model .pt)",
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes per policy (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="episode k uses seed + k (default: 0)")

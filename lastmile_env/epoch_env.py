@@ -42,6 +42,65 @@ GLOBAL_FEATURES = (
 HOURS = 10.0  # hour features are divided by this (a shift)
 
 
+def wave_features(sim: Simulator, max_requests: int) -> dict[str, np.ndarray]:
+    """The when-to-dispatch observation of ``sim``'s pending wave: per open request, oldest first, the
+    ``REQUEST_FEATURES`` (``max_requests`` rows, the newest beyond them not observed), the row mask, the
+    must-go flags and the ``GLOBAL_FEATURES``; all zeros when no wave is pending. The one encoding of a wave
+    decision: the env observes it and a learned wave policy (``agents.learned.epoch_policy``) scores it."""
+    n = max_requests
+    rows = np.zeros((n, len(REQUEST_FEATURES)), dtype=np.float32)
+    present = np.zeros(n, dtype=np.int8)
+    must_row = np.zeros(n, dtype=np.int8)
+    glob = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
+    if sim.wave_pending:
+        world, now = sim.world, sim.now
+        cfg = world.config.dispatch
+        scale_km = float(np.ptp(world.xy_km, axis=0).max()) or 1.0
+        n_waves = max(1, round((sim.last_wave_min - cfg.wave_start_min) / cfg.wave_min) + 1)
+        pool = sim.pool[:n]
+        must = sim.must_dispatch()[:n]
+        k = len(pool)
+        centers = np.array([o.center for o in pool])
+        locs = np.array([o.loc for o in pool])
+        t = world.time_arr
+        to_door = t[centers, locs]
+        between = t[np.ix_(locs, locs)]
+        nearest = np.minimum(between, between.T)
+        np.fill_diagonal(nearest, np.inf)
+        leave_next = now + cfg.wave_min + cfg.wave_margin_min
+        cap = float(world.max_capacity)
+        for i, o in enumerate(pool):
+            rows[i] = (
+                (o.due_min - now) / 60.0 / HOURS,
+                max(o.earliest_min - now, 0.0) / 60.0 / HOURS,
+                to_door[i] / 60.0 / HOURS,
+                t[o.loc, o.center] / 60.0 / HOURS,
+                o.service_min / 60.0 / HOURS,
+                o.size / cap,
+                (now - o.arrival_min) / 60.0 / HOURS,
+                float(must[i]),
+                (world.xy_km[o.loc, 0] - world.xy_km[o.center, 0]) / scale_km,
+                (world.xy_km[o.loc, 1] - world.xy_km[o.center, 1]) / scale_km,
+                (nearest[i].min() if k > 1 else 0.0) / 60.0 / HOURS,
+                (o.due_min - max(leave_next, o.ready_min) - to_door[i]) / 60.0 / HOURS,
+            )
+        present[:k] = 1
+        must_row[:k] = must
+        leave = now + cfg.wave_margin_min
+        idle = sum(1 for v in sim.vehicles if sim.plan(v.id).end_min <= leave + 1e-9)
+        wave_index = round((now - cfg.wave_start_min) / cfg.wave_min)
+        glob[:] = (
+            now / world.config.fleet.shift_end_min,
+            len(sim.pool) / n,
+            (n_waves - 1 - wave_index) / n_waves,
+            float(now >= sim.last_wave_min - 1e-9),
+            idle / len(sim.vehicles),
+        )
+    np.clip(rows, -CLIP, CLIP, out=rows)
+    np.clip(glob, -CLIP, CLIP, out=glob)
+    return {"requests": rows, "request_mask": present, "must_dispatch": must_row, "global": glob}
+
+
 class EpochDispatchEnv(gym.Env):
     """
     ## Description
@@ -63,7 +122,7 @@ class EpochDispatchEnv(gym.Env):
     [wait, go]).
 
     ## Observation Space
-    A `Dict`:
+    A `Dict` (`wave_features(sim, max_requests)`, the one encoding, which learned wave policies use too):
 
     | key             | shape                | content                                                    |
     |-----------------|----------------------|------------------------------------------------------------|
@@ -148,8 +207,6 @@ class EpochDispatchEnv(gym.Env):
         self.action_space = spaces.MultiBinary(n)
         self.sim: Simulator | None = None
         self.last_wave: WaveOutcome | None = None
-        self._scale_km = float(np.ptp(self.world.xy_km, axis=0).max()) or 1.0
-        self._n_waves = 1
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -167,8 +224,6 @@ class EpochDispatchEnv(gym.Env):
             )
             generator = euro2022.RequestStream(requests)
         self.sim = Simulator(self.world, episode_seed, generator=generator, debug=self.debug)
-        cfg = self.config.dispatch
-        self._n_waves = max(1, round((self.sim.last_wave_min - cfg.wave_start_min) / cfg.wave_min) + 1)
         self.sim.next_decision()
         self.last_wave = None
         return self._observe(), self._info()
@@ -200,57 +255,7 @@ class EpochDispatchEnv(gym.Env):
         return mask.reshape(-1)
 
     def _observe(self) -> dict[str, np.ndarray]:
-        sim = self._require_sim()
-        n = self.max_requests
-        rows = np.zeros((n, len(REQUEST_FEATURES)), dtype=np.float32)
-        present = np.zeros(n, dtype=np.int8)
-        must_row = np.zeros(n, dtype=np.int8)
-        glob = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
-        if sim.wave_pending:
-            pool = sim.pool[:n]
-            must = sim.must_dispatch()[:n]
-            world, now = self.world, sim.now
-            cfg = self.config.dispatch
-            k = len(pool)
-            centers = np.array([o.center for o in pool])
-            locs = np.array([o.loc for o in pool])
-            t = world.time_arr
-            to_door = t[centers, locs]
-            between = t[np.ix_(locs, locs)]
-            nearest = np.minimum(between, between.T)
-            np.fill_diagonal(nearest, np.inf)
-            leave_next = now + cfg.wave_min + cfg.wave_margin_min
-            cap = float(world.max_capacity)
-            for i, o in enumerate(pool):
-                rows[i] = (
-                    (o.due_min - now) / 60.0 / HOURS,
-                    max(o.earliest_min - now, 0.0) / 60.0 / HOURS,
-                    to_door[i] / 60.0 / HOURS,
-                    t[o.loc, o.center] / 60.0 / HOURS,
-                    o.service_min / 60.0 / HOURS,
-                    o.size / cap,
-                    (now - o.arrival_min) / 60.0 / HOURS,
-                    float(must[i]),
-                    (world.xy_km[o.loc, 0] - world.xy_km[o.center, 0]) / self._scale_km,
-                    (world.xy_km[o.loc, 1] - world.xy_km[o.center, 1]) / self._scale_km,
-                    (nearest[i].min() if k > 1 else 0.0) / 60.0 / HOURS,
-                    (o.due_min - max(leave_next, o.ready_min) - to_door[i]) / 60.0 / HOURS,
-                )
-            present[:k] = 1
-            must_row[:k] = must
-            leave = now + cfg.wave_margin_min
-            idle = sum(1 for v in sim.vehicles if sim.plan(v.id).end_min <= leave + 1e-9)
-            wave_index = round((now - cfg.wave_start_min) / cfg.wave_min)
-            glob[:] = (
-                now / self.config.fleet.shift_end_min,
-                len(sim.pool) / n,
-                (self._n_waves - 1 - wave_index) / self._n_waves,
-                float(now >= sim.last_wave_min - 1e-9),
-                idle / len(sim.vehicles),
-            )
-        np.clip(rows, -CLIP, CLIP, out=rows)
-        np.clip(glob, -CLIP, CLIP, out=glob)
-        return {"requests": rows, "request_mask": present, "must_dispatch": must_row, "global": glob}
+        return wave_features(self._require_sim(), self.max_requests)
 
     def _info(self) -> dict[str, Any]:
         sim = self._require_sim()

@@ -16,6 +16,9 @@ depot-loaded clients, one per center (each order is collected at its own center)
   unlimited); otherwise clients are optional with a prize, ``reject_penalty`` (x10 for the orders that
   must go at this wave), so a short fleet serves what it can and the rest waits or is rejected, and a
   vehicle may come back to the center to reload (multi-trip: each trip is one route of ``release``).
+  A caller may also make chosen orders optional with its own prizes (``solve_wave(..., prizes=...)``): a
+  prize-collecting VRPTW, where PyVRP takes an order only where its prize is worth its detour (how a learned
+  wave policy says how much each order should go now).
 
 With travel given in whole seconds and no congestion (the EURO Meets NeurIPS 2022 instances) the model is
 the competition's epoch problem exactly. The budget is PyVRP iterations by default, so the routes depend
@@ -24,7 +27,7 @@ only on the inputs and the seed, never on the machine; a wall-clock limit is an 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,17 +59,27 @@ def available_vehicles(sim: Simulator, center: int, leave_min: float) -> list[Ve
 
 
 def solve_wave(
-    sim: Simulator, order_ids: Sequence[int], budget: SolverBudget | None = None, seed: int = WAVE_SEED
+    sim: Simulator,
+    order_ids: Sequence[int],
+    budget: SolverBudget | None = None,
+    seed: int = WAVE_SEED,
+    prizes: Mapping[int, float] | None = None,
 ) -> tuple[list[tuple[int, list[int]]], list[int]]:
     """Routes for the pooled orders ``order_ids`` at the pending wave: ``(routes, unrouted)`` where each
     route is ``(vehicle id, order ids in delivery order)`` and ``unrouted`` are the orders no route could
-    take (no vehicle at their center, left out by PyVRP for a short fleet, or on a route the simulator found
-    infeasible)."""
+    take (no vehicle at their center, left out by PyVRP for a short fleet or for a prize below its detour,
+    or on a route the simulator found infeasible). ``prizes`` (order id -> prize in the world's cost units,
+    >= 0) makes those orders optional: PyVRP takes one only where its prize outweighs its detour."""
     budget = budget or SolverBudget(max_iterations=WAVE_ITERATIONS)
     pool = {o.id: o for o in sim.pool}
     unknown = [i for i in order_ids if i not in pool]
     if unknown:
         raise ValueError(f"orders {unknown} are not in the wave's pool")
+    prizes = dict(prizes or {})
+    asked = set(order_ids)
+    bad = sorted(i for i, p in prizes.items() if i not in asked or not 0 <= p < float("inf"))
+    if bad:
+        raise ValueError(f"prizes of orders {bad}: each must be a finite prize >= 0 of an order being routed")
     leave_min = sim.now + sim.world.config.dispatch.wave_margin_min
     by_center: dict[int, list[Order]] = {}
     for i in sorted(order_ids):
@@ -76,7 +89,7 @@ def solve_wave(
         vehicles = available_vehicles(sim, center, leave_min)
         if not vehicles:
             continue
-        for vid, ids in _solve_center(sim, center, orders, vehicles, leave_min, budget, seed):
+        for vid, ids in _solve_center(sim, center, orders, vehicles, leave_min, budget, seed, prizes):
             mine = [trip for trip in routes if trip[0] == vid]  # the vehicle's trips accepted so far
             if sim.price_trips([*mine, (vid, ids)])[vid][1].feasible:
                 routes.append((vid, ids))
@@ -92,8 +105,11 @@ def _solve_center(
     leave_min: float,
     budget: SolverBudget,
     seed: int,
+    prizes: Mapping[int, float],
 ) -> list[tuple[int, list[int]]]:
-    """One center's VRPTW: PyVRP's best routes, mapped back to vehicle ids and order ids."""
+    """One center's VRPTW: PyVRP's best routes, mapped back to vehicle ids and order ids. The orders in
+    ``prizes`` are optional with that prize; with fewer vehicles than orders every order is (see the module's
+    docstring)."""
     world = sim.world
     loading_min = world.config.orders.pickup_service_min
     keys = np.array([center, *(o.loc for o in orders)], dtype=np.int64)
@@ -102,7 +118,7 @@ def _solve_center(
     shift_end = max(v.shift_end_min for v in vehicles)
     congestion = mode_congestion(world, leave_min, max(shift_end, leave_min))
 
-    required = len(vehicles) >= len(orders)
+    short = len(vehicles) < len(orders)
     # PyVRP counts in integers: distances in metres, or a matrix world's weights as they are (whole units:
     # the EURO objective is their sum); costs so that the smallest unit cost is 100, which keeps them
     # well below PyVRP's penalties for lateness and excess load.
@@ -136,13 +152,19 @@ def _solve_center(
                 unit_distance_cost=round(v.cost_per_km / dist_unit * cost_unit),
                 unit_duration_cost=round(v.cost_per_hour / 3600.0 * cost_unit),
                 profile=profiles[profile_key],
-                reload_depots=[] if required else [0],
+                reload_depots=[0] if short else [],
             )
         )
 
     to_door_s = np.min([t[0] for t in time_mats], axis=0)  # the fastest kind's trip to each door
     must = {o.id for o, m in zip(sim.pool, sim.must_dispatch(), strict=True) if m}
-    prize = world.config.costs.reject_penalty * cost_unit
+    prize = world.config.costs.reject_penalty * cost_unit  # a short fleet's prize of an order
+
+    def client_prize(order_id: int) -> int:
+        if order_id in prizes:
+            return round(cost_unit * prizes[order_id])
+        return round(prize * (10.0 if order_id in must else 1.0)) if short else 0
+
     clients = []
     for j, o in enumerate(orders, start=1):
         release_s = round(max(o.ready_min, leave_min) * TIME_SCALE)
@@ -159,8 +181,8 @@ def _solve_center(
                 tw_early=early_s,
                 tw_late=due_s,
                 release_time=release_s,
-                prize=0 if required else round(prize * (10.0 if o.id in must else 1.0)),
-                required=required,
+                prize=client_prize(o.id),
+                required=not short and o.id not in prizes,
             )
         )
     locations = [pyvrp.Location(float(world.xy_km[k, 0]), float(world.xy_km[k, 1])) for k in keys]

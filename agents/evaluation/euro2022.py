@@ -23,6 +23,7 @@ from agents.base import WavePolicy, run_episode
 from agents.evaluation.common import EvaluationError
 from agents.evaluation.runners import execute
 from agents.heuristics.waves import WAVE_HEURISTICS
+from lastmile_env.config import ConfigError
 from lastmile_env.sim import Simulator, world_for
 from lastmile_env.solver_budget import SolverBudget
 from lastmile_env.sources import euro2022
@@ -88,10 +89,26 @@ def load_runs(configs: str | Path, instances: str | Path, static: bool) -> tuple
     return runs, sorted(set(skipped))
 
 
+LEARNED_EPOCH = "learned_epoch"  # the shipped learned wave policy (agents.learned.epoch_policy)
+
+
 def make_wave_policy(name: str, budget: SolverBudget, seed: int = WAVE_SEED) -> WavePolicy:
-    """A wave policy by name; unknown names fail with the valid ones."""
+    """A wave policy by name: a heuristic, ``learned_epoch`` (the shipped learned model) or a learned
+    model file (``.pt``); unknown names and bad model files fail in one line."""
+    if name == LEARNED_EPOCH or name.endswith(".pt"):
+        from agents.learned.epoch_policy import SHIPPED_EPOCH_MODEL, learned_wave
+
+        try:
+            learned = learned_wave(SHIPPED_EPOCH_MODEL if name == LEARNED_EPOCH else name, budget, seed)
+        except ConfigError as exc:
+            raise EvaluationError(str(exc)) from None
+        learned.name = name
+        return learned
     if name not in WAVE_HEURISTICS:
-        raise EvaluationError(f"unknown wave policy {name!r}; valid: {', '.join(WAVE_HEURISTICS)}")
+        raise EvaluationError(
+            f"unknown wave policy {name!r}; valid: {', '.join(WAVE_HEURISTICS)}, {LEARNED_EPOCH} "
+            "or a learned model file (.pt)"
+        )
     policy: WavePolicy = WAVE_HEURISTICS[name](budget, seed)
     return policy
 
@@ -102,6 +119,22 @@ def hindsight_budget(budget: SolverBudget) -> SolverBudget:
         return SolverBudget(max_iterations=10 * budget.max_iterations)
     assert budget.time_limit_s is not None
     return SolverBudget(time_limit_s=10 * budget.time_limit_s)
+
+
+def play_day(
+    inst: euro2022.Instance,
+    path: str | Path,
+    requests: euro2022.Requests,
+    policy: WavePolicy,
+    instance_seed: int,
+    static: bool = False,
+) -> euro2022.DayResult:
+    """A wave policy plays one competition day (``requests`` of the instance file ``path``) on the
+    simulator; the day's routes validated by the competition's rules."""
+    world = world_for(euro2022.scenario(inst, path, static=static))
+    sim = Simulator(world, instance_seed, generator=euro2022.RequestStream(requests))
+    run_episode(sim, policy, instance_seed)
+    return euro2022.validate_day(inst, requests, euro2022.dispatched_routes(sim))
 
 
 def run_day(task: DayTask) -> dict[str, Any]:
@@ -120,10 +153,8 @@ def run_day(task: DayTask) -> dict[str, Any]:
             cost, _ = euro2022.solve_hindsight(inst, requests, hindsight_budget(task.budget), task.seed)
             status = "ok"
         else:
-            world = world_for(euro2022.scenario(inst, run.path, static=run.static))
-            sim = Simulator(world, run.instance_seed, generator=euro2022.RequestStream(requests))
-            run_episode(sim, make_wave_policy(task.policy, task.budget, task.seed), run.instance_seed)
-            day = euro2022.validate_day(inst, requests, euro2022.dispatched_routes(sim))
+            policy = make_wave_policy(task.policy, task.budget, task.seed)
+            day = play_day(inst, run.path, requests, policy, run.instance_seed, run.static)
             cost = day.cost
             status = "ok" if day.valid else f"invalid: {day.problems[0]}"
     except Exception as exc:  # reported in the results, see the docstring

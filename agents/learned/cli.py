@@ -63,6 +63,8 @@ def run_train(args: argparse.Namespace) -> int:
             )
         training.resume(args.resume, total_timesteps=args.total_timesteps, progress=progress)
         return 0
+    if args.config and _is_epoch_config(args.config):
+        return _train_epoch_policy(args, progress)
     exp = training.load_experiment(
         args.config or DEFAULT_CONFIG,
         args.overrides,
@@ -72,4 +74,32 @@ def run_train(args: argparse.Namespace) -> int:
         **{"algo.name": args.algo},
     )
     training.train(exp, runs_dir=args.runs_dir, progress=progress)
+    return 0
+
+
+def _is_epoch_config(path: str) -> bool:
+    from agents.learned.epoch_training import is_epoch_config
+
+    return is_epoch_config(path)
+
+
+def _train_epoch_policy(args: argparse.Namespace, progress: bool) -> int:
+    """``task: euro2022_epoch``: the learned wave policy by imitation of hindsight (no RL options apply)."""
+    from agents.learned.epoch_training import run_epoch_training
+
+    ignored = [
+        flag
+        for flag, value in (
+            ("--total-timesteps", args.total_timesteps),
+            ("--n-envs", args.n_envs),
+            ("--algo", args.algo),
+            ("overrides", args.overrides or None),
+        )
+        if value is not None
+    ]
+    if ignored:
+        raise ConfigError(
+            f"{args.config} (task: euro2022_epoch) is trained by imitation: {ignored} do not apply"
+        )
+    run_epoch_training(args.config, args.runs_dir, seed=args.seed, progress=progress)
     return 0
