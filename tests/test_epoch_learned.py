@@ -219,3 +219,15 @@ def test_the_shipped_model_plays_a_valid_day() -> None:
     assert policy.name == "learned_epoch"
     inst, requests = small_day(seed=11, per_epoch=10)
     assert play_day(inst, N201, requests, policy, 11).valid
+
+
+def test_learned_on_wave_days_is_the_manifest_s_wave_policy(monkeypatch, tmp_path) -> None:
+    from agents.learned import shipped
+
+    policy = make_wave_policy("learned", FAST)
+    assert policy.name == "learned" and type(policy) is type(make_wave_policy("learned_epoch", FAST))
+    broken = tmp_path / "learned.yaml"
+    broken.write_text("policy: x.zip\nwave_policy: missing/model.pt\n")
+    monkeypatch.setattr(shipped, "SHIPPED_FILE", broken)
+    with pytest.raises(EvaluationError, match=r"model missing/model.pt not found"):
+        make_wave_policy("learned", FAST)

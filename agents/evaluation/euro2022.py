@@ -89,12 +89,23 @@ def load_runs(configs: str | Path, instances: str | Path, static: bool) -> tuple
     return runs, sorted(set(skipped))
 
 
+SHIPPED_NAME = "learned"  # the shipped best learned policy (agents.learned.shipped)
 LEARNED_EPOCH = "learned_epoch"  # the shipped learned wave policy (agents.learned.epoch_policy)
 
 
 def make_wave_policy(name: str, budget: SolverBudget, seed: int = WAVE_SEED) -> WavePolicy:
-    """A wave policy by name: a heuristic, ``learned_epoch`` (the shipped learned model) or a learned
+    """A wave policy by name: a heuristic, ``learned_epoch`` (the shipped learned model), ``learned`` (the
+    shipped best learned wave policy, ``wave_policy`` of experiments/dispatch/learned.yaml) or a learned
     model file (``.pt``); unknown names and bad model files fail in one line."""
+    if name == SHIPPED_NAME:
+        from agents.learned.shipped import shipped_learned_wave
+
+        try:
+            shipped = make_wave_policy(shipped_learned_wave(), budget, seed)
+        except ConfigError as exc:
+            raise EvaluationError(str(exc)) from None
+        shipped.name = SHIPPED_NAME
+        return shipped
     if name == LEARNED_EPOCH or name.endswith(".pt"):
         from agents.learned.epoch_policy import SHIPPED_EPOCH_MODEL, learned_wave
 
@@ -106,8 +117,8 @@ def make_wave_policy(name: str, budget: SolverBudget, seed: int = WAVE_SEED) -> 
         return learned
     if name not in WAVE_HEURISTICS:
         raise EvaluationError(
-            f"unknown wave policy {name!r}; valid: {', '.join(WAVE_HEURISTICS)}, {LEARNED_EPOCH} "
-            "or a learned model file (.pt)"
+            f"unknown wave policy {name!r}; valid: {', '.join(WAVE_HEURISTICS)}, {LEARNED_EPOCH}, "
+            f"{SHIPPED_NAME} or a learned model file (.pt)"
         )
     policy: WavePolicy = WAVE_HEURISTICS[name](budget, seed)
     return policy

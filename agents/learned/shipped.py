@@ -42,3 +42,20 @@ def shipped_learned() -> ShippedPolicy:
             part = str(path)
         parts.append(part)
     return ShippedPolicy("+".join(parts), spec.strip(), str(description))
+
+
+def shipped_learned_wave() -> str:
+    """The shipped best learned wave (when-to-dispatch) policy, ``wave_policy`` of the same manifest: a wave
+    policy name or a model file (``.pt``, made absolute); what ``learned`` plays on wave days (the EURO
+    Meets NeurIPS 2022 benchmark). ConfigError names a missing entry or model."""
+    data = read_yaml_mapping(SHIPPED_FILE, "the shipped learned policy manifest")
+    spec = data.get("wave_policy")
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"{SHIPPED_FILE}: 'wave_policy' must be a wave policy name or model, got {spec!r}")
+    spec = spec.strip()
+    if spec.endswith(".pt"):
+        path = REPO_ROOT / spec
+        if not path.is_file():
+            raise ConfigError(f"{SHIPPED_FILE}: model {spec} not found under {REPO_ROOT}")
+        spec = str(path)
+    return spec
