@@ -744,6 +744,18 @@ def _resolve_next_to(data: dict[str, Any], base_dir: Path) -> None:
                 node[leaf] = str(candidate)
 
 
+def with_dispatch_mode(config: ScenarioConfig, mode: Literal["order", "wave"]) -> ScenarioConfig:
+    """The same scenario with its dispatch decisions made in ``mode`` (``order``: one order at a time, as the
+    dispatch and routing envs and dispatch policies decide; ``wave``: which pooled orders go at each wave).
+    The day is the same: only when decisions are made changes. A scenario that cannot run in wave mode
+    (returns, battery vehicles) raises ConfigError."""
+    if config.dispatch.mode == mode:
+        return config
+    data = config.model_dump()
+    data["dispatch"]["mode"] = mode
+    return load_scenario(data)
+
+
 def load_scenario(
     scenario: str | Path | ScenarioConfig | Mapping[str, Any],
     overrides: Mapping[str, Any] | None = None,

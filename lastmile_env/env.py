@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from lastmile_env.config import ScenarioConfig, load_scenario
+from lastmile_env.config import ScenarioConfig, load_scenario, with_dispatch_mode
 from lastmile_env.generators import default_generator
 from lastmile_env.observations import DispatchObservation
 from lastmile_env.rewards import RewardFn, make_reward
@@ -128,7 +128,9 @@ class DispatchEnv(gym.Env):
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
             )
-        self.config = load_scenario(scenario, overrides)
+        # A wave-mode scenario (static_day) is played one order at a time here, as evaluate.py plays dispatch
+        # policies on it; LastMile-EpochDispatch-v0 plays its waves.
+        self.config = with_dispatch_mode(load_scenario(scenario, overrides), "order")
         self.world: World = world_for(self.config)
         self.generator = default_generator(self.world)  # an order log is read and checked here, once
         self.encoder = DispatchObservation(self.world, flat=observation == "flat", defer=defer)

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from lastmile_env.config import ScenarioConfig, load_scenario
+from lastmile_env.config import ScenarioConfig, load_scenario, with_dispatch_mode
 from lastmile_env.dispatch_rules import DispatchRule, cheapest_insertion
 from lastmile_env.env import InvalidActionError, check_env_options, episode_info
 from lastmile_env.generators import default_generator
@@ -259,7 +259,9 @@ class RoutingEnv(gym.Env):
         debug: bool = False,
     ) -> None:
         check_env_options(observation, invalid_action)
-        self.config = load_scenario(scenario, overrides)
+        # A wave-mode scenario (static_day) is played one order at a time here, as evaluate.py plays dispatch
+        # policies on it; LastMile-EpochDispatch-v0 plays its waves.
+        self.config = with_dispatch_mode(load_scenario(scenario, overrides), "order")
         self.world: World = world_for(self.config)
         self.generator = default_generator(self.world)
         self.encoder = RoutingObservation(self.world, max_stops=max_stops, flat=observation == "flat")

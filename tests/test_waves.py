@@ -216,3 +216,20 @@ def test_lazy_sends_only_what_must_go() -> None:
     sim.next_decision()
     lazy = LazyWave(FAST).choose(sim)
     assert lazy == [o.id for o, m in zip(sim.pool, sim.must_dispatch(), strict=True) if m]
+
+
+@pytest.mark.parametrize("env_id", ["LastMile-Dispatch-v0", "LastMile-Routing-v0"])
+def test_the_order_and_routing_envs_play_a_wave_scenario_one_order_at_a_time(env_id):
+    """static_day is a wave-mode scenario: the per-order envs play its day in order mode (as evaluate.py plays
+    dispatch policies on it) instead of failing at reset; found by the invariant soak."""
+    env = gym.make(env_id, scenario="static_day", debug=True, invalid_action="raise")
+    assert env.unwrapped.config.dispatch.mode == "order"
+    rng = np.random.default_rng(0)
+    env.reset(seed=3)
+    done, steps = False, 0
+    while not done:
+        action = int(rng.choice(np.flatnonzero(env.unwrapped.action_masks())))
+        _, _, terminated, truncated, info = env.step(action)
+        done, steps = terminated or truncated, steps + 1
+    assert steps > 300 and info["orders"] > 300
+    assert load_scenario("static_day").dispatch.mode == "wave"  # the scenario itself is unchanged

@@ -19,7 +19,7 @@ from agents.evaluation.common import EPISODE_COLUMNS, EvaluationError
 from agents.evaluation.policies import describe_solver_budgets, resolve_policy
 from agents.evaluation.reports import EvaluationResult
 from agents.evaluation.runners import execute
-from lastmile_env.config import ConfigError, ScenarioConfig, load_scenario
+from lastmile_env.config import ConfigError, ScenarioConfig, load_scenario, with_dispatch_mode
 from lastmile_env.generators import default_generator
 from lastmile_env.replay import record_episode
 from lastmile_env.sim.simulator import Simulator
@@ -92,12 +92,7 @@ def in_mode_for(config: ScenarioConfig, policy: Any) -> ScenarioConfig:
     """The scenario as the policy plays it: in wave mode for a wave policy, one order at a time for any other
     (the day is the same: the mode changes only when the decisions are made). A scenario that cannot run in
     wave mode (returns, battery vehicles) raises ConfigError."""
-    mode = "wave" if isinstance(policy, WavePolicy) else "order"
-    if config.dispatch.mode == mode:
-        return config
-    data = config.model_dump()
-    data["dispatch"]["mode"] = mode
-    return load_scenario(data)
+    return with_dispatch_mode(config, "wave" if isinstance(policy, WavePolicy) else "order")
 
 
 def _play(task: _Task) -> dict[str, Any]:
