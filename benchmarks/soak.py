@@ -67,14 +67,16 @@ def main() -> None:
     args = parser.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
     envs = [e for e in args.envs.split(",") if e]
-    per_scenario = max(1, args.steps // len(scenarios))
+    # The steps split over the scenarios, the remainder to the first ones: exactly --steps per env.
+    share, extra = divmod(args.steps, len(scenarios))
+    per_scenario = {sc: max(1, share + (k < extra)) for k, sc in enumerate(scenarios)}
     load_before = os.getloadavg()[0]
     command = "python benchmarks/soak.py " + " ".join(sys.argv[1:])
     rows: list[str] = []
     totals: dict[str, tuple[int, float]] = {}
     for env_name in envs:
         for scenario in scenarios:
-            steps, episodes, seconds = soak(env_name, scenario, per_scenario, args.seed)
+            steps, episodes, seconds = soak(env_name, scenario, per_scenario[scenario], args.seed)
             rate = steps / seconds
             rows.append(f"| {env_name} | {scenario} | {steps:,} | {episodes} | {seconds:.0f} | {rate:,.0f} |")
             print(rows[-1], flush=True)
