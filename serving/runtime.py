@@ -324,6 +324,7 @@ class Dispatcher:
         snap = self.snapshot(request)
         sim = snap.sim
         before = sim.expected_cost
+        self._reopt.reset()  # seed 0 for every snapshot, and no record kept from one request to the next
         applied = self._reopt.reoptimize(sim) != 0.0
         return ReoptimizeResponse.model_construct(
             request_id=request_id,
