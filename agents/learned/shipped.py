@@ -33,15 +33,17 @@ def shipped_learned() -> ShippedPolicy:
     spec, description = data.get("policy"), data.get("description", "")
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"{SHIPPED_FILE}: 'policy' must be a policy spec, got {spec!r}")
-    parts = []
-    for part in spec.strip().split("+"):
-        if part.endswith(".zip"):
-            path = REPO_ROOT / part
-            if not path.is_file():
-                raise ConfigError(f"{SHIPPED_FILE}: model {part} not found under {REPO_ROOT}")
-            part = str(path)
-        parts.append(part)
+    parts = [_model_path(part) if part.endswith(".zip") else part for part in spec.strip().split("+")]
     return ShippedPolicy("+".join(parts), spec.strip(), str(description))
+
+
+def _model_path(listed: str) -> str:
+    """A model file the manifest lists relative to the repository root, as an absolute path; ConfigError
+    when it is not there."""
+    path = REPO_ROOT / listed
+    if not path.is_file():
+        raise ConfigError(f"{SHIPPED_FILE}: model {listed} not found under {REPO_ROOT}")
+    return str(path)
 
 
 def shipped_learned_wave() -> str:
@@ -53,9 +55,4 @@ def shipped_learned_wave() -> str:
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"{SHIPPED_FILE}: 'wave_policy' must be a wave policy name or model, got {spec!r}")
     spec = spec.strip()
-    if spec.endswith(".pt"):
-        path = REPO_ROOT / spec
-        if not path.is_file():
-            raise ConfigError(f"{SHIPPED_FILE}: model {spec} not found under {REPO_ROOT}")
-        spec = str(path)
-    return spec
+    return _model_path(spec) if spec.endswith(".pt") else spec

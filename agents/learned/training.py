@@ -282,6 +282,19 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = (), **fields: A
 # Envs and evaluation
 
 
+def dispatch_env_kwargs(scenario: ScenarioConfig, exp: ExperimentConfig) -> dict[str, Any]:
+    """The training dispatch env's arguments, the same for one env and for the vector env: cost rewards,
+    and invalid actions raised under MaskablePPO (it never samples one), penalized for PPO / A2C."""
+    return {
+        "scenario": scenario,
+        "defer": exp.defer,
+        "reward": "cost",
+        "reward_scale": exp.reward_scale,
+        "invalid_action": "raise" if exp.algo.name == "maskable_ppo" else "penalize",
+        "invalid_action_penalty": exp.invalid_action_penalty,
+    }
+
+
 def make_env(scenario: ScenarioConfig, exp: ExperimentConfig) -> Callable[[], gym.Env]:
     """A thunk building one monitored env (picklable, for SubprocVecEnv)."""
     masked = exp.algo.name == "maskable_ppo"
@@ -301,15 +314,7 @@ def make_env(scenario: ScenarioConfig, exp: ExperimentConfig) -> Callable[[], gy
                     invalid_action_penalty=exp.invalid_action_penalty,
                 )
             )
-        env = gym.make(
-            "LastMile-Dispatch-v0",
-            scenario=scenario,
-            defer=exp.defer,
-            reward="cost",
-            reward_scale=exp.reward_scale,
-            invalid_action="raise" if masked else "penalize",
-            invalid_action_penalty=exp.invalid_action_penalty,
-        )
+        env = gym.make("LastMile-Dispatch-v0", **dispatch_env_kwargs(scenario, exp))
         if exp.reopt.enabled:
             env = ReoptimizingEnv(env, exp.reopt.policy())
         return Monitor(env)
@@ -330,16 +335,10 @@ def make_vec_env(scenario: ScenarioConfig, exp: ExperimentConfig, seed: int) -> 
 def make_vector_env(scenario: ScenarioConfig, exp: ExperimentConfig, seed: int) -> VecEnv:
     """``make_vec_env`` with ``vector_env``: the ``n_envs`` dispatch envs as one ``DispatchVectorEnv`` in
     this process, monitored; rank i plays day ``seed + i`` first, as with the other vec envs."""
-    masked = exp.algo.name == "maskable_ppo"
     venv = DispatchVectorEnv(
         num_envs=exp.n_envs,
         max_episode_steps=gym.spec("LastMile-Dispatch-v0").max_episode_steps,
-        scenario=scenario,
-        defer=exp.defer,
-        reward="cost",
-        reward_scale=exp.reward_scale,
-        invalid_action="raise" if masked else "penalize",
-        invalid_action_penalty=exp.invalid_action_penalty,
+        **dispatch_env_kwargs(scenario, exp),
     )
     vec_env = VecMonitor(SB3VecEnv(venv))
     vec_env.seed(seed)
