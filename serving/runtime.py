@@ -348,7 +348,8 @@ class Dispatcher:
         ]
 
     def _stop_out(self, snap: Snapshot, stop: Stop, start_min: float, under_way: bool) -> PlannedStop:
-        return PlannedStop.model_construct(
+        # Validated construction: pydantic-core's checks cost less than model_construct's Python.
+        return PlannedStop(
             order_id=snap.order_ids[stop.order],
             kind=_KIND_NAMES[stop.kind],
             node=self.node_id(stop.loc),
@@ -434,6 +435,7 @@ class Dispatcher:
         picked: set[int] = set()
         delivered: set[int] = set()
         plans: list[list[Stop]] = []
+        pickup, delivery = StopKind.PICKUP, StopKind.DELIVERY  # bound once: enum lookups cost per stop
         for vi, slot in enumerate(present):
             i, v = slots[slot]
             sequence = v.stops if v.current_stop is None else [v.current_stop, *v.stops]
@@ -456,10 +458,10 @@ class Dispatcher:
                     raise SnapshotError(("vehicles", i, *where, "order_id"), problem)
                 if stop.kind == "pickup":
                     picked.add(j)
-                    plan.append(Stop(StopKind.PICKUP, j, places[j][0]))
+                    plan.append(Stop(pickup, j, places[j][0]))
                 else:
                     delivered.add(j)
-                    plan.append(Stop(StopKind.DELIVERY, j, places[j][1]))
+                    plan.append(Stop(delivery, j, places[j][1]))
             plans.append(plan)
 
         orders: list[Order] = []

@@ -70,15 +70,17 @@ def check_invariants(sim: Simulator, audit: LegAudit | None = None) -> None:
     orders = sim.orders
     pickups: dict[int, int] = {}  # order -> pickups planned or under way
     deliveries: dict[int, int] = {}  # order -> deliveries planned or under way
+    pickup = StopKind.PICKUP  # bound once: an enum attribute costs a lookup per stop
     for v in sim.vehicles:
-        stops = list(v.route) if v.current is None else [v.current, *v.route]
-        for s in stops:
-            counts = pickups if s.kind == StopKind.PICKUP else deliveries
-            counts[s.order] = counts.get(s.order, 0) + 1
-            if s.order >= arrived:
-                problems.append(f"vehicle {v.id} plans order {s.order}, which has not arrived")
-            elif orders[s.order].vehicle != v.id:
-                problems.append(f"order {s.order} is planned on vehicle {v.id} but assigned elsewhere")
+        vid = v.id
+        for s in v.route if v.current is None else [v.current, *v.route]:
+            o = s.order
+            counts = pickups if s.kind == pickup else deliveries
+            counts[o] = counts.get(o, 0) + 1
+            if o >= arrived:
+                problems.append(f"vehicle {vid} plans order {o}, which has not arrived")
+            elif orders[o].vehicle != vid:
+                problems.append(f"order {o} is planned on vehicle {vid} but assigned elsewhere")
         if v.load > v.capacity or v.load < 0:
             problems.append(f"vehicle {v.id} load {v.load} outside [0, {v.capacity}]")
         plan = sim.plan(v.id)
@@ -90,6 +92,9 @@ def check_invariants(sim: Simulator, audit: LegAudit | None = None) -> None:
     pending = delivered = 0
     on_board: Counter[int] = Counter()  # vehicle -> size of the parcels on board
     waiting = {o.id for o in sim.pending} | {o.id for o in sim.deferred}
+    pending_status, on_board_status, delivered_status = (
+        OrderStatus.PENDING, OrderStatus.ON_BOARD, OrderStatus.DELIVERED
+    )  # bound once, as above
     for o in orders[:arrived]:
         status = o.status
         n_pick, n_drop = pickups.get(o.id, 0), deliveries.get(o.id, 0)
@@ -97,13 +102,13 @@ def check_invariants(sim: Simulator, audit: LegAudit | None = None) -> None:
             problems.append(
                 f"order {o.id} is {status.name} but planned {n_pick} pickup(s), {n_drop} delivery(ies)"
             )
-        if status == OrderStatus.PENDING:
+        if status == pending_status:
             pending += 1
             if o.id not in waiting:
                 problems.append(f"order {o.id} is PENDING but neither awaiting a decision nor deferred")
-        elif status == OrderStatus.ON_BOARD:
+        elif status == on_board_status:
             on_board[o.vehicle] += o.size
-        elif status == OrderStatus.DELIVERED:
+        elif status == delivered_status:
             delivered += 1
             if not (o.pickup_min <= o.delivered_min):
                 problems.append(
@@ -191,14 +196,15 @@ def _check_attempts(sim: Simulator, problems: list[str]) -> None:
     failed = 0
     sent: Counter[int] = Counter()  # locker -> parcels sent there
     attempts_on, vehicles, lockers = sim.attempts_on, sim.vehicles, sim.world.lockers
+    failed_status = OrderStatus.FAILED  # bound once: an enum attribute costs a lookup per order
     for o in sim.orders[: sim.n_arrived]:
         if o.locker >= 0:
             sent[o.locker] += 1
         if o.attempts > MAX_ATTEMPTS or (o.attempts and not attempts_on):
             problems.append(f"order {o.id} has {o.attempts} door attempts")
-        if o.status == OrderStatus.FAILED:
+        if o.status == failed_status:
             failed += 1
-        if o.returning or o.status == OrderStatus.FAILED:
+        if o.returning or o.status == failed_status:
             home = vehicles[o.vehicle].home
             if o.status not in (OrderStatus.ON_BOARD, OrderStatus.FAILED) or o.loc != home:
                 problems.append(f"failed order {o.id} is {o.status.name} at {o.loc}, not going to {home}")

@@ -215,9 +215,17 @@ class FleetPlans:
         self.feasible = np.zeros(n, dtype=np.bool_)
         self._routes = [[] for _ in range(n)]
 
-    def _write(self, world: World, orders: Sequence[Order], vid: int, route: list[Stop]) -> None:
+    def _write(
+        self, world: World, orders: Sequence[Order], vid: int, route: list[Stop], priced: PlanEval | None
+    ) -> None:
+        """Rebuild row ``vid`` from ``route``, reading its stop arrays from ``priced`` (the simulator's last
+        pricing of that route) when there is one rather than building them again."""
         k = len(route)
-        loc, open_min, due_min, service_min, load_delta = stop_arrays(world, orders, route)
+        if priced is None:
+            loc, open_min, due_min, service_min, load_delta = stop_arrays(world, orders, route)
+        else:  # the same arrays, built when the route was priced
+            loc, open_min, due_min = priced.nodes[1 : k + 1], priced.stop_open_min, priced.stop_due_min
+            service_min, load_delta = priced.stop_service_min, priced.stop_load_delta
         self.nodes[vid, 1 : k + 1] = loc
         self.open_min[vid, :k] = open_min
         self.due_min[vid, :k] = due_min
@@ -260,7 +268,7 @@ class FleetPlans:
             if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
                 self._shift(vid)
             else:
-                self._write(sim.world, sim.orders, vid, route)
+                self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
         state = np.array([(v.free_min, v.node, v.free_load) for v in vehicles], dtype=np.float64)
         state = state.reshape(len(vehicles), 3)
         start_min = np.maximum(state[:, 0], sim.now)  # Simulator.plan_start

@@ -183,6 +183,8 @@ class Simulator:
             for k, wave_min in enumerate(self._wave_times()):
                 self._push(wave_min, _WAVE, k)
         self._plans: list[PlanEval | None] = [None] * len(self.vehicles)
+        self._empty_plans: dict[tuple[float, ...], PlanEval] = {}  # ``price`` of no stops, at _empty_plans_at
+        self._empty_plans_at = math.nan
         self._insertions: dict[tuple[int, int], Insertion | None] = {}
         self._fleet_insertions: dict[int, FleetInsertion] = {}  # by order id; cleared with _insertions
         self.fleet_plans = FleetPlans()  # every plan packed, for whole-fleet kernels
@@ -267,9 +269,22 @@ class Simulator:
 
     def price(self, vehicle_id: int, stops: Sequence[Stop]) -> PlanEval:
         """Schedule and cost of ``stops`` as the vehicle's remaining plan (nothing changes)."""
-        return evaluate_plan(
-            self.world, self.orders, self.vehicles[vehicle_id], stops, *self.plan_start(vehicle_id)
-        )
+        vehicle, start = self.vehicles[vehicle_id], self.plan_start(vehicle_id)
+        if stops:
+            return evaluate_plan(self.world, self.orders, vehicle, stops, *start)
+        # No stops, only the way home: alike vehicles (every parameter the kernels read) starting alike share
+        # one pricing, kept while the clock stands (most of a fleet is idle at its center at a decision).
+        if self._empty_plans_at != self.now:
+            self._empty_plans, self._empty_plans_at = {}, self.now
+        key = (
+            vehicle.speed_factor, vehicle.home, vehicle.shift_end_min, vehicle.cost_per_km,
+            vehicle.cost_per_hour, vehicle.capacity, vehicle.mode, vehicle.range_km, vehicle.recharge_min,
+            vehicle.flown_km, *start,
+        )  # fmt: skip
+        found = self._empty_plans.get(key)
+        if found is None:
+            found = self._empty_plans[key] = evaluate_plan(self.world, self.orders, vehicle, stops, *start)
+        return found
 
     def plan(self, vehicle_id: int) -> PlanEval:
         """The schedule and cost of a vehicle's remaining plan (cached until it changes)."""
@@ -279,6 +294,11 @@ class Simulator:
             cached = self.price(vehicle_id, self.vehicles[vehicle_id].route)
             self._plans[vehicle_id] = cached
         return cached
+
+    def priced_route(self, vehicle_id: int) -> PlanEval | None:
+        """The last pricing of the vehicle's current route, if it is cached: its stop arrays hold, its schedule
+        may start before now (``plan`` re-prices it then)."""
+        return self._plans[vehicle_id]
 
     def insertion(self, vehicle_id: int, order: Order | None = None) -> Insertion | None:
         """The insertion rule's placement of a pending order (default: the current one) into a vehicle's
