@@ -92,9 +92,9 @@ def check_invariants(sim: Simulator, audit: LegAudit | None = None) -> None:
     pending = delivered = 0
     on_board: Counter[int] = Counter()  # vehicle -> size of the parcels on board
     waiting = {o.id for o in sim.pending} | {o.id for o in sim.deferred}
-    pending_status, on_board_status, delivered_status = (
-        OrderStatus.PENDING, OrderStatus.ON_BOARD, OrderStatus.DELIVERED
-    )  # bound once, as above
+    # bound once, as above
+    pending_status, on_board_status = OrderStatus.PENDING, OrderStatus.ON_BOARD
+    delivered_status = OrderStatus.DELIVERED
     for o in orders[:arrived]:
         status = o.status
         n_pick, n_drop = pickups.get(o.id, 0), deliveries.get(o.id, 0)

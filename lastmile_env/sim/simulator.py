@@ -296,8 +296,8 @@ class Simulator:
         return cached
 
     def priced_route(self, vehicle_id: int) -> PlanEval | None:
-        """The last pricing of the vehicle's current route, if it is cached: its stop arrays hold, its schedule
-        may start before now (``plan`` re-prices it then)."""
+        """The last pricing of the vehicle's current route, if it is cached: its stop arrays hold, its
+        schedule may start before now (``plan`` re-prices it then)."""
         return self._plans[vehicle_id]
 
     def insertion(self, vehicle_id: int, order: Order | None = None) -> Insertion | None:
