@@ -189,11 +189,10 @@ class FleetPlans:
     """
 
     def __init__(self) -> None:
-        self._vehicles: list[Vehicle] | None = None
+        self._vehicles: list[Vehicle] | None = None  # the arrays are allocated by the first ``sync``
         self._routes: list[list[Stop]] = []
         self._battery: list[int] = []
-        self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
-        self._alloc(0, 8)
+        self.capacity = 8  # stops per row, at least
 
     def _alloc(self, n: int, capacity: int) -> None:
         self.capacity = capacity
