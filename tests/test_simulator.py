@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from lastmile_env.sim import (
@@ -268,3 +269,24 @@ def test_from_snapshot_continues_a_live_state(tiny_world):
         Simulator.from_snapshot(world, live.now, copy.deepcopy(live.orders), broken, pending=1)
     with pytest.raises(SimulationError, match="not a pending order"):
         Simulator.from_snapshot(world, live.now, copy.deepcopy(live.orders), live.vehicles, pending=0)
+
+
+def test_empty_plans_are_priced_once_per_alike_vehicle_and_start(tiny_world):
+    """Idle vehicles alike in every parameter the kernels read share one pricing of their empty plan while
+    the clock stands; a vehicle differing in one of them is priced on its own, and every plan is what
+    ``evaluate_plan`` gives that vehicle."""
+    from lastmile_env.sim.plan import evaluate_plan
+
+    world = tiny_world(n_vehicles=3)
+    sim = Simulator(world, seed=0, generator=TWO_ORDERS)
+    sim.vehicles[2].cost_per_km = 2.0
+    plans = [sim.plan(v.id) for v in sim.vehicles]
+    assert plans[0] is plans[1] and plans[2] is not plans[0]
+    for v in sim.vehicles:
+        fresh = evaluate_plan(world, sim.orders, v, [], *sim.plan_start(v.id))
+        for shared, own in zip(sim.plan(v.id), fresh, strict=True):
+            assert np.array_equal(shared, own)
+    sim.advance()
+    sim.reject()
+    sim.advance()  # order 1, at 7: the idle plans start now
+    assert sim.now > 0 and sim.plan(0).frees_min[0] == sim.now and sim.plan(0) is sim.plan(1)
