@@ -46,7 +46,6 @@ decision of the EURO Meets NeurIPS 2022 dynamic VRPTW and of wave-based depots.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import math
 from collections.abc import Sequence
@@ -230,7 +229,8 @@ class Simulator:
         to re-plan the fleet); ``vehicles`` carry their position, current stop, load, plan and
         (a drone) the km flown since its last charge (``flown_km``).
         Nothing beyond the snapshot is known: no further order will arrive, and costs count from the snapshot
-        on (the vehicles are copied with zero committed distance and duty). The state is checked against
+        on (the vehicles' committed distance and duty are set to zero). The orders and vehicles become the
+        simulator's, which changes them as it runs: pass copies to keep them. The state is checked against
         every simulator invariant; InvariantError names what is inconsistent.
         """
         from lastmile_env.sim.invariants import check_invariants
@@ -245,10 +245,9 @@ class Simulator:
         sim = cls(world, 0, generator=lambda _world, _rng: [])  # the snapshot's future is unknown
         sim.orders = listed
         sim.now = now_min
-        # Costs count from the snapshot on: nothing committed before it is known.
-        sim.vehicles = [
-            dataclasses.replace(v, route=list(v.route), dist_km=0.0, duty_min=0.0) for v in vehicles
-        ]
+        sim.vehicles = list(vehicles)
+        for v in sim.vehicles:  # costs count from the snapshot on: nothing committed before it is known
+            v.dist_km = v.duty_min = 0.0
         sim._plans = [None] * len(sim.vehicles)
         sim._away_idle = any(not v.returns_home or v.node != v.home for v in sim.vehicles)
         sim.start_flown_km = [v.flown_km for v in sim.vehicles]  # a drone's battery state
