@@ -811,6 +811,100 @@ def fleet_cheapest_insertion(
 
 
 @njit(cache=True)
+def insert_into_row(
+    time_modes: np.ndarray,
+    dist_modes: np.ndarray,
+    mults_modes: np.ndarray,
+    shift_start_h: float,
+    vehicles: np.ndarray,
+    costs: np.ndarray,
+    v: int,
+    counts: np.ndarray,
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    start_min: np.ndarray,
+    start_load: np.ndarray,
+    free: np.ndarray,
+    loads: np.ndarray,
+    cum_dist: np.ndarray,
+    cum_late: np.ndarray,
+    summary: np.ndarray,
+    feasible: np.ndarray,
+    i: int,
+    j: int,
+    pickup: np.ndarray,
+    delivery: np.ndarray,
+) -> tuple[
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    float,
+    float,
+    float,
+    float,
+    float,
+    bool,
+    bool,
+]:
+    """Insert two stops into row ``v`` of a fleet's packed plans (``fleet_cheapest_insertion``'s arrays,
+    scheduled and current), the pickup after ``i`` and the delivery after ``j`` old stops, and schedule the
+    new plan with ``evaluate`` (the row's schedule is rewritten: it stays clean). ``pickup`` / ``delivery``
+    are ``(loc, open, due, service, load change)``; the row needs room for two more stops.
+
+    Returns the new plan as ``evaluate_plan`` builds it from the same stops (bit for bit: the same stop
+    values and the same ``evaluate``): ``nodes``, the four stop arrays, then ``evaluate``'s results. This is
+    ``Simulator.assign``'s commit of a searched insertion without rebuilding the plan's arrays in Python.
+    """
+    k = counts[v]
+    n = k + 2
+    row_nodes = np.empty(n + 2, dtype=np.int64)
+    o_min, d_min, s_min = np.empty(n), np.empty(n), np.empty(n)
+    delta = np.empty(n, dtype=np.int64)
+    row_nodes[0], row_nodes[n + 1] = nodes[v, 0], int(vehicles[v, 1])
+    m = 0
+    for old in range(k + 1):
+        if old == i:
+            row_nodes[m + 1], o_min[m], d_min[m], s_min[m] = int(pickup[0]), pickup[1], pickup[2], pickup[3]
+            delta[m] = int(pickup[4])
+            m += 1
+        if old == j:
+            row_nodes[m + 1], o_min[m], d_min[m] = int(delivery[0]), delivery[1], delivery[2]
+            s_min[m], delta[m] = delivery[3], int(delivery[4])
+            m += 1
+        if old < k:
+            row_nodes[m + 1], o_min[m], d_min[m] = nodes[v, old + 1], open_min[v, old], due_min[v, old]
+            s_min[m], delta[m] = service_min[v, old], load_delta[v, old]
+            m += 1
+    loc = row_nodes[1 : n + 1]
+    found = evaluate(
+        time_modes, dist_modes, mults_modes, shift_start_h, vehicles[v], start_min[v], row_nodes[0],
+        start_load[v], loc, o_min, d_min, s_min, delta, costs[0], costs[1],
+    )  # fmt: skip
+    arrive, begin, f, ld, cd, cl, end, service, cost, dist, late, ok, in_range = found
+    nodes[v, : n + 2] = row_nodes
+    open_min[v, :n], due_min[v, :n], service_min[v, :n], load_delta[v, :n] = o_min, d_min, s_min, delta
+    counts[v] = n
+    free[v, : n + 1], loads[v, : n + 1], cum_dist[v, : n + 1], cum_late[v, : n + 1] = f, ld, cd, cl
+    summary[v, 0], summary[v, 1], summary[v, 2], summary[v, 3], summary[v, 4] = cost, dist, end, late, service
+    feasible[v] = ok
+    return (
+        row_nodes, o_min, d_min, s_min, delta, arrive, begin, f, ld, cd, cl, end, service, cost, dist, late,
+        ok, in_range,
+    )  # fmt: skip
+
+
+@njit(cache=True)
 def vehicle_features(
     out: np.ndarray,
     xy_km: np.ndarray,

@@ -118,3 +118,56 @@ def test_insertion_bounds_never_exceed_the_exact_cost(seed, congested, windows):
             sim.reject()
         order = sim.advance()
     assert checked > 0
+
+
+def _same_plan(a: object, b: object) -> bool:
+    """Two ``PlanEval``s equal bit for bit (every float by its bytes, every array by dtype and bytes)."""
+    for x, y in zip(a, b, strict=True):  # type: ignore[call-overload]
+        if isinstance(x, np.ndarray):
+            if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
+                return False
+        elif np.float64(x).tobytes() != np.float64(y).tobytes():
+            return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("scenario", "overrides"),
+    [
+        ("small", {}),
+        ("hetero_fleet", {}),  # bikes and drones (battery range and recharges)
+        ("small", {"fleet.size": 2, "fleet.types": [{"capacity": 40}], "orders.rate_per_hour": 40}),
+    ],
+)
+def test_assign_commits_the_plan_that_pricing_gives(scenario, overrides):
+    """``assign`` schedules the searched plan in the packed row (``FleetPlans.insert``) instead of pricing
+    it again: the committed plan, and the packed row the next search starts from, are bit for bit what
+    ``evaluate_plan`` and a rebuilt row give. The third case fills a long plan past the rows' room (the
+    fallback that prices the plan and rebuilds the rows)."""
+    sim = Simulator(world_for(load_scenario(scenario, overrides)), seed=3)
+    rng = np.random.default_rng(3)
+    order, assigned, longest, checked = sim.advance(), 0, 0, 0
+    while order is not None:
+        feasible = np.flatnonzero(sim.feasible_vehicles())
+        if feasible.size:
+            vid = int(rng.choice(feasible))
+            sim.assign(vid)
+            assigned += 1
+            v = sim.vehicles[vid]
+            longest = max(longest, len(v.route))
+            committed = sim._plans[vid]  # None once the vehicle left for its first stop
+            if committed is not None:
+                checked += 1
+                assert _same_plan(committed, sim.price(vid, v.route))
+                rows = sim.fleet_plans
+                k = int(rows.counts[vid])
+                if not rows.dirty[vid] and rows._routes[vid] == v.route:
+                    assert rows.summary[vid, 0] == committed.cost
+                    assert rows.free[vid, : k + 1].tobytes() == committed.frees_min.tobytes()
+                    assert rows.nodes[vid, : k + 2].tobytes() == committed.nodes.tobytes()
+        else:
+            sim.reject()
+        order = sim.advance()
+    assert checked > 10
+    if "fleet.size" in overrides:
+        assert longest > 8  # past the packed rows' first room (8 stops): the fallback ran

@@ -124,6 +124,18 @@ def evaluate_plan(
         start_min, start_node, start_load, loc, open_min, due_min, service_min, load_delta, late_fixed,
         late_per_min,
     )  # fmt: skip
+    return _plan_eval(nodes, open_min, due_min, service_min, load_delta, found)
+
+
+def _plan_eval(
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    found: tuple,  # kernels.evaluate's results
+) -> PlanEval:
+    """A ``PlanEval`` from a plan's arrays and ``kernels.evaluate``'s results."""
     arrive, begin, free, load, cum_dist, cum_late, end, service, cost, dist, late, feasible, in_range = found
     return PlanEval(
         cost=float(cost),
@@ -270,6 +282,29 @@ class FleetPlans:
             (start_min != self.start_min) | (start_node != self.start_node) | (start_load != self.start_load)
         )
         self.start_min, self.start_node, self.start_load = start_min, start_node, start_load
+
+    def insert(
+        self, world: World, vid: int, route: list[Stop], i: int, j: int, order: Order
+    ) -> PlanEval | None:
+        """Commit an order's insertion into row ``vid`` (current: scheduled by the search just run), its
+        pickup after ``i`` and its delivery after ``j`` old stops, ``route`` being the new plan's stops;
+        returns the new plan, the same as ``evaluate_plan`` of ``route`` bit for bit
+        (``kernels.insert_into_row``), and the row stays current. None when the row has no room for two more
+        stops (the caller prices the plan and ``sync`` rebuilds the rows)."""
+        k = int(self.counts[vid])
+        if k + 2 > self.capacity or self.dirty[vid]:
+            return None
+        pickup_service = world.config.orders.pickup_service_min
+        pickup = np.array([order.center, *stop_values(order, StopKind.PICKUP, pickup_service)], dtype=float)
+        delivery = np.array([order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service)], dtype=float)
+        found = kernels.insert_into_row(
+            world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
+            np.array(world.late_costs), vid, self.counts, self.nodes, self.open_min, self.due_min,
+            self.service_min, self.load_delta, self.start_min, self.start_load, self.free, self.loads,
+            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, pickup, delivery,
+        )  # fmt: skip
+        self._routes[vid] = list(route)
+        return _plan_eval(*found[:5], found[5:])
 
     @property
     def plan_end_min(self) -> np.ndarray:

@@ -324,6 +324,15 @@ class Simulator:
             self._insertions[marker] = None
         return found
 
+    def _fleet_searched(self, order: Order) -> bool:
+        """Whether ``fleet_plans`` is current: the rule's fleet search for ``order`` ran since the last
+        change of any plan or of the clock."""
+        return (
+            hasattr(self.insertion_rule, "fleet")
+            and (order.id, -1) in self._insertions
+            and order.id in self._fleet_insertions
+        )
+
     @property
     def pending(self) -> list[Order]:
         """Orders to decide now: the current one first."""
@@ -443,8 +452,19 @@ class Simulator:
             )
         v = self.vehicles[vehicle_id]
         stops = ins.stops(v.route, order)
-        plan = self.price(vehicle_id, stops)
-        delta = plan.cost - self.plan(vehicle_id).cost
+        searched = self._fleet_searched(order)
+        # The fleet search left every packed plan current: its row has the old plan's cost, and the new plan
+        # is scheduled in place (the same arithmetic as pricing ``stops`` again).
+        old_cost = float(self.fleet_plans.summary[vehicle_id, 0]) if searched else math.nan
+        new_plan = None
+        if searched:
+            new_plan = self.fleet_plans.insert(
+                self.world, vehicle_id, stops, ins.pickup_after, ins.delivery_after, order
+            )
+        if new_plan is None:
+            new_plan, old_cost = self.price(vehicle_id, stops), self.plan(vehicle_id).cost
+        plan = new_plan
+        delta = plan.cost - old_cost
         v.route = stops
         self._plans[vehicle_id] = plan
         self._insertions = {}
