@@ -952,3 +952,109 @@ def vehicle_features(
             out[v, 8] = delta_dist_km[v] / 10.0
             out[v, 9] = (eta_min[v] - now) / 60.0
             out[v, 10] = 1.0 if eta_min[v] <= due_min + 1e-9 else 0.0  # Insertion.on_time
+
+
+@njit(cache=True)
+def _clip(values: np.ndarray, bound: float) -> None:
+    """Clip a float32 array to ``[-bound, bound]`` in place, to the values of
+    ``np.minimum(np.maximum(values, -bound), bound)`` (nan stays nan)."""
+    flat = values.reshape(-1)
+    for m in range(flat.shape[0]):
+        if flat[m] < -bound:
+            flat[m] = -bound
+        elif flat[m] > bound:
+            flat[m] = bound
+
+
+@njit(cache=True)
+def dispatch_features(
+    order_out: np.ndarray,
+    vehicle_out: np.ndarray,
+    global_out: np.ndarray,
+    clip: float,
+    xy_km: np.ndarray,
+    xy_min: np.ndarray,
+    xy_span: np.ndarray,
+    time_modes: np.ndarray,
+    max_capacity: float,
+    reject_penalty: float,
+    now: float,
+    start_min: np.ndarray,
+    start_node: np.ndarray,
+    start_load: np.ndarray,
+    capacity: np.ndarray,
+    n_stops: np.ndarray,
+    home: np.ndarray,
+    mode: np.ndarray,
+    plan_end_min: np.ndarray,
+    center: int,
+    due_min: float,
+    pickup_after: np.ndarray,
+    delta_cost: np.ndarray,
+    delta_dist_km: np.ndarray,
+    eta_min: np.ndarray,
+    order: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """The whole dispatch observation (``observations.ORDER_FEATURES``, ``VEHICLE_FEATURES``,
+    ``GLOBAL_FEATURES``) into its float32 arrays (zeros), each clipped to ``[-clip, clip]``, in one call.
+
+    ``order`` = (size, ready, due, window start, is window, delivery place, free-flow minutes from its center
+    to the door, arrival), read only when an order is pending (``center >= 0``); ``counts`` = (shift end,
+    open orders, on time, settled, rejected, arrived, expected orders, orders waiting besides the current one,
+    idle vehicles). Every feature is computed in float64 as the Python expressions it replaces, then
+    stored as float32."""
+    vehicle_features(
+        vehicle_out, xy_km, xy_min, xy_span, time_modes, max_capacity, reject_penalty, now, start_min,
+        start_node, start_load, capacity, n_stops, home, mode, plan_end_min, center, due_min, pickup_after,
+        delta_cost, delta_dist_km, eta_min,
+    )  # fmt: skip
+    if center >= 0:
+        loc = int(order[5])
+        opens = order[3] - now
+        order_out[0] = order[0] / max_capacity
+        order_out[1] = (order[1] - now) / 60.0
+        order_out[2] = (order[2] - now) / 60.0
+        order_out[3] = (opens if opens > 0.0 else 0.0) / 60.0  # max(0.0, opens)
+        order_out[4] = order[4]
+        order_out[5] = (xy_km[loc, 0] - xy_min[0]) / xy_span[0]
+        order_out[6] = (xy_km[loc, 1] - xy_min[1]) / xy_span[1]
+        order_out[7] = order[6] / 60.0
+        order_out[8] = (now - order[7]) / 60.0
+    n_vehicles = vehicle_out.shape[0]
+    global_out[0] = now / counts[0]
+    global_out[1] = counts[1] / (5.0 * n_vehicles)
+    global_out[2] = counts[2] / counts[3] if counts[3] != 0.0 else 1.0
+    global_out[3] = counts[4] / (counts[5] if counts[5] > 1.0 else 1.0)
+    global_out[4] = counts[8] / n_vehicles
+    global_out[5] = counts[5] / counts[6]
+    global_out[6] = counts[7] / n_vehicles
+    _clip(order_out, clip)
+    _clip(vehicle_out, clip)
+    _clip(global_out, clip)
+
+
+@njit(cache=True)
+def fleet_starts(
+    state: np.ndarray,
+    now: float,
+    start_min: np.ndarray,
+    start_node: np.ndarray,
+    start_load: np.ndarray,
+    n_stops: np.ndarray,
+    dirty: np.ndarray,
+) -> int:
+    """Every vehicle's plan start from its gathered state rows ``(free_min, node, free_load, planned stops,
+    idle)``: ``start_min`` is ``max(free_min, now)`` (``Simulator.plan_start``); a row whose start changed
+    is flagged ``dirty``. Written in place; returns the number of idle vehicles."""
+    idle = 0
+    for v in range(state.shape[0]):
+        t = state[v, 0] if state[v, 0] >= now else now
+        node, load = int(state[v, 1]), int(state[v, 2])
+        if t != start_min[v] or node != start_node[v] or load != start_load[v]:
+            dirty[v] = True
+        start_min[v], start_node[v], start_load[v] = t, node, load
+        n_stops[v] = int(state[v, 3])
+        if state[v, 4] != 0.0:
+            idle += 1
+    return idle

@@ -190,6 +190,34 @@ def price_leg(
     return LegEval(arrive, begin, free, late, open_min, due_min, service_min, int(load_delta))
 
 
+class FleetState(NamedTuple):
+    """Every vehicle's plan start (``Simulator.plan_start``) and planned stops as arrays, and the number of
+    idle vehicles (``Simulator.fleet_state``)."""
+
+    start_min: np.ndarray  # (V,)
+    start_node: np.ndarray  # (V,) int
+    start_load: np.ndarray  # (V,) int
+    n_stops: np.ndarray  # (V,) int: len(route)
+    n_idle: int
+
+
+def gather_state(vehicles: Sequence[Vehicle]) -> np.ndarray:
+    """One pass over the fleet: ``(free_min, node, free_load, planned stops, idle)`` per vehicle, (V, 5)."""
+    rows = [(v.free_min, v.node, v.free_load, len(v.route), v.idle) for v in vehicles]
+    return np.array(rows, dtype=np.float64).reshape(len(vehicles), 5)
+
+
+def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
+    """The fleet's ``FleetState`` gathered now."""
+    n = len(vehicles)
+    start_min, dirty = np.full(n, np.nan), np.zeros(n, dtype=np.bool_)
+    start_node, start_load, n_stops = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    n_idle = kernels.fleet_starts(
+        gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty
+    )
+    return FleetState(start_min, start_node, start_load, n_stops, n_idle)
+
+
 class FleetPlans:
     """Every vehicle's remaining plan packed into arrays, one row per vehicle, and each plan's schedule, for
     the kernels that work on the whole fleet in one call (``kernels.fleet_cheapest_insertion``).
@@ -218,6 +246,8 @@ class FleetPlans:
         self.start_min = np.full(n, np.nan)
         self.start_node = np.zeros(n, dtype=np.int64)
         self.start_load = np.zeros(n, dtype=np.int64)
+        self.n_stops = np.zeros(n, dtype=np.int64)
+        self.n_idle = 0
         self.dirty = np.ones(n, dtype=np.bool_)
         self.free = np.zeros((n, capacity + 1))
         self.loads = np.zeros((n, capacity + 1), dtype=np.int64)
@@ -250,10 +280,11 @@ class FleetPlans:
         del self._routes[vid][0]
 
     def sync(self, sim: Simulator) -> None:
-        """Bring every row up to date with ``sim``'s vehicles and clock."""
+        """Bring every row up to date with ``sim``'s vehicles and clock (one pass over the fleet gathers the
+        state the observation reads too: ``state``)."""
         vehicles = sim.vehicles
-        routes = [v.route for v in vehicles]
-        longest = max(map(len, routes), default=0)
+        gathered = gather_state(vehicles)
+        longest = int(gathered[:, 3].max()) if len(vehicles) else 0
         if vehicles is not self._vehicles or len(vehicles) != len(self._routes) or longest > self.capacity:
             self._vehicles = vehicles
             self._alloc(len(vehicles), max(self.capacity, 2 * longest))
@@ -266,22 +297,21 @@ class FleetPlans:
             if self.params[vid, kernels.FLOWN_KM] != flown:
                 self.params[vid, kernels.FLOWN_KM] = flown
                 self.dirty[vid] = True
-        for vid, (route, built) in enumerate(zip(routes, self._routes, strict=True)):
+        for vid, (v, built) in enumerate(zip(vehicles, self._routes, strict=True)):
+            route = v.route
             if route == built:
                 continue
             if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
                 self._shift(vid)
             else:
                 self._write(sim.world, sim.orders, vid, route)
-        state = np.array([(v.free_min, v.node, v.free_load) for v in vehicles], dtype=np.float64)
-        state = state.reshape(len(vehicles), 3)
-        start_min = np.maximum(state[:, 0], sim.now)  # Simulator.plan_start
-        start_node = state[:, 1].astype(np.int64)
-        start_load = state[:, 2].astype(np.int64)
-        self.dirty |= (
-            (start_min != self.start_min) | (start_node != self.start_node) | (start_load != self.start_load)
+        self.n_idle = kernels.fleet_starts(
+            gathered, sim.now, self.start_min, self.start_node, self.start_load, self.n_stops, self.dirty
         )
-        self.start_min, self.start_node, self.start_load = start_min, start_node, start_load
+
+    def state(self) -> FleetState:
+        """The fleet's state as of the last ``sync`` (the arrays themselves: read only)."""
+        return FleetState(self.start_min, self.start_node, self.start_load, self.n_stops, self.n_idle)
 
     def insert(
         self, world: World, vid: int, route: list[Stop], i: int, j: int, order: Order

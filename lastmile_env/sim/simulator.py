@@ -56,7 +56,7 @@ import numpy as np
 
 from lastmile_env import kernels
 from lastmile_env.sim.insertion import CheapestInsertion, FleetInsertion, Insertion, InsertionRule
-from lastmile_env.sim.plan import FleetPlans, PlanEval, evaluate_plan, price_leg
+from lastmile_env.sim.plan import FleetPlans, FleetState, PlanEval, evaluate_plan, fleet_state, price_leg
 from lastmile_env.sim.types import (
     MAX_ATTEMPTS,
     MODES,
@@ -332,6 +332,13 @@ class Simulator:
             and (order.id, -1) in self._insertions
             and order.id in self._fleet_insertions
         )
+
+    def fleet_state(self) -> FleetState:
+        """Every vehicle's plan start (``plan_start``), planned stops and the idle count, as arrays: those the
+        fleet search gathered when it ran at this state (read only), else gathered now."""
+        if self.current is not None and self._fleet_searched(self.current):
+            return self.fleet_plans.state()
+        return fleet_state(self.vehicles, self.now)
 
     @property
     def pending(self) -> list[Order]:
