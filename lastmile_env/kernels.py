@@ -257,7 +257,11 @@ def leg(
     dist_modes: np.ndarray,
     mults_modes: np.ndarray,
     shift_start_h: float,
-    vehicle: np.ndarray,
+    speed_factor: float,
+    home: int,
+    mode: int,
+    range_km: float,
+    recharge_min: float,
     start_min: float,
     start_node: int,
     dst: int,
@@ -269,10 +273,9 @@ def leg(
 ) -> tuple[float, float, float, float]:
     """``(arrive, begin, free, lateness cost)`` of a one-stop plan's stop: exactly ``evaluate``'s
     ``arrive[0]``, ``begin[0]``, ``free[1]`` and ``cum_late[1]`` for that plan (the same arithmetic in the
-    same order), without the return home, the totals and the arrays (the simulator's next leg)."""
-    mode = int(vehicle[MODE])
-    speed_factor, home = vehicle[0], int(vehicle[1])
-    range_km, recharge_min = vehicle[RANGE_KM], vehicle[RECHARGE_MIN]
+    same order), without the return home, the totals and the arrays (the simulator's next leg). The vehicle
+    is given by the columns ``evaluate`` reads of its row (speed factor, home, mode, range, recharge) as
+    scalars: no row is built per leg."""
     leg_km = dist_modes[mode, start_node, dst]
     a = igl_arrival(
         mults_modes[mode], shift_start_h, time_modes[mode, start_node, dst] / speed_factor, start_min
@@ -902,6 +905,28 @@ def insert_into_row(
         row_nodes, o_min, d_min, s_min, delta, arrive, begin, f, ld, cd, cl, end, service, cost, dist, late,
         ok, in_range,
     )  # fmt: skip
+
+
+@njit(cache=True)
+def shift_row(
+    v: int,
+    counts: np.ndarray,
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    dirty: np.ndarray,
+) -> None:
+    """Drop the first stop of row ``v`` of a fleet's packed plans (its vehicle left for it): the stops move
+    up one place, and the row is flagged to be scheduled again (which writes its start and home nodes)."""
+    k = counts[v] - 1
+    for m in range(k):
+        nodes[v, m + 1] = nodes[v, m + 2]
+        open_min[v, m], due_min[v, m] = open_min[v, m + 1], due_min[v, m + 1]
+        service_min[v, m], load_delta[v, m] = service_min[v, m + 1], load_delta[v, m + 1]
+    counts[v] = k
+    dirty[v] = True
 
 
 @njit(cache=True)

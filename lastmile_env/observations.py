@@ -126,7 +126,7 @@ class DispatchObservation:
         mask = np.zeros(self.n_actions, dtype=np.int8)
         mask[n_vehicles] = 1
         if sim.current is not None:
-            mask[:n_vehicles] = sim.feasible_vehicles()
+            mask[:n_vehicles] = sim.fleet_insertions().feasible  # sim.feasible_vehicles(), as an array
             if self.defer:
                 mask[n_vehicles + 1] = sim.can_defer()
         return mask

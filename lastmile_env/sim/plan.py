@@ -184,8 +184,8 @@ def price_leg(
     late_fixed, late_per_min = world.late_costs
     arrive, begin, free, late = kernels.leg(
         world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
-        vehicle_params(vehicle), start_min, start_node, stop.loc, open_min, due_min, service_min,
-        late_fixed, late_per_min,
+        vehicle.speed_factor, vehicle.home, vehicle.mode, vehicle.range_km, vehicle.recharge_min, start_min,
+        start_node, stop.loc, open_min, due_min, service_min, late_fixed, late_per_min,
     )  # fmt: skip
     return LegEval(arrive, begin, free, late, open_min, due_min, service_min, int(load_delta))
 
@@ -271,12 +271,10 @@ class FleetPlans:
 
     def _shift(self, vid: int) -> None:
         """Drop a row's first stop (the same arrays ``_write`` would build for the shorter route)."""
-        k = int(self.counts[vid]) - 1
-        self.nodes[vid, 1 : k + 1] = self.nodes[vid, 2 : k + 2].copy()
-        for stops in (self.open_min, self.due_min, self.service_min, self.load_delta):
-            stops[vid, :k] = stops[vid, 1 : k + 1].copy()
-        self.counts[vid] = k
-        self.dirty[vid] = True
+        kernels.shift_row(
+            vid, self.counts, self.nodes, self.open_min, self.due_min, self.service_min, self.load_delta,
+            self.dirty,
+        )  # fmt: skip
         del self._routes[vid][0]
 
     def sync(self, sim: Simulator) -> None:
