@@ -840,34 +840,17 @@ def insert_into_row(
     j: int,
     pickup: np.ndarray,
     delivery: np.ndarray,
-) -> tuple[
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    float,
-    float,
-    float,
-    float,
-    float,
-    bool,
-    bool,
-]:
+    served: int,
+) -> tuple[float, float]:
     """Insert two stops into row ``v`` of a fleet's packed plans (``fleet_cheapest_insertion``'s arrays,
     scheduled and current), the pickup after ``i`` and the delivery after ``j`` old stops, and schedule the
-    new plan with ``evaluate`` (the row's schedule is rewritten: it stays clean). ``pickup`` / ``delivery``
-    are ``(loc, open, due, service, load change)``; the row needs room for two more stops.
+    new plan with ``evaluate``, into the row (it stays current). ``pickup`` / ``delivery`` are ``(loc,
+    open, due, service, load change)``; the row needs room for two more stops. Returns the new plan's cost
+    and the service start of its stop ``served``.
 
-    Returns the new plan as ``evaluate_plan`` builds it from the same stops (bit for bit: the same stop
-    values and the same ``evaluate``): ``nodes``, the four stop arrays, then ``evaluate``'s results. This is
-    ``Simulator.assign``'s commit of a searched insertion without rebuilding the plan's arrays in Python.
+    The row's stop arrays are then those ``stop_arrays`` builds for the new plan's stops and its schedule
+    is ``evaluate``'s for them (bit for bit: the same values, the same arithmetic): this is
+    ``Simulator.assign``'s commit of a searched insertion without pricing the plan again in Python.
     """
     k = counts[v]
     n = k + 2
@@ -889,22 +872,18 @@ def insert_into_row(
             row_nodes[m + 1], o_min[m], d_min[m] = nodes[v, old + 1], open_min[v, old], due_min[v, old]
             s_min[m], delta[m] = service_min[v, old], load_delta[v, old]
             m += 1
-    loc = row_nodes[1 : n + 1]
     found = evaluate(
         time_modes, dist_modes, mults_modes, shift_start_h, vehicles[v], start_min[v], row_nodes[0],
-        start_load[v], loc, o_min, d_min, s_min, delta, costs[0], costs[1],
+        start_load[v], row_nodes[1 : n + 1], o_min, d_min, s_min, delta, costs[0], costs[1],
     )  # fmt: skip
-    arrive, begin, f, ld, cd, cl, end, service, cost, dist, late, ok, in_range = found
+    _, begin, f, ld, cd, cl, end, service, cost, dist, late, ok, _ = found
     nodes[v, : n + 2] = row_nodes
     open_min[v, :n], due_min[v, :n], service_min[v, :n], load_delta[v, :n] = o_min, d_min, s_min, delta
     counts[v] = n
     free[v, : n + 1], loads[v, : n + 1], cum_dist[v, : n + 1], cum_late[v, : n + 1] = f, ld, cd, cl
     summary[v, 0], summary[v, 1], summary[v, 2], summary[v, 3], summary[v, 4] = cost, dist, end, late, service
     feasible[v] = ok
-    return (
-        row_nodes, o_min, d_min, s_min, delta, arrive, begin, f, ld, cd, cl, end, service, cost, dist, late,
-        ok, in_range,
-    )  # fmt: skip
+    return cost, begin[served]
 
 
 @njit(cache=True)

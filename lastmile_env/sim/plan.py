@@ -312,27 +312,27 @@ class FleetPlans:
         return FleetState(self.start_min, self.start_node, self.start_load, self.n_stops, self.n_idle)
 
     def insert(
-        self, world: World, vid: int, route: list[Stop], i: int, j: int, order: Order
-    ) -> PlanEval | None:
+        self, world: World, vid: int, route: list[Stop], i: int, j: int, order: Order, served: int
+    ) -> tuple[float, float] | None:
         """Commit an order's insertion into row ``vid`` (current: scheduled by the search just run), its
         pickup after ``i`` and its delivery after ``j`` old stops, ``route`` being the new plan's stops;
-        returns the new plan, the same as ``evaluate_plan`` of ``route`` bit for bit
-        (``kernels.insert_into_row``), and the row stays current. None when the row has no room for two more
-        stops (the caller prices the plan and ``sync`` rebuilds the rows)."""
+        returns the new plan's cost and the service start of its stop ``served``, bit for bit those of
+        ``evaluate_plan`` of ``route`` (``kernels.insert_into_row``), and the row stays current. None when
+        the row has no room for two more stops (the caller prices the plan; ``sync`` rebuilds the rows)."""
         k = int(self.counts[vid])
         if k + 2 > self.capacity or self.dirty[vid]:
             return None
         pickup_service = world.config.orders.pickup_service_min
         pickup = np.array([order.center, *stop_values(order, StopKind.PICKUP, pickup_service)], dtype=float)
         delivery = np.array([order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service)], dtype=float)
-        found = kernels.insert_into_row(
+        cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             np.array(world.late_costs), vid, self.counts, self.nodes, self.open_min, self.due_min,
             self.service_min, self.load_delta, self.start_min, self.start_load, self.free, self.loads,
-            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, pickup, delivery,
+            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, pickup, delivery, served,
         )  # fmt: skip
         self._routes[vid] = list(route)
-        return _plan_eval(*found[:5], found[5:])
+        return cost, start
 
     @property
     def plan_end_min(self) -> np.ndarray:

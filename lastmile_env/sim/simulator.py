@@ -459,27 +459,30 @@ class Simulator:
             )
         v = self.vehicles[vehicle_id]
         stops = ins.stops(v.route, order)
-        searched = self._fleet_searched(order)
+        served = ins.pickup_after if order.is_return else ins.delivery_after + 1  # a return: its collection
         # The fleet search left every packed plan current: its row has the old plan's cost, and the new plan
-        # is scheduled in place (the same arithmetic as pricing ``stops`` again).
-        old_cost = float(self.fleet_plans.summary[vehicle_id, 0]) if searched else math.nan
-        new_plan = None
-        if searched:
-            new_plan = self.fleet_plans.insert(
-                self.world, vehicle_id, stops, ins.pickup_after, ins.delivery_after, order
+        # is scheduled in place (the same arithmetic as pricing ``stops`` again); the plan itself is priced
+        # only if asked for (``plan``).
+        committed = None
+        if self._fleet_searched(order):
+            old_cost = float(self.fleet_plans.summary[vehicle_id, 0])
+            committed = self.fleet_plans.insert(
+                self.world, vehicle_id, stops, ins.pickup_after, ins.delivery_after, order, served
             )
-        if new_plan is None:
-            new_plan, old_cost = self.price(vehicle_id, stops), self.plan(vehicle_id).cost
-        plan = new_plan
-        delta = plan.cost - old_cost
+        if committed is None:
+            plan = self.price(vehicle_id, stops)
+            old_cost, committed = self.plan(vehicle_id).cost, (plan.cost, float(plan.starts_min[served]))
+            self._plans[vehicle_id] = plan
+        else:
+            self._plans[vehicle_id] = None
+        new_cost, eta = committed
+        delta = new_cost - old_cost
         v.route = stops
-        self._plans[vehicle_id] = plan
         self._insertions = {}
         order.status = OrderStatus.ASSIGNED
         order.vehicle = vehicle_id
         order.decided_min = self.now
-        served = ins.pickup_after if order.is_return else ins.delivery_after + 1  # a return: its collection
-        order.promised_eta_min = float(plan.starts_min[served])
+        order.promised_eta_min = eta
         self.expected_cost += delta
         self._log("dispatch", order.id, vehicle_id)
         self._finish_decision()
