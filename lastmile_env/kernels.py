@@ -1040,7 +1040,11 @@ def dispatch_features(
 
 @njit(cache=True)
 def fleet_starts(
-    state: np.ndarray,
+    free_min: np.ndarray,
+    node: np.ndarray,
+    free_load: np.ndarray,
+    planned: np.ndarray,
+    idle: np.ndarray,
     now: float,
     start_min: np.ndarray,
     start_node: np.ndarray,
@@ -1048,17 +1052,15 @@ def fleet_starts(
     n_stops: np.ndarray,
     dirty: np.ndarray,
 ) -> int:
-    """Every vehicle's plan start from its gathered state rows ``(free_min, node, free_load, planned stops,
-    idle)``: ``start_min`` is ``max(free_min, now)`` (``Simulator.plan_start``); a row whose start changed
-    is flagged ``dirty``. Written in place; returns the number of idle vehicles."""
-    idle = 0
-    for v in range(state.shape[0]):
-        t = state[v, 0] if state[v, 0] >= now else now
-        node, load = int(state[v, 1]), int(state[v, 2])
-        if t != start_min[v] or node != start_node[v] or load != start_load[v]:
+    """Every vehicle's plan start from its gathered state (when and where it is free, its load then, its
+    planned stops, whether it is idle): ``start_min`` is ``max(free_min, now)`` (``Simulator.plan_start``);
+    a row whose start changed is flagged ``dirty``. Written in place; returns the number of idle vehicles."""
+    n_idle = 0
+    for v in range(free_min.shape[0]):
+        t = free_min[v] if free_min[v] >= now else now
+        if t != start_min[v] or node[v] != start_node[v] or free_load[v] != start_load[v]:
             dirty[v] = True
-        start_min[v], start_node[v], start_load[v] = t, node, load
-        n_stops[v] = int(state[v, 3])
-        if state[v, 4] != 0.0:
-            idle += 1
-    return idle
+        start_min[v], start_node[v], start_load[v], n_stops[v] = t, node[v], free_load[v], planned[v]
+        if idle[v]:
+            n_idle += 1
+    return n_idle

@@ -201,10 +201,22 @@ class FleetState(NamedTuple):
     n_idle: int
 
 
+_STATE = np.dtype(
+    [
+        ("free_min", np.float64),
+        ("node", np.int64),
+        ("free_load", np.int64),
+        ("n_stops", np.int64),
+        ("idle", np.bool_),
+    ]
+)
+
+
 def gather_state(vehicles: Sequence[Vehicle]) -> np.ndarray:
-    """One pass over the fleet: ``(free_min, node, free_load, planned stops, idle)`` per vehicle, (V, 5)."""
+    """One pass over the fleet: ``(free_min, node, free_load, planned stops, idle)`` per vehicle, as a
+    record array (each field converted straight from its Python value: no float round trip)."""
     rows = [(v.free_min, v.node, v.free_load, len(v.route), v.idle) for v in vehicles]
-    return np.array(rows, dtype=np.float64).reshape(len(vehicles), 5)
+    return np.fromiter(rows, dtype=_STATE, count=len(rows))
 
 
 def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
@@ -212,10 +224,24 @@ def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
     n = len(vehicles)
     start_min, dirty = np.full(n, np.nan), np.zeros(n, dtype=np.bool_)
     start_node, start_load, n_stops = (np.zeros(n, dtype=np.int64) for _ in range(3))
-    n_idle = kernels.fleet_starts(
-        gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty
-    )
+    n_idle = _starts(gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty)
     return FleetState(start_min, start_node, start_load, n_stops, n_idle)
+
+
+def _starts(
+    gathered: np.ndarray,
+    now: float,
+    start_min: np.ndarray,
+    start_node: np.ndarray,
+    start_load: np.ndarray,
+    n_stops: np.ndarray,
+    dirty: np.ndarray,
+) -> int:
+    """``kernels.fleet_starts`` over gathered records (``gather_state``)."""
+    return kernels.fleet_starts(
+        gathered["free_min"], gathered["node"], gathered["free_load"], gathered["n_stops"], gathered["idle"],
+        now, start_min, start_node, start_load, n_stops, dirty,
+    )  # fmt: skip
 
 
 class FleetPlans:
@@ -233,6 +259,7 @@ class FleetPlans:
         self._routes: list[list[Stop]] = []
         self._battery: list[int] = []
         self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
+        self.late_costs = np.zeros(2)  # (late fixed, late per minute), set by ``sync``
         self._alloc(0, 8)
 
     def _alloc(self, n: int, capacity: int) -> None:
@@ -282,7 +309,7 @@ class FleetPlans:
         state the observation reads too: ``state``)."""
         vehicles = sim.vehicles
         gathered = gather_state(vehicles)
-        longest = int(gathered[:, 3].max()) if len(vehicles) else 0
+        longest = int(gathered["n_stops"].max()) if len(vehicles) else 0
         if vehicles is not self._vehicles or len(vehicles) != len(self._routes) or longest > self.capacity:
             self._vehicles = vehicles
             self._alloc(len(vehicles), max(self.capacity, 2 * longest))
@@ -290,6 +317,7 @@ class FleetPlans:
                 len(vehicles), kernels.VEHICLE_COLUMNS
             )
             self._battery = [v.id for v in vehicles if has_battery(v)]
+            self.late_costs = np.array(sim.world.late_costs)
         for vid in self._battery:  # a battery's state is part of the plan's start
             flown = vehicles[vid].flown_km
             if self.params[vid, kernels.FLOWN_KM] != flown:
@@ -303,7 +331,7 @@ class FleetPlans:
                 self._shift(vid)
             else:
                 self._write(sim.world, sim.orders, vid, route)
-        self.n_idle = kernels.fleet_starts(
+        self.n_idle = _starts(
             gathered, sim.now, self.start_min, self.start_node, self.start_load, self.n_stops, self.dirty
         )
 
@@ -327,7 +355,7 @@ class FleetPlans:
         delivery = np.array([order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service)], dtype=float)
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
-            np.array(world.late_costs), vid, self.counts, self.nodes, self.open_min, self.due_min,
+            self.late_costs, vid, self.counts, self.nodes, self.open_min, self.due_min,
             self.service_min, self.load_delta, self.start_min, self.start_load, self.free, self.loads,
             self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, pickup, delivery, served,
         )  # fmt: skip
