@@ -1051,11 +1051,12 @@ def fleet_starts(
     start_load: np.ndarray,
     n_stops: np.ndarray,
     dirty: np.ndarray,
-) -> int:
+) -> tuple[int, int]:
     """Every vehicle's plan start from its gathered state (when and where it is free, its load then, its
     planned stops, whether it is idle): ``start_min`` is ``max(free_min, now)`` (``Simulator.plan_start``);
-    a row whose start changed is flagged ``dirty``. Written in place; returns the number of idle vehicles."""
-    n_idle = 0
+    a row whose start changed is flagged ``dirty``. Written in place; returns the number of idle vehicles
+    and the most planned stops of a vehicle."""
+    n_idle, longest = 0, 0
     for v in range(free_min.shape[0]):
         t = free_min[v] if free_min[v] >= now else now
         if t != start_min[v] or node[v] != start_node[v] or free_load[v] != start_load[v]:
@@ -1063,4 +1064,6 @@ def fleet_starts(
         start_min[v], start_node[v], start_load[v], n_stops[v] = t, node[v], free_load[v], planned[v]
         if idle[v]:
             n_idle += 1
-    return n_idle
+        if planned[v] > longest:
+            longest = planned[v]
+    return n_idle, longest

@@ -131,6 +131,19 @@ class DispatchObservation:
                 mask[n_vehicles + 1] = sim.can_defer()
         return mask
 
+    def valid(self, sim: Simulator, action: int) -> bool:
+        """Whether ``action`` is valid now: ``mask(sim)[action]``, without building the mask."""
+        n_vehicles = len(sim.vehicles)
+        if not 0 <= action < self.n_actions:
+            return False
+        if action == n_vehicles:  # reject
+            return True
+        if sim.current is None:
+            return False
+        if action < n_vehicles:
+            return bool(sim.fleet_insertions().pickup_after[action] >= 0)
+        return sim.can_defer()
+
     def encode(self, sim: Simulator) -> dict[str, np.ndarray] | np.ndarray:
         """The observation of the pending decision (zeros and reject-only when the episode is over), every
         feature computed and clipped in one compiled pass (``kernels.dispatch_features``)."""

@@ -224,7 +224,7 @@ def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
     n = len(vehicles)
     start_min, dirty = np.full(n, np.nan), np.zeros(n, dtype=np.bool_)
     start_node, start_load, n_stops = (np.zeros(n, dtype=np.int64) for _ in range(3))
-    n_idle = _starts(gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty)
+    n_idle, _ = _starts(gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty)
     return FleetState(start_min, start_node, start_load, n_stops, n_idle)
 
 
@@ -236,7 +236,7 @@ def _starts(
     start_load: np.ndarray,
     n_stops: np.ndarray,
     dirty: np.ndarray,
-) -> int:
+) -> tuple[int, int]:
     """``kernels.fleet_starts`` over gathered records (``gather_state``)."""
     return kernels.fleet_starts(
         gathered["free_min"], gathered["node"], gathered["free_load"], gathered["n_stops"], gathered["idle"],
@@ -309,15 +309,20 @@ class FleetPlans:
         state the observation reads too: ``state``)."""
         vehicles = sim.vehicles
         gathered = gather_state(vehicles)
-        longest = int(gathered["n_stops"].max()) if len(vehicles) else 0
-        if vehicles is not self._vehicles or len(vehicles) != len(self._routes) or longest > self.capacity:
+        if vehicles is not self._vehicles or len(vehicles) != len(self._routes):
             self._vehicles = vehicles
-            self._alloc(len(vehicles), max(self.capacity, 2 * longest))
+            self._alloc(len(vehicles), self.capacity)
             self.params = np.array([vehicle_params(v) for v in vehicles], dtype=np.float64).reshape(
                 len(vehicles), kernels.VEHICLE_COLUMNS
             )
             self._battery = [v.id for v in vehicles if has_battery(v)]
             self.late_costs = np.array(sim.world.late_costs)
+        starts = (sim.now, self.start_min, self.start_node, self.start_load, self.n_stops, self.dirty)
+        self.n_idle, longest = _starts(gathered, *starts)
+        if longest > self.capacity:  # a plan outgrew the rows: every row is rebuilt, twice as long
+            self._alloc(len(vehicles), 2 * longest)
+            starts = (sim.now, self.start_min, self.start_node, self.start_load, self.n_stops, self.dirty)
+            self.n_idle, _ = _starts(gathered, *starts)
         for vid in self._battery:  # a battery's state is part of the plan's start
             flown = vehicles[vid].flown_km
             if self.params[vid, kernels.FLOWN_KM] != flown:
@@ -331,9 +336,6 @@ class FleetPlans:
                 self._shift(vid)
             else:
                 self._write(sim.world, sim.orders, vid, route)
-        self.n_idle = _starts(
-            gathered, sim.now, self.start_min, self.start_node, self.start_load, self.n_stops, self.dirty
-        )
 
     def state(self) -> FleetState:
         """The fleet's state as of the last ``sync`` (the arrays themselves: read only)."""
