@@ -187,10 +187,10 @@ class DispatchEnv(gym.Env):
         before = self._ledger if self._ledger is not None else sim.ledger()
         self._ledger = None
         penalty = 0.0
-        mask = self.encoder.mask(sim)
-        valid = 0 <= a < len(mask) and bool(mask[a])
+        valid = self.encoder.valid(sim, a)
         if not valid:
             if self.invalid_action == "raise":
+                mask = self.encoder.mask(sim)
                 defer = "" if self.defer_action is None else f", {self.defer_action} defer"
                 raise InvalidActionError(
                     f"action {action!r} is not valid for order {sim.current.id}: valid actions are "

@@ -123,7 +123,7 @@ class PoissonOrderGenerator:
         n_rows = world.address_weights.shape[0]
         hot = rng.uniform(size=n) < cfg.hotspot_share
         rows = np.where(hot & (n_rows > 1), rng.integers(1, max(n_rows, 2), size=n), 0)
-        slots = np.array([rng.choice(world.addresses.size, p=world.address_weights[r]) for r in rows])
+        slots = _weighted_slots(world.address_weights, rows, rng)
         locs = world.addresses[slots]
         sizes = rng.integers(int(cfg.size.low), int(cfg.size.high) + 1, size=n)
         prep = rng.uniform(cfg.prep_min.low, cfg.prep_min.high, size=n)
@@ -171,3 +171,17 @@ class PoissonOrderGenerator:
                 o.is_return, o.option, o.center, o.loc = True, ServiceOption.WINDOW, o.loc, o.center
                 o.ready_min, o.earliest_min, o.due_min = start, start, start + cfg.window_width_min
         return orders
+
+
+def _weighted_slots(weights: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each entry ``r`` of ``rows``, an index drawn with probabilities ``weights[r]``: exactly what
+    ``rng.choice(weights.shape[1], p=weights[r])`` called once per entry draws (the same uniform draws in the
+    same order, the same normalized cumulative sums searched), in one pass per row of weights."""
+    uniform = rng.random(rows.size)
+    slots = np.empty(rows.size, dtype=np.int64)
+    for r in np.unique(rows).tolist():
+        cdf = weights[r].cumsum()
+        cdf /= cdf[-1]
+        chosen = rows == r
+        slots[chosen] = cdf.searchsorted(uniform[chosen], side="right")
+    return slots

@@ -257,7 +257,11 @@ def leg(
     dist_modes: np.ndarray,
     mults_modes: np.ndarray,
     shift_start_h: float,
-    vehicle: np.ndarray,
+    speed_factor: float,
+    home: int,
+    mode: int,
+    range_km: float,
+    recharge_min: float,
     start_min: float,
     start_node: int,
     dst: int,
@@ -269,10 +273,9 @@ def leg(
 ) -> tuple[float, float, float, float]:
     """``(arrive, begin, free, lateness cost)`` of a one-stop plan's stop: exactly ``evaluate``'s
     ``arrive[0]``, ``begin[0]``, ``free[1]`` and ``cum_late[1]`` for that plan (the same arithmetic in the
-    same order), without the return home, the totals and the arrays (the simulator's next leg)."""
-    mode = int(vehicle[MODE])
-    speed_factor, home = vehicle[0], int(vehicle[1])
-    range_km, recharge_min = vehicle[RANGE_KM], vehicle[RECHARGE_MIN]
+    same order), without the return home, the totals and the arrays (the simulator's next leg). The vehicle
+    is given by the columns ``evaluate`` reads of its row (speed factor, home, mode, range, recharge) as
+    scalars: no row is built per leg."""
     leg_km = dist_modes[mode, start_node, dst]
     a = igl_arrival(
         mults_modes[mode], shift_start_h, time_modes[mode, start_node, dst] / speed_factor, start_min
@@ -811,6 +814,101 @@ def fleet_cheapest_insertion(
 
 
 @njit(cache=True)
+def insert_into_row(
+    time_modes: np.ndarray,
+    dist_modes: np.ndarray,
+    mults_modes: np.ndarray,
+    shift_start_h: float,
+    vehicles: np.ndarray,
+    costs: np.ndarray,
+    v: int,
+    counts: np.ndarray,
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    start_min: np.ndarray,
+    start_load: np.ndarray,
+    free: np.ndarray,
+    loads: np.ndarray,
+    cum_dist: np.ndarray,
+    cum_late: np.ndarray,
+    summary: np.ndarray,
+    feasible: np.ndarray,
+    i: int,
+    j: int,
+    pickup: np.ndarray,
+    delivery: np.ndarray,
+    served: int,
+) -> tuple[float, float]:
+    """Insert two stops into row ``v`` of a fleet's packed plans (``fleet_cheapest_insertion``'s arrays,
+    scheduled and current), the pickup after ``i`` and the delivery after ``j`` old stops, and schedule the
+    new plan with ``evaluate``, into the row (it stays current). ``pickup`` / ``delivery`` are ``(loc,
+    open, due, service, load change)``; the row needs room for two more stops. Returns the new plan's cost
+    and the service start of its stop ``served``.
+
+    The row's stop arrays are then those ``stop_arrays`` builds for the new plan's stops and its schedule
+    is ``evaluate``'s for them (bit for bit: the same values, the same arithmetic): this is
+    ``Simulator.assign``'s commit of a searched insertion without pricing the plan again in Python.
+    """
+    k = counts[v]
+    n = k + 2
+    row_nodes = np.empty(n + 2, dtype=np.int64)
+    o_min, d_min, s_min = np.empty(n), np.empty(n), np.empty(n)
+    delta = np.empty(n, dtype=np.int64)
+    row_nodes[0], row_nodes[n + 1] = nodes[v, 0], int(vehicles[v, 1])
+    m = 0
+    for old in range(k + 1):
+        if old == i:
+            row_nodes[m + 1], o_min[m], d_min[m], s_min[m] = int(pickup[0]), pickup[1], pickup[2], pickup[3]
+            delta[m] = int(pickup[4])
+            m += 1
+        if old == j:
+            row_nodes[m + 1], o_min[m], d_min[m] = int(delivery[0]), delivery[1], delivery[2]
+            s_min[m], delta[m] = delivery[3], int(delivery[4])
+            m += 1
+        if old < k:
+            row_nodes[m + 1], o_min[m], d_min[m] = nodes[v, old + 1], open_min[v, old], due_min[v, old]
+            s_min[m], delta[m] = service_min[v, old], load_delta[v, old]
+            m += 1
+    found = evaluate(
+        time_modes, dist_modes, mults_modes, shift_start_h, vehicles[v], start_min[v], row_nodes[0],
+        start_load[v], row_nodes[1 : n + 1], o_min, d_min, s_min, delta, costs[0], costs[1],
+    )  # fmt: skip
+    _, begin, f, ld, cd, cl, end, service, cost, dist, late, ok, _ = found
+    nodes[v, : n + 2] = row_nodes
+    open_min[v, :n], due_min[v, :n], service_min[v, :n], load_delta[v, :n] = o_min, d_min, s_min, delta
+    counts[v] = n
+    free[v, : n + 1], loads[v, : n + 1], cum_dist[v, : n + 1], cum_late[v, : n + 1] = f, ld, cd, cl
+    summary[v, 0], summary[v, 1], summary[v, 2], summary[v, 3], summary[v, 4] = cost, dist, end, late, service
+    feasible[v] = ok
+    return cost, begin[served]
+
+
+@njit(cache=True)
+def shift_row(
+    v: int,
+    counts: np.ndarray,
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    dirty: np.ndarray,
+) -> None:
+    """Drop the first stop of row ``v`` of a fleet's packed plans (its vehicle left for it): the stops move
+    up one place, and the row is flagged to be scheduled again (which writes its start and home nodes)."""
+    k = counts[v] - 1
+    for m in range(k):
+        nodes[v, m + 1] = nodes[v, m + 2]
+        open_min[v, m], due_min[v, m] = open_min[v, m + 1], due_min[v, m + 1]
+        service_min[v, m], load_delta[v, m] = service_min[v, m + 1], load_delta[v, m + 1]
+    counts[v] = k
+    dirty[v] = True
+
+
+@njit(cache=True)
 def vehicle_features(
     out: np.ndarray,
     xy_km: np.ndarray,
@@ -858,3 +956,114 @@ def vehicle_features(
             out[v, 8] = delta_dist_km[v] / 10.0
             out[v, 9] = (eta_min[v] - now) / 60.0
             out[v, 10] = 1.0 if eta_min[v] <= due_min + 1e-9 else 0.0  # Insertion.on_time
+
+
+@njit(cache=True)
+def _clip(values: np.ndarray, bound: float) -> None:
+    """Clip a float32 array to ``[-bound, bound]`` in place, to the values of
+    ``np.minimum(np.maximum(values, -bound), bound)`` (nan stays nan)."""
+    flat = values.reshape(-1)
+    for m in range(flat.shape[0]):
+        if flat[m] < -bound:
+            flat[m] = -bound
+        elif flat[m] > bound:
+            flat[m] = bound
+
+
+@njit(cache=True)
+def dispatch_features(
+    order_out: np.ndarray,
+    vehicle_out: np.ndarray,
+    global_out: np.ndarray,
+    clip: float,
+    xy_km: np.ndarray,
+    xy_min: np.ndarray,
+    xy_span: np.ndarray,
+    time_modes: np.ndarray,
+    max_capacity: float,
+    reject_penalty: float,
+    now: float,
+    start_min: np.ndarray,
+    start_node: np.ndarray,
+    start_load: np.ndarray,
+    capacity: np.ndarray,
+    n_stops: np.ndarray,
+    home: np.ndarray,
+    mode: np.ndarray,
+    plan_end_min: np.ndarray,
+    center: int,
+    due_min: float,
+    pickup_after: np.ndarray,
+    delta_cost: np.ndarray,
+    delta_dist_km: np.ndarray,
+    eta_min: np.ndarray,
+    order: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """The whole dispatch observation (``observations.ORDER_FEATURES``, ``VEHICLE_FEATURES``,
+    ``GLOBAL_FEATURES``) into its float32 arrays (zeros), each clipped to ``[-clip, clip]``, in one call.
+
+    ``order`` = (size, ready, due, window start, is window, delivery place, free-flow minutes from its center
+    to the door, arrival), read only when an order is pending (``center >= 0``); ``counts`` = (shift end,
+    open orders, on time, settled, rejected, arrived, expected orders, orders waiting besides the current one,
+    idle vehicles). Every feature is computed in float64 as the Python expressions it replaces, then
+    stored as float32."""
+    vehicle_features(
+        vehicle_out, xy_km, xy_min, xy_span, time_modes, max_capacity, reject_penalty, now, start_min,
+        start_node, start_load, capacity, n_stops, home, mode, plan_end_min, center, due_min, pickup_after,
+        delta_cost, delta_dist_km, eta_min,
+    )  # fmt: skip
+    if center >= 0:
+        loc = int(order[5])
+        opens = order[3] - now
+        order_out[0] = order[0] / max_capacity
+        order_out[1] = (order[1] - now) / 60.0
+        order_out[2] = (order[2] - now) / 60.0
+        order_out[3] = (opens if opens > 0.0 else 0.0) / 60.0  # max(0.0, opens)
+        order_out[4] = order[4]
+        order_out[5] = (xy_km[loc, 0] - xy_min[0]) / xy_span[0]
+        order_out[6] = (xy_km[loc, 1] - xy_min[1]) / xy_span[1]
+        order_out[7] = order[6] / 60.0
+        order_out[8] = (now - order[7]) / 60.0
+    n_vehicles = vehicle_out.shape[0]
+    global_out[0] = now / counts[0]
+    global_out[1] = counts[1] / (5.0 * n_vehicles)
+    global_out[2] = counts[2] / counts[3] if counts[3] != 0.0 else 1.0
+    global_out[3] = counts[4] / (counts[5] if counts[5] > 1.0 else 1.0)
+    global_out[4] = counts[8] / n_vehicles
+    global_out[5] = counts[5] / counts[6]
+    global_out[6] = counts[7] / n_vehicles
+    _clip(order_out, clip)
+    _clip(vehicle_out, clip)
+    _clip(global_out, clip)
+
+
+@njit(cache=True)
+def fleet_starts(
+    free_min: np.ndarray,
+    node: np.ndarray,
+    free_load: np.ndarray,
+    planned: np.ndarray,
+    idle: np.ndarray,
+    now: float,
+    start_min: np.ndarray,
+    start_node: np.ndarray,
+    start_load: np.ndarray,
+    n_stops: np.ndarray,
+    dirty: np.ndarray,
+) -> tuple[int, int]:
+    """Every vehicle's plan start from its gathered state (when and where it is free, its load then, its
+    planned stops, whether it is idle): ``start_min`` is ``max(free_min, now)`` (``Simulator.plan_start``);
+    a row whose start changed is flagged ``dirty``. Written in place; returns the number of idle vehicles
+    and the most planned stops of a vehicle."""
+    n_idle, longest = 0, 0
+    for v in range(free_min.shape[0]):
+        t = free_min[v] if free_min[v] >= now else now
+        if t != start_min[v] or node[v] != start_node[v] or free_load[v] != start_load[v]:
+            dirty[v] = True
+        start_min[v], start_node[v], start_load[v], n_stops[v] = t, node[v], free_load[v], planned[v]
+        if idle[v]:
+            n_idle += 1
+        if planned[v] > longest:
+            longest = planned[v]
+    return n_idle, longest

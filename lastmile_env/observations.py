@@ -59,7 +59,13 @@ def pack(features: dict[str, np.ndarray], mask: np.ndarray, flat: bool) -> dict[
     """An observation from its feature arrays: each clipped to ``[-CLIP, CLIP]``, then the action mask; as a
     Dict, or (``flat``) every array raveled and concatenated in that order into one float32 vector."""
     # np.clip's values, bit for bit, without its dispatch overhead
-    parts = {key: np.minimum(np.maximum(values, -CLIP), CLIP) for key, values in features.items()}
+    return assemble({key: np.minimum(np.maximum(v, -CLIP), CLIP) for key, v in features.items()}, mask, flat)
+
+
+def assemble(
+    parts: dict[str, np.ndarray], mask: np.ndarray, flat: bool
+) -> dict[str, np.ndarray] | np.ndarray:
+    """``pack`` of feature arrays already clipped."""
     if flat:
         return np.concatenate([*(p.ravel() for p in parts.values()), mask.astype(np.float32)])
     parts["action_mask"] = mask
@@ -120,64 +126,80 @@ class DispatchObservation:
         mask = np.zeros(self.n_actions, dtype=np.int8)
         mask[n_vehicles] = 1
         if sim.current is not None:
-            mask[:n_vehicles] = sim.feasible_vehicles()
+            mask[:n_vehicles] = sim.fleet_insertions().feasible  # sim.feasible_vehicles(), as an array
             if self.defer:
                 mask[n_vehicles + 1] = sim.can_defer()
         return mask
 
+    def valid(self, sim: Simulator, action: int) -> bool:
+        """Whether ``action`` is valid now: ``mask(sim)[action]``, without building the mask."""
+        n_vehicles = len(sim.vehicles)
+        if not 0 <= action < self.n_actions:
+            return False
+        if action == n_vehicles:  # reject
+            return True
+        if sim.current is None:
+            return False
+        if action < n_vehicles:
+            return bool(sim.fleet_insertions().pickup_after[action] >= 0)
+        return sim.can_defer()
+
     def encode(self, sim: Simulator) -> dict[str, np.ndarray] | np.ndarray:
-        """The observation of the pending decision (zeros and reject-only when the episode is over)."""
+        """The observation of the pending decision (zeros and reject-only when the episode is over), every
+        feature computed and clipped in one compiled pass (``kernels.dispatch_features``)."""
         world, now = self.world, sim.now
         order_f = np.zeros(len(ORDER_FEATURES), dtype=np.float32)
         vehicle_f = np.zeros((len(sim.vehicles), len(VEHICLE_FEATURES)), dtype=np.float32)
+        global_f = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
         order = sim.current
         vehicles = sim.vehicles
         n_vehicles = len(vehicles)
-        mask = self.mask(sim)
+        mask = self.mask(sim)  # with an order pending, the fleet search has run: fleet_state is its
         if vehicles is not self._fleet or n_vehicles != len(self._fixed):  # a new day's fleet
             self._fleet = vehicles
             fixed = np.array([(v.capacity, v.home, v.mode) for v in vehicles], dtype=np.float64)
             self._fixed = fixed.reshape(n_vehicles, 3).astype(np.int64)
-        state = np.array(
-            [(v.free_min, v.node, v.free_load, len(v.route), v.idle) for v in vehicles], dtype=np.float64
-        ).reshape(n_vehicles, 5)
-        start_min = np.maximum(state[:, 0], now)  # Simulator.plan_start
-        moving = state[:, 1:4].astype(np.int64)
         capacity, home, mode = self._fixed[:, 0], self._fixed[:, 1], self._fixed[:, 2]
         if order is not None:
             fleet = sim.fleet_insertions()
             plan_end, center, due = fleet.plan_end_min, order.center, order.due_min
+            order_row = np.array(
+                [
+                    order.size,
+                    order.ready_min,
+                    order.due_min,
+                    order.earliest_min,
+                    float(order.option == ServiceOption.WINDOW),
+                    order.loc,
+                    world.time_min[order.center][order.loc],
+                    order.arrival_min,
+                ],
+                dtype=np.float64,
+            )
         else:
             plan_end = np.array([sim.plan(v.id).end_min for v in vehicles], dtype=np.float64)
             fleet, center, due = _no_insertions(n_vehicles), -1, 0.0
-        kernels.vehicle_features(
-            vehicle_f, world.xy_km, self._xy_min, self._xy_span, world.time_modes, self._max_cap,
-            self._reject_penalty, now, start_min, moving[:, 0], moving[:, 1], capacity, moving[:, 2], home,
-            mode, plan_end, center, due, fleet.pickup_after, fleet.delta_cost,
-            fleet.delta_dist_km, fleet.eta_min,
-        )  # fmt: skip
-        if order is not None:
-            order_f[:] = (
-                order.size / self._max_cap,
-                (order.ready_min - now) / 60.0,
-                (order.due_min - now) / 60.0,
-                max(0.0, order.earliest_min - now) / 60.0,
-                float(order.option == ServiceOption.WINDOW),
-                *((world.xy_km[order.loc] - self._xy_min) / self._xy_span),
-                world.time_min[order.center][order.loc] / 60.0,
-                (now - order.arrival_min) / 60.0,
-            )
+            order_row = np.zeros(8)
+        state = sim.fleet_state()
         settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
-        global_f = np.array(
+        counts = np.array(
             [
-                now / world.config.fleet.shift_end_min,
-                sim.n_open / (5.0 * len(sim.vehicles)),
-                sim.n_on_time / settled if settled else 1.0,
-                sim.n_rejected / max(1, sim.n_arrived),
-                int(state[:, 4].sum()) / n_vehicles,  # idle vehicles (an exact count)
-                sim.n_arrived / self._expected_orders,
-                (len(sim.pending) - (order is not None) + len(sim.deferred)) / len(sim.vehicles),
+                world.config.fleet.shift_end_min,
+                sim.n_open,
+                sim.n_on_time,
+                settled,
+                sim.n_rejected,
+                sim.n_arrived,
+                self._expected_orders,
+                len(sim.pending) - (order is not None) + len(sim.deferred),  # deferred or in a tick batch
+                state.n_idle,
             ],
-            dtype=np.float32,
+            dtype=np.float64,
         )
-        return pack({"order": order_f, "vehicles": vehicle_f, "global": global_f}, mask, self.flat)
+        kernels.dispatch_features(
+            order_f, vehicle_f, global_f, CLIP, world.xy_km, self._xy_min, self._xy_span, world.time_modes,
+            self._max_cap, self._reject_penalty, now, state.start_min, state.start_node, state.start_load,
+            capacity, state.n_stops, home, mode, plan_end, center, due, fleet.pickup_after, fleet.delta_cost,
+            fleet.delta_dist_km, fleet.eta_min, order_row, counts,
+        )  # fmt: skip
+        return assemble({"order": order_f, "vehicles": vehicle_f, "global": global_f}, mask, self.flat)

@@ -13,7 +13,7 @@ from lastmile_env import kernels
 from lastmile_env.config import load_scenario
 from lastmile_env.sim import Simulator, evaluate_plan, world_for
 from lastmile_env.sim.insertion import TIE, Insertion, _order_array, price_insertion
-from lastmile_env.sim.plan import vehicle_params
+from lastmile_env.sim.plan import FleetPlans, PlanEval, vehicle_params
 
 
 def brute_force(sim: Simulator, vehicle_id: int) -> tuple[float, tuple[int, int] | None]:
@@ -118,3 +118,67 @@ def test_insertion_bounds_never_exceed_the_exact_cost(seed, congested, windows):
             sim.reject()
         order = sim.advance()
     assert checked > 0
+
+
+def _row_is_plan(rows: FleetPlans, vid: int, plan: PlanEval) -> bool:
+    """A packed row holds the plan bit for bit: its stops' arrays and its schedule."""
+    k = int(rows.counts[vid])
+    pairs = [
+        (rows.nodes[vid, : k + 2], plan.nodes),
+        (rows.open_min[vid, :k], plan.stop_open_min),
+        (rows.due_min[vid, :k], plan.stop_due_min),
+        (rows.service_min[vid, :k], plan.stop_service_min),
+        (rows.load_delta[vid, :k], plan.stop_load_delta),
+        (rows.free[vid, : k + 1], plan.frees_min),
+        (rows.loads[vid, : k + 1], plan.loads),
+        (rows.cum_dist[vid, : k + 1], plan.cum_dist_km),
+        (rows.cum_late[vid, : k + 1], plan.cum_late_cost),
+        (
+            rows.summary[vid],
+            np.array([plan.cost, plan.dist_km, plan.end_min, plan.late_cost, plan.service_min]),
+        ),
+    ]
+    same = all(a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in pairs)
+    return same and bool(rows.feasible[vid]) == plan.feasible
+
+
+@pytest.mark.parametrize(
+    ("scenario", "overrides"),
+    [
+        ("small", {}),
+        ("hetero_fleet", {}),  # bikes and drones (battery range and recharges)
+        ("small", {"fleet.size": 2, "fleet.types": [{"capacity": 40}], "orders.rate_per_hour": 40}),
+    ],
+)
+def test_assign_commits_the_plan_that_pricing_gives(scenario, overrides):
+    """``assign`` schedules the searched plan in the packed row (``FleetPlans.insert``) instead of pricing
+    it again: the row then holds, bit for bit, what ``evaluate_plan`` gives for the new route, and the cost
+    change and the promised ETA are that plan's. The third case fills a long plan past the rows' room (the
+    fallback that prices the plan and rebuilds the rows)."""
+    sim = Simulator(world_for(load_scenario(scenario, overrides)), seed=3)
+    rng = np.random.default_rng(3)
+    order, longest, checked = sim.advance(), 0, 0
+    while order is not None:
+        feasible = np.flatnonzero(sim.feasible_vehicles())
+        if feasible.size:
+            vid = int(rng.choice(feasible))
+            v = sim.vehicles[vid]
+            ins = sim.insertion(vid)
+            assert ins is not None
+            old_cost, route = sim.price(vid, v.route).cost, ins.stops(v.route, order)
+            expected = sim.price(vid, route)
+            served = ins.pickup_after if order.is_return else ins.delivery_after + 1
+            delta = sim.assign(vid)
+            assert delta == expected.cost - old_cost
+            assert order.promised_eta_min == expected.starts_min[served]
+            longest = max(longest, len(route))
+            rows = sim.fleet_plans
+            if v.route == route and rows._routes[vid] == route:  # not left yet, the row not rebuilt
+                checked += 1
+                assert not rows.dirty[vid] and _row_is_plan(rows, vid, expected)
+        else:
+            sim.reject()
+        order = sim.advance()
+    assert checked > 10
+    if "fleet.size" in overrides:
+        assert longest > 8  # past the packed rows' first room (8 stops): the fallback ran

@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 import lastmile_env  # noqa: F401  (registers the ids)
 from lastmile_env import load_scenario
 from lastmile_env.config import ConfigError
-from lastmile_env.generators import DUE_MARGIN_MIN
+from lastmile_env.generators import DUE_MARGIN_MIN, _weighted_slots
 from lastmile_env.sim import (
     InvariantError,
     Order,
@@ -501,3 +501,19 @@ def test_append_insertion_prices_a_return_at_its_collection(tiny_world):
     sim.advance()
     ins = sim.insertion(0)
     assert (ins.pickup_after, ins.delivery_after, ins.eta_min) == (1, 1, 10.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weighted_slots_draw_what_one_choice_per_order_draws(seed):
+    """The generator's address draw in one pass per weight row is ``rng.choice(p=...)`` once per order: the
+    same indices, and the stream left in the same state (the draws after it unchanged)."""
+    setup = np.random.default_rng(100 + seed)
+    weights = setup.uniform(size=(4, 37)) ** 3
+    weights[2, 5:] = 0.0  # a row with few addresses
+    weights /= weights.sum(axis=1, keepdims=True)
+    rows = setup.integers(0, 4, size=500)
+    each, batch = np.random.default_rng(seed), np.random.default_rng(seed)
+    expected = np.array([each.choice(37, p=weights[r]) for r in rows])
+    got = _weighted_slots(weights, rows, batch)
+    assert got.dtype == np.int64 and np.array_equal(got, expected)
+    assert each.random() == batch.random()

@@ -162,7 +162,7 @@ class CheapestInsertion:
         new = _order_array(sim, order)
         found = kernels.fleet_cheapest_insertion(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
-            plans.params, np.array(world.late_costs), plans.counts, plans.nodes,
+            plans.params, plans.late_costs, plans.counts, plans.nodes,
             plans.open_min, plans.due_min, plans.service_min, plans.load_delta, plans.start_min,
             plans.start_node, plans.start_load, plans.dirty, plans.free, plans.loads, plans.cum_dist,
             plans.cum_late, plans.summary, plans.feasible, new, TIE,

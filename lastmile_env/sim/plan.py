@@ -124,6 +124,18 @@ def evaluate_plan(
         start_min, start_node, start_load, loc, open_min, due_min, service_min, load_delta, late_fixed,
         late_per_min,
     )  # fmt: skip
+    return _plan_eval(nodes, open_min, due_min, service_min, load_delta, found)
+
+
+def _plan_eval(
+    nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    found: tuple,  # kernels.evaluate's results
+) -> PlanEval:
+    """A ``PlanEval`` from a plan's arrays and ``kernels.evaluate``'s results."""
     arrive, begin, free, load, cum_dist, cum_late, end, service, cost, dist, late, feasible, in_range = found
     return PlanEval(
         cost=float(cost),
@@ -172,10 +184,64 @@ def price_leg(
     late_fixed, late_per_min = world.late_costs
     arrive, begin, free, late = kernels.leg(
         world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
-        vehicle_params(vehicle), start_min, start_node, stop.loc, open_min, due_min, service_min,
-        late_fixed, late_per_min,
+        vehicle.speed_factor, vehicle.home, vehicle.mode, vehicle.range_km, vehicle.recharge_min, start_min,
+        start_node, stop.loc, open_min, due_min, service_min, late_fixed, late_per_min,
     )  # fmt: skip
     return LegEval(arrive, begin, free, late, open_min, due_min, service_min, int(load_delta))
+
+
+class FleetState(NamedTuple):
+    """Every vehicle's plan start (``Simulator.plan_start``) and planned stops as arrays, and the number of
+    idle vehicles (``Simulator.fleet_state``)."""
+
+    start_min: np.ndarray  # (V,)
+    start_node: np.ndarray  # (V,) int
+    start_load: np.ndarray  # (V,) int
+    n_stops: np.ndarray  # (V,) int: len(route)
+    n_idle: int
+
+
+_STATE = np.dtype(
+    [
+        ("free_min", np.float64),
+        ("node", np.int64),
+        ("free_load", np.int64),
+        ("n_stops", np.int64),
+        ("idle", np.bool_),
+    ]
+)
+
+
+def gather_state(vehicles: Sequence[Vehicle]) -> np.ndarray:
+    """One pass over the fleet: ``(free_min, node, free_load, planned stops, idle)`` per vehicle, as a
+    record array (each field converted straight from its Python value: no float round trip)."""
+    rows = [(v.free_min, v.node, v.free_load, len(v.route), v.idle) for v in vehicles]
+    return np.fromiter(rows, dtype=_STATE, count=len(rows))
+
+
+def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
+    """The fleet's ``FleetState`` gathered now."""
+    n = len(vehicles)
+    start_min, dirty = np.full(n, np.nan), np.zeros(n, dtype=np.bool_)
+    start_node, start_load, n_stops = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    n_idle, _ = _starts(gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty)
+    return FleetState(start_min, start_node, start_load, n_stops, n_idle)
+
+
+def _starts(
+    gathered: np.ndarray,
+    now: float,
+    start_min: np.ndarray,
+    start_node: np.ndarray,
+    start_load: np.ndarray,
+    n_stops: np.ndarray,
+    dirty: np.ndarray,
+) -> tuple[int, int]:
+    """``kernels.fleet_starts`` over gathered records (``gather_state``)."""
+    return kernels.fleet_starts(
+        gathered["free_min"], gathered["node"], gathered["free_load"], gathered["n_stops"], gathered["idle"],
+        now, start_min, start_node, start_load, n_stops, dirty,
+    )  # fmt: skip
 
 
 class FleetPlans:
@@ -189,10 +255,12 @@ class FleetPlans:
     """
 
     def __init__(self) -> None:
-        self._vehicles: list[Vehicle] | None = None  # the arrays are allocated by the first ``sync``
+        self._vehicles: list[Vehicle] | None = None
         self._routes: list[list[Stop]] = []
         self._battery: list[int] = []
-        self.capacity = 8  # stops per row, at least
+        self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
+        self.late_costs = np.zeros(2)  # (late fixed, late per minute), set by ``sync``
+        self._alloc(0, 8)
 
     def _alloc(self, n: int, capacity: int) -> None:
         self.capacity = capacity
@@ -205,6 +273,8 @@ class FleetPlans:
         self.start_min = np.full(n, np.nan)
         self.start_node = np.zeros(n, dtype=np.int64)
         self.start_load = np.zeros(n, dtype=np.int64)
+        self.n_stops = np.zeros(n, dtype=np.int64)
+        self.n_idle = 0
         self.dirty = np.ones(n, dtype=np.bool_)
         self.free = np.zeros((n, capacity + 1))
         self.loads = np.zeros((n, capacity + 1), dtype=np.int64)
@@ -236,47 +306,71 @@ class FleetPlans:
 
     def _shift(self, vid: int) -> None:
         """Drop a row's first stop (the same arrays ``_write`` would build for the shorter route)."""
-        k = int(self.counts[vid]) - 1
-        self.nodes[vid, 1 : k + 1] = self.nodes[vid, 2 : k + 2].copy()
-        for stops in (self.open_min, self.due_min, self.service_min, self.load_delta):
-            stops[vid, :k] = stops[vid, 1 : k + 1].copy()
-        self.counts[vid] = k
-        self.dirty[vid] = True
+        kernels.shift_row(
+            vid, self.counts, self.nodes, self.open_min, self.due_min, self.service_min, self.load_delta,
+            self.dirty,
+        )  # fmt: skip
         del self._routes[vid][0]
 
     def sync(self, sim: Simulator) -> None:
-        """Bring every row up to date with ``sim``'s vehicles and clock."""
+        """Bring every row up to date with ``sim``'s vehicles and clock (one pass over the fleet gathers the
+        state the observation reads too: ``state``)."""
         vehicles = sim.vehicles
-        routes = [v.route for v in vehicles]
-        longest = max(map(len, routes), default=0)
-        if vehicles is not self._vehicles or len(vehicles) != len(self._routes) or longest > self.capacity:
+        gathered = gather_state(vehicles)
+        if vehicles is not self._vehicles or len(vehicles) != len(self._routes):
             self._vehicles = vehicles
-            self._alloc(len(vehicles), max(self.capacity, 2 * longest))
+            self._alloc(len(vehicles), self.capacity)
             self.params = np.array([vehicle_params(v) for v in vehicles], dtype=np.float64).reshape(
                 len(vehicles), kernels.VEHICLE_COLUMNS
             )
             self._battery = [v.id for v in vehicles if has_battery(v)]
+            self.late_costs = np.array(sim.world.late_costs)
+        starts = (sim.now, self.start_min, self.start_node, self.start_load, self.n_stops, self.dirty)
+        self.n_idle, longest = _starts(gathered, *starts)
+        if longest > self.capacity:  # a plan outgrew the rows: every row is rebuilt, twice as long
+            self._alloc(len(vehicles), 2 * longest)
+            starts = (sim.now, self.start_min, self.start_node, self.start_load, self.n_stops, self.dirty)
+            self.n_idle, _ = _starts(gathered, *starts)
         for vid in self._battery:  # a battery's state is part of the plan's start
             flown = vehicles[vid].flown_km
             if self.params[vid, kernels.FLOWN_KM] != flown:
                 self.params[vid, kernels.FLOWN_KM] = flown
                 self.dirty[vid] = True
-        for vid, (route, built) in enumerate(zip(routes, self._routes, strict=True)):
+        for vid, (v, built) in enumerate(zip(vehicles, self._routes, strict=True)):
+            route = v.route
             if route == built:
                 continue
             if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
                 self._shift(vid)
             else:
                 self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
-        state = np.array([(v.free_min, v.node, v.free_load) for v in vehicles], dtype=np.float64)
-        state = state.reshape(len(vehicles), 3)
-        start_min = np.maximum(state[:, 0], sim.now)  # Simulator.plan_start
-        start_node = state[:, 1].astype(np.int64)
-        start_load = state[:, 2].astype(np.int64)
-        self.dirty |= (
-            (start_min != self.start_min) | (start_node != self.start_node) | (start_load != self.start_load)
-        )
-        self.start_min, self.start_node, self.start_load = start_min, start_node, start_load
+
+    def state(self) -> FleetState:
+        """The fleet's state as of the last ``sync`` (the arrays themselves: read only)."""
+        return FleetState(self.start_min, self.start_node, self.start_load, self.n_stops, self.n_idle)
+
+    def insert(
+        self, world: World, vid: int, route: list[Stop], i: int, j: int, order: Order, served: int
+    ) -> tuple[float, float] | None:
+        """Commit an order's insertion into row ``vid`` (current: scheduled by the search just run), its
+        pickup after ``i`` and its delivery after ``j`` old stops, ``route`` being the new plan's stops;
+        returns the new plan's cost and the service start of its stop ``served``, bit for bit those of
+        ``evaluate_plan`` of ``route`` (``kernels.insert_into_row``), and the row stays current. None when
+        the row has no room for two more stops (the caller prices the plan; ``sync`` rebuilds the rows)."""
+        k = int(self.counts[vid])
+        if k + 2 > self.capacity or self.dirty[vid]:
+            return None
+        pickup_service = world.config.orders.pickup_service_min
+        pickup = np.array([order.center, *stop_values(order, StopKind.PICKUP, pickup_service)], dtype=float)
+        delivery = np.array([order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service)], dtype=float)
+        cost, start = kernels.insert_into_row(
+            world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
+            self.late_costs, vid, self.counts, self.nodes, self.open_min, self.due_min,
+            self.service_min, self.load_delta, self.start_min, self.start_load, self.free, self.loads,
+            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, pickup, delivery, served,
+        )  # fmt: skip
+        self._routes[vid] = list(route)
+        return cost, start
 
     @property
     def plan_end_min(self) -> np.ndarray:

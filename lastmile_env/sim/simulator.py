@@ -55,7 +55,7 @@ import numpy as np
 
 from lastmile_env import kernels
 from lastmile_env.sim.insertion import CheapestInsertion, FleetInsertion, Insertion, InsertionRule
-from lastmile_env.sim.plan import FleetPlans, PlanEval, evaluate_plan, price_leg
+from lastmile_env.sim.plan import FleetPlans, FleetState, PlanEval, evaluate_plan, fleet_state, price_leg
 from lastmile_env.sim.types import (
     MAX_ATTEMPTS,
     MODES,
@@ -343,6 +343,22 @@ class Simulator:
             self._insertions[marker] = None
         return found
 
+    def _fleet_searched(self, order: Order) -> bool:
+        """Whether ``fleet_plans`` is current: the rule's fleet search for ``order`` ran since the last
+        change of any plan or of the clock."""
+        return (
+            hasattr(self.insertion_rule, "fleet")
+            and (order.id, -1) in self._insertions
+            and order.id in self._fleet_insertions
+        )
+
+    def fleet_state(self) -> FleetState:
+        """Every vehicle's plan start (``plan_start``), planned stops and the idle count, as arrays: those the
+        fleet search gathered when it ran at this state (read only), else gathered now."""
+        if self.current is not None and self._fleet_searched(self.current):
+            return self.fleet_plans.state()
+        return fleet_state(self.vehicles, self.now)
+
     @property
     def pending(self) -> list[Order]:
         """Orders to decide now: the current one first."""
@@ -462,16 +478,30 @@ class Simulator:
             )
         v = self.vehicles[vehicle_id]
         stops = ins.stops(v.route, order)
-        plan = self.price(vehicle_id, stops)
-        delta = plan.cost - self.plan(vehicle_id).cost
+        served = ins.pickup_after if order.is_return else ins.delivery_after + 1  # a return: its collection
+        # The fleet search left every packed plan current: its row has the old plan's cost, and the new plan
+        # is scheduled in place (the same arithmetic as pricing ``stops`` again); the plan itself is priced
+        # only if asked for (``plan``).
+        committed = None
+        if self._fleet_searched(order):
+            old_cost = float(self.fleet_plans.summary[vehicle_id, 0])
+            committed = self.fleet_plans.insert(
+                self.world, vehicle_id, stops, ins.pickup_after, ins.delivery_after, order, served
+            )
+        if committed is None:
+            plan = self.price(vehicle_id, stops)
+            old_cost, committed = self.plan(vehicle_id).cost, (plan.cost, float(plan.starts_min[served]))
+            self._plans[vehicle_id] = plan
+        else:
+            self._plans[vehicle_id] = None
+        new_cost, eta = committed
+        delta = new_cost - old_cost
         v.route = stops
-        self._plans[vehicle_id] = plan
         self._insertions = {}
         order.status = OrderStatus.ASSIGNED
         order.vehicle = vehicle_id
         order.decided_min = self.now
-        served = ins.pickup_after if order.is_return else ins.delivery_after + 1  # a return: its collection
-        order.promised_eta_min = float(plan.starts_min[served])
+        order.promised_eta_min = eta
         self.expected_cost += delta
         self._log("dispatch", order.id, vehicle_id)
         self._finish_decision()
