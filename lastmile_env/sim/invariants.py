@@ -74,13 +74,13 @@ def check_invariants(sim: Simulator, audit: LegAudit | None = None) -> None:
     for v in sim.vehicles:
         vid = v.id
         for s in v.route if v.current is None else [v.current, *v.route]:
-            o = s.order
+            j = s.order
             counts = pickups if s.kind == pickup else deliveries
-            counts[o] = counts.get(o, 0) + 1
-            if o >= arrived:
-                problems.append(f"vehicle {vid} plans order {o}, which has not arrived")
-            elif orders[o].vehicle != vid:
-                problems.append(f"order {o} is planned on vehicle {vid} but assigned elsewhere")
+            counts[j] = counts.get(j, 0) + 1
+            if j >= arrived:
+                problems.append(f"vehicle {vid} plans order {j}, which has not arrived")
+            elif orders[j].vehicle != vid:
+                problems.append(f"order {j} is planned on vehicle {vid} but assigned elsewhere")
         if v.load > v.capacity or v.load < 0:
             problems.append(f"vehicle {v.id} load {v.load} outside [0, {v.capacity}]")
         plan = sim.plan(v.id)
