@@ -134,6 +134,13 @@ def _solve_center(
     profiles: dict[tuple[int, float], int] = {}
     dist_mats: list[Any] = []  # PyVRP's stubs type matrices as ndarray[int]
     time_mats: list[Any] = []
+    # The simulator puts a van on duty from the wave: its plan starts then, and it waits on the clock for
+    # its parcels at the center and for windows at doors. So every route starts at the wave here too: left
+    # free to start later (PyVRP's default), the model does not charge a route's wait before its first
+    # window, nor for a parcel not ready at the wave (on `default`, `urgent_routes`' vans waited 11 h a day
+    # at doors). A route carrying a parcel released after the wave then has time warp in PyVRP's model
+    # (penalized, not forbidden), so PyVRP prefers to send ready parcels; the simulator prices the real wait.
+    leave_s = round(leave_min * TIME_SCALE)
     vehicle_types = []
     for ids in kinds.values():
         v = sim.vehicles[ids[0]]
@@ -147,8 +154,9 @@ def _solve_center(
             pyvrp.VehicleType(
                 num_available=len(ids),
                 capacity=[v.capacity * LOAD_SCALE],
-                tw_early=round(leave_min * TIME_SCALE),
+                tw_early=leave_s,
                 tw_late=round(v.shift_end_min * TIME_SCALE),
+                start_late=leave_s,
                 unit_distance_cost=round(v.cost_per_km / dist_unit * cost_unit),
                 unit_duration_cost=round(v.cost_per_hour / 3600.0 * cost_unit),
                 profile=profiles[profile_key],

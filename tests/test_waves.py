@@ -6,6 +6,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import pyvrp
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -233,3 +234,28 @@ def test_the_order_and_routing_envs_play_a_wave_scenario_one_order_at_a_time(env
         done, steps = terminated or truncated, steps + 1
     assert steps > 300 and info["orders"] > 300
     assert load_scenario("static_day").dispatch.mode == "wave"  # the scenario itself is unchanged
+
+
+def test_the_wave_router_charges_the_wait_for_a_window_from_the_wave(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator puts a van on duty from the wave, so PyVRP's routes start at the wave: a one-order
+    route to a window that opens long after the wave costs the driver's wait in PyVRP's model too, as it does
+    when the simulator prices it (PyVRP's default, a route free to start later, charged no such wait)."""
+    import lastmile_env.wave_routing as wave_routing
+
+    sim = wave_sim(**{"orders.known_at_start": True})
+    sim.next_decision()
+    late = max(sim.pool, key=lambda o: o.earliest_min - max(o.ready_min, sim.now))
+    assert late.earliest_min - max(late.ready_min, sim.now) > 60  # a window that opens an hour after the wave
+    seen: list[pyvrp.ProblemData] = []
+    solve = pyvrp.solve
+    monkeypatch.setattr(
+        wave_routing.pyvrp, "solve", lambda data, *a, **k: seen.append(data) or solve(data, *a, **k)
+    )
+    solve_wave(sim, [late.id], FAST)
+    data = seen[-1]
+    route = pyvrp.Route(data, [pyvrp.Activity(pyvrp.ActivityType.CLIENT, 0)], 0)  # the one client
+    vid = next(v.id for v in sim.vehicles if v.home == late.center)
+    plan = sim.price_trips([(vid, [late.id])])[vid][1]
+    duty_min = plan.end_min - plan.frees_min[0]
+    assert route.duration() / 60.0 >= late.earliest_min - sim.now  # the wait at the door is in the model
+    assert route.duration() / 60.0 == pytest.approx(duty_min, abs=5.0)  # congestion is averaged in PyVRP
