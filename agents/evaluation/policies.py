@@ -13,7 +13,7 @@ from typing import Any
 from agents.base import Policy, WavePolicy
 from agents.evaluation.common import EvaluationError
 from agents.heuristics import HEURISTICS, is_heuristic, make_heuristic
-from agents.heuristics.waves import WAVE_HEURISTICS
+from agents.heuristics.waves import WAVE_HEURISTICS, make_wave_heuristic
 from agents.learned.shipped import NAME as SHIPPED_NAME
 from lastmile_env.config import ConfigError
 
@@ -44,9 +44,10 @@ def resolve_policy(spec: str) -> Callable[[], Policy | WavePolicy]:
     if is_heuristic(spec):
         _check_constructs(make_heuristic, spec)
         return functools.partial(make_heuristic, spec)
-    wave_name = spec.removeprefix("wave:")
-    if wave_name in WAVE_HEURISTICS and (spec.startswith("wave:") or not is_heuristic(spec)):
-        return functools.partial(_make_wave_policy, wave_name, spec)
+    wave_spec = _wave_spec(spec)
+    if wave_spec is not None:
+        _check_constructs(make_wave_heuristic, wave_spec)
+        return functools.partial(_make_wave_policy, wave_spec, spec)
     path = Path(spec)
     if path.suffix == ".zip":
         if not path.is_file():
@@ -98,8 +99,17 @@ def _resolve_reoptimized(dispatch_spec: str, reopt_spec: str, spec: str) -> Call
     return functools.partial(_make_reoptimized, dispatch, reopt_spec, spec)
 
 
+def _wave_spec(spec: str) -> str | None:
+    """The wave heuristic's spec (``name[:options]``) that ``spec`` names (``urgent_routes:slack=20``,
+    ``wave:random``), or None when it names no wave heuristic."""
+    wave_spec = spec.removeprefix("wave:")
+    if wave_spec.split(":")[0] in WAVE_HEURISTICS and (spec.startswith("wave:") or not is_heuristic(spec)):
+        return wave_spec
+    return None
+
+
 def _refuse_wave(dispatch_spec: str, spec: str, what: str) -> None:
-    if dispatch_spec.removeprefix("wave:") in WAVE_HEURISTICS and not is_heuristic(dispatch_spec):
+    if _wave_spec(dispatch_spec) is not None:
         raise EvaluationError(f"policy {spec!r}: a wave policy makes no per-order decisions to {what}")
 
 
@@ -129,14 +139,17 @@ def describe_solver_budgets(specs: Sequence[str]) -> dict[str, str]:
                 budgets.append(f"{name} {make_heuristic(part).budget.describe()}")  # type: ignore[attr-defined]
             elif name.startswith("reopt") and is_routing_heuristic(part):
                 budgets.append(f"{name} {make_routing_heuristic(part).budget.describe()}")  # type: ignore[attr-defined]
+            elif (wave := _wave_spec(part)) is not None:
+                budget = make_wave_heuristic(wave).budget.describe()
+                budgets.append(f"{wave.split(':')[0]} {budget} per center and solve")
         if budgets:
             out[spec] = ", ".join(budgets)
     return out
 
 
-def _make_wave_policy(name: str, spec: str) -> WavePolicy:
-    """A wave policy (``agents.heuristics.waves``) under the name it was asked for."""
-    policy: WavePolicy = WAVE_HEURISTICS[name]()
+def _make_wave_policy(wave_spec: str, spec: str) -> WavePolicy:
+    """A wave policy (``agents.heuristics.waves``, with its options) under the name it was asked for."""
+    policy: WavePolicy = make_wave_heuristic(wave_spec)
     policy.name = spec
     return policy
 
