@@ -55,7 +55,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--policies",
         help="comma-separated policies: heuristic names (options after colons: reopt:time=0.5, "
         "reopt:iterations=200), learned (the shipped best learned policy), model .zip paths, "
-        f"dispatch+reopt, dispatch+routing, wave policies ({','.join(WAVE_HEURISTICS)}; wave:NAME) "
+        f"dispatch+reopt, dispatch+routing, wave policies ({','.join(WAVE_HEURISTICS)}; wave:NAME; "
+        "options: urgent_routes:slack=20:safety=10:iterations=25), learned_epoch[:same options] "
         f"(default: all heuristics: {','.join(HEURISTICS)}; for a benchmark: all wave policies; "
         "there also learned_epoch, the shipped learned wave policy, or a wave model .pt)",
     )

@@ -59,7 +59,7 @@ class WavePolicy(Protocol):
     """Decides which pooled orders go at a wave (``dispatch.mode: wave``; the EURO Meets NeurIPS 2022
     epoch decision): ``choose`` returns order ids of ``sim.pool``; the orders of ``sim.must_dispatch()``
     go in any case. The chosen batch is routed by PyVRP within the policy's ``budget``
-    (``lastmile_env.wave_routing.dispatch_wave``)."""
+    (``lastmile_env.wave_routing.dispatch_wave``), with the policy's ``safety_min`` when it has one."""
 
     name: str
     budget: SolverBudget
@@ -129,8 +129,9 @@ def run_episode(
                 f"policy {policy.name!r} and the simulator disagree on the decision: a wave policy needs a "
                 "simulator in wave mode (dispatch.mode: wave) and a dispatch policy one in order mode"
             )
+        safety_min = getattr(policy, "safety_min", 0.0)  # optional: ``agents.heuristics.waves``
         while sim.next_decision() is not None:
-            dispatch_wave(sim, policy.choose(sim), policy.budget, policy.seed)
+            dispatch_wave(sim, policy.choose(sim), policy.budget, policy.seed, safety_min=safety_min)
         return sim
     assert not isinstance(policy, WavePolicy)
     if router is None:

@@ -19,6 +19,12 @@ depot-loaded clients, one per center (each order is collected at its own center)
   A caller may also make chosen orders optional with its own prizes (``solve_wave(..., prizes=...)``): a
   prize-collecting VRPTW, where PyVRP takes an order only where its prize is worth its detour (how a learned
   wave policy says how much each order should go now).
+- every route starts at the wave (PyVRP's ``start_late``), as the simulator's van is on duty from then: the
+  wait for a first window is charged in the model as the simulator charges it (a parcel not ready at the
+  wave puts time warp on its route: penalized by PyVRP, priced as the real wait by the simulator).
+- ``safety_min`` (a policy's option, 0 by default) plans each due time that many minutes early: PyVRP's travel
+  is static at the congestion averaged over the rest of the shift, so its routes can reach a door a few
+  minutes later than the simulator's time-dependent travel does, and a released route is never re-planned.
 
 With travel given in whole seconds and no congestion (the EURO Meets NeurIPS 2022 instances) the model is
 the competition's epoch problem exactly. The budget is PyVRP iterations by default, so the routes depend
@@ -64,17 +70,21 @@ def solve_wave(
     budget: SolverBudget | None = None,
     seed: int = WAVE_SEED,
     prizes: Mapping[int, float] | None = None,
+    safety_min: float = 0.0,
 ) -> tuple[list[tuple[int, list[int]]], list[int]]:
     """Routes for the pooled orders ``order_ids`` at the pending wave: ``(routes, unrouted)`` where each
     route is ``(vehicle id, order ids in delivery order)`` and ``unrouted`` are the orders no route could
     take (no vehicle at their center, left out by PyVRP for a short fleet or for a prize below its detour,
     or on a route the simulator found infeasible). ``prizes`` (order id -> prize in the world's cost units,
-    >= 0) makes those orders optional: PyVRP takes one only where its prize outweighs its detour."""
+    >= 0) makes those orders optional: PyVRP takes one only where its prize outweighs its detour.
+    ``safety_min``: PyVRP plans every due time this many minutes early (see the module docstring)."""
     budget = budget or SolverBudget(max_iterations=WAVE_ITERATIONS)
     pool = {o.id: o for o in sim.pool}
     unknown = [i for i in order_ids if i not in pool]
     if unknown:
         raise ValueError(f"orders {unknown} are not in the wave's pool")
+    if not 0 <= safety_min < float("inf"):
+        raise ValueError(f"safety_min must be a finite number of minutes >= 0, got {safety_min}")
     prizes = dict(prizes or {})
     asked = set(order_ids)
     bad = sorted(i for i, p in prizes.items() if i not in asked or not 0 <= p < float("inf"))
@@ -89,7 +99,8 @@ def solve_wave(
         vehicles = available_vehicles(sim, center, leave_min)
         if not vehicles:
             continue
-        for vid, ids in _solve_center(sim, center, orders, vehicles, leave_min, budget, seed, prizes):
+        found = _solve_center(sim, center, orders, vehicles, leave_min, budget, seed, prizes, safety_min)
+        for vid, ids in found:
             mine = [trip for trip in routes if trip[0] == vid]  # the vehicle's trips accepted so far
             if sim.price_trips([*mine, (vid, ids)])[vid][1].feasible:
                 routes.append((vid, ids))
@@ -106,6 +117,7 @@ def _solve_center(
     budget: SolverBudget,
     seed: int,
     prizes: Mapping[int, float],
+    safety_min: float = 0.0,
 ) -> list[tuple[int, list[int]]]:
     """One center's VRPTW: PyVRP's best routes, mapped back to vehicle ids and order ids. The orders in
     ``prizes`` are optional with that prize; with fewer vehicles than orders every order is (see the module's
@@ -134,6 +146,7 @@ def _solve_center(
     profiles: dict[tuple[int, float], int] = {}
     dist_mats: list[Any] = []  # PyVRP's stubs type matrices as ndarray[int]
     time_mats: list[Any] = []
+    leave_s = round(leave_min * TIME_SCALE)  # every route starts at the wave (see the module docstring)
     vehicle_types = []
     for ids in kinds.values():
         v = sim.vehicles[ids[0]]
@@ -147,8 +160,9 @@ def _solve_center(
             pyvrp.VehicleType(
                 num_available=len(ids),
                 capacity=[v.capacity * LOAD_SCALE],
-                tw_early=round(leave_min * TIME_SCALE),
+                tw_early=leave_s,
                 tw_late=round(v.shift_end_min * TIME_SCALE),
+                start_late=leave_s,
                 unit_distance_cost=round(v.cost_per_km / dist_unit * cost_unit),
                 unit_duration_cost=round(v.cost_per_hour / 3600.0 * cost_unit),
                 profile=profiles[profile_key],
@@ -173,6 +187,8 @@ def _solve_center(
         due_s = round(o.due_min * TIME_SCALE)
         if max(reach_s, early_s) > due_s:
             due_s = max(reach_s, early_s) + round(LATE_SLACK_MIN * TIME_SCALE)
+        else:  # plan it safety_min early, but no earlier than it can be reached
+            due_s = max(due_s - round(safety_min * TIME_SCALE), reach_s, early_s)
         clients.append(
             pyvrp.Client(
                 location=j,
@@ -214,14 +230,18 @@ class WaveOutcome:
 
 
 def dispatch_wave(
-    sim: Simulator, order_ids: Sequence[int], budget: SolverBudget | None = None, seed: int = WAVE_SEED
+    sim: Simulator,
+    order_ids: Sequence[int],
+    budget: SolverBudget | None = None,
+    seed: int = WAVE_SEED,
+    safety_min: float = 0.0,
 ) -> WaveOutcome:
-    """Send the chosen pooled orders, and every order that must go now, as PyVRP's routes; an order that must
-    go but fits no route is rejected, any other unrouted order waits for the next wave. The one way envs,
-    policies and benchmarks answer a wave decision."""
+    """Send the chosen pooled orders, and every order that must go now, as PyVRP's routes (``solve_wave``,
+    with its ``safety_min``); an order that must go but fits no route is rejected, any other unrouted order
+    waits for the next wave. The one way envs, policies and benchmarks answer a wave decision."""
     must = [o.id for o, m in zip(sim.pool, sim.must_dispatch(), strict=True) if m]
     chosen = sorted(set(int(i) for i in order_ids) | set(must))
-    routes, unrouted = solve_wave(sim, chosen, budget, seed)
+    routes, unrouted = solve_wave(sim, chosen, budget, seed, safety_min=safety_min)
     rejected = sorted(set(unrouted) & set(must))
     cost = sim.release(routes, reject=rejected)
     return WaveOutcome(routes, rejected, cost)

@@ -231,3 +231,37 @@ def test_learned_on_wave_days_is_the_manifest_s_wave_policy(monkeypatch, tmp_pat
     monkeypatch.setattr(shipped, "SHIPPED_FILE", broken)
     with pytest.raises(EvaluationError, match=r"model missing/model.pt not found"):
         make_wave_policy("learned", FAST)
+
+
+def test_the_learned_wave_policy_takes_margins_and_names_bad_ones() -> None:
+    from agents.evaluation.policies import make_learned_epoch, resolve_policy
+
+    policy = make_learned_epoch("learned_epoch:slack=20:safety=10:iterations=25")
+    assert isinstance(policy, LearnedWave)
+    assert (policy.slack_min, policy.safety_min, policy.budget.max_iterations) == (20.0, 10.0, 25)
+    assert policy.name == "learned_epoch:slack=20:safety=10:iterations=25"
+    bad = {
+        "learned_epoch:slack=-5": "slack_min must be a finite number of minutes >= 0, got -5.0",
+        "learned_epoch:safety=nan": "safety_min must be a finite number of minutes >= 0, got nan",
+        "learned_epoch:iterations=0": "iterations must be at least 1",
+        "learned_epoch:mode=threshold": "bad option 'mode=threshold'",
+    }
+    for spec, message in bad.items():
+        with pytest.raises(EvaluationError, match=message) as info:
+            resolve_policy(spec)
+        assert "\n" not in str(info.value)
+
+
+def test_the_learned_wave_policy_with_margins_plays_a_city_day_deterministically() -> None:
+    from agents.base import run_episode
+    from agents.evaluation.policies import make_learned_epoch
+    from lastmile_env.config import load_scenario
+
+    world = world_for(load_scenario("small", {"dispatch.mode": "wave", "dispatch.wave_min": 60}))
+    runs = []
+    for _ in range(2):
+        policy = make_learned_epoch("learned_epoch:slack=20:safety=10:iterations=50")
+        sim = run_episode(Simulator(world, 4, debug=True), policy, 4)
+        assert sim.done and not sim.pool
+        runs.append((sim.summary()["cost"], [(o.vehicle, o.delivered_min) for o in sim.orders]))
+    assert runs[0] == runs[1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import pyvrp
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -233,3 +234,96 @@ def test_the_order_and_routing_envs_play_a_wave_scenario_one_order_at_a_time(env
         done, steps = terminated or truncated, steps + 1
     assert steps > 300 and info["orders"] > 300
     assert load_scenario("static_day").dispatch.mode == "wave"  # the scenario itself is unchanged
+
+
+def test_the_wave_router_charges_the_wait_for_a_window_from_the_wave(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator puts a van on duty from the wave, so PyVRP's routes start at the wave: a one-order
+    route to a window that opens long after the wave costs the driver's wait in PyVRP's model too, as it does
+    when the simulator prices it (PyVRP's default, a route free to start later, charged no such wait)."""
+    import lastmile_env.wave_routing as wave_routing
+
+    sim = wave_sim(**{"orders.known_at_start": True})
+    sim.next_decision()
+    late = max(sim.pool, key=lambda o: o.earliest_min - max(o.ready_min, sim.now))
+    assert late.earliest_min - max(late.ready_min, sim.now) > 60  # a window that opens an hour after the wave
+    seen: list[pyvrp.ProblemData] = []
+    solve = pyvrp.solve
+    monkeypatch.setattr(
+        wave_routing.pyvrp, "solve", lambda data, *a, **k: seen.append(data) or solve(data, *a, **k)
+    )
+    solve_wave(sim, [late.id], FAST)
+    data = seen[-1]
+    route = pyvrp.Route(data, [pyvrp.Activity(pyvrp.ActivityType.CLIENT, 0)], 0)  # the one client
+    vid = next(v.id for v in sim.vehicles if v.home == late.center)
+    plan = sim.price_trips([(vid, [late.id])])[vid][1]
+    duty_min = plan.end_min - plan.frees_min[0]
+    assert route.duration() / 60.0 >= late.earliest_min - sim.now  # the wait at the door is in the model
+    assert route.duration() / 60.0 == pytest.approx(duty_min, abs=5.0)  # congestion is averaged in PyVRP
+
+
+def test_a_slack_margin_makes_more_orders_urgent() -> None:
+    sim = wave_sim()
+    sim.next_decision()
+    must, early = sim.must_dispatch(), sim.must_dispatch(60.0)
+    assert not must.all()
+    assert (early | must).tolist() == early.tolist()  # every must-go order is urgent with a margin
+    assert early.sum() > must.sum()
+
+
+def test_the_safety_margin_plans_due_times_early_where_they_can_be_met(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lastmile_env.wave_routing as wave_routing
+
+    sim = wave_sim(**{"orders.known_at_start": True})
+    sim.next_decision()
+    ids = [o.id for o in sim.pool]
+    seen: list[pyvrp.ProblemData] = []
+    solve = pyvrp.solve
+    monkeypatch.setattr(
+        wave_routing.pyvrp, "solve", lambda data, *a, **k: seen.append(data) or solve(data, *a, **k)
+    )
+    solve_wave(sim, ids, FAST)
+    solve_wave(sim, ids, FAST, safety_min=10.0)
+    plain, safe = ([c.tw_late for c in data.clients()] for data in seen[-2:])
+    earlier = [p - s for p, s in zip(plain, safe, strict=True)]
+    assert max(earlier) == 600  # 10 min, in seconds, where the due time can still be met that early
+    assert min(earlier) >= 0  # never later, and never before the order can be reached
+    assert all(s >= c.tw_early for s, c in zip(safe, seen[-1].clients(), strict=True))
+    with pytest.raises(ValueError, match="safety_min must be a finite number of minutes >= 0"):
+        solve_wave(sim, ids, FAST, safety_min=-1.0)
+
+
+def test_wave_policy_options_and_their_errors() -> None:
+    from agents.evaluation import EvaluationError
+    from agents.evaluation.policies import resolve_policy
+    from agents.heuristics.waves import UrgentRoutesWave, make_wave_heuristic
+
+    policy = make_wave_heuristic("urgent_routes:slack=20:safety=10:iterations=25")
+    assert isinstance(policy, UrgentRoutesWave)
+    assert (policy.slack_min, policy.safety_min, policy.budget.max_iterations) == (20.0, 10.0, 25)
+    assert resolve_policy("wave:urgent_routes:slack=5")().name == "wave:urgent_routes:slack=5"
+    bad = {
+        "urgent_routes:slack=-1": "slack_min must be a finite number of minutes >= 0, got -1.0",
+        "urgent_routes:safety=inf": "safety_min must be a finite number of minutes >= 0, got inf",
+        "urgent_routes:iterations=0": "iterations must be at least 1",
+        "urgent_routes:slack=soon": "slack must be a number",
+        "greedy:slack=5": "bad option 'slack=5'",
+    }
+    for spec, message in bad.items():
+        with pytest.raises(EvaluationError, match=message) as info:
+            resolve_policy(spec)
+        assert "\n" not in str(info.value)
+
+
+def test_urgent_routes_with_margins_plays_a_day_deterministically() -> None:
+    from agents.heuristics.waves import make_wave_heuristic
+
+    world = world_for(load_scenario("small", WAVE))
+    runs = []
+    for _ in range(2):
+        policy = make_wave_heuristic("urgent_routes:slack=20:safety=10:iterations=100")
+        sim = run_episode(Simulator(world, 5, debug=True), policy, 5)
+        assert sim.done and not sim.pool
+        runs.append((sim.summary()["cost"], [(o.vehicle, o.delivered_min) for o in sim.orders]))
+    assert runs[0] == runs[1]

@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.base import Policy, WavePolicy
+from agents.base import Policy, SpecOption, WavePolicy, parse_spec
 from agents.evaluation.common import EvaluationError
 from agents.heuristics import HEURISTICS, is_heuristic, make_heuristic
-from agents.heuristics.waves import WAVE_HEURISTICS
+from agents.heuristics.waves import WAVE_HEURISTICS, make_wave_heuristic
 from agents.learned.shipped import NAME as SHIPPED_NAME
 from lastmile_env.config import ConfigError
+from lastmile_env.solver_budget import SolverBudget
 
 
 def resolve_policy(spec: str) -> Callable[[], Policy | WavePolicy]:
@@ -31,7 +32,9 @@ def resolve_policy(spec: str) -> Callable[[], Policy | WavePolicy]:
     (``agents.routing.ROUTING_HEURISTICS`` with options, or a trained routing model zip); the pair plays
     the simulator in routing mode, the router choosing every vehicle's next stop.
     A wave policy (``agents.heuristics.waves``: ``greedy``, ``lazy``, ``urgent_routes``; any as
-    ``wave:NAME``, e.g. ``wave:random``) plays the scenario in wave mode (``dispatch.mode: wave``).
+    ``wave:NAME``, e.g. ``wave:random``; options after colons, ``urgent_routes:slack=20:safety=10``) or
+    ``learned_epoch[:options]`` (the shipped learned wave policy, ``make_learned_epoch``) plays the
+    scenario in wave mode (``dispatch.mode: wave``).
     """
     if spec == SHIPPED_NAME:
         return _resolve_shipped()
@@ -40,13 +43,17 @@ def resolve_policy(spec: str) -> Callable[[], Policy | WavePolicy]:
         if second.split(":")[0] == "reopt":
             return _resolve_reoptimized(dispatch_spec, second, spec)
         return _resolve_pair(spec)
-    valid = ", ".join([*HEURISTICS, *(f"wave:{w}" for w in WAVE_HEURISTICS)])
+    valid = ", ".join([*HEURISTICS, *(f"wave:{w}" for w in WAVE_HEURISTICS), LEARNED_EPOCH])
     if is_heuristic(spec):
         _check_constructs(make_heuristic, spec)
         return functools.partial(make_heuristic, spec)
-    wave_name = spec.removeprefix("wave:")
-    if wave_name in WAVE_HEURISTICS and (spec.startswith("wave:") or not is_heuristic(spec)):
-        return functools.partial(_make_wave_policy, wave_name, spec)
+    if spec.split(":")[0] == LEARNED_EPOCH:
+        _check_constructs(make_learned_epoch, spec)
+        return functools.partial(make_learned_epoch, spec)
+    wave_spec = _wave_spec(spec)
+    if wave_spec is not None:
+        _check_constructs(make_wave_heuristic, wave_spec)
+        return functools.partial(_make_wave_policy, wave_spec, spec)
     path = Path(spec)
     if path.suffix == ".zip":
         if not path.is_file():
@@ -98,8 +105,42 @@ def _resolve_reoptimized(dispatch_spec: str, reopt_spec: str, spec: str) -> Call
     return functools.partial(_make_reoptimized, dispatch, reopt_spec, spec)
 
 
+LEARNED_EPOCH = "learned_epoch"  # the shipped learned wave policy (experiments/euro2022/learned_epoch)
+_LEARNED_EPOCH_OPTIONS: dict[str, dict[str, SpecOption]] = {
+    LEARNED_EPOCH: {
+        "iterations": ("max_iterations", int),
+        "slack": ("slack_min", float),
+        "safety": ("safety_min", float),
+    }
+}
+
+
+def make_learned_epoch(spec: str) -> WavePolicy:
+    """``learned_epoch[:slack=..][:safety=..][:iterations=..]``: the shipped learned wave policy with its
+    margins (``agents.learned.epoch_policy.LearnedWave``) and PyVRP iterations per solve, named ``spec``."""
+    from agents.learned.epoch_policy import SHIPPED_EPOCH_MODEL, learned_wave
+
+    _, params = parse_spec(spec, _LEARNED_EPOCH_OPTIONS, "policy")
+    iterations = params.pop("max_iterations", None)
+    if iterations is not None and iterations < 1:
+        raise ValueError(f"policy {spec!r}: iterations must be at least 1, got {iterations}")
+    budget = SolverBudget(max_iterations=iterations) if iterations is not None else None
+    policy = learned_wave(SHIPPED_EPOCH_MODEL, budget, **params)
+    policy.name = spec
+    return policy
+
+
+def _wave_spec(spec: str) -> str | None:
+    """The wave heuristic's spec (``name[:options]``) that ``spec`` names (``urgent_routes:slack=20``,
+    ``wave:random``), or None when it names no wave heuristic."""
+    wave_spec = spec.removeprefix("wave:")
+    if wave_spec.split(":")[0] in WAVE_HEURISTICS and (spec.startswith("wave:") or not is_heuristic(spec)):
+        return wave_spec
+    return None
+
+
 def _refuse_wave(dispatch_spec: str, spec: str, what: str) -> None:
-    if dispatch_spec.removeprefix("wave:") in WAVE_HEURISTICS and not is_heuristic(dispatch_spec):
+    if _wave_spec(dispatch_spec) is not None:
         raise EvaluationError(f"policy {spec!r}: a wave policy makes no per-order decisions to {what}")
 
 
@@ -129,14 +170,19 @@ def describe_solver_budgets(specs: Sequence[str]) -> dict[str, str]:
                 budgets.append(f"{name} {make_heuristic(part).budget.describe()}")  # type: ignore[attr-defined]
             elif name.startswith("reopt") and is_routing_heuristic(part):
                 budgets.append(f"{name} {make_routing_heuristic(part).budget.describe()}")  # type: ignore[attr-defined]
+            elif name == LEARNED_EPOCH:
+                budgets.append(f"{name} {make_learned_epoch(part).budget.describe()} per center and solve")
+            elif (wave := _wave_spec(part)) is not None:
+                budget = make_wave_heuristic(wave).budget.describe()
+                budgets.append(f"{wave.split(':')[0]} {budget} per center and solve")
         if budgets:
             out[spec] = ", ".join(budgets)
     return out
 
 
-def _make_wave_policy(name: str, spec: str) -> WavePolicy:
-    """A wave policy (``agents.heuristics.waves``) under the name it was asked for."""
-    policy: WavePolicy = WAVE_HEURISTICS[name]()
+def _make_wave_policy(wave_spec: str, spec: str) -> WavePolicy:
+    """A wave policy (``agents.heuristics.waves``, with its options) under the name it was asked for."""
+    policy: WavePolicy = make_wave_heuristic(wave_spec)
     policy.name = spec
     return policy
 

@@ -81,6 +81,7 @@ class _WaveSnapshot(_Snapshot):
         super().__init__(policy, world, at_min)
         self.wave_policy = policy
         self.budget, self.seed = policy.budget, policy.seed
+        self.safety_min = getattr(policy, "safety_min", 0.0)
 
     def choose(self, sim: Simulator) -> list[int]:
         if self.frame is None and sim.now >= self.at_min:

@@ -11,17 +11,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from agents.base import SpecOption, parse_spec
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.solver_budget import SolverBudget
 from lastmile_env.wave_routing import WAVE_ITERATIONS, WAVE_SEED, solve_wave
 
 
+def _minutes(name: str, value: float) -> float:
+    """A policy option in minutes: finite and >= 0, else one line naming it."""
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name} must be a finite number of minutes >= 0, got {value}")
+    return float(value)
+
+
 class _WavePolicy:
+    """``safety_min``: PyVRP plans every due time this many minutes early (``solve_wave``; run_episode and
+    the evaluation route the policy's batches with it)."""
+
     name = "wave"
 
-    def __init__(self, budget: SolverBudget | None = None, seed: int = WAVE_SEED) -> None:
+    def __init__(
+        self, budget: SolverBudget | None = None, seed: int = WAVE_SEED, safety_min: float = 0.0
+    ) -> None:
         self.budget = budget or SolverBudget(max_iterations=WAVE_ITERATIONS)
         self.seed = seed
+        self.safety_min = _minutes("safety_min", safety_min)
 
     def reset(self, seed: int | None = None) -> None:
         return None
@@ -56,9 +70,13 @@ class RandomWave(_WavePolicy):
     name = "random"
 
     def __init__(
-        self, budget: SolverBudget | None = None, seed: int = WAVE_SEED, solver_seed: int = 1
+        self,
+        budget: SolverBudget | None = None,
+        seed: int = WAVE_SEED,
+        safety_min: float = 0.0,
+        solver_seed: int = 1,
     ) -> None:
-        super().__init__(budget, seed)
+        super().__init__(budget, seed, safety_min)
         self.solver_seed = solver_seed
         self.rng = np.random.default_rng(solver_seed)
 
@@ -72,18 +90,35 @@ class RandomWave(_WavePolicy):
 
 
 class UrgentRoutesWave(_WavePolicy):
-    """Plan the whole pool, send the planned routes that carry an order that must go now (with the other
-    orders on them), and keep the other routes' orders for a later wave, where more orders may join them.
-    At the last wave everything goes."""
+    """Plan the whole pool, send the planned routes that carry an urgent order (with the other orders on
+    them), and keep the other routes' orders for a later wave, where more orders may join them. At the last
+    wave everything goes.
+
+    An order is urgent when it must go now (``Simulator.must_dispatch``) or, with ``slack_min``, when its
+    direct trip after the next wave would reach it within ``slack_min`` of its due time: a route with other
+    stops takes longer than the direct trip, so without a margin the last-minute orders come late.
+    """
 
     name = "urgent_routes"
 
+    def __init__(
+        self,
+        budget: SolverBudget | None = None,
+        seed: int = WAVE_SEED,
+        safety_min: float = 0.0,
+        slack_min: float = 0.0,
+    ) -> None:
+        super().__init__(budget, seed, safety_min)
+        self.slack_min = _minutes("slack_min", slack_min)
+
     def choose(self, sim: Simulator) -> list[int]:
-        must = sim.must_dispatch()
+        must = sim.must_dispatch(self.slack_min)
         if must.all() or not must.any():
             return [o.id for o, m in zip(sim.pool, must, strict=True) if m]
         urgent = {o.id for o, m in zip(sim.pool, must, strict=True) if m}
-        routes, _ = solve_wave(sim, [o.id for o in sim.pool], self.budget, self.seed)
+        routes, _ = solve_wave(
+            sim, [o.id for o in sim.pool], self.budget, self.seed, safety_min=self.safety_min
+        )
         return sorted({i for _, ids in routes if urgent.intersection(ids) for i in ids} | urgent)
 
 
@@ -93,3 +128,25 @@ WAVE_HEURISTICS = {
     "random": RandomWave,
     "urgent_routes": UrgentRoutesWave,
 }
+_WAVE_OPTIONS: dict[str, SpecOption] = {
+    "iterations": ("max_iterations", int),
+    "safety": ("safety_min", float),
+}
+# The options each wave policy's name accepts after a colon, e.g. ``urgent_routes:slack=20:safety=10``
+# (``iterations``: PyVRP iterations per solve; ``safety``: ``safety_min``; ``slack``: ``slack_min``).
+WAVE_SPEC_OPTIONS: dict[str, dict[str, SpecOption]] = {
+    name: {**_WAVE_OPTIONS, **({"slack": ("slack_min", float)} if name == "urgent_routes" else {})}
+    for name in WAVE_HEURISTICS
+}
+
+
+def make_wave_heuristic(spec: str) -> _WavePolicy:
+    """A wave policy by name with its options (``name[:key=value]...``, ``WAVE_SPEC_OPTIONS``); unknown
+    names, options or bad values fail with one line naming them."""
+    name, params = parse_spec(spec, WAVE_SPEC_OPTIONS, "wave policy")
+    iterations = params.pop("max_iterations", None)
+    if iterations is not None and iterations < 1:
+        raise ValueError(f"wave policy {spec!r}: iterations must be at least 1, got {iterations}")
+    budget = SolverBudget(max_iterations=iterations) if iterations is not None else None
+    policy: _WavePolicy = WAVE_HEURISTICS[name](budget=budget, **params)
+    return policy

@@ -12,6 +12,11 @@ the env's own observation): the logit of "in hindsight, this request should go n
   free on a route that goes anyway.
 - ``threshold``: the requests with ``p >= threshold`` (and the must-go ones) go.
 
+Two margins matter where lateness costs (the `default` city; both 0 on the competition's days):
+``slack_min`` makes an order must-go once its direct trip after the next wave would reach it within that
+many minutes of its due time (``Simulator.must_dispatch``), ``safety_min`` makes PyVRP plan every due time
+that many minutes early (``solve_wave``).
+
 The chosen batch is then routed like any wave policy's (``dispatch_wave``, the same budget), so ``prize``
 runs two solves per wave, like ``urgent_routes``. Everything is deterministic: the network is evaluated
 in float32 on the CPU, PyVRP has an iteration budget and a seed.
@@ -88,7 +93,12 @@ class LearnedWave:
         budget: SolverBudget | None = None,
         seed: int = WAVE_SEED,
         name: str = "learned_epoch",
+        slack_min: float = 0.0,
+        safety_min: float = 0.0,
     ) -> None:
+        for what, minutes in (("slack_min", slack_min), ("safety_min", safety_min)):
+            if not 0 <= minutes < float("inf"):
+                raise ConfigError(f"{what} must be a finite number of minutes >= 0, got {minutes}")
         if mode not in ("prize", "threshold"):
             raise ConfigError(f"mode must be 'prize' or 'threshold', got {mode!r}")
         if not prize_scale > 0 or not 0 < threshold < 1:
@@ -102,12 +112,14 @@ class LearnedWave:
         self.budget = budget or SolverBudget(max_iterations=WAVE_ITERATIONS)
         self.seed = seed
         self.name = name
+        self.slack_min = float(slack_min)
+        self.safety_min = float(safety_min)
 
     def reset(self, seed: int | None = None) -> None:
         return None
 
     def choose(self, sim: Simulator) -> list[int]:
-        pool, must = sim.pool, sim.must_dispatch()
+        pool, must = sim.pool, sim.must_dispatch(self.slack_min)
         if must.all():
             return [o.id for o in pool]
         p = np.zeros(len(pool))
@@ -120,7 +132,8 @@ class LearnedWave:
             for o, m, q in zip(pool, must, odds, strict=True)
             if not m
         }
-        routes, _ = solve_wave(sim, [o.id for o in pool], self.budget, self.seed, prizes)
+        ids = [o.id for o in pool]
+        routes, _ = solve_wave(sim, ids, self.budget, self.seed, prizes, safety_min=self.safety_min)
         routed = {i for _, ids in routes for i in ids}
         return sorted(routed | {o.id for o, m in zip(pool, must, strict=True) if m})
 

@@ -389,10 +389,12 @@ class Simulator:
         """Wave mode: the orders waiting for a wave, oldest first."""
         return self.deferred
 
-    def must_dispatch(self) -> np.ndarray:
+    def must_dispatch(self, slack_min: float = 0.0) -> np.ndarray:
         """Wave mode: for each pooled order, whether it must go at this wave: at the last wave every order,
         else the orders whose direct trip from their center, leaving after the next wave (and its margin),
-        would reach them after their due time or not be back by the shift end."""
+        would reach them after their due time or not be back by the shift end. With ``slack_min`` > 0 also
+        those it would reach within that many minutes of their due time (a policy's safety margin: a
+        route with other stops takes longer than the direct trip; release only checks ``slack_min`` 0)."""
         pool = self.pool
         if self.now >= self.last_wave_min - 1e-9:
             return np.ones(len(pool), dtype=bool)
@@ -404,7 +406,8 @@ class Simulator:
             arrive = self.world.travel_arrival_min(o.center, o.loc, start, 1.0)
             begin = max(arrive, o.earliest_min)
             back = self.world.travel_arrival_min(o.loc, o.center, begin + o.service_min, 1.0)
-            must[i] = begin > o.due_min + _MUST_EPS_MIN or back > cfg.fleet.shift_end_min + _MUST_EPS_MIN
+            late = begin > o.due_min - slack_min + _MUST_EPS_MIN
+            must[i] = late or back > cfg.fleet.shift_end_min + _MUST_EPS_MIN
         return must
 
     def route_mask(self, vehicle_id: int | None = None) -> np.ndarray:
