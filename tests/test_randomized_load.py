@@ -20,7 +20,7 @@ from agents.heuristics import make_heuristic
 from agents.learned.model import DispatchNet
 from agents.learned.policy import LearnedPolicy
 from agents.learned.training import evaluate, load_experiment
-from lastmile_env.config import REPO_ROOT, ConfigError, load_scenario
+from lastmile_env.config import REPO_ROOT, ConfigError, load_scenario, training_scenario_warning
 from lastmile_env.env import DispatchEnv, InvalidActionError
 from lastmile_env.randomized_load import LoadRanges, RandomizedLoad
 from lastmile_env.sim import Simulator, world_for
@@ -230,3 +230,18 @@ def test_train_with_randomized_load_end_to_end(tmp_path):
     learned = evaluate(policy, world, [10_000])["cost_per_delivered"]
     baseline = evaluate(make_heuristic("insertion"), world, [10_000])["cost_per_delivered"]
     assert learned / baseline - 1.0 == pytest.approx(best["relative_cost_per_delivered"][0], rel=1e-12)
+
+
+def test_no_out_of_distribution_warning_within_the_trained_load_range():
+    """A model trained across loads meets 5 vans and 1.5x the orders within its ranges: no warning; a fleet
+    or a volume outside them, or a model trained on one load, still warns."""
+    robust = {"config": load_experiment(ROBUST).model_dump(mode="json")}
+    single = {"config": load_experiment(SMOKE, ["scenario=default"]).model_dump(mode="json")}
+    for scenario in ("default", "default_5vans", "default_7vans", "default_volume150"):
+        assert training_scenario_warning(robust, load_scenario(scenario)) is None
+    assert "fleet.size" in str(training_scenario_warning(single, load_scenario("default_5vans")))
+    for overrides, field in (
+        ({"fleet.size": 30}, "fleet.size"),
+        ({"orders.rate_per_hour": 80}, "rate_per_hour"),
+    ):
+        assert field in str(training_scenario_warning(robust, load_scenario("default", overrides)))
