@@ -187,7 +187,7 @@ class LoadConfig(_Section):
     volume: tuple[float, float] = (0.8, 1.6)
     """[low, high]: the order-rate multiplier (``orders.rate_per_hour`` times it), uniform in between"""
     max_vehicles: int | None = Field(None, ge=1)
-    """vehicle slots of the padded env (null: the largest of fleet_sizes and the scenario's own fleet)"""
+    """vehicle slots of the padded env (null: the largest fleet of fleet_sizes, eval_loads, the scenario)"""
     eval_loads: list[tuple[int, float]] = Field(
         default_factory=lambda: [(5, 1.0), (20, 1.0), (20, 1.5)], min_length=1
     )
