@@ -625,6 +625,7 @@ def training_scenario_warning(training: Mapping[str, Any], used: ScenarioConfig)
     except (ConfigError, OSError):
         return f"the model was trained on scenario {name!r}, which cannot be loaded here to compare"
     fields = scenario_differences(trained, used)
+    fields = [f for f in fields if f not in _randomized_fields(config.get("load"), trained, used)]
     if not fields:
         return None
     shown = ", ".join(fields[:8]) + (f" and {len(fields) - 8} more" if len(fields) > 8 else "")
@@ -632,6 +633,23 @@ def training_scenario_warning(training: Mapping[str, Any], used: ScenarioConfig)
         f"the model was trained on scenario {trained.name!r}; {used.name!r} differs in {shown}: its "
         "decisions here are out of its training distribution"
     )
+
+
+def _randomized_fields(load: Any, trained: ScenarioConfig, used: ScenarioConfig) -> set[str]:
+    """The fields a model trained with randomized load (the run config's ``load`` section) saw vary: the
+    fleet size within its drawn sizes' span and the order rate within its volume range (times the training
+    scenario's rate); a value outside them stays a difference."""
+    if not isinstance(load, Mapping) or not load.get("enabled"):
+        return set()
+    covered = set()
+    sizes = load.get("fleet_sizes") or []
+    if sizes and min(sizes) <= used.fleet.size <= max(sizes):
+        covered.add("fleet.size")
+    low, high = (load.get("volume") or (1.0, 1.0))[:2]
+    base = trained.orders.rate_per_hour
+    if low * base - 1e-9 <= used.orders.rate_per_hour <= high * base + 1e-9:
+        covered.add("orders.rate_per_hour")
+    return covered
 
 
 def resolve_data_path(path: Path, shipped_dir: Path) -> Path | None:

@@ -101,7 +101,15 @@ class DispatchEnv(gym.Env):
     `invalid_action_penalty` (default 0), flagged in `info["invalid_action"]`; `"raise"`:
     InvalidActionError; masking stays the intended use, the lenient default lets generic checkers and
     unmasked agents step random actions), `render_mode` (`"rgb_array"`), `debug` (check invariants after
-    every step).
+    every step), `max_vehicles` (pad the fleet to that many vehicle slots: the spaces are then the same for
+    every fleet size up to it; padded slots have zero features and are always masked, reject is action
+    `max_vehicles`, and the observation gains `vehicle_mask`, 1 for a real vehicle; default: no padding, the
+    spaces fit the scenario's fleet exactly).
+
+    `reset(options={"scenario_overrides": {...}})` plays that episode on the env's scenario with these
+    dotted overrides (e.g. `{"fleet.size": 7, "orders.rate_per_hour": 50}`); a fleet of another size needs
+    `max_vehicles` at least that size, so that the spaces stay fixed. A reset without the option plays the
+    env's own scenario. `lastmile_env.randomized_load.RandomizedLoad` draws such overrides per episode.
 
     ## Version History
     * v0: initial version.
@@ -122,8 +130,11 @@ class DispatchEnv(gym.Env):
         invalid_action_penalty: float = 0.0,
         render_mode: str | None = None,
         debug: bool = False,
+        max_vehicles: int | None = None,
     ) -> None:
         check_env_options(observation, invalid_action)
+        if max_vehicles is not None and (isinstance(max_vehicles, bool) or not isinstance(max_vehicles, int)):
+            raise ValueError(f"max_vehicles must be a whole number of vehicle slots, got {max_vehicles!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
@@ -133,7 +144,11 @@ class DispatchEnv(gym.Env):
         self.config = with_dispatch_mode(load_scenario(scenario, overrides), "order")
         self.world: World = world_for(self.config)
         self.generator = default_generator(self.world)  # an order log is read and checked here, once
-        self.encoder = DispatchObservation(self.world, flat=observation == "flat", defer=defer)
+        self.encoder = DispatchObservation(
+            self.world, flat=observation == "flat", defer=defer, max_vehicles=max_vehicles
+        )
+        # the env's own scenario; reset(options={"scenario_overrides": ...}) plays another for one episode
+        self._own = (self.config, self.world, self.generator, self.encoder)
         self.observation_space = self.encoder.space
         self.action_space = gym.spaces.Discrete(self.encoder.n_actions)
         self.reward_fn = make_reward(reward, scale=reward_scale)
@@ -157,16 +172,17 @@ class DispatchEnv(gym.Env):
 
     @property
     def reject_action(self) -> int:
-        return self.world.n_vehicles
+        return self.encoder.n_slots
 
     @property
     def defer_action(self) -> int | None:
-        return self.world.n_vehicles + 1 if self.encoder.defer else None
+        return self.encoder.n_slots + 1 if self.encoder.defer else None
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
+        self._play_scenario((options or {}).get("scenario_overrides"))
         # reset(seed=s) plays day s, the same day as Simulator(world, s) in evaluation; later resets
         # without a seed draw the next day from the env's seeded generator.
         episode_seed = seed if seed is not None else int(self.np_random.integers(2**63 - 1))
@@ -178,6 +194,34 @@ class DispatchEnv(gym.Env):
         self._ledger: Ledger | None = Ledger(0.0, 0, 0, 0, 0.0)
         self.sim.advance()
         return self.encoder.encode(self.sim), self._info()
+
+    def _play_scenario(self, overrides: Any) -> None:
+        """The config, world, order generator and encoder of the next episode: the env's own, or its
+        scenario with ``overrides`` (the spaces must not change: ValueError names what does not fit)."""
+        previous = self.world
+        self._use_scenario(overrides)
+        if self.world is not previous and self._renderer is not None:  # drawn for the other city
+            self._renderer.close()
+            self._renderer = None
+
+    def _use_scenario(self, overrides: Any) -> None:
+        if not overrides:
+            self.config, self.world, self.generator, self.encoder = self._own
+            return
+        if not isinstance(overrides, dict):
+            raise ValueError(f"options['scenario_overrides'] must be a mapping, got {overrides!r}")
+        own_config, _, _, own_encoder = self._own
+        config = with_dispatch_mode(load_scenario(own_config, overrides), "order")
+        world = world_for(config)
+        if own_encoder.max_vehicles is None and world.n_vehicles != own_encoder.n_slots:
+            raise ValueError(
+                f"scenario_overrides give a fleet of {world.n_vehicles} vehicles, the env's spaces have "
+                f"{own_encoder.n_slots}: make the env with max_vehicles >= {world.n_vehicles}"
+            )
+        self.config, self.world, self.generator = config, world, default_generator(world)
+        self.encoder = DispatchObservation(
+            world, flat=own_encoder.flat, defer=own_encoder.defer, max_vehicles=own_encoder.max_vehicles
+        )
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         sim = self._require_sim()

@@ -55,20 +55,27 @@ GLOBAL_FEATURES = (
 )
 
 
-def pack(features: dict[str, np.ndarray], mask: np.ndarray, flat: bool) -> dict[str, np.ndarray] | np.ndarray:
-    """An observation from its feature arrays: each clipped to ``[-CLIP, CLIP]``, then the action mask; as a
-    Dict, or (``flat``) every array raveled and concatenated in that order into one float32 vector."""
+def pack(
+    features: dict[str, np.ndarray], mask: np.ndarray, flat: bool, present: np.ndarray | None = None
+) -> dict[str, np.ndarray] | np.ndarray:
+    """An observation from its feature arrays: each clipped to ``[-CLIP, CLIP]``, then the action mask (and,
+    for a padded fleet, ``present``: the vehicle mask); as a Dict, or (``flat``) every array raveled and
+    concatenated in that order into one float32 vector."""
     # np.clip's values, bit for bit, without its dispatch overhead
-    return assemble({key: np.minimum(np.maximum(v, -CLIP), CLIP) for key, v in features.items()}, mask, flat)
+    clipped = {key: np.minimum(np.maximum(v, -CLIP), CLIP) for key, v in features.items()}
+    return assemble(clipped, mask, flat, present)
 
 
 def assemble(
-    parts: dict[str, np.ndarray], mask: np.ndarray, flat: bool
+    parts: dict[str, np.ndarray], mask: np.ndarray, flat: bool, present: np.ndarray | None = None
 ) -> dict[str, np.ndarray] | np.ndarray:
     """``pack`` of feature arrays already clipped."""
     if flat:
-        return np.concatenate([*(p.ravel() for p in parts.values()), mask.astype(np.float32)])
+        tail = [mask.astype(np.float32)] if present is None else [mask.astype(np.float32), present]
+        return np.concatenate([*(p.ravel() for p in parts.values()), *tail])
     parts["action_mask"] = mask
+    if present is not None:
+        parts["vehicle_mask"] = present
     return parts
 
 
@@ -83,14 +90,29 @@ def _no_insertions(n: int) -> FleetInsertion:
 class DispatchObservation:
     """Dict observation (``order``, ``vehicles``, ``global``, ``action_mask``) or its flat variant.
 
-    Actions: one per vehicle, then reject, then (with ``defer``) defer to the next dispatch tick.
+    Actions: one per vehicle slot, then reject, then (with ``defer``) defer to the next dispatch tick.
+
+    ``max_vehicles`` pads the fleet to that many vehicle slots, so that the spaces are the same for every
+    fleet size up to it (one model trained across fleet sizes): the slots past the fleet have zero features
+    and are masked (never valid actions), reject is action ``max_vehicles``, and the observation gains
+    ``vehicle_mask`` (``(max_vehicles,)``, 1 for a real vehicle), which ``DispatchNet`` uses to pool over the
+    real vehicles only. Without it (the default) the observation is exactly the unpadded one.
     """
 
-    def __init__(self, world: World, flat: bool = False, defer: bool = False) -> None:
+    def __init__(
+        self, world: World, flat: bool = False, defer: bool = False, max_vehicles: int | None = None
+    ) -> None:
         self.world = world
         self.flat = flat
         self.defer = defer
-        n_vehicles = world.n_vehicles
+        self.max_vehicles = max_vehicles
+        if max_vehicles is not None and max_vehicles < world.n_vehicles:
+            raise ValueError(
+                f"max_vehicles ({max_vehicles}) is smaller than the fleet of {world.config.name!r} "
+                f"({world.n_vehicles} vehicles)"
+            )
+        n_vehicles = world.n_vehicles if max_vehicles is None else max_vehicles
+        self.n_slots = n_vehicles  # vehicle actions: the fleet, or max_vehicles slots
         self.n_actions = n_vehicles + 1 + int(defer)
         xy = world.xy_km
         self._xy_min = xy.min(axis=0)
@@ -112,33 +134,37 @@ class DispatchObservation:
                 "vehicles": box((n_vehicles, len(VEHICLE_FEATURES))),
                 "global": box((len(GLOBAL_FEATURES),)),
                 "action_mask": spaces.MultiBinary(self.n_actions),
+                **({} if max_vehicles is None else {"vehicle_mask": spaces.MultiBinary(n_vehicles)}),
             }
         )
         n_flat = (
             len(ORDER_FEATURES) + n_vehicles * len(VEHICLE_FEATURES) + len(GLOBAL_FEATURES) + self.n_actions
-        )
+        ) + (0 if max_vehicles is None else n_vehicles)
         self.space: spaces.Space = box((n_flat,)) if flat else self.dict_space
 
     def mask(self, sim: Simulator) -> np.ndarray:
         """Valid actions: each vehicle that can take the pending order, reject (always valid), and defer
         while the order may still wait for the next tick."""
         n_vehicles = len(sim.vehicles)
+        reject = n_vehicles if self.max_vehicles is None else self.max_vehicles
         mask = np.zeros(self.n_actions, dtype=np.int8)
-        mask[n_vehicles] = 1
+        mask[reject] = 1
         if sim.current is not None:
-            mask[:n_vehicles] = sim.fleet_insertions().feasible  # sim.feasible_vehicles(), as an array
+            # sim.feasible_vehicles(), as an array; padded slots (n_vehicles .. reject - 1) stay 0
+            mask[:n_vehicles] = sim.fleet_insertions().feasible
             if self.defer:
-                mask[n_vehicles + 1] = sim.can_defer()
+                mask[reject + 1] = sim.can_defer()
         return mask
 
     def valid(self, sim: Simulator, action: int) -> bool:
         """Whether ``action`` is valid now: ``mask(sim)[action]``, without building the mask."""
         n_vehicles = len(sim.vehicles)
+        reject = n_vehicles if self.max_vehicles is None else self.max_vehicles
         if not 0 <= action < self.n_actions:
             return False
-        if action == n_vehicles:  # reject
+        if action == reject:
             return True
-        if sim.current is None:
+        if sim.current is None or n_vehicles <= action < reject:  # no decision pending, or a padded slot
             return False
         if action < n_vehicles:
             return bool(sim.fleet_insertions().pickup_after[action] >= 0)
@@ -202,4 +228,10 @@ class DispatchObservation:
             capacity, state.n_stops, home, mode, plan_end, center, due, fleet.pickup_after, fleet.delta_cost,
             fleet.delta_dist_km, fleet.eta_min, order_row, counts,
         )  # fmt: skip
-        return assemble({"order": order_f, "vehicles": vehicle_f, "global": global_f}, mask, self.flat)
+        if self.max_vehicles is None:
+            return assemble({"order": order_f, "vehicles": vehicle_f, "global": global_f}, mask, self.flat)
+        padded = np.zeros((self.max_vehicles, len(VEHICLE_FEATURES)), dtype=np.float32)
+        padded[:n_vehicles] = vehicle_f
+        present = np.zeros(self.max_vehicles, dtype=np.int8)
+        present[:n_vehicles] = 1
+        return assemble({"order": order_f, "vehicles": padded, "global": global_f}, mask, self.flat, present)

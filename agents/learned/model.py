@@ -12,7 +12,9 @@ value::
 
 No layer depends on the fleet size V, so permuting the vehicles permutes their logits the same way and
 leaves the reject logit and the value unchanged, and weights trained on one fleet run on any other.
-Masked actions get a logit of ``MASKED_LOGIT``.
+Masked actions get a logit of ``MASKED_LOGIT``. An env padded to ``max_vehicles`` slots (training across
+fleet sizes) adds ``vehicle_mask`` to the observation: the pooling then runs over the real vehicles only, so
+a padded observation gives the same logits and value as the unpadded one of the same fleet.
 
 For SB3 the whole network is the policy's features extractor (``DispatchFeatures``), whose features are the
 masked logits followed by the value; the policy's ``mlp_extractor`` only splits them and ``action_net`` /
@@ -70,13 +72,29 @@ class DispatchNet(nn.Module):
         self.value = _mlp(context, hidden, 1, out_gain=1.0)
 
     def forward(
-        self, order: torch.Tensor, vehicles: torch.Tensor, global_: torch.Tensor, mask: torch.Tensor
+        self,
+        order: torch.Tensor,
+        vehicles: torch.Tensor,
+        global_: torch.Tensor,
+        mask: torch.Tensor,
+        present: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Order ``(B, N_ORDER)``, vehicles ``(B, V, N_VEHICLE)``, global ``(B, N_GLOBAL)``, mask ``(B, A)``
-        -> masked logits ``(B, A)`` (vehicles, reject, [defer]) and value ``(B, 1)``."""
+        -> masked logits ``(B, A)`` (vehicles, reject, [defer]) and value ``(B, 1)``. ``present``
+        ``(B, V)``: which vehicle slots are real (a padded fleet; the others are left out of the pooling and
+        must be masked in ``mask``); None: all of them."""
         batch, n_vehicles = vehicles.shape[0], vehicles.shape[1]
         e = self.embed(vehicles)
-        shared = torch.cat([e.mean(dim=1), e.amax(dim=1), order, global_], dim=1)
+        if present is None:
+            pooled = [e.mean(dim=1), e.amax(dim=1)]
+        else:
+            real = (present > 0.5).unsqueeze(2)
+            count = real.sum(dim=1).clamp(min=1)
+            pooled = [
+                e.masked_fill(~real, 0.0).sum(dim=1) / count,
+                e.masked_fill(~real, float("-inf")).amax(dim=1).clamp(min=torch.finfo(e.dtype).min),
+            ]
+        shared = torch.cat([*pooled, order, global_], dim=1)
         per_vehicle = torch.cat([vehicles, shared.unsqueeze(1).expand(batch, n_vehicles, -1)], dim=2)
         heads = [self.score(per_vehicle).squeeze(2), self.reject(shared)]
         if self.defer is not None:
@@ -85,9 +103,10 @@ class DispatchNet(nn.Module):
         return logits, self.value(shared)
 
     def forward_obs(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward`` on a batch of Dict observations (``vehicles`` flat or ``(B, V, N_VEHICLE)``)."""
+        """``forward`` on a batch of Dict observations (``vehicles`` flat or ``(B, V, N_VEHICLE)``; with
+        ``vehicle_mask`` when the env pads its fleet)."""
         vehicles = obs["vehicles"].reshape(obs["vehicles"].shape[0], -1, N_VEHICLE)
-        return self(obs["order"], vehicles, obs["global"], obs["action_mask"])
+        return self(obs["order"], vehicles, obs["global"], obs["action_mask"], obs.get("vehicle_mask"))
 
 
 class DispatchFeatures(BaseFeaturesExtractor):

@@ -69,6 +69,7 @@ from lastmile_env.config import (
     read_yaml_mapping,
     scenario_overrides,
 )
+from lastmile_env.randomized_load import LoadRanges, RandomizedLoad, load_overrides
 from lastmile_env.sb3_vec import SB3VecEnv
 from lastmile_env.sim.simulator import Simulator
 from lastmile_env.sim.world import World, world_for
@@ -171,6 +172,76 @@ class ReoptTrainConfig(_Section):
         return ReoptPolicy(self.interval_min, max_iterations=self.iterations, dispatch=dispatch)
 
 
+class LoadConfig(_Section):
+    """Randomized load (task dispatch): every training episode on a fleet size and an order volume drawn
+    at random (``lastmile_env.randomized_load``), so that one model holds across loads. The env pads its
+    fleet to ``max_vehicles`` slots (masked, never chosen), so the spaces are the same for every fleet size
+    and the model plays any fleet up to it (and, the network being size-invariant, any fleet at all when
+    played unpadded by ``evaluate.py``). The draws are seeded by the run's seed: the same seed, the same
+    sequence of loads."""
+
+    enabled: bool = False
+    """draw each training episode's fleet size and volume (off: every episode is the scenario's own)"""
+    fleet_sizes: list[int] = Field(default_factory=lambda: [5, 7, 10, 15, 20, 25], min_length=1)
+    """fleet sizes, one drawn uniformly per episode (``fleet.size`` of the scenario)"""
+    volume: tuple[float, float] = (0.8, 1.6)
+    """[low, high]: the order-rate multiplier (``orders.rate_per_hour`` times it), uniform in between"""
+    max_vehicles: int | None = Field(None, ge=1)
+    """vehicle slots of the padded env (null: the largest fleet of fleet_sizes, eval_loads, the scenario)"""
+    eval_loads: list[tuple[int, float]] = Field(
+        default_factory=lambda: [(5, 1.0), (20, 1.0), (20, 1.5)], min_length=1
+    )
+    """[fleet size, volume] pairs the periodic evaluation plays its days at (best.zip: the lowest mean
+    cost per delivered relative to the baseline over them)"""
+
+    @field_validator("fleet_sizes")
+    @classmethod
+    def _positive_fleets(cls, v: list[int]) -> list[int]:
+        if any(n < 1 for n in v):
+            raise ValueError(f"fleet sizes must be >= 1, got {v}")
+        return v
+
+    @field_validator("volume")
+    @classmethod
+    def _volume_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        low, high = v
+        if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 or high < low:
+            raise ValueError(f"volume must be [low, high] with 0 < low <= high, got [{low}, {high}]")
+        return v
+
+    @field_validator("eval_loads")
+    @classmethod
+    def _eval_loads(cls, v: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        bad = [[n, m] for n, m in v if n < 1 or not math.isfinite(m) or m <= 0]
+        if bad:
+            raise ValueError(f"eval loads need a fleet size >= 1 and a volume > 0, got {bad}")
+        return v
+
+    def slots(self, scenario: ScenarioConfig) -> int:
+        """The padded env's vehicle slots; ValueError when ``max_vehicles`` is below a fleet it must hold."""
+        loads = [(n, 1.0) for n in self.fleet_sizes] + list(self.eval_loads)
+        needed = max(world_for(scenario).n_vehicles, *(self.fleet_at(scenario, n, v) for n, v in loads))
+        if self.max_vehicles is None:
+            return needed
+        if self.max_vehicles < needed:
+            raise ValueError(
+                f"load.max_vehicles ({self.max_vehicles}) is smaller than the largest fleet it must hold "
+                f"({needed}: fleet_sizes, eval_loads and the scenario's own fleet)"
+            )
+        return self.max_vehicles
+
+    def fleet_at(self, scenario: ScenarioConfig, fleet_size: int, volume: float) -> int:
+        """The number of vehicles of ``scenario`` at one load (a roster keeps its own)."""
+        return world_for(self.scenario_at(scenario, fleet_size, volume)).n_vehicles
+
+    def ranges(self) -> LoadRanges:
+        return LoadRanges.of(self.fleet_sizes, self.volume)
+
+    def scenario_at(self, scenario: ScenarioConfig, fleet_size: int, volume: float) -> ScenarioConfig:
+        """``scenario`` at one load (the evaluation's days)."""
+        return load_scenario(scenario, load_overrides(scenario.orders.rate_per_hour, fleet_size, volume))
+
+
 class EvalConfig(_Section):
     """Periodic deterministic evaluation of the learned policy against a heuristic on fixed days."""
 
@@ -227,11 +298,16 @@ class ExperimentConfig(_Section):
     eval: EvalConfig = EvalConfig()
     routing: RoutingTaskConfig = RoutingTaskConfig()
     reopt: ReoptTrainConfig = ReoptTrainConfig()
+    load: LoadConfig = LoadConfig()
 
     @model_validator(mode="after")
     def _baseline_fits_task(self) -> ExperimentConfig:
         if self.task == "routing" and self.vector_env:
             raise ValueError("vector_env is for the dispatch task (LastMile-Dispatch-v0) only")
+        if self.load.enabled and self.task != "dispatch":
+            raise ValueError("load.enabled randomizes the dispatch env's load: task must be dispatch")
+        if self.load.enabled and self.vector_env:
+            raise ValueError("load.enabled and vector_env cannot be combined: the vector env has one fleet")
         if self.reopt.enabled and self.task != "dispatch":
             raise ValueError(
                 "reopt.enabled trains a dispatch policy under re-optimization: task must be dispatch"
@@ -260,7 +336,12 @@ def validate_experiment(data: Mapping[str, Any], source: str = "<mapping>") -> E
         exp = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, f"invalid experiment config {source}")) from None
-    exp.load_scenario()  # the scenario and its overrides are checked now, not in the env workers
+    scenario = exp.load_scenario()  # the scenario and its overrides are checked now, not in the env workers
+    if exp.load.enabled:
+        try:
+            exp.load.slots(scenario)  # builds every load's scenario: e.g. a fleet.size it rejects
+        except ValueError as exc:
+            raise ConfigError(f"invalid experiment config {source}: {exc}") from None
     return exp
 
 
@@ -287,6 +368,7 @@ def dispatch_env_kwargs(scenario: ScenarioConfig, exp: ExperimentConfig) -> dict
     and invalid actions raised under MaskablePPO (it never samples one), penalized for PPO / A2C."""
     return {
         "scenario": scenario,
+        "max_vehicles": exp.load.slots(scenario) if exp.load.enabled else None,
         "defer": exp.defer,
         "reward": "cost",
         "reward_scale": exp.reward_scale,
@@ -315,6 +397,8 @@ def make_env(scenario: ScenarioConfig, exp: ExperimentConfig) -> Callable[[], gy
                 )
             )
         env = gym.make("LastMile-Dispatch-v0", **dispatch_env_kwargs(scenario, exp))
+        if exp.load.enabled:
+            env = RandomizedLoad(env, exp.load.ranges())
         if exp.reopt.enabled:
             env = ReoptimizingEnv(env, exp.reopt.policy())
         return Monitor(env)
@@ -487,7 +571,11 @@ class _EveryCallback(BaseCallback):
 
 
 class EvalCallback(_EveryCallback):
-    """Evaluates the live network (deterministic, on the simulator) and the baseline on the same seeds."""
+    """Evaluates the live network (deterministic, on the simulator) and the baseline on the same seeds.
+
+    With ``load.enabled`` the days are played at every one of ``load.eval_loads`` and best.zip is the
+    network with the lowest mean, over those loads, of its cost per delivered relative to the baseline's
+    (relative, so that the costly capacity-bound days do not outweigh the others)."""
 
     def __init__(
         self, exp: ExperimentConfig, world: World, echo: Callable[[str], None], run_dir: Path
@@ -495,10 +583,17 @@ class EvalCallback(_EveryCallback):
         super().__init__(exp.eval.every)
         self.exp, self.world, self.echo, self.run_dir = exp, world, echo, run_dir
         self._baseline: dict[str, float] | None = None  # deterministic: computed once
+        self._load_baselines: dict[tuple[int, float], dict[str, float]] = {}
         best = run_dir / BEST_STATE
-        self.best_cost = json.loads(best.read_text())["cost_per_delivered"] if best.is_file() else math.inf
+        self.best_cost = math.inf
+        if best.is_file():
+            state = json.loads(best.read_text())
+            self.best_cost = state.get("selection", state["cost_per_delivered"])
 
     def fire(self) -> None:
+        if self.exp.task == "dispatch" and self.exp.load.enabled:
+            self._fire_across_loads()
+            return
         started = time.perf_counter()
         cfg = self.exp.eval
         if self.exp.task == "routing":
@@ -537,6 +632,52 @@ class EvalCallback(_EveryCallback):
             f"{base['cost_per_delivered']:.2f}, "
             f"{base['on_time_rate']:.1%}, {base['rejection_rate']:.1%} | "
             f"relative {relative:+.1%} | {seconds:.1f}s{' | best so far: best.zip' if best else ''}"
+        )
+
+    def _fire_across_loads(self) -> None:
+        """``fire`` with randomized load: the evaluation days at every ``load.eval_loads`` point."""
+        started = time.perf_counter()
+        cfg, load = self.exp.eval, self.exp.load
+        replan = self.exp.reopt.policy if self.exp.reopt.enabled else (lambda p: p)
+        net = LearnedPolicy(dispatch_net(self.model.policy))
+        writer, step = _tb_writer(self.logger), self.num_timesteps
+        scenario = self.world.config
+        relatives, parts = [], []
+        for fleet, volume in load.eval_loads:
+            world = world_for(load.scenario_at(scenario, fleet, volume))
+            key = (fleet, volume)
+            if key not in self._load_baselines:
+                self._load_baselines[key] = evaluate(replan(make_heuristic(cfg.baseline)), world, cfg.seeds)
+            base = self._load_baselines[key]
+            learned = evaluate(replan(net), world, cfg.seeds)
+            relative = learned["cost_per_delivered"] / base["cost_per_delivered"] - 1.0
+            relatives.append(relative)
+            tag = f"{fleet}v_x{volume:g}"
+            for who, metrics in (("learned", learned), (cfg.baseline, base)):
+                for name, value in metrics.items():
+                    writer.add_scalar(f"eval/{tag}/{who}_{name}", value, step)
+            writer.add_scalar(f"eval/{tag}/relative_cost_per_delivered", relative, step)
+            parts.append(f"{tag} {learned['cost_per_delivered']:.2f} vs {base['cost_per_delivered']:.2f}")
+        selection = float(sum(relatives) / len(relatives))
+        seconds = time.perf_counter() - started
+        writer.add_scalar("eval/relative_cost_per_delivered", selection, step)
+        writer.add_scalar("eval/seconds", seconds, step)
+        best = selection < self.best_cost
+        if best:  # the zip first, then the JSON that names it: best.json always describes best.zip
+            self.best_cost = selection
+            _atomic_write(self.run_dir / "best.zip", self.model.save)
+            state = {
+                "num_timesteps": step,
+                "eval_seeds": list(cfg.seeds),
+                "eval_loads": [list(pair) for pair in load.eval_loads],
+                "relative_cost_per_delivered": relatives,
+                "selection": selection,
+            }
+            _atomic_write(self.run_dir / BEST_STATE, lambda f: f.write(json.dumps(state, indent=2).encode()))
+        self.echo(
+            f"step {step:>9,} | eval on {len(cfg.seeds)} days x {len(relatives)} loads, cost/delivered "
+            f"learned vs {cfg.baseline}: {', '.join(parts)} | mean relative {selection:+.1%} | "
+            f"{seconds:.1f}s{' | best so far: best.zip' if best else ''}"
         )
 
 
