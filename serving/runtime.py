@@ -421,11 +421,15 @@ class Dispatcher:
         order_index: dict[str, int] = {}
         # (pickup, delivery) key indices of each order: (center, address), a return's (address, center)
         places: list[tuple[int, int]] = []
+        node_index, n_centers = self._node_index, world.n_depots
         for j, o in enumerate(request.orders):
             if o.id in order_index:
                 raise SnapshotError(("orders", j, "id"), f"order {o.id!r} is listed twice")
             order_index[o.id] = j
-            center, address = self._center(o.center, ("orders", j)), self._key(o.node, ("orders", j))
+            center, address = o.center, node_index.get(o.node)
+            if address is None or isinstance(o.node, bool) or not 0 <= center < n_centers:
+                # not a center or not a node: _center / _key raise the error that names the field
+                center, address = self._center(o.center, ("orders", j)), self._key(o.node, ("orders", j))
             places.append((address, center) if o.kind == "return" else (center, address))
         if new_order is not None and new_order.id in order_index:
             raise SnapshotError(("new_order", "id"), f"{new_order.id!r} is already one of the orders")
@@ -466,12 +470,14 @@ class Dispatcher:
 
         orders: list[Order] = []
         on_board = [0] * len(present)
+        assigned, carried = OrderStatus.ASSIGNED, OrderStatus.ON_BOARD  # bound once, as above
+        window, same_day = ServiceOption.WINDOW, ServiceOption.SAME_DAY
         for j, o in enumerate(request.orders):
             if j not in delivered:
                 what = "in no vehicle's plan" if j not in picked else "picked up but never delivered"
                 raise SnapshotError(("orders", j, "id"), f"order {o.id!r} is {what}")
-            status = OrderStatus.ASSIGNED if j in picked else OrderStatus.ON_BOARD
-            if status == OrderStatus.ON_BOARD:
+            status = assigned if j in picked else carried
+            if status == carried:
                 on_board[vehicle_of[j]] += o.size
             is_return = o.kind == "return"
             # A return is collected in [max(ready, earliest), due]: its pickup opens at ready_min.
@@ -485,7 +491,7 @@ class Dispatcher:
                     size=o.size,
                     ready_min=ready,
                     service_min=o.service_min,
-                    option=ServiceOption.WINDOW if is_return else ServiceOption.SAME_DAY,
+                    option=window if is_return else same_day,
                     earliest_min=ready if is_return else o.earliest_min,
                     due_min=o.due_min,
                     status=status,
