@@ -260,7 +260,7 @@ class FleetPlans:
         self._battery: list[int] = []
         self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
         self.late_costs = np.zeros(2)  # (late fixed, late per minute), set by ``sync``
-        self._alloc(0, 8)
+        self.capacity = 8  # stops per row at least; the rows are allocated by the first ``sync``
 
     def _alloc(self, n: int, capacity: int) -> None:
         self.capacity = capacity
