@@ -55,21 +55,18 @@ GLOBAL_FEATURES = (
 )
 
 
-def pack(
-    features: dict[str, np.ndarray], mask: np.ndarray, flat: bool, present: np.ndarray | None = None
-) -> dict[str, np.ndarray] | np.ndarray:
-    """An observation from its feature arrays: each clipped to ``[-CLIP, CLIP]``, then the action mask (and,
-    for a padded fleet, ``present``: the vehicle mask); as a Dict, or (``flat``) every array raveled and
-    concatenated in that order into one float32 vector."""
+def pack(features: dict[str, np.ndarray], mask: np.ndarray, flat: bool) -> dict[str, np.ndarray] | np.ndarray:
+    """An observation from its feature arrays: each clipped to ``[-CLIP, CLIP]``, then the action mask; as a
+    Dict, or (``flat``) every array raveled and concatenated in that order into one float32 vector."""
     # np.clip's values, bit for bit, without its dispatch overhead
-    clipped = {key: np.minimum(np.maximum(v, -CLIP), CLIP) for key, v in features.items()}
-    return assemble(clipped, mask, flat, present)
+    return assemble({key: np.minimum(np.maximum(v, -CLIP), CLIP) for key, v in features.items()}, mask, flat)
 
 
 def assemble(
     parts: dict[str, np.ndarray], mask: np.ndarray, flat: bool, present: np.ndarray | None = None
 ) -> dict[str, np.ndarray] | np.ndarray:
-    """``pack`` of feature arrays already clipped."""
+    """``pack`` of feature arrays already clipped (and, for a padded fleet, ``present``: the vehicle mask,
+    after the action mask)."""
     if flat:
         tail = [mask.astype(np.float32)] if present is None else [mask.astype(np.float32), present]
         return np.concatenate([*(p.ravel() for p in parts.values()), *tail])

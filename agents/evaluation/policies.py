@@ -13,10 +13,9 @@ from typing import Any
 from agents.base import Policy, SpecOption, WavePolicy, parse_spec
 from agents.evaluation.common import EvaluationError
 from agents.heuristics import HEURISTICS, is_heuristic, make_heuristic
-from agents.heuristics.waves import WAVE_HEURISTICS, make_wave_heuristic
+from agents.heuristics.waves import WAVE_HEURISTICS, make_wave_heuristic, wave_budget
 from agents.learned.shipped import NAME as SHIPPED_NAME
 from lastmile_env.config import ConfigError
-from lastmile_env.solver_budget import SolverBudget
 
 
 def resolve_policy(spec: str) -> Callable[[], Policy | WavePolicy]:
@@ -121,10 +120,7 @@ def make_learned_epoch(spec: str) -> WavePolicy:
     from agents.learned.epoch_policy import SHIPPED_EPOCH_MODEL, learned_wave
 
     _, params = parse_spec(spec, _LEARNED_EPOCH_OPTIONS, "policy")
-    iterations = params.pop("max_iterations", None)
-    if iterations is not None and iterations < 1:
-        raise ValueError(f"policy {spec!r}: iterations must be at least 1, got {iterations}")
-    budget = SolverBudget(max_iterations=iterations) if iterations is not None else None
+    budget = wave_budget(spec, params.pop("max_iterations", None), "policy")
     policy = learned_wave(SHIPPED_EPOCH_MODEL, budget, **params)
     policy.name = spec
     return policy

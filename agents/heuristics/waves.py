@@ -140,13 +140,20 @@ WAVE_SPEC_OPTIONS: dict[str, dict[str, SpecOption]] = {
 }
 
 
+def wave_budget(spec: str, iterations: int | None, what: str) -> SolverBudget | None:
+    """The PyVRP budget a wave policy's ``iterations`` option asks for (None: the policy's default); a count
+    below 1 fails with one line naming ``what`` and ``spec``."""
+    if iterations is None:
+        return None
+    if iterations < 1:
+        raise ValueError(f"{what} {spec!r}: iterations must be at least 1, got {iterations}")
+    return SolverBudget(max_iterations=iterations)
+
+
 def make_wave_heuristic(spec: str) -> _WavePolicy:
     """A wave policy by name with its options (``name[:key=value]...``, ``WAVE_SPEC_OPTIONS``); unknown
     names, options or bad values fail with one line naming them."""
     name, params = parse_spec(spec, WAVE_SPEC_OPTIONS, "wave policy")
-    iterations = params.pop("max_iterations", None)
-    if iterations is not None and iterations < 1:
-        raise ValueError(f"wave policy {spec!r}: iterations must be at least 1, got {iterations}")
-    budget = SolverBudget(max_iterations=iterations) if iterations is not None else None
+    budget = wave_budget(spec, params.pop("max_iterations", None), "wave policy")
     policy: _WavePolicy = WAVE_HEURISTICS[name](budget=budget, **params)
     return policy

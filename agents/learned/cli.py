@@ -6,6 +6,7 @@ Only argparse here: torch and SB3 are imported when a run starts, not when the `
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from lastmile_env.cli_errors import DEBUG_HELP
 from lastmile_env.config import REPO_ROOT, ConfigError
@@ -46,17 +47,13 @@ def run_train(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     if args.resume:
-        changed = [
-            flag
-            for flag, value in (
-                ("--config", args.config),
-                ("--n-envs", args.n_envs),
-                ("--seed", args.seed),
-                ("--algo", args.algo),
-                ("overrides", args.overrides or None),
-            )
-            if value is not None
-        ]
+        changed = _given(
+            ("--config", args.config),
+            ("--n-envs", args.n_envs),
+            ("--seed", args.seed),
+            ("--algo", args.algo),
+            ("overrides", args.overrides or None),
+        )
         if changed:
             raise ConfigError(
                 f"--resume continues the run's saved config; only --total-timesteps may change, got {changed}"
@@ -77,6 +74,11 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(*options: tuple[str, Any]) -> list[str]:
+    """The names of the ``(name, value)`` options the command line gave (value not None)."""
+    return [name for name, value in options if value is not None]
+
+
 def _is_epoch_config(path: str) -> bool:
     from agents.learned.epoch_training import is_epoch_config
 
@@ -87,16 +89,12 @@ def _train_epoch_policy(args: argparse.Namespace, progress: bool) -> int:
     """``task: euro2022_epoch``: the learned wave policy by imitation of hindsight (no RL options apply)."""
     from agents.learned.epoch_training import run_epoch_training
 
-    ignored = [
-        flag
-        for flag, value in (
-            ("--total-timesteps", args.total_timesteps),
-            ("--n-envs", args.n_envs),
-            ("--algo", args.algo),
-            ("overrides", args.overrides or None),
-        )
-        if value is not None
-    ]
+    ignored = _given(
+        ("--total-timesteps", args.total_timesteps),
+        ("--n-envs", args.n_envs),
+        ("--algo", args.algo),
+        ("overrides", args.overrides or None),
+    )
     if ignored:
         raise ConfigError(
             f"{args.config} (task: euro2022_epoch) is trained by imitation: {ignored} do not apply"
