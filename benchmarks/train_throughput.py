@@ -10,6 +10,11 @@ the env's); the rest of the wall time is the learner's: the policy's forward pas
 gradient epochs, SB3's buffers and callbacks. A fresh process per run, so that every run pays the same
 imports and compilation outside the timing (``learn`` only is timed). Medians of ``--repeats`` runs; the
 machine's load average is printed, as in ``suite.py``.
+
+The env's time is every call of the env's ``step``, ``reset`` and ``action_masks`` (MaskablePPO's mask
+query): ``DispatchEnv``'s, or with ``vector_env=true`` ``DispatchVectorEnv``'s (its batching included, its
+sub-envs' calls inside it counted once). SB3's own wrappers (``Monitor``, ``DummyVecEnv``, the SB3 adapter)
+count as the learner's.
 """
 
 from __future__ import annotations
@@ -26,20 +31,28 @@ REPO = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import json, sys, tempfile, time
-import lastmile_env.env as env_module
+from lastmile_env.env import DispatchEnv
+from lastmile_env.vector_env import DispatchVectorEnv
 from agents.learned import training
 
 config, steps, extra = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 spent = [0.0]
-for name in ("step", "reset"):
-    inner = getattr(env_module.DispatchEnv, name)
+depth = [0]  # the vector env's step calls its sub-envs' steps: time the outermost call only
+for cls, name in (
+    (DispatchEnv, "step"), (DispatchEnv, "reset"), (DispatchEnv, "action_masks"),
+    (DispatchVectorEnv, "step"), (DispatchVectorEnv, "reset"), (DispatchVectorEnv, "action_masks"),
+):
+    inner = getattr(cls, name)
     def timed(self, *args, _inner=inner, **kwargs):
+        depth[0] += 1
         started = time.perf_counter()
         try:
             return _inner(self, *args, **kwargs)
         finally:
-            spent[0] += time.perf_counter() - started
-    setattr(env_module.DispatchEnv, name, timed)
+            depth[0] -= 1
+            if depth[0] == 0:
+                spent[0] += time.perf_counter() - started
+    setattr(cls, name, timed)
 took = [0.0]
 def timed_learn(inner):
     def learn(self, *args, **kwargs):
