@@ -337,11 +337,15 @@ def vector_rows(settings: Settings, rows: list[Row], notes: list[str], found: di
     in_turn_steps_per_second("default", n, n, 10_000)
     # at least a whole day per sub-env, so that every hour of the day weighs as in the single env
     steps = max(settings.steps, 450 * n)
-    vector, in_turn = [], []
-    for r in range(max(1, settings.repeats // 2)):  # alternating, so that both see the same load
-        vector.append(vector_steps_per_second("default", n, steps, r))
-        in_turn.append(in_turn_steps_per_second("default", n, steps, r))
-    rate, floor = statistics.median(vector), statistics.median(in_turn)
+    rates: dict[Callable[..., float], list[float]] = {
+        vector_steps_per_second: [],
+        in_turn_steps_per_second: [],
+    }
+    for r in range(settings.repeats):  # alternating (and which goes first), so that both see the same load
+        for measure in list(rates)[:: 1 if r % 2 == 0 else -1]:
+            rates[measure].append(measure("default", n, steps, r))
+    rate = statistics.median(rates[vector_steps_per_second])
+    floor = statistics.median(rates[in_turn_steps_per_second])
     found["default_keys"], found["vector"], found["vector_n"] = single, rate, n
     cartpole = found["cartpole"]
     rows.append(
