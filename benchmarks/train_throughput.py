@@ -1,13 +1,15 @@
 """Env steps per second of the shipped training config, and the learner's share of the time.
 
     python benchmarks/train_throughput.py [--config configs/experiment/dispatch_ppo.yaml] [--steps 5120]
-                                          [--repeats 3] [--out benchmarks/results/train_throughput.md]
+                                          [--repeats 3] [--code PATH] [override ...]
 
 Each run trains from scratch exactly as ``train.py`` does (``agents.learned.training.train``: the config's
 algorithm, policy, env and seed) for ``--steps`` env steps, with evaluation and intermediate checkpoints
 off, in a temporary run folder. The env's ``step`` and ``reset`` are timed from inside (their CPU share is
 the env's); the rest of the wall time is the learner's: the policy's forward passes during rollouts, the
-gradient epochs, SB3's buffers and callbacks. A fresh process per run, so that every run pays the same
+gradient epochs, SB3's buffers and callbacks; the gradient updates alone (the algorithm's ``train``) are
+printed too: an env and rollouts that cost nothing would leave them, so 1 / their share bounds the speed-up
+any env-side change can give. A fresh process per run, so that every run pays the same
 imports and compilation outside the timing (``learn`` only is timed). Medians of ``--repeats`` runs; the
 machine's load average is printed, as in ``suite.py``.
 
@@ -63,14 +65,24 @@ def timed_learn(inner):
         finally:
             took[0] = time.perf_counter() - started
     return learn
+trained = [0.0]
+def timed_train(inner):
+    def train(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return inner(self, *args, **kwargs)
+        finally:
+            trained[0] += time.perf_counter() - started
+    return train
 for algo in set(training.ALGOS.values()):
     algo.learn = timed_learn(algo.learn)
+    algo.train = timed_train(algo.train)
 exp = training.load_experiment(
     config, [*extra, f"total_timesteps={steps}", "eval.every=0", f"checkpoint_every={steps * 10}"]
 )
 with tempfile.TemporaryDirectory() as runs:
     training.train(exp, runs_dir=runs, progress=False)
-print(json.dumps({"steps": steps, "learn_s": took[0], "env_s": spent[0]}))
+print(json.dumps({"steps": steps, "learn_s": took[0], "env_s": spent[0], "train_s": trained[0]}))
 """
 
 
@@ -122,11 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rates = [r["steps"] / r["learn_s"] for r in runs]
     shares = [1.0 - r["env_s"] / r["learn_s"] for r in runs]
+    gradient = [r["train_s"] / r["learn_s"] for r in runs]
     env_rates = [r["steps"] / r["env_s"] for r in runs]
     print(
         f"{args.config.name} {' '.join(args.overrides)}, code {args.code}: "
         f"{statistics.median(rates):,.0f} env steps/s "
-        f"(runs {', '.join(f'{r:,.0f}' for r in rates)}); learner share {statistics.median(shares):.0%}; "
+        f"(runs {', '.join(f'{r:,.0f}' for r in rates)}); learner share {statistics.median(shares):.0%} "
+        f"(gradient updates {statistics.median(gradient):.0%}); "
         f"env alone {statistics.median(env_rates):,.0f} steps/s; load {before} before, {load_average()} after"
     )
     return 0

@@ -31,8 +31,8 @@ def test_a_short_run_prints_the_rate_and_the_learner_share(
 ) -> None:
     assert _script().main(["--config", SMOKE, "--steps", "64", "--repeats", "1", *overrides]) == 0
     line = capsys.readouterr().out
-    share = re.search(r"learner share (\d+)%", line)
-    assert share is not None and 0 <= int(share.group(1)) < 100, line
+    share = re.search(r"learner share (\d+)% \(gradient updates (\d+)%\)", line)
+    assert share is not None and 0 < int(share.group(2)) <= int(share.group(1)) < 100, line
     assert re.search(r"env alone [\d,]+ steps/s", line), line
 
 
