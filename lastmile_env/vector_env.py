@@ -47,6 +47,13 @@ class DispatchVectorEnv(VectorEnv):
     ## Info
     The single env's ``info`` keys, each an ``(N,)`` array with its ``_key`` mask (all true).
 
+    ## Performance
+    The sub-envs are stepped one after another in this process: the batch saves the per-env wrappers and
+    lets a policy act on all N observations at once (one forward pass: the training gain), but shares none
+    of a sub-env's own step (its insertion search, event loop and observation), which costs more with many
+    days interleaved (their state outgrows the CPU caches). Per core it runs at about 0.5-0.7x a single
+    env with N = 64 (``benchmarks/results/speed2.md``, fourth pass).
+
     ## Arguments
     ``num_envs``, ``max_episode_steps`` (``None``: never truncate; ``make_vec`` passes the registered 10,000),
     and every ``DispatchEnv`` argument (``scenario``, ``overrides``, ``observation``, ``defer``, ``reward``,
