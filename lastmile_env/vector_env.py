@@ -45,7 +45,9 @@ class DispatchVectorEnv(VectorEnv):
     come from each sub-env's own generator, as in the single env.
 
     ## Info
-    The single env's ``info`` keys, each an ``(N,)`` array with its ``_key`` mask (all true).
+    The single env's ``info`` keys, each an ``(N,)`` array with its ``_key`` mask: true where the sub-env's
+    info has the key (a day reset within the step gives its reset info, without ``invalid_action``: mask
+    false, value False).
 
     ## Performance
     The sub-envs are stepped one after another in this process: the batch saves the per-env wrappers and
@@ -144,10 +146,10 @@ class DispatchVectorEnv(VectorEnv):
         infos: list[dict[str, Any]] = [{}] * n
         ended: list[tuple[int, Any, dict[str, Any]]] = []  # (sub-env, its day's last observation, info)
         limit = self.max_episode_steps
-        self._elapsed += 1
-        cut = [False] * n if limit is None else (self._elapsed >= limit).tolist()
+        cut = [False] * n if limit is None else (self._elapsed + 1 >= limit).tolist()
         for i, (env, action) in enumerate(zip(self.envs, acts.tolist(), strict=True)):
             obs, reward, term, _, info = env.step(action)
+            self._elapsed[i] += 1
             rewards[i] = reward
             if term or cut[i]:
                 terminated[i], truncated[i] = term, not term

@@ -226,3 +226,17 @@ def test_sb3_adapter_infos_and_masks_are_the_sub_envs() -> None:
             expected = {**env._info(), "invalid_action": False}
             assert entry == expected
             assert all(type(entry[key]) is type(value) for key, value in expected.items())
+
+
+def test_an_invalid_action_is_named_and_counts_only_the_days_stepped() -> None:
+    """Under ``invalid_action="raise"`` a sub-env's invalid action raises the single env's error; the
+    sub-envs stepped before it count their decision, the others do not."""
+    from lastmile_env.env import InvalidActionError
+
+    venv = DispatchVectorEnv(num_envs=3, max_episode_steps=50, scenario="small", invalid_action="raise")
+    venv.reset(seed=0)
+    reject = venv.envs[0].reject_action
+    actions = np.array([reject, venv.n_actions, reject])  # sub-env 1's action is outside the action space
+    with pytest.raises(InvalidActionError, match="not valid"):
+        venv.step(actions)
+    assert venv._elapsed.tolist() == [1, 0, 0]
