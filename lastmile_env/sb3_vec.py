@@ -50,8 +50,9 @@ class SB3VecEnv(VecEnv):
         dones = terminated | truncated
         infos = _unbatch(info, self.num_envs)
         if "final_obs" in info:
+            finals = _unbatch(info["final_info"], self.num_envs)
             for i in np.flatnonzero(info["_final_obs"]):
-                final = _unbatch(info["final_info"], self.num_envs)[i]
+                final = finals[i]
                 final["terminal_observation"] = info["final_obs"][i]
                 final["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
                 infos[i] = final
@@ -80,6 +81,9 @@ class SB3VecEnv(VecEnv):
     def env_method(
         self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
     ) -> list[Any]:
+        if method_name == "action_masks" and not method_args and not method_kwargs:
+            masks = self.venv.action_masks()  # MaskablePPO's call every step: rows of the batched masks
+            return [masks[i] for i in self._get_indices(indices)]
         return [
             getattr(self.venv.envs[i], method_name)(*method_args, **method_kwargs)
             for i in self._get_indices(indices)
@@ -90,14 +94,19 @@ class SB3VecEnv(VecEnv):
 
 
 def _unbatch(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
-    """Gymnasium's vector info (key -> array, ``_key`` -> mask) as SB3's list of per-env dicts."""
+    """Gymnasium's vector info (key -> array, ``_key`` -> mask) as SB3's list of per-env dicts (Python
+    scalars: each column converted by one ``tolist``)."""
     out: list[dict[str, Any]] = [{} for _ in range(n)]
     for key, values in info.items():
         if key.startswith("_") or key in ("final_obs", "final_info"):
             continue
         present = info.get(f"_{key}")
-        for i in range(n):
-            if present is None or present[i]:
-                value = values[i]
-                out[i][key] = value.item() if isinstance(value, np.generic) else value
+        numeric = isinstance(values, np.ndarray) and values.dtype != object
+        column = values.tolist() if numeric else list(values)
+        if present is None or present.all():
+            for entry, value in zip(out, column, strict=True):
+                entry[key] = value
+        else:
+            for i in np.flatnonzero(present).tolist():
+                out[i][key] = column[i]
     return out

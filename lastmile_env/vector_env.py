@@ -45,7 +45,16 @@ class DispatchVectorEnv(VectorEnv):
     come from each sub-env's own generator, as in the single env.
 
     ## Info
-    The single env's ``info`` keys, each an ``(N,)`` array with its ``_key`` mask (all true).
+    The single env's ``info`` keys, each an ``(N,)`` array with its ``_key`` mask: true where the sub-env's
+    info has the key (a day reset within the step gives its reset info, without ``invalid_action``: mask
+    false, value False).
+
+    ## Performance
+    The sub-envs are stepped one after another in this process: the batch saves the per-env wrappers and
+    lets a policy act on all N observations at once (one forward pass: the training gain), but shares none
+    of a sub-env's own step (its insertion search, event loop and observation), which costs more with many
+    days interleaved (their state outgrows the CPU caches). Per core it runs at about 0.5-0.7x a single
+    env with N = 64 (``benchmarks/results/speed2.md``, fourth pass).
 
     ## Arguments
     ``num_envs``, ``max_episode_steps`` (``None``: never truncate; ``make_vec`` passes the registered 10,000),
@@ -79,7 +88,14 @@ class DispatchVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.render_mode = None
         self._obs: Any = create_empty_array(self.single_observation_space, num_envs, fn=np.zeros)
+        self._obs_keys: tuple[str, ...] = tuple(self._obs) if isinstance(self._obs, dict) else ()
+        # the flat observation's action mask: the n_actions entries before the (padded fleet's) vehicle mask
+        encoder = first.encoder
+        flat_size = int(np.prod(encoder.space.shape or (0,)))
+        end = flat_size - (encoder.max_vehicles or 0) if encoder.flat else encoder.n_actions
+        self._flat_mask = slice(end - encoder.n_actions, end)
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._started = False  # reset() has been called
 
     @property
     def n_actions(self) -> int:
@@ -104,6 +120,8 @@ class DispatchVectorEnv(VectorEnv):
             mask = np.asarray(options["reset_mask"])
             if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
                 raise ValueError(f"reset_mask must be a boolean array of shape ({self.num_envs},)")
+            if not self._started and not mask.all():
+                raise ValueError("the first reset must reset every sub-env: leave reset_mask out")
         infos: list[dict[str, Any]] = []
         for i, env in enumerate(self.envs):
             if mask[i]:
@@ -113,6 +131,7 @@ class DispatchVectorEnv(VectorEnv):
             else:
                 info = env._info()
             infos.append(info)
+        self._started = True
         return self._copy_obs(), self._batch_infos(infos)
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -120,50 +139,54 @@ class DispatchVectorEnv(VectorEnv):
         acts = np.asarray(actions)
         if acts.shape != (self.num_envs,):
             raise ValueError(f"actions must have shape ({self.num_envs},), got {acts.shape}")
-        rewards = np.zeros(self.num_envs)
-        terminated = np.zeros(self.num_envs, dtype=bool)
-        truncated = np.zeros(self.num_envs, dtype=bool)
-        infos: list[dict[str, Any]] = []
-        final_obs: dict[int, Any] = {}
-        final_infos: dict[int, dict[str, Any]] = {}
+        n = self.num_envs
+        rewards = np.empty(n)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        infos: list[dict[str, Any]] = [{}] * n
+        ended: list[tuple[int, Any, dict[str, Any]]] = []  # (sub-env, its day's last observation, info)
         limit = self.max_episode_steps
-        for i, env in enumerate(self.envs):
-            obs, reward, term, _, info = env.step(acts[i])
+        cut = [False] * n if limit is None else (self._elapsed + 1 >= limit).tolist()
+        for i, (env, action) in enumerate(zip(self.envs, acts.tolist(), strict=True)):
+            obs, reward, term, _, info = env.step(action)
             self._elapsed[i] += 1
-            rewards[i], terminated[i] = reward, term
-            truncated[i] = not term and limit is not None and self._elapsed[i] >= limit
-            if term or truncated[i]:
-                final_obs[i], final_infos[i] = obs, info
+            rewards[i] = reward
+            if term or cut[i]:
+                terminated[i], truncated[i] = term, not term
+                ended.append((i, obs, info))
                 obs, info = env.reset()
                 self._elapsed[i] = 0
             self._write(i, obs)
-            infos.append(info)
+            infos[i] = info
         batch = self._batch_infos(infos)
-        if final_obs:
-            ended = np.zeros(self.num_envs, dtype=bool)
-            ended[list(final_obs)] = True
-            objs = np.full(self.num_envs, None, dtype=object)
-            for i, obs in final_obs.items():
-                objs[i] = obs
-            batch["final_obs"], batch["_final_obs"] = objs, ended
-            batch["final_info"] = self._batch_infos(
-                [final_infos.get(i, {}) for i in range(self.num_envs)], present=ended
-            )
-            batch["_final_info"] = ended
+        if ended:
+            done = np.zeros(n, dtype=bool)
+            final_obs = np.full(n, None, dtype=object)
+            final_infos: list[dict[str, Any]] = [{}] * n
+            for i, obs, info in ended:
+                done[i], final_obs[i], final_infos[i] = True, obs, info
+            batch["final_obs"], batch["_final_obs"] = final_obs, done
+            batch["final_info"], batch["_final_info"] = self._batch_infos(final_infos, present=done), done
         return self._copy_obs(), rewards, terminated, truncated, batch
 
     def action_masks(self) -> np.ndarray:
-        """Every sub-env's valid actions, ``(N, A)`` booleans."""
-        return np.stack([env.action_masks() for env in self.envs])
+        """Every sub-env's valid actions, ``(N, A)`` booleans: read from the batched observation (the same
+        as each sub-env's ``action_masks()``, without building them again)."""
+        if not self._started:
+            raise RuntimeError("call reset() before action_masks()")
+        if isinstance(self._obs, dict):
+            return self._obs["action_mask"].astype(bool)
+        return self._obs[:, self._flat_mask] > 0
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
 
     def _write(self, i: int, obs: Any) -> None:
-        if isinstance(self._obs, dict):
-            for key, values in obs.items():
-                self._obs[key][i] = values
+        """Sub-env ``i``'s observation into row ``i`` of the batch."""
+        if self._obs_keys:
+            for key in self._obs_keys:
+                self._obs[key][i] = obs[key]
         else:
             self._obs[i] = obs
 
@@ -173,16 +196,27 @@ class DispatchVectorEnv(VectorEnv):
         return self._obs.copy()
 
     def _batch_infos(self, infos: list[dict[str, Any]], present: np.ndarray | None = None) -> dict[str, Any]:
-        """Per-sub-env infos as Gymnasium's vector info: each key an ``(N,)`` array and its ``_key`` mask."""
+        """Per-sub-env infos as Gymnasium's vector info: each key an ``(N,)`` array and its ``_key`` mask
+        (``present``, or where the sub-env's info has the key; a missing value is 0 / False).
+
+        Column by column over the sub-envs' values (one ``np.array`` per key), not sub-env by sub-env."""
+        n = len(infos)
+        layouts: dict[tuple[str, ...], None] = {}  # the distinct key tuples, in order of first appearance
+        for info in infos:
+            layouts.setdefault(tuple(info), None)
         out: dict[str, Any] = {}
-        every = np.ones(len(infos), dtype=bool)
-        for key in dict.fromkeys(key for info in infos for key in info):
-            values = [info.get(key, 0) for info in infos]
-            out[key] = np.array(values)
-            if present is not None:
-                out[f"_{key}"] = present
-            else:
-                out[f"_{key}"] = (
-                    every if all(key in info for info in infos) else np.array([key in info for info in infos])
-                )
+        if len(layouts) == 1:  # every info has the same keys (no sub-env reset, or every one)
+            (keys,) = layouts
+            columns = zip(*(info.values() for info in infos), strict=True)
+            for key, column in zip(keys, columns, strict=True):
+                out[key] = np.array(column)
+                out[f"_{key}"] = np.ones(n, dtype=bool) if present is None else present
+            return out
+        for key in dict.fromkeys(key for layout in layouts for key in layout):
+            has = np.array([key in info for info in infos])
+            given = np.array([info[key] for info in infos if key in info])
+            filled = np.zeros(n, dtype=given.dtype)
+            filled[has] = given
+            out[key] = filled
+            out[f"_{key}"] = has if present is None else present
         return out

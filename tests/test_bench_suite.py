@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 from lastmile_env.config import REPO_ROOT
@@ -62,3 +63,25 @@ def test_targets_say_by_how_much_they_are_missed() -> None:
 def test_unknown_section_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _suite().main(["--sections", "speed,warp", "--out", str(tmp_path / "x.md")]) == 2
     assert "unknown section(s) warp" in capsys.readouterr().err
+
+
+def test_masked_random_actions_are_uniform_over_the_valid_ones() -> None:
+    suite = _suite()
+    masks = np.array([[0, 1, 0, 1, 1], [1, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=np.int8)
+    rng = np.random.default_rng(0)
+    drawn = np.stack([suite.masked_random_actions(rng, masks) for _ in range(3000)])
+    assert (drawn[:, 1] == 0).all() and (drawn[:, 2] == 4).all()
+    counts = np.bincount(drawn[:, 0], minlength=5)
+    assert counts[[0, 2]].sum() == 0 and (np.abs(counts[[1, 3, 4]] - 1000) < 100).all()
+
+
+def test_vector_rows_compare_with_the_same_policy(tmp_path: Path) -> None:
+    suite = _suite()
+    out = tmp_path / "suite.md"
+    argv = ["--sections", "speed", "--scenarios", "default", "--repeats", "1", "--steps", "20"]
+    assert suite.main([*argv, "--vector-envs", "2", "--orgym", "no", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "random masked policy by random keys: steps/s" in text
+    assert "N = 2 bare `DispatchEnv`s stepped in turn" in text
+    assert "x the single env (random keys);" in text and "x its floor" in text
+    assert "- vector env (N = 2) >= 3x the single env's decisions/s per core:" in text

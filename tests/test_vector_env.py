@@ -49,6 +49,13 @@ def test_every_sub_env_plays_the_single_env_day(observation: str) -> None:
         else:
             np.testing.assert_array_equal(np.asarray(batched)[i], single)
 
+    def same_info(batched: dict[str, np.ndarray], i: int, single: dict[str, object]) -> None:
+        """Sub-env i's entries of the vector info are the single env's info: its keys and values, exactly."""
+        keys = {key for key in batched if not key.startswith(("_", "final_")) and batched[f"_{key}"][i]}
+        assert keys == set(single)
+        for key, value in single.items():
+            assert batched[key][i] == value and batched[key].dtype == np.asarray(value).dtype, key
+
     for i in range(n):
         same(obs, i, single_obs[i])
     while days_done.min() < 2:
@@ -57,7 +64,7 @@ def test_every_sub_env_plays_the_single_env_day(observation: str) -> None:
         obs, rewards, terminated, truncated, info = venv.step(actions)
         assert not truncated.any()
         for i, env in enumerate(singles):
-            o, r, term, _, _ = env.step(actions[i])
+            o, r, term, _, single_info = env.step(actions[i])
             assert rewards[i] == r and terminated[i] == term
             if term:
                 assert info["_final_obs"][i]
@@ -67,9 +74,11 @@ def test_every_sub_env_plays_the_single_env_day(observation: str) -> None:
                         final if key is None else final[key], o if key is None else o[key]
                     )
                 assert info["final_info"]["cost"][i] == env.sim.summary()["cost"]  # type: ignore[union-attr]
-                o, _ = env.reset()
+                same_info(info["final_info"], i, single_info)
+                o, single_info = env.reset()
                 days_done[i] += 1
             same(obs, i, o)
+            same_info(info, i, single_info)
 
 
 def test_truncation_after_max_episode_steps() -> None:
@@ -157,3 +166,77 @@ def test_vector_env_is_for_the_dispatch_task() -> None:
         load_experiment(
             REPO_ROOT / "configs" / "experiment" / "smoke.yaml", ["task=routing", "vector_env=true"]
         )
+
+
+@pytest.mark.parametrize(
+    ("observation", "max_vehicles"), [("dict", None), ("flat", None), ("flat", 12), ("dict", 12)]
+)
+def test_batched_action_masks_are_the_sub_envs_masks(observation: str, max_vehicles: int | None) -> None:
+    """``action_masks()`` reads the batched observation (the flat one's mask sits before a padded fleet's
+    vehicle mask): the same as every sub-env's own ``action_masks()``, step after step, through autoresets."""
+    venv = DispatchVectorEnv(num_envs=3, scenario="small", observation=observation, max_vehicles=max_vehicles)
+    with pytest.raises(RuntimeError, match="reset"):
+        venv.action_masks()
+    venv.reset(seed=4)
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        masks = venv.action_masks()
+        assert masks.dtype == np.bool_ and masks.shape == (3, venv.n_actions)
+        np.testing.assert_array_equal(masks, np.stack([env.action_masks() for env in venv.envs]))
+        venv.step(np.array([rng.choice(np.flatnonzero(m)) for m in masks]))
+
+
+def test_infos_keep_their_keys_and_types_when_some_days_reset() -> None:
+    """A step where one day ends and is reset: that sub-env's info is the new day's reset info (no
+    ``invalid_action``: its mask is false and its value False), the others' the step's."""
+    venv = DispatchVectorEnv(num_envs=2, max_episode_steps=3, scenario="small")
+    venv.reset(seed=0)
+    venv.step(np.full(2, venv.envs[0].reject_action))
+    venv.reset(seed=9, options={"reset_mask": np.array([True, False])})  # sub-env 0 is now 1 step behind
+    venv.step(np.full(2, venv.envs[0].reject_action))
+    _, _, _, truncated, info = venv.step(np.full(2, venv.envs[0].reject_action))
+    assert truncated.tolist() == [False, True]
+    assert info["_invalid_action"].tolist() == [True, False]
+    assert info["invalid_action"].dtype == np.bool_ and info["invalid_action"].tolist() == [False, False]
+    assert info["_cost"].all() and info["delivered"].dtype == np.int64
+    assert info["_final_info"].tolist() == [False, True] and info["final_info"]["_invalid_action"][1]
+    assert info["time_min"][1] == venv.envs[1]._info()["time_min"]
+
+
+def test_first_reset_resets_every_sub_env() -> None:
+    venv = DispatchVectorEnv(num_envs=2, scenario="small")
+    with pytest.raises(ValueError, match="first reset"):
+        venv.reset(seed=0, options={"reset_mask": np.array([True, False])})
+
+
+def test_sb3_adapter_infos_and_masks_are_the_sub_envs() -> None:
+    """SB3's per-env info dicts hold the sub-envs' info values as Python scalars;
+    ``env_method("action_masks")`` (MaskablePPO's call) gives each sub-env's mask."""
+    venv = SB3VecEnv(DispatchVectorEnv(num_envs=3, scenario="small", observation="flat"))
+    venv.seed(2)
+    venv.reset()
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        masks = venv.env_method("action_masks")
+        for env, mask in zip(venv.venv.envs, masks, strict=True):
+            np.testing.assert_array_equal(mask, env.action_masks())
+        assert [m.shape for m in venv.env_method("action_masks", indices=[2])] == [masks[2].shape]
+        _, _, _, infos = venv.step(np.array([rng.choice(np.flatnonzero(m)) for m in masks]))
+        for env, entry in zip(venv.venv.envs, infos, strict=True):
+            expected = {**env._info(), "invalid_action": False}
+            assert entry == expected
+            assert all(type(entry[key]) is type(value) for key, value in expected.items())
+
+
+def test_an_invalid_action_is_named_and_counts_only_the_days_stepped() -> None:
+    """Under ``invalid_action="raise"`` a sub-env's invalid action raises the single env's error; the
+    sub-envs stepped before it count their decision, the others do not."""
+    from lastmile_env.env import InvalidActionError
+
+    venv = DispatchVectorEnv(num_envs=3, max_episode_steps=50, scenario="small", invalid_action="raise")
+    venv.reset(seed=0)
+    reject = venv.envs[0].reject_action
+    actions = np.array([reject, venv.n_actions, reject])  # sub-env 1's action is outside the action space
+    with pytest.raises(InvalidActionError, match="not valid"):
+        venv.step(actions)
+    assert venv._elapsed.tolist() == [1, 0, 0]

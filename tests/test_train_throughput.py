@@ -1,0 +1,43 @@
+"""``benchmarks/train_throughput.py``: a short run of the training config prints its rate and the learner's
+share (no timing is asserted), for the plain and the vector env; bad options are named."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from types import ModuleType
+
+import pytest
+
+from lastmile_env.config import REPO_ROOT
+
+SMOKE = str(REPO_ROOT / "configs" / "experiment" / "smoke.yaml")
+
+
+def _script() -> ModuleType:
+    path = REPO_ROOT / "benchmarks" / "train_throughput.py"
+    spec = importlib.util.spec_from_file_location("train_throughput", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("overrides", [[], ["n_envs=2", "vector_env=true"]])
+def test_a_short_run_prints_the_rate_and_the_learner_share(
+    overrides: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _script().main(["--config", SMOKE, "--steps", "64", "--repeats", "1", *overrides]) == 0
+    line = capsys.readouterr().out
+    share = re.search(r"learner share (\d+)% \(gradient updates (\d+)%\)", line)
+    assert share is not None and 0 < int(share.group(2)) <= int(share.group(1)) < 100, line
+    assert re.search(r"env alone [\d,]+ steps/s", line), line
+
+
+def test_bad_options_are_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _script().main(["--config", SMOKE, "--steps", "0"]) == 2
+    assert "--steps and --repeats must be positive" in capsys.readouterr().err
+    assert _script().main(["--config", "no/such.yaml"]) == 2
+    assert "no such file" in capsys.readouterr().err
