@@ -500,6 +500,7 @@ class Simulator:
         new_cost, eta = committed
         delta = new_cost - old_cost
         v.route = stops
+        self.fleet_plans.touch(vehicle_id)
         self._insertions = {}
         order.status = OrderStatus.ASSIGNED
         order.vehicle = vehicle_id
@@ -595,6 +596,7 @@ class Simulator:
         for vid, stops in routes.items():
             v = self.vehicles[vid]
             v.route = list(stops)
+            self.fleet_plans.touch(vid)
             for stop in stops:
                 self.orders[stop.order].vehicle = vid
             self._plans[vid] = plans[vid]
@@ -655,6 +657,7 @@ class Simulator:
             v = self.vehicles[vid]
             added += plan.cost - self.plan(vid).cost
             v.route = stops
+            self.fleet_plans.touch(vid)
             self._plans[vid] = plan
             for m, stop in enumerate(stops):
                 order = self.orders[stop.order]
@@ -726,6 +729,7 @@ class Simulator:
         plan = self.price(v.id, stops)
         delta = plan.cost - self.plan(v.id).cost
         v.route = stops
+        self.fleet_plans.touch(v.id)
         self._plans[v.id] = plan
         self.expected_cost += delta
         self._insertions = {}
@@ -865,6 +869,7 @@ class Simulator:
         """Routing mode: the vehicle is free now with planned stops; ask for its next one."""
         v.waiting = False
         v.free_min = max(v.free_min, self.now)
+        self.fleet_plans.touch(v.id)
         if v.id != self.routing_vehicle and v.id not in self._route_queue:
             self._route_queue.append(v.id)
 
@@ -877,6 +882,7 @@ class Simulator:
                 waited = until_min - v.free_min
                 v.duty_min += waited
                 v.free_min = until_min
+                self.fleet_plans.touch(v.id)
                 self._plans[v.id] = None
                 after = self.price(v.id, v.route)
                 self._plans[v.id] = after
@@ -932,6 +938,7 @@ class Simulator:
 
     def _vehicle_free(self, v: Vehicle) -> None:
         """A vehicle finished its current stop (or its return home)."""
+        self.fleet_plans.touch(v.id)
         stop = v.current
         if stop is not None:
             order = self.orders[stop.order]
@@ -1036,6 +1043,7 @@ class Simulator:
         # drone flies straight home, which its planned sortie through this door already allowed for.
         assert choice is not None
         v.route, plan = choice
+        self.fleet_plans.touch(v.id)
         self._plans[v.id] = plan
         self.failed_cost += penalty
         self.expected_cost += penalty - refund + plan.cost - before
@@ -1080,6 +1088,7 @@ class Simulator:
         so the rewards still sum to minus the episode's cost. In routing mode a vehicle with planned stops
         waits for a routing decision instead (``decided``: it was just made).
         """
+        self.fleet_plans.touch(v.id)
         if self.routing:
             if v.route and not decided:
                 self._request_route(v)
