@@ -270,12 +270,12 @@ def leg(
     service_min: float,
     late_fixed: float,
     late_per_min: float,
-) -> tuple[float, float, float, float]:
-    """``(arrive, begin, free, lateness cost)`` of a one-stop plan's stop: exactly ``evaluate``'s
-    ``arrive[0]``, ``begin[0]``, ``free[1]`` and ``cum_late[1]`` for that plan (the same arithmetic in the
-    same order), without the return home, the totals and the arrays (the simulator's next leg). The vehicle
-    is given by the columns ``evaluate`` reads of its row (speed factor, home, mode, range, recharge) as
-    scalars: no row is built per leg."""
+) -> tuple[float, float, float, float, float]:
+    """``(arrive, begin, free, lateness cost, km)`` of a one-stop plan's stop: exactly ``evaluate``'s
+    ``arrive[0]``, ``begin[0]``, ``free[1]``, ``cum_late[1]`` and ``cum_dist[1]`` for that plan (the same
+    arithmetic in the same order), without the return home, the totals and the arrays (the simulator's next
+    leg). The vehicle is given by the columns ``evaluate`` reads of its row (speed factor, home, mode, range,
+    recharge) as scalars: no row is built per leg."""
     leg_km = dist_modes[mode, start_node, dst]
     a = igl_arrival(
         mults_modes[mode], shift_start_h, time_modes[mode, start_node, dst] / speed_factor, start_min
@@ -285,7 +285,7 @@ def leg(
         t = stop_free(a, b, service_min, recharge_min, dst == home and leg_km > 0.0)
     else:
         t = b + service_min
-    return a, b, t, 0.0 + late_cost(b, due_min, late_fixed, late_per_min)
+    return a, b, t, 0.0 + late_cost(b, due_min, late_fixed, late_per_min), leg_km
 
 
 @njit(cache=True)

@@ -170,6 +170,7 @@ class LegEval(NamedTuple):
     due_min: float
     service_min: float
     load_delta: int
+    km: float  # the leg's length (``World.leg_km``)
 
 
 def price_leg(
@@ -182,12 +183,12 @@ def price_leg(
     )
     open_min, due_min, service_min = float(open_min), float(due_min), float(service_min)
     late_fixed, late_per_min = world.late_costs
-    arrive, begin, free, late = kernels.leg(
+    arrive, begin, free, late, km = kernels.leg(
         world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
         vehicle.speed_factor, vehicle.home, vehicle.mode, vehicle.range_km, vehicle.recharge_min, start_min,
         start_node, stop.loc, open_min, due_min, service_min, late_fixed, late_per_min,
     )  # fmt: skip
-    return LegEval(arrive, begin, free, late, open_min, due_min, service_min, int(load_delta))
+    return LegEval(arrive, begin, free, late, open_min, due_min, service_min, int(load_delta), km)
 
 
 class FleetState(NamedTuple):

@@ -1088,7 +1088,8 @@ class Simulator:
         so the rewards still sum to minus the episode's cost. In routing mode a vehicle with planned stops
         waits for a routing decision instead (``decided``: it was just made).
         """
-        self.fleet_plans.touch(v.id)
+        vid = v.id
+        self.fleet_plans.touch(vid)
         if self.routing:
             if v.route and not decided:
                 self._request_route(v)
@@ -1098,51 +1099,53 @@ class Simulator:
         noisy = self._noise_rng is not None
         before = committed = 0.0
         if noisy and (v.route or v.node != v.home):
-            before = self.plan(v.id).cost
+            before = self.plan(vid).cost
             committed = v.dist_km * v.cost_per_km + v.duty_min * v.cost_per_hour / 60.0 + self.late_cost
-        self._plans[v.id] = None
+        self._plans[vid] = None
         src = v.node
         factor = self._leg_factor() if noisy else 1.0
-        homing = not v.route
-        if v.route:
-            stop = v.route.pop(0)
+        route = v.route
+        homing = not route
+        if route:
+            stop = route.pop(0)
             leg = price_leg(self.world, self.orders, v, stop, depart, src)
-            dst = stop.loc
+            dst, leg_km = stop.loc, leg.km
             arrive, begin, free, late = leg.arrive_min, leg.begin_min, leg.free_min, leg.late_cost
             if factor != 1.0:
                 arrive = depart + (arrive - depart) * factor
                 begin = max(arrive, leg.open_min)
-                charging = v.recharge_min > 0 and dst == v.home and self.world.leg_km(src, dst, v.mode) > 0
+                charging = v.recharge_min > 0 and dst == v.home and leg_km > 0
                 free = kernels.stop_free(arrive, begin, leg.service_min, v.recharge_min, charging)
                 late = kernels.late_cost(begin, leg.due_min, *self.world.late_costs)
             v.current, v.current_start_min = stop, begin
             v.free_load += leg.load_delta
             self.late_cost += late
-            self._stop_late[v.id] = late
+            self._stop_late[vid] = late
         elif src != v.home and (v.returns_home or go_home):
             dst = v.home
             arrive = free = self.world.travel_arrival_min(src, dst, depart, v.speed_factor, v.mode)
             if factor != 1.0:
                 arrive = free = depart + (arrive - depart) * factor
             v.returning = True
+            leg_km = self.world.leg_km(src, dst, v.mode)
         else:
             v.free_min = depart
             return
-        leg_km = self.world.leg_km(src, dst, v.mode)
         v.dist_km += leg_km
         v.duty_min += free - depart
         if homing and v.recharge_min > 0 and leg_km > 0:
             # back home: the plan ends at the arrival; the battery recharges before it leaves again
             free = kernels.stop_free(arrive, free, 0.0, v.recharge_min, True)
         v.flown_km = 0.0 if dst == v.home else v.flown_km + leg_km
-        self.legs.append((v.id, src, dst, depart, arrive, factor))
-        self.leg_stops.append(v.current if not homing else None)
+        self.legs.append((vid, src, dst, depart, arrive, factor))
+        self.leg_stops.append(None if homing else stop)
         v.node, v.free_min = dst, free
-        self._push(free, _VEHICLE, v.id)
+        self._push(free, _VEHICLE, vid)
         if noisy:
             now_committed = v.dist_km * v.cost_per_km + v.duty_min * v.cost_per_hour / 60.0 + self.late_cost
-            self.expected_cost += now_committed - committed + self.plan(v.id).cost - before
-        self._update_etas(v)
+            self.expected_cost += now_committed - committed + self.plan(vid).cost - before
+        if self.track_eta:
+            self._update_etas(v)
 
     def _leg_factor(self) -> float:
         """The next leg's travel-time factor: lognormal with mean 1 (``travel.noise``)."""
