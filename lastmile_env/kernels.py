@@ -997,17 +997,18 @@ def dispatch_features(
     delta_cost: np.ndarray,
     delta_dist_km: np.ndarray,
     eta_min: np.ndarray,
-    order: np.ndarray,
-    counts: np.ndarray,
+    scalars: np.ndarray,
 ) -> None:
     """The whole dispatch observation (``observations.ORDER_FEATURES``, ``VEHICLE_FEATURES``,
     ``GLOBAL_FEATURES``) into its float32 arrays (zeros), each clipped to ``[-clip, clip]``, in one call.
 
-    ``order`` = (size, ready, due, window start, is window, delivery place, free-flow minutes from its center
-    to the door, arrival), read only when an order is pending (``center >= 0``); ``counts`` = (shift end,
-    open orders, on time, settled, rejected, arrived, expected orders, orders waiting besides the current one,
+    ``scalars`` is the order's row then the counts. The order's row, ``scalars[:8]`` = (size, ready, due,
+    window start, is window, delivery place, free-flow minutes from its center to the door, arrival), is
+    read only when an order is pending (``center >= 0``); the counts, ``scalars[8:]`` = (shift end, open
+    orders, on time, settled, rejected, arrived, expected orders, orders waiting besides the current one,
     idle vehicles). Every feature is computed in float64 as the Python expressions it replaces, then
     stored as float32."""
+    order, counts = scalars[:8], scalars[8:]
     vehicle_features(
         vehicle_out, xy_km, xy_min, xy_span, time_modes, max_capacity, reject_penalty, now, start_min,
         start_node, start_load, capacity, n_stops, home, mode, plan_end_min, center, due_min, pickup_after,

@@ -159,38 +159,6 @@ def _plan_eval(
     )
 
 
-class LegEval(NamedTuple):
-    """The schedule of a vehicle's next leg, a one-stop plan (``price_leg``)."""
-
-    arrive_min: float
-    begin_min: float  # service start
-    free_min: float  # free after the stop (service done, battery recharged)
-    late_cost: float
-    open_min: float  # the stop's open time, due time, service minutes and load change (``stop_arrays``)
-    due_min: float
-    service_min: float
-    load_delta: int
-    km: float  # the leg's length (``World.leg_km``)
-
-
-def price_leg(
-    world: World, orders: Sequence[Order], vehicle: Vehicle, stop: Stop, start_min: float, start_node: int
-) -> LegEval:
-    """``evaluate_plan`` of the one-stop plan ``[stop]``, the numbers the simulator commits a leg by
-    (bit for bit the same: ``kernels.leg``), without building the whole plan's arrays."""
-    open_min, due_min, service_min, load_delta = stop_values(
-        orders[stop.order], stop.kind, world.config.orders.pickup_service_min
-    )
-    open_min, due_min, service_min = float(open_min), float(due_min), float(service_min)
-    late_fixed, late_per_min = world.late_costs
-    arrive, begin, free, late, km = kernels.leg(
-        world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
-        vehicle.speed_factor, vehicle.home, vehicle.mode, vehicle.range_km, vehicle.recharge_min, start_min,
-        start_node, stop.loc, open_min, due_min, service_min, late_fixed, late_per_min,
-    )  # fmt: skip
-    return LegEval(arrive, begin, free, late, open_min, due_min, service_min, int(load_delta), km)
-
-
 class FleetState(NamedTuple):
     """Every vehicle's plan start (``Simulator.plan_start``) and planned stops as arrays, and the number of
     idle vehicles (``Simulator.fleet_state``)."""

@@ -55,7 +55,7 @@ import numpy as np
 
 from lastmile_env import kernels
 from lastmile_env.sim.insertion import CheapestInsertion, FleetInsertion, Insertion, InsertionRule
-from lastmile_env.sim.plan import FleetPlans, FleetState, PlanEval, evaluate_plan, fleet_state, price_leg
+from lastmile_env.sim.plan import FleetPlans, FleetState, PlanEval, evaluate_plan, fleet_state, stop_values
 from lastmile_env.sim.types import (
     MAX_ATTEMPTS,
     MODES,
@@ -133,6 +133,9 @@ class Simulator:
         seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         arrivals_seq, self._noise_seq = seq.spawn(2)
         self.world = world
+        # what every leg is priced with (``kernels.leg``): the stacked travel arrays and the shift's start
+        self._travel = (world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour)
+        self._pickup_service_min = world.config.orders.pickup_service_min
         travel = world.config.travel
         # Travel noise: one factor per driven leg, from its own stream (the orders never depend on it).
         self._noise_sigma = travel.noise.sigma if travel.noise.kind == "lognormal" else 0.0
@@ -937,8 +940,8 @@ class Simulator:
         self.events.append(Event(self.now, kind, order, vehicle))
 
     def _vehicle_free(self, v: Vehicle) -> None:
-        """A vehicle finished its current stop (or its return home)."""
-        self.fleet_plans.touch(v.id)
+        """A vehicle finished its current stop (or its return home); ``_start_next`` (which marks the vehicle
+        for the packed plans, ``FleetPlans.touch``) commits what it does next."""
         stop = v.current
         if stop is not None:
             order = self.orders[stop.order]
@@ -1108,17 +1111,24 @@ class Simulator:
         homing = not route
         if route:
             stop = route.pop(0)
-            leg = price_leg(self.world, self.orders, v, stop, depart, src)
-            dst, leg_km = stop.loc, leg.km
-            arrive, begin, free, late = leg.arrive_min, leg.begin_min, leg.free_min, leg.late_cost
+            dst = stop.loc
+            opens, due, service, load_delta = stop_values(
+                self.orders[stop.order], stop.kind, self._pickup_service_min
+            )
+            open_min, due_min, service_min = float(opens), float(due), float(service)
+            # the one-stop plan [stop], bit for bit as ``evaluate_plan`` prices it
+            arrive, begin, free, late, leg_km = kernels.leg(
+                *self._travel, v.speed_factor, v.home, v.mode, v.range_km, v.recharge_min, depart, src, dst,
+                open_min, due_min, service_min, *self.world.late_costs,
+            )  # fmt: skip
             if factor != 1.0:
                 arrive = depart + (arrive - depart) * factor
-                begin = max(arrive, leg.open_min)
+                begin = max(arrive, open_min)
                 charging = v.recharge_min > 0 and dst == v.home and leg_km > 0
-                free = kernels.stop_free(arrive, begin, leg.service_min, v.recharge_min, charging)
-                late = kernels.late_cost(begin, leg.due_min, *self.world.late_costs)
+                free = kernels.stop_free(arrive, begin, service_min, v.recharge_min, charging)
+                late = kernels.late_cost(begin, due_min, *self.world.late_costs)
             v.current, v.current_start_min = stop, begin
-            v.free_load += leg.load_delta
+            v.free_load += int(load_delta)
             self.late_cost += late
             self._stop_late[vid] = late
         elif src != v.home and (v.returns_home or go_home):
