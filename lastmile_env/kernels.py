@@ -972,9 +972,7 @@ def _clip(values: np.ndarray, bound: float) -> None:
 
 @njit(cache=True)
 def dispatch_features(
-    order_out: np.ndarray,
-    vehicle_out: np.ndarray,
-    global_out: np.ndarray,
+    n_slots: int,
     clip: float,
     xy_km: np.ndarray,
     xy_min: np.ndarray,
@@ -998,9 +996,10 @@ def dispatch_features(
     delta_dist_km: np.ndarray,
     eta_min: np.ndarray,
     scalars: np.ndarray,
-) -> None:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The whole dispatch observation (``observations.ORDER_FEATURES``, ``VEHICLE_FEATURES``,
-    ``GLOBAL_FEATURES``) into its float32 arrays (zeros), each clipped to ``[-clip, clip]``, in one call.
+    ``GLOBAL_FEATURES``) as new float32 arrays, each clipped to ``[-clip, clip]``, in one call; the vehicle
+    rows are ``n_slots`` (the fleet, then zero rows for padded slots).
 
     ``scalars`` is the order's row then the counts. The order's row, ``scalars[:8]`` = (size, ready, due,
     window start, is window, delivery place, free-flow minutes from its center to the door, arrival), is
@@ -1009,10 +1008,14 @@ def dispatch_features(
     idle vehicles). Every feature is computed in float64 as the Python expressions it replaces, then
     stored as float32."""
     order, counts = scalars[:8], scalars[8:]
+    n_vehicles = start_min.shape[0]
+    order_out = np.zeros(9, dtype=np.float32)
+    vehicle_out = np.zeros((n_slots, 14), dtype=np.float32)
+    global_out = np.zeros(7, dtype=np.float32)
     vehicle_features(
-        vehicle_out, xy_km, xy_min, xy_span, time_modes, max_capacity, reject_penalty, now, start_min,
-        start_node, start_load, capacity, n_stops, home, mode, plan_end_min, center, due_min, pickup_after,
-        delta_cost, delta_dist_km, eta_min,
+        vehicle_out[:n_vehicles], xy_km, xy_min, xy_span, time_modes, max_capacity, reject_penalty, now,
+        start_min, start_node, start_load, capacity, n_stops, home, mode, plan_end_min, center, due_min,
+        pickup_after, delta_cost, delta_dist_km, eta_min,
     )  # fmt: skip
     if center >= 0:
         loc = int(order[5])
@@ -1026,7 +1029,6 @@ def dispatch_features(
         order_out[6] = (xy_km[loc, 1] - xy_min[1]) / xy_span[1]
         order_out[7] = order[6] / 60.0
         order_out[8] = (now - order[7]) / 60.0
-    n_vehicles = vehicle_out.shape[0]
     global_out[0] = now / counts[0]
     global_out[1] = counts[1] / (5.0 * n_vehicles)
     global_out[2] = counts[2] / counts[3] if counts[3] != 0.0 else 1.0
@@ -1037,6 +1039,21 @@ def dispatch_features(
     _clip(order_out, clip)
     _clip(vehicle_out, clip)
     _clip(global_out, clip)
+    return order_out, vehicle_out, global_out
+
+
+@njit(cache=True)
+def action_mask(n_actions: int, reject: int, pickup_after: np.ndarray, defer: bool) -> np.ndarray:
+    """The dispatch action mask (int8): vehicle ``v`` where ``pickup_after[v] >= 0`` (it can take the
+    order), ``reject`` always, and ``reject + 1`` (defer) when ``defer``."""
+    mask = np.zeros(n_actions, dtype=np.int8)
+    for v in range(pickup_after.shape[0]):
+        if pickup_after[v] >= 0:
+            mask[v] = 1
+    mask[reject] = 1
+    if defer:
+        mask[reject + 1] = 1
+    return mask
 
 
 @njit(cache=True)

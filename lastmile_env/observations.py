@@ -76,6 +76,9 @@ def assemble(
     return parts
 
 
+_NO_VEHICLES = np.empty(0, dtype=np.int64)  # no order pending: no vehicle can take one
+
+
 def _no_insertions(n: int) -> FleetInsertion:
     """No order pending: no vehicle's insertion."""
     none = np.full(n, np.nan)
@@ -147,16 +150,11 @@ class DispatchObservation:
 
     def _mask(self, sim: Simulator, fleet: FleetInsertion | None) -> np.ndarray:
         """``mask`` from the pending order's fleet insertions (None: no order pending)."""
-        n_vehicles = len(sim.vehicles)
-        reject = n_vehicles if self.max_vehicles is None else self.max_vehicles
-        mask = np.zeros(self.n_actions, dtype=np.int8)
-        mask[reject] = 1
-        if fleet is not None:
-            # sim.feasible_vehicles(), as an array; padded slots (n_vehicles .. reject - 1) stay 0
-            mask[:n_vehicles] = fleet.pickup_after >= 0
-            if self.defer:
-                mask[reject + 1] = sim.can_defer()
-        return mask
+        reject = len(sim.vehicles) if self.max_vehicles is None else self.max_vehicles
+        if fleet is None:
+            return kernels.action_mask(self.n_actions, reject, _NO_VEHICLES, False)
+        # sim.feasible_vehicles(), as an array; padded slots (n_vehicles .. reject - 1) stay 0
+        return kernels.action_mask(self.n_actions, reject, fleet.pickup_after, self.defer and sim.can_defer())
 
     def valid(self, sim: Simulator, action: int) -> bool:
         """Whether ``action`` is valid now: ``mask(sim)[action]``, without building the mask."""
@@ -218,19 +216,15 @@ class DispatchObservation:
             fleet, center, due = _no_insertions(n_vehicles), -1, 0.0
             order_row = [0.0] * 8
         scalars = np.array(order_row + counts, dtype=np.float64)
-        order_f = np.zeros(len(ORDER_FEATURES), dtype=np.float32)
-        vehicle_f = np.zeros((n_vehicles, len(VEHICLE_FEATURES)), dtype=np.float32)
-        global_f = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
-        kernels.dispatch_features(
-            order_f, vehicle_f, global_f, CLIP, world.xy_km, self._xy_min, self._xy_span, world.time_modes,
+        order_f, vehicle_f, global_f = kernels.dispatch_features(
+            self.n_slots, CLIP, world.xy_km, self._xy_min, self._xy_span, world.time_modes,
             self._max_cap, self._reject_penalty, now, state.start_min, state.start_node, state.start_load,
             capacity, state.n_stops, home, mode, plan_end, center, due, fleet.pickup_after, fleet.delta_cost,
             fleet.delta_dist_km, fleet.eta_min, scalars,
         )  # fmt: skip
         if self.max_vehicles is None:
             return assemble({"order": order_f, "vehicles": vehicle_f, "global": global_f}, mask, self.flat)
-        padded = np.zeros((self.max_vehicles, len(VEHICLE_FEATURES)), dtype=np.float32)
-        padded[:n_vehicles] = vehicle_f
         present = np.zeros(self.max_vehicles, dtype=np.int8)
         present[:n_vehicles] = 1
-        return assemble({"order": order_f, "vehicles": padded, "global": global_f}, mask, self.flat, present)
+        parts = {"order": order_f, "vehicles": vehicle_f, "global": global_f}
+        return assemble(parts, mask, self.flat, present)
