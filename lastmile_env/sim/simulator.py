@@ -169,7 +169,8 @@ class Simulator:
         self._tick_at = -1.0
         self.n_arrived = 0
         self.done = False
-        self.events: list[Event] = []
+        self._logged: list[tuple[float, str, int, int]] = []  # the event log as logged (``events``)
+        self._events: list[Event] = []  # ``_logged`` as ``Event`` rows, built when read
         # (vehicle, src, dst, depart, arrive, noise factor): arrive - depart = planned leg time x factor
         self.legs: list[tuple[int, int, int, float, float, float]] = []
         self.leg_stops: list[Stop | None] = []  # the stop each leg of ``legs`` drives to (None: the way home)
@@ -361,6 +362,15 @@ class Simulator:
         if self.current is not None and self._fleet_searched(self.current):
             return self.fleet_plans.state()
         return fleet_state(self.vehicles, self.now)
+
+    @property
+    def events(self) -> list[Event]:
+        """The event log, in time order: one ``Event`` per arrival, decision, stop served, etc. (the rows
+        are built when the log is read, not on every event's path)."""
+        built, logged = self._events, self._logged
+        if len(built) < len(logged):
+            built.extend(map(Event._make, logged[len(built) :]))
+        return built
 
     @property
     def pending(self) -> list[Order]:
@@ -937,7 +947,7 @@ class Simulator:
         self._seq += 1
 
     def _log(self, kind: str, order: int, vehicle: int) -> None:
-        self.events.append(Event(self.now, kind, order, vehicle))
+        self._logged.append((self.now, kind, order, vehicle))
 
     def _vehicle_free(self, v: Vehicle) -> None:
         """A vehicle finished its current stop (or its return home); ``_start_next`` (which marks the vehicle
