@@ -177,11 +177,14 @@ class Simulator:
         # km each vehicle had flown since its last charge before the first leg (a snapshot's drones)
         self.start_flown_km = [0.0] * world.n_vehicles
         self._leg_audit: LegAudit | None = None  # debug mode: the legs already checked
-        self._queue: list[tuple[float, int, int, int]] = []  # (time, kind, seq, index)
-        self._seq = 0
+        # (time, kind, seq, index): entries differ by their seq, so they pop in one order however the heap was
+        # built; the day's arrivals and readiness go in at once (one heapify), numbered as pushed one by one
+        self._queue: list[tuple[float, int, int, int]] = []
         for o in self.orders:
-            self._push(o.arrival_min, _ARRIVAL, o.id)
-            self._push(o.ready_min, _READY, o.id)
+            n = len(self._queue)
+            self._queue += ((o.arrival_min, _ARRIVAL, n, o.id), (o.ready_min, _READY, n + 1, o.id))
+        heapq.heapify(self._queue)
+        self._seq = len(self._queue)
         if self.wave_mode and self.orders:
             for k, wave_min in enumerate(self._wave_times()):
                 self._push(wave_min, _WAVE, k)
