@@ -372,13 +372,18 @@ class FleetPlans:
         if k + 2 > self.capacity or self.dirty[vid]:
             return None
         pickup_service = world.config.orders.pickup_service_min
-        pickup = np.array([order.center, *stop_values(order, StopKind.PICKUP, pickup_service)], dtype=float)
-        delivery = np.array([order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service)], dtype=float)
+        new_stops = np.array(
+            [
+                (order.center, *stop_values(order, StopKind.PICKUP, pickup_service)),
+                (order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service)),
+            ],
+            dtype=np.float64,
+        )
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             self.late_costs, vid, self.counts, self.nodes, self.open_min, self.due_min,
             self.service_min, self.load_delta, self.start_min, self.start_load, self.free, self.loads,
-            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, pickup, delivery, served,
+            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, new_stops, served,
         )  # fmt: skip
         self._routes[vid] = list(route)
         return cost, start
