@@ -972,7 +972,9 @@ def _clip(values: np.ndarray, bound: float) -> None:
 
 @njit(cache=True)
 def dispatch_features(
-    n_slots: int,
+    order_out: np.ndarray,
+    vehicle_out: np.ndarray,
+    global_out: np.ndarray,
     clip: float,
     xy_km: np.ndarray,
     xy_min: np.ndarray,
@@ -996,10 +998,10 @@ def dispatch_features(
     delta_dist_km: np.ndarray,
     eta_min: np.ndarray,
     scalars: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> None:
     """The whole dispatch observation (``observations.ORDER_FEATURES``, ``VEHICLE_FEATURES``,
-    ``GLOBAL_FEATURES``) as new float32 arrays, each clipped to ``[-clip, clip]``, in one call; the vehicle
-    rows are ``n_slots`` (the fleet, then zero rows for padded slots).
+    ``GLOBAL_FEATURES``) into its float32 arrays (zeros), each clipped to ``[-clip, clip]``, in one call;
+    ``vehicle_out`` may have more rows than the fleet (padded slots: they stay zero).
 
     ``scalars`` is the order's row then the counts. The order's row, ``scalars[:8]`` = (size, ready, due,
     window start, is window, delivery place, free-flow minutes from its center to the door, arrival), is
@@ -1009,9 +1011,6 @@ def dispatch_features(
     stored as float32."""
     order, counts = scalars[:8], scalars[8:]
     n_vehicles = start_min.shape[0]
-    order_out = np.zeros(9, dtype=np.float32)
-    vehicle_out = np.zeros((n_slots, 14), dtype=np.float32)
-    global_out = np.zeros(7, dtype=np.float32)
     vehicle_features(
         vehicle_out[:n_vehicles], xy_km, xy_min, xy_span, time_modes, max_capacity, reject_penalty, now,
         start_min, start_node, start_load, capacity, n_stops, home, mode, plan_end_min, center, due_min,
@@ -1039,21 +1038,18 @@ def dispatch_features(
     _clip(order_out, clip)
     _clip(vehicle_out, clip)
     _clip(global_out, clip)
-    return order_out, vehicle_out, global_out
 
 
 @njit(cache=True)
-def action_mask(n_actions: int, reject: int, pickup_after: np.ndarray, defer: bool) -> np.ndarray:
-    """The dispatch action mask (int8): vehicle ``v`` where ``pickup_after[v] >= 0`` (it can take the
-    order), ``reject`` always, and ``reject + 1`` (defer) when ``defer``."""
-    mask = np.zeros(n_actions, dtype=np.int8)
+def action_mask(mask: np.ndarray, reject: int, pickup_after: np.ndarray, defer: bool) -> None:
+    """The dispatch action mask into ``mask`` (int8 zeros): vehicle ``v`` where ``pickup_after[v] >= 0`` (it
+    can take the order), ``reject`` always, and ``reject + 1`` (defer) when ``defer``."""
     for v in range(pickup_after.shape[0]):
         if pickup_after[v] >= 0:
             mask[v] = 1
     mask[reject] = 1
     if defer:
         mask[reject + 1] = 1
-    return mask
 
 
 @njit(cache=True)

@@ -151,10 +151,12 @@ class DispatchObservation:
     def _mask(self, sim: Simulator, fleet: FleetInsertion | None) -> np.ndarray:
         """``mask`` from the pending order's fleet insertions (None: no order pending)."""
         reject = len(sim.vehicles) if self.max_vehicles is None else self.max_vehicles
+        mask = np.zeros(self.n_actions, dtype=np.int8)
         if fleet is None:
-            return kernels.action_mask(self.n_actions, reject, _NO_VEHICLES, False)
-        # sim.feasible_vehicles(), as an array; padded slots (n_vehicles .. reject - 1) stay 0
-        return kernels.action_mask(self.n_actions, reject, fleet.pickup_after, self.defer and sim.can_defer())
+            kernels.action_mask(mask, reject, _NO_VEHICLES, False)
+        else:  # sim.feasible_vehicles(), as an array; padded slots (n_vehicles .. reject - 1) stay 0
+            kernels.action_mask(mask, reject, fleet.pickup_after, self.defer and sim.can_defer())
+        return mask
 
     def valid(self, sim: Simulator, action: int) -> bool:
         """Whether ``action`` is valid now: ``mask(sim)[action]``, without building the mask."""
@@ -216,8 +218,11 @@ class DispatchObservation:
             fleet, center, due = _no_insertions(n_vehicles), -1, 0.0
             order_row = [0.0] * 8
         scalars = np.array(order_row + counts, dtype=np.float64)
-        order_f, vehicle_f, global_f = kernels.dispatch_features(
-            self.n_slots, CLIP, world.xy_km, self._xy_min, self._xy_span, world.time_modes,
+        order_f = np.zeros(len(ORDER_FEATURES), dtype=np.float32)
+        vehicle_f = np.zeros((self.n_slots, len(VEHICLE_FEATURES)), dtype=np.float32)  # padded slots: zeros
+        global_f = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
+        kernels.dispatch_features(
+            order_f, vehicle_f, global_f, CLIP, world.xy_km, self._xy_min, self._xy_span, world.time_modes,
             self._max_cap, self._reject_penalty, now, state.start_min, state.start_node, state.start_load,
             capacity, state.n_stops, home, mode, plan_end, center, due, fleet.pickup_after, fleet.delta_cost,
             fleet.delta_dist_km, fleet.eta_min, scalars,
