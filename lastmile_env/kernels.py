@@ -1041,18 +1041,6 @@ def dispatch_features(
 
 
 @njit(cache=True)
-def action_mask(mask: np.ndarray, reject: int, pickup_after: np.ndarray, defer: bool) -> None:
-    """The dispatch action mask into ``mask`` (int8 zeros): vehicle ``v`` where ``pickup_after[v] >= 0`` (it
-    can take the order), ``reject`` always, and ``reject + 1`` (defer) when ``defer``."""
-    for v in range(pickup_after.shape[0]):
-        if pickup_after[v] >= 0:
-            mask[v] = 1
-    mask[reject] = 1
-    if defer:
-        mask[reject + 1] = 1
-
-
-@njit(cache=True)
 def fleet_starts(
     free_min: np.ndarray,
     node: np.ndarray,
@@ -1083,7 +1071,7 @@ def fleet_starts(
     return n_idle, longest
 
 
-# ------------------------------------------------------------------------ the simulator's running totals
+# ------------------------------------------------- the step's bookkeeping: running totals, the action mask
 
 
 @njit(cache=True)
@@ -1098,3 +1086,15 @@ def committed_cost(
         distance += km[v] * per_km[v]
         driver += duty_min[v] * per_hour[v] / 60.0
     return distance, driver
+
+
+@njit(cache=True)
+def action_mask(mask: np.ndarray, reject: int, pickup_after: np.ndarray, defer: bool) -> None:
+    """The dispatch action mask into ``mask`` (int8 zeros): vehicle ``v`` where ``pickup_after[v] >= 0`` (it
+    can take the order), ``reject`` always, and ``reject + 1`` (defer) when ``defer``."""
+    for v in range(pickup_after.shape[0]):
+        if pickup_after[v] >= 0:
+            mask[v] = 1
+    mask[reject] = 1
+    if defer:
+        mask[reject + 1] = 1
