@@ -23,13 +23,14 @@ if TYPE_CHECKING:
 OrderGenerator = Callable[[World, np.random.Generator], list[Order]]
 
 
-def arrival_rate_per_hour(cfg: OrdersConfig, clock_hour: float) -> float:
-    """The Poisson rate at a clock hour: the base rate times every peak that covers the hour."""
-    rate = cfg.rate_per_hour
+def arrival_rates_per_hour(cfg: OrdersConfig, clock_hours: np.ndarray) -> np.ndarray:
+    """The Poisson rate at each clock hour: the base rate times every peak that covers the hour."""
+    rates = np.full(clock_hours.shape, float(cfg.rate_per_hour))
+    hours = clock_hours % 24
     for peak in cfg.peaks:
-        if peak.start_hour <= clock_hour % 24 < peak.end_hour:
-            rate *= peak.multiplier
-    return rate
+        covered = (peak.start_hour <= hours) & (hours < peak.end_hour)
+        rates[covered] *= peak.multiplier
+    return rates
 
 
 def poisson_arrivals(cfg: OrdersConfig, shift_start_hour: float, rng: np.random.Generator) -> np.ndarray:
@@ -41,9 +42,7 @@ def poisson_arrivals(cfg: OrdersConfig, shift_start_hour: float, rng: np.random.
     horizon = cfg.last_arrival_min
     n = rng.poisson(max_rate_per_min * horizon)
     times = np.sort(rng.uniform(0.0, horizon, size=n))
-    accept = np.array(
-        [arrival_rate_per_hour(cfg, shift_start_hour + t / 60.0) / 60.0 for t in times], dtype=float
-    )
+    accept = arrival_rates_per_hour(cfg, shift_start_hour + times / 60.0) / 60.0
     keep = rng.uniform(size=n) * max_rate_per_min < accept
     return np.asarray(times[keep])
 
@@ -135,28 +134,32 @@ class PoissonOrderGenerator:
         # Promises end DUE_MARGIN_MIN before the fleet's shift end, so a van can still get back in time.
         latest_due = world.config.fleet.shift_end_min - DUE_MARGIN_MIN
         orders = []
-        for i in range(n):
-            arrival = float(times[i])
-            if window[i]:
+        # numpy scalars read once as Python lists: the same values, without a numpy index per field
+        nearest_depot = world.nearest_depot.tolist()
+        arrivals, leads, preps, services = times.tolist(), lead.tolist(), prep.tolist(), service.tolist()
+        for i, (loc, size, is_window, is_express) in enumerate(
+            zip(locs.tolist(), sizes.tolist(), window.tolist(), express.tolist(), strict=True)
+        ):
+            arrival = arrivals[i]
+            if is_window:
                 option = ServiceOption.WINDOW
-                earliest = max(arrival, min(arrival + float(lead[i]), latest_due - cfg.window_width_min))
+                earliest = max(arrival, min(arrival + leads[i], latest_due - cfg.window_width_min))
                 due = earliest + cfg.window_width_min
-            elif express[i]:
+            elif is_express:
                 option, earliest = ServiceOption.EXPRESS, arrival
                 due = max(arrival, min(arrival + cfg.express_deadline_min, latest_due))
             else:
                 option, earliest = ServiceOption.SAME_DAY, arrival
                 due = max(arrival, min(arrival + cfg.deadline_min, latest_due))
-            loc = int(locs[i])
             orders.append(
                 Order(
                     id=i,
                     arrival_min=arrival,
-                    center=int(world.nearest_depot[loc]),
+                    center=nearest_depot[loc],
                     loc=loc,
-                    size=int(sizes[i]),
-                    ready_min=arrival + float(prep[i]),
-                    service_min=float(service[i]),
+                    size=size,
+                    ready_min=arrival + preps[i],
+                    service_min=services[i],
                     option=option,
                     earliest_min=earliest,
                     due_min=due,

@@ -270,12 +270,12 @@ def leg(
     service_min: float,
     late_fixed: float,
     late_per_min: float,
-) -> tuple[float, float, float, float]:
-    """``(arrive, begin, free, lateness cost)`` of a one-stop plan's stop: exactly ``evaluate``'s
-    ``arrive[0]``, ``begin[0]``, ``free[1]`` and ``cum_late[1]`` for that plan (the same arithmetic in the
-    same order), without the return home, the totals and the arrays (the simulator's next leg). The vehicle
-    is given by the columns ``evaluate`` reads of its row (speed factor, home, mode, range, recharge) as
-    scalars: no row is built per leg."""
+) -> tuple[float, float, float, float, float]:
+    """``(arrive, begin, free, lateness cost, km)`` of a one-stop plan's stop: exactly ``evaluate``'s
+    ``arrive[0]``, ``begin[0]``, ``free[1]``, ``cum_late[1]`` and ``cum_dist[1]`` for that plan (the same
+    arithmetic in the same order), without the return home, the totals and the arrays (the simulator's next
+    leg). The vehicle is given by the columns ``evaluate`` reads of its row (speed factor, home, mode, range,
+    recharge) as scalars: no row is built per leg."""
     leg_km = dist_modes[mode, start_node, dst]
     a = igl_arrival(
         mults_modes[mode], shift_start_h, time_modes[mode, start_node, dst] / speed_factor, start_min
@@ -285,7 +285,7 @@ def leg(
         t = stop_free(a, b, service_min, recharge_min, dst == home and leg_km > 0.0)
     else:
         t = b + service_min
-    return a, b, t, 0.0 + late_cost(b, due_min, late_fixed, late_per_min)
+    return a, b, t, 0.0 + late_cost(b, due_min, late_fixed, late_per_min), leg_km
 
 
 @njit(cache=True)
@@ -838,20 +838,20 @@ def insert_into_row(
     feasible: np.ndarray,
     i: int,
     j: int,
-    pickup: np.ndarray,
-    delivery: np.ndarray,
+    new_stops: np.ndarray,
     served: int,
 ) -> tuple[float, float]:
     """Insert two stops into row ``v`` of a fleet's packed plans (``fleet_cheapest_insertion``'s arrays,
     scheduled and current), the pickup after ``i`` and the delivery after ``j`` old stops, and schedule the
-    new plan with ``evaluate``, into the row (it stays current). ``pickup`` / ``delivery`` are ``(loc,
-    open, due, service, load change)``; the row needs room for two more stops. Returns the new plan's cost
-    and the service start of its stop ``served``.
+    new plan with ``evaluate``, into the row (it stays current). ``new_stops`` rows are the pickup and the
+    delivery, ``(loc, open, due, service, load change)``; the row needs room for two more stops. Returns the
+    new plan's cost and the service start of its stop ``served``.
 
     The row's stop arrays are then those ``stop_arrays`` builds for the new plan's stops and its schedule
     is ``evaluate``'s for them (bit for bit: the same values, the same arithmetic): this is
     ``Simulator.assign``'s commit of a searched insertion without pricing the plan again in Python.
     """
+    pickup, delivery = new_stops[0], new_stops[1]
     k = counts[v]
     n = k + 2
     row_nodes = np.empty(n + 2, dtype=np.int64)
@@ -997,21 +997,24 @@ def dispatch_features(
     delta_cost: np.ndarray,
     delta_dist_km: np.ndarray,
     eta_min: np.ndarray,
-    order: np.ndarray,
-    counts: np.ndarray,
+    scalars: np.ndarray,
 ) -> None:
     """The whole dispatch observation (``observations.ORDER_FEATURES``, ``VEHICLE_FEATURES``,
-    ``GLOBAL_FEATURES``) into its float32 arrays (zeros), each clipped to ``[-clip, clip]``, in one call.
+    ``GLOBAL_FEATURES``) into its float32 arrays (zeros), each clipped to ``[-clip, clip]``, in one call;
+    ``vehicle_out`` may have more rows than the fleet (padded slots: they stay zero).
 
-    ``order`` = (size, ready, due, window start, is window, delivery place, free-flow minutes from its center
-    to the door, arrival), read only when an order is pending (``center >= 0``); ``counts`` = (shift end,
-    open orders, on time, settled, rejected, arrived, expected orders, orders waiting besides the current one,
+    ``scalars`` is the order's row then the counts. The order's row, ``scalars[:8]`` = (size, ready, due,
+    window start, is window, delivery place, free-flow minutes from its center to the door, arrival), is
+    read only when an order is pending (``center >= 0``); the counts, ``scalars[8:]`` = (shift end, open
+    orders, on time, settled, rejected, arrived, expected orders, orders waiting besides the current one,
     idle vehicles). Every feature is computed in float64 as the Python expressions it replaces, then
     stored as float32."""
+    order, counts = scalars[:8], scalars[8:]
+    n_vehicles = start_min.shape[0]
     vehicle_features(
-        vehicle_out, xy_km, xy_min, xy_span, time_modes, max_capacity, reject_penalty, now, start_min,
-        start_node, start_load, capacity, n_stops, home, mode, plan_end_min, center, due_min, pickup_after,
-        delta_cost, delta_dist_km, eta_min,
+        vehicle_out[:n_vehicles], xy_km, xy_min, xy_span, time_modes, max_capacity, reject_penalty, now,
+        start_min, start_node, start_load, capacity, n_stops, home, mode, plan_end_min, center, due_min,
+        pickup_after, delta_cost, delta_dist_km, eta_min,
     )  # fmt: skip
     if center >= 0:
         loc = int(order[5])
@@ -1025,7 +1028,6 @@ def dispatch_features(
         order_out[6] = (xy_km[loc, 1] - xy_min[1]) / xy_span[1]
         order_out[7] = order[6] / 60.0
         order_out[8] = (now - order[7]) / 60.0
-    n_vehicles = vehicle_out.shape[0]
     global_out[0] = now / counts[0]
     global_out[1] = counts[1] / (5.0 * n_vehicles)
     global_out[2] = counts[2] / counts[3] if counts[3] != 0.0 else 1.0
@@ -1067,3 +1069,32 @@ def fleet_starts(
         if planned[v] > longest:
             longest = planned[v]
     return n_idle, longest
+
+
+# ------------------------------------------------- the step's bookkeeping: running totals, the action mask
+
+
+@njit(cache=True)
+def committed_cost(
+    km: np.ndarray, duty_min: np.ndarray, per_km: np.ndarray, per_hour: np.ndarray
+) -> tuple[float, float]:
+    """A fleet's committed distance and driver-time cost: the sums, in fleet order, of ``km x per_km`` and
+    of ``duty_min x per_hour / 60`` (``Simulator.cost``; the same products and additions as a Python loop
+    over the vehicles)."""
+    distance, driver = 0.0, 0.0
+    for v in range(km.shape[0]):
+        distance += km[v] * per_km[v]
+        driver += duty_min[v] * per_hour[v] / 60.0
+    return distance, driver
+
+
+@njit(cache=True)
+def action_mask(mask: np.ndarray, reject: int, pickup_after: np.ndarray, defer: bool) -> None:
+    """The dispatch action mask into ``mask`` (int8 zeros): vehicle ``v`` where ``pickup_after[v] >= 0`` (it
+    can take the order), ``reject`` always, and ``reject + 1`` (defer) when ``defer``."""
+    for v in range(pickup_after.shape[0]):
+        if pickup_after[v] >= 0:
+            mask[v] = 1
+    mask[reject] = 1
+    if defer:
+        mask[reject + 1] = 1

@@ -76,6 +76,9 @@ def assemble(
     return parts
 
 
+_NO_VEHICLES = np.empty(0, dtype=np.int64)  # no order pending: no vehicle can take one
+
+
 def _no_insertions(n: int) -> FleetInsertion:
     """No order pending: no vehicle's insertion."""
     none = np.full(n, np.nan)
@@ -120,7 +123,8 @@ class DispatchObservation:
         self._expected_orders = max(1.0, cfg.orders.rate_per_hour * hours)
         self._reject_penalty = max(cfg.costs.reject_penalty, 1e-9)
         self._fleet: list[Vehicle] | None = None  # the fleet whose capacity, home and mode are in _fixed
-        self._fixed = np.empty((0, 3), dtype=np.int64)
+        empty = np.empty(0, dtype=np.int64)
+        self._fixed: tuple[np.ndarray, np.ndarray, np.ndarray] = (empty, empty, empty)
 
         def box(shape: tuple[int, ...]) -> spaces.Box:
             return spaces.Box(-CLIP, CLIP, shape=shape, dtype=np.float32)
@@ -142,15 +146,16 @@ class DispatchObservation:
     def mask(self, sim: Simulator) -> np.ndarray:
         """Valid actions: each vehicle that can take the pending order, reject (always valid), and defer
         while the order may still wait for the next tick."""
-        n_vehicles = len(sim.vehicles)
-        reject = n_vehicles if self.max_vehicles is None else self.max_vehicles
+        return self._mask(sim, None if sim.current is None else sim.fleet_insertions())
+
+    def _mask(self, sim: Simulator, fleet: FleetInsertion | None) -> np.ndarray:
+        """``mask`` from the pending order's fleet insertions (None: no order pending)."""
+        reject = len(sim.vehicles) if self.max_vehicles is None else self.max_vehicles
         mask = np.zeros(self.n_actions, dtype=np.int8)
-        mask[reject] = 1
-        if sim.current is not None:
-            # sim.feasible_vehicles(), as an array; padded slots (n_vehicles .. reject - 1) stay 0
-            mask[:n_vehicles] = sim.fleet_insertions().feasible
-            if self.defer:
-                mask[reject + 1] = sim.can_defer()
+        if fleet is None:
+            kernels.action_mask(mask, reject, _NO_VEHICLES, False)
+        else:  # sim.feasible_vehicles(), as an array; padded slots (n_vehicles .. reject - 1) stay 0
+            kernels.action_mask(mask, reject, fleet.pickup_after, self.defer and sim.can_defer())
         return mask
 
     def valid(self, sim: Simulator, action: int) -> bool:
@@ -171,64 +176,60 @@ class DispatchObservation:
         """The observation of the pending decision (zeros and reject-only when the episode is over), every
         feature computed and clipped in one compiled pass (``kernels.dispatch_features``)."""
         world, now = self.world, sim.now
-        order_f = np.zeros(len(ORDER_FEATURES), dtype=np.float32)
-        vehicle_f = np.zeros((len(sim.vehicles), len(VEHICLE_FEATURES)), dtype=np.float32)
-        global_f = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
         order = sim.current
         vehicles = sim.vehicles
         n_vehicles = len(vehicles)
-        mask = self.mask(sim)  # with an order pending, the fleet search has run: fleet_state is its
-        if vehicles is not self._fleet or n_vehicles != len(self._fixed):  # a new day's fleet
+        if vehicles is not self._fleet or n_vehicles != len(self._fixed[0]):  # a new day's fleet
             self._fleet = vehicles
             fixed = np.array([(v.capacity, v.home, v.mode) for v in vehicles], dtype=np.float64)
-            self._fixed = fixed.reshape(n_vehicles, 3).astype(np.int64)
-        capacity, home, mode = self._fixed[:, 0], self._fixed[:, 1], self._fixed[:, 2]
-        if order is not None:
-            fleet = sim.fleet_insertions()
+            capacity, home, mode = fixed.reshape(n_vehicles, 3).astype(np.int64).T.copy()
+            self._fixed = (capacity, home, mode)
+        capacity, home, mode = self._fixed
+        # with an order pending, its fleet search runs first: fleet_state is then the state it gathered
+        fleet = None if order is None else sim.fleet_insertions()
+        mask = self._mask(sim, fleet)
+        state = sim.fleet_state()
+        settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
+        counts = [
+            world.config.fleet.shift_end_min,
+            sim.n_open,
+            sim.n_on_time,
+            settled,
+            sim.n_rejected,
+            sim.n_arrived,
+            self._expected_orders,
+            len(sim.pending) - (order is not None) + len(sim.deferred),  # deferred or in a tick batch
+            state.n_idle,
+        ]
+        if order is not None and fleet is not None:
             plan_end, center, due = fleet.plan_end_min, order.center, order.due_min
-            order_row = np.array(
-                [
-                    order.size,
-                    order.ready_min,
-                    order.due_min,
-                    order.earliest_min,
-                    float(order.option == ServiceOption.WINDOW),
-                    order.loc,
-                    world.time_min[order.center][order.loc],
-                    order.arrival_min,
-                ],
-                dtype=np.float64,
-            )
+            order_row = [
+                order.size,
+                order.ready_min,
+                order.due_min,
+                order.earliest_min,
+                float(order.option == ServiceOption.WINDOW),
+                order.loc,
+                world.time_min[order.center][order.loc],
+                order.arrival_min,
+            ]
         else:
             plan_end = np.array([sim.plan(v.id).end_min for v in vehicles], dtype=np.float64)
             fleet, center, due = _no_insertions(n_vehicles), -1, 0.0
-            order_row = np.zeros(8)
-        state = sim.fleet_state()
-        settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
-        counts = np.array(
-            [
-                world.config.fleet.shift_end_min,
-                sim.n_open,
-                sim.n_on_time,
-                settled,
-                sim.n_rejected,
-                sim.n_arrived,
-                self._expected_orders,
-                len(sim.pending) - (order is not None) + len(sim.deferred),  # deferred or in a tick batch
-                state.n_idle,
-            ],
-            dtype=np.float64,
-        )
+            order_row = [0.0] * 8
+        scalars = np.array(order_row + counts, dtype=np.float64)
+        order_f = np.zeros(len(ORDER_FEATURES), dtype=np.float32)
+        vehicle_f = np.zeros((self.n_slots, len(VEHICLE_FEATURES)), dtype=np.float32)  # padded slots: zeros
+        global_f = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
         kernels.dispatch_features(
             order_f, vehicle_f, global_f, CLIP, world.xy_km, self._xy_min, self._xy_span, world.time_modes,
             self._max_cap, self._reject_penalty, now, state.start_min, state.start_node, state.start_load,
             capacity, state.n_stops, home, mode, plan_end, center, due, fleet.pickup_after, fleet.delta_cost,
-            fleet.delta_dist_km, fleet.eta_min, order_row, counts,
+            fleet.delta_dist_km, fleet.eta_min, scalars,
         )  # fmt: skip
         if self.max_vehicles is None:
             return assemble({"order": order_f, "vehicles": vehicle_f, "global": global_f}, mask, self.flat)
-        padded = np.zeros((self.max_vehicles, len(VEHICLE_FEATURES)), dtype=np.float32)
-        padded[:n_vehicles] = vehicle_f
         present = np.zeros(self.max_vehicles, dtype=np.int8)
         present[:n_vehicles] = 1
-        return assemble({"order": order_f, "vehicles": padded, "global": global_f}, mask, self.flat, present)
+        parts = {"order": order_f, "vehicles": vehicle_f, "global": global_f}
+        return assemble(parts, mask, self.flat, present)

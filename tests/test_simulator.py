@@ -290,3 +290,32 @@ def test_empty_plans_are_priced_once_per_alike_vehicle_and_start(tiny_world):
     sim.reject()
     sim.advance()  # order 1, at 7: the idle plans start now
     assert sim.now > 0 and sim.plan(0).frees_min[0] == sim.now and sim.plan(0) is sim.plan(1)
+
+
+def test_a_vehicle_changed_without_touch_breaks_an_invariant(tiny_world):
+    """The fleet search re-reads only the vehicles the simulator marked (``FleetPlans.touch``): a change made
+    behind its back would leave a stale packed row, and the debug invariants name it."""
+    sim = Simulator(tiny_world(), seed=0, generator=TWO_ORDERS, debug=True)
+    sim.advance()
+    sim.assign(0)
+    sim.advance()
+    sim.fleet_insertions()  # the packed rows read the fleet
+    check_invariants(sim)
+    sim.vehicles[0].free_min += 5.0
+    with pytest.raises(InvariantError, match=r"vehicles \[0\] changed without FleetPlans.touch"):
+        check_invariants(sim)
+    sim.fleet_plans.touch(0)
+    check_invariants(sim)
+
+
+def test_committed_km_changed_without_the_simulator_breaks_an_invariant(tiny_world):
+    """``cost`` sums packed copies of the vehicles' committed km and minutes (``Simulator._commit`` keeps them
+    current): a change made behind the simulator's back is named by the debug invariants."""
+    sim = Simulator(tiny_world(), seed=0, generator=TWO_ORDERS, debug=True)
+    sim.advance()
+    sim.assign(0)
+    assert sim.cost().distance == sim.vehicles[0].dist_km * sim.vehicles[0].cost_per_km
+    check_invariants(sim)
+    sim.vehicles[0].dist_km += 1.0
+    with pytest.raises(InvariantError, match="vehicle 0 committed"):
+        check_invariants(sim)

@@ -55,6 +55,8 @@ def check_invariants(sim: Simulator, audit: LegAudit | None = None) -> None:
     - time never runs ahead of pending events and every committed leg takes the matrix's travel time (times
       its noise factor under ``travel.noise``; the factor is 1 without noise);
     - the expected cost equals committed cost plus the cost of every remaining plan;
+    - every vehicle the simulator changed since the fleet's packed plans last read it is marked for them
+      (``FleetPlans.touch``), and ``cost`` sums every vehicle's committed km and duty minutes as they are;
     - battery vehicles (``_check_legs``): range per sortie, recharge time, flown km;
     - delivery attempts (``_check_attempts``): failed orders, parcels going back, lockers, attempt counts;
     - routing mode: a vehicle free with planned stops is pending a routing decision, queued for one, or
@@ -133,6 +135,13 @@ def check_invariants(sim: Simulator, audit: LegAudit | None = None) -> None:
 
     _check_routing(sim, problems)
 
+    km, duty = sim._committed[0], sim._committed[1]  # what ``cost`` sums
+    for v in sim.vehicles:
+        if (km[v.id], duty[v.id]) != (v.dist_km, v.duty_min):
+            problems.append(f"vehicle {v.id} committed {v.dist_km} km, {v.duty_min} min; cost() sums others")
+    untracked = sim.fleet_plans.untracked(sim.vehicles)
+    if untracked:
+        problems.append(f"vehicles {untracked} changed without FleetPlans.touch: their packed rows are stale")
     expected_cost = sim.cost().total + sum(sim.plan(v.id).cost for v in sim.vehicles)
     if abs(expected_cost - sim.expected_cost) > 1e-6 * max(1.0, abs(expected_cost)):
         problems.append(f"expected cost {sim.expected_cost} != committed + planned {expected_cost}")

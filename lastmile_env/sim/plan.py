@@ -9,7 +9,7 @@ distance + driver time (start to return) + lateness penalties of its deliveries.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -159,37 +159,6 @@ def _plan_eval(
     )
 
 
-class LegEval(NamedTuple):
-    """The schedule of a vehicle's next leg, a one-stop plan (``price_leg``)."""
-
-    arrive_min: float
-    begin_min: float  # service start
-    free_min: float  # free after the stop (service done, battery recharged)
-    late_cost: float
-    open_min: float  # the stop's open time, due time, service minutes and load change (``stop_arrays``)
-    due_min: float
-    service_min: float
-    load_delta: int
-
-
-def price_leg(
-    world: World, orders: Sequence[Order], vehicle: Vehicle, stop: Stop, start_min: float, start_node: int
-) -> LegEval:
-    """``evaluate_plan`` of the one-stop plan ``[stop]``, the numbers the simulator commits a leg by
-    (bit for bit the same: ``kernels.leg``), without building the whole plan's arrays."""
-    open_min, due_min, service_min, load_delta = stop_values(
-        orders[stop.order], stop.kind, world.config.orders.pickup_service_min
-    )
-    open_min, due_min, service_min = float(open_min), float(due_min), float(service_min)
-    late_fixed, late_per_min = world.late_costs
-    arrive, begin, free, late = kernels.leg(
-        world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
-        vehicle.speed_factor, vehicle.home, vehicle.mode, vehicle.range_km, vehicle.recharge_min, start_min,
-        start_node, stop.loc, open_min, due_min, service_min, late_fixed, late_per_min,
-    )  # fmt: skip
-    return LegEval(arrive, begin, free, late, open_min, due_min, service_min, int(load_delta))
-
-
 class FleetState(NamedTuple):
     """Every vehicle's plan start (``Simulator.plan_start``) and planned stops as arrays, and the number of
     idle vehicles (``Simulator.fleet_state``)."""
@@ -251,11 +220,14 @@ class FleetPlans:
     ``sync`` brings the rows up to date with the simulator: a row's stops are rebuilt (``stop_arrays``) only
     when its vehicle's route differs from the one it was built from (stops are immutable, so comparing the
     lists is exact and cheap), and a row is flagged ``dirty`` (to be scheduled again by the kernel) when its
-    stops or its start (``Simulator.plan_start``) changed.
+    stops or its start (``Simulator.plan_start``) changed. Only the vehicles the simulator ``touch``-ed since
+    the last sync are read again (their state into packed columns, their route compared): the simulator
+    touches every vehicle it changes, so a sync costs Python per changed vehicle, not per vehicle.
     """
 
     def __init__(self) -> None:
         self._vehicles: list[Vehicle] | None = None
+        self._touched: set[int] = set()  # vehicles changed since the last sync
         self._routes: list[list[Stop]] = []
         self._battery: list[int] = []
         self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
@@ -312,38 +284,77 @@ class FleetPlans:
         )  # fmt: skip
         del self._routes[vid][0]
 
+    def touch(self, vid: int) -> None:
+        """Vehicle ``vid``'s state or route changed: the next ``sync`` reads it again."""
+        self._touched.add(vid)
+
     def sync(self, sim: Simulator) -> None:
-        """Bring every row up to date with ``sim``'s vehicles and clock (one pass over the fleet gathers the
-        state the observation reads too: ``state``)."""
+        """Bring every row up to date with ``sim``'s vehicles and clock: the touched vehicles are read again,
+        every plan's start is recomputed from the packed columns (the state the observation reads too:
+        ``state``)."""
         vehicles = sim.vehicles
-        gathered = gather_state(vehicles)
-        if vehicles is not self._vehicles or len(vehicles) != len(self._routes):
+        n = len(vehicles)
+        if vehicles is not self._vehicles or n != len(self._routes):  # a new fleet: read it whole
             self._vehicles = vehicles
-            self._alloc(len(vehicles), self.capacity)
+            self._alloc(n, self.capacity)
             self.params = np.array([vehicle_params(v) for v in vehicles], dtype=np.float64).reshape(
-                len(vehicles), kernels.VEHICLE_COLUMNS
+                n, kernels.VEHICLE_COLUMNS
             )
             self._battery = [v.id for v in vehicles if has_battery(v)]
             self.late_costs = np.array(sim.world.late_costs)
-        starts = (sim.now, self.start_min, self.start_node, self.start_load, self.n_stops, self.dirty)
-        self.n_idle, longest = _starts(gathered, *starts)
+            gathered = gather_state(vehicles)
+            self._free_min, self._node = gathered["free_min"].copy(), gathered["node"].copy()
+            self._free_load, self._planned = gathered["free_load"].copy(), gathered["n_stops"].copy()
+            self._idle = gathered["idle"].copy()
+            touched: Iterable[int] = range(n)
+        else:
+            touched = self._touched
+            for vid in touched:
+                v = vehicles[vid]
+                self._free_min[vid], self._node[vid], self._free_load[vid] = v.free_min, v.node, v.free_load
+                self._planned[vid], self._idle[vid] = len(v.route), v.idle
+        self._touched = set()
+        self.n_idle, longest = self._starts(sim.now)
         if longest > self.capacity:  # a plan outgrew the rows: every row is rebuilt, twice as long
-            self._alloc(len(vehicles), 2 * longest)
-            starts = (sim.now, self.start_min, self.start_node, self.start_load, self.n_stops, self.dirty)
-            self.n_idle, _ = _starts(gathered, *starts)
+            self._alloc(n, 2 * longest)
+            self.n_idle, _ = self._starts(sim.now)
+            touched = range(n)
         for vid in self._battery:  # a battery's state is part of the plan's start
             flown = vehicles[vid].flown_km
             if self.params[vid, kernels.FLOWN_KM] != flown:
                 self.params[vid, kernels.FLOWN_KM] = flown
                 self.dirty[vid] = True
-        for vid, (v, built) in enumerate(zip(vehicles, self._routes, strict=True)):
-            route = v.route
+        routes = self._routes
+        for vid in touched:
+            route, built = vehicles[vid].route, routes[vid]
             if route == built:
                 continue
             if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
                 self._shift(vid)
             else:
                 self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
+
+    def untracked(self, vehicles: Sequence[Vehicle]) -> list[int]:
+        """The vehicles whose packed state or route no longer matches them though they were not touched
+        since the last sync (a simulator that changed a vehicle without ``touch``: a bug)."""
+        if vehicles is not self._vehicles or len(vehicles) != len(self._routes):
+            return []  # the next sync reads the fleet whole
+        found = []
+        for vid, v in enumerate(vehicles):
+            state = (v.free_min, v.node, v.free_load, len(v.route), v.idle)
+            packed = (self._free_min[vid], self._node[vid], self._free_load[vid], self._planned[vid])
+            if vid not in self._touched and (
+                state != (*packed, self._idle[vid]) or v.route != self._routes[vid]
+            ):
+                found.append(vid)
+        return found
+
+    def _starts(self, now: float) -> tuple[int, int]:
+        """``kernels.fleet_starts`` over the packed columns: the idle count and the longest plan."""
+        return kernels.fleet_starts(
+            self._free_min, self._node, self._free_load, self._planned, self._idle, now, self.start_min,
+            self.start_node, self.start_load, self.n_stops, self.dirty,
+        )  # fmt: skip
 
     def state(self) -> FleetState:
         """The fleet's state as of the last ``sync`` (the arrays themselves: read only)."""
@@ -361,13 +372,18 @@ class FleetPlans:
         if k + 2 > self.capacity or self.dirty[vid]:
             return None
         pickup_service = world.config.orders.pickup_service_min
-        pickup = np.array([order.center, *stop_values(order, StopKind.PICKUP, pickup_service)], dtype=float)
-        delivery = np.array([order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service)], dtype=float)
+        new_stops = np.array(
+            [
+                (order.center, *stop_values(order, StopKind.PICKUP, pickup_service)),
+                (order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service)),
+            ],
+            dtype=np.float64,
+        )
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             self.late_costs, vid, self.counts, self.nodes, self.open_min, self.due_min,
             self.service_min, self.load_delta, self.start_min, self.start_load, self.free, self.loads,
-            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, pickup, delivery, served,
+            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, new_stops, served,
         )  # fmt: skip
         self._routes[vid] = list(route)
         return cost, start

@@ -55,7 +55,7 @@ import numpy as np
 
 from lastmile_env import kernels
 from lastmile_env.sim.insertion import CheapestInsertion, FleetInsertion, Insertion, InsertionRule
-from lastmile_env.sim.plan import FleetPlans, FleetState, PlanEval, evaluate_plan, fleet_state, price_leg
+from lastmile_env.sim.plan import FleetPlans, FleetState, PlanEval, evaluate_plan, fleet_state, stop_values
 from lastmile_env.sim.types import (
     MAX_ATTEMPTS,
     MODES,
@@ -133,6 +133,9 @@ class Simulator:
         seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         arrivals_seq, self._noise_seq = seq.spawn(2)
         self.world = world
+        # what every leg is priced with (``kernels.leg``): the stacked travel arrays and the shift's start
+        self._travel = (world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour)
+        self._pickup_service_min = world.config.orders.pickup_service_min
         travel = world.config.travel
         # Travel noise: one factor per driven leg, from its own stream (the orders never depend on it).
         self._noise_sigma = travel.noise.sigma if travel.noise.kind == "lognormal" else 0.0
@@ -155,6 +158,7 @@ class Simulator:
             generator = default_generator(world)
         self.orders: list[Order] = generator(world, np.random.default_rng(arrivals_seq))
         self.vehicles = world.make_vehicles()
+        self._pack_committed()
         # Rosters and ``fleet.idle_at: last_drop``: vehicles may be idle away from their center (at a roster's
         # start node, or waiting at their last drop); their plans price the way home, which they drive when
         # the day's work is done (``_send_idle_home``).
@@ -166,18 +170,22 @@ class Simulator:
         self._tick_at = -1.0
         self.n_arrived = 0
         self.done = False
-        self.events: list[Event] = []
+        self._logged: list[tuple[float, str, int, int]] = []  # the event log as logged (``events``)
+        self._events: list[Event] = []  # ``_logged`` as ``Event`` rows, built when read
         # (vehicle, src, dst, depart, arrive, noise factor): arrive - depart = planned leg time x factor
         self.legs: list[tuple[int, int, int, float, float, float]] = []
         self.leg_stops: list[Stop | None] = []  # the stop each leg of ``legs`` drives to (None: the way home)
         # km each vehicle had flown since its last charge before the first leg (a snapshot's drones)
         self.start_flown_km = [0.0] * world.n_vehicles
         self._leg_audit: LegAudit | None = None  # debug mode: the legs already checked
-        self._queue: list[tuple[float, int, int, int]] = []  # (time, kind, seq, index)
-        self._seq = 0
+        # (time, kind, seq, index): entries differ by their seq, so they pop in one order however the heap was
+        # built; the day's arrivals and readiness go in at once (one heapify), numbered as pushed one by one
+        self._queue: list[tuple[float, int, int, int]] = []
         for o in self.orders:
-            self._push(o.arrival_min, _ARRIVAL, o.id)
-            self._push(o.ready_min, _READY, o.id)
+            n = len(self._queue)
+            self._queue += ((o.arrival_min, _ARRIVAL, n, o.id), (o.ready_min, _READY, n + 1, o.id))
+        heapq.heapify(self._queue)
+        self._seq = len(self._queue)
         if self.wave_mode and self.orders:
             for k, wave_min in enumerate(self._wave_times()):
                 self._push(wave_min, _WAVE, k)
@@ -248,6 +256,7 @@ class Simulator:
         sim.vehicles = list(vehicles)
         for v in sim.vehicles:  # costs count from the snapshot on: nothing committed before it is known
             v.dist_km = v.duty_min = 0.0
+        sim._pack_committed()
         sim._plans = [None] * len(sim.vehicles)
         sim._away_idle = any(not v.returns_home or v.node != v.home for v in sim.vehicles)
         sim.start_flown_km = [v.flown_km for v in sim.vehicles]  # a drone's battery state
@@ -360,6 +369,15 @@ class Simulator:
         return fleet_state(self.vehicles, self.now)
 
     @property
+    def events(self) -> list[Event]:
+        """The event log, in time order: one ``Event`` per arrival, decision, stop served, etc. (the rows
+        are built when the log is read, not on every event's path)."""
+        built, logged = self._events, self._logged
+        if len(built) < len(logged):
+            built.extend(map(Event._make, logged[len(built) :]))
+        return built
+
+    @property
     def pending(self) -> list[Order]:
         """Orders to decide now: the current one first."""
         return self._batch if self.current is None else [self.current, *self._batch]
@@ -440,12 +458,22 @@ class Simulator:
 
     def cost(self) -> CostBreakdown:
         """Cost committed so far: legs driven or under way, lateness of committed deliveries, rejections."""
-        distance: float = 0  # summed in fleet order, as sum() did
-        driver: float = 0
-        for v in self.vehicles:
-            distance += v.dist_km * v.cost_per_km
-            driver += v.duty_min * v.cost_per_hour / 60.0
+        distance, driver = kernels.committed_cost(*self._committed)  # summed in fleet order
         return CostBreakdown(distance, driver, self.late_cost, self.reject_cost, self.failed_cost)
+
+    def _pack_committed(self) -> None:
+        """Each vehicle's committed km and duty minutes and its rates as arrays, which ``cost`` sums in one
+        compiled pass; ``_commit`` writes a vehicle's new totals into them."""
+        vehicles = self.vehicles
+        self._committed = tuple(
+            np.array([getattr(v, name) for v in vehicles], dtype=np.float64)
+            for name in ("dist_km", "duty_min", "cost_per_km", "cost_per_hour")
+        )
+
+    def _commit(self, v: Vehicle) -> None:
+        """The vehicle's committed km or duty minutes changed: ``cost`` reads the new totals."""
+        km, duty = self._committed[0], self._committed[1]
+        km[v.id], duty[v.id] = v.dist_km, v.duty_min
 
     def ledger(self) -> Ledger:
         return Ledger(
@@ -500,6 +528,7 @@ class Simulator:
         new_cost, eta = committed
         delta = new_cost - old_cost
         v.route = stops
+        self.fleet_plans.touch(vehicle_id)
         self._insertions = {}
         order.status = OrderStatus.ASSIGNED
         order.vehicle = vehicle_id
@@ -595,6 +624,7 @@ class Simulator:
         for vid, stops in routes.items():
             v = self.vehicles[vid]
             v.route = list(stops)
+            self.fleet_plans.touch(vid)
             for stop in stops:
                 self.orders[stop.order].vehicle = vid
             self._plans[vid] = plans[vid]
@@ -655,6 +685,7 @@ class Simulator:
             v = self.vehicles[vid]
             added += plan.cost - self.plan(vid).cost
             v.route = stops
+            self.fleet_plans.touch(vid)
             self._plans[vid] = plan
             for m, stop in enumerate(stops):
                 order = self.orders[stop.order]
@@ -726,6 +757,7 @@ class Simulator:
         plan = self.price(v.id, stops)
         delta = plan.cost - self.plan(v.id).cost
         v.route = stops
+        self.fleet_plans.touch(v.id)
         self._plans[v.id] = plan
         self.expected_cost += delta
         self._insertions = {}
@@ -865,6 +897,7 @@ class Simulator:
         """Routing mode: the vehicle is free now with planned stops; ask for its next one."""
         v.waiting = False
         v.free_min = max(v.free_min, self.now)
+        self.fleet_plans.touch(v.id)
         if v.id != self.routing_vehicle and v.id not in self._route_queue:
             self._route_queue.append(v.id)
 
@@ -877,6 +910,8 @@ class Simulator:
                 waited = until_min - v.free_min
                 v.duty_min += waited
                 v.free_min = until_min
+                self._commit(v)
+                self.fleet_plans.touch(v.id)
                 self._plans[v.id] = None
                 after = self.price(v.id, v.route)
                 self._plans[v.id] = after
@@ -928,10 +963,11 @@ class Simulator:
         self._seq += 1
 
     def _log(self, kind: str, order: int, vehicle: int) -> None:
-        self.events.append(Event(self.now, kind, order, vehicle))
+        self._logged.append((self.now, kind, order, vehicle))
 
     def _vehicle_free(self, v: Vehicle) -> None:
-        """A vehicle finished its current stop (or its return home)."""
+        """A vehicle finished its current stop (or its return home); ``_start_next`` (which marks the vehicle
+        for the packed plans, ``FleetPlans.touch``) commits what it does next."""
         stop = v.current
         if stop is not None:
             order = self.orders[stop.order]
@@ -1036,6 +1072,7 @@ class Simulator:
         # drone flies straight home, which its planned sortie through this door already allowed for.
         assert choice is not None
         v.route, plan = choice
+        self.fleet_plans.touch(v.id)
         self._plans[v.id] = plan
         self.failed_cost += penalty
         self.expected_cost += penalty - refund + plan.cost - before
@@ -1080,6 +1117,8 @@ class Simulator:
         so the rewards still sum to minus the episode's cost. In routing mode a vehicle with planned stops
         waits for a routing decision instead (``decided``: it was just made).
         """
+        vid = v.id
+        self.fleet_plans.touch(vid)
         if self.routing:
             if v.route and not decided:
                 self._request_route(v)
@@ -1089,51 +1128,61 @@ class Simulator:
         noisy = self._noise_rng is not None
         before = committed = 0.0
         if noisy and (v.route or v.node != v.home):
-            before = self.plan(v.id).cost
+            before = self.plan(vid).cost
             committed = v.dist_km * v.cost_per_km + v.duty_min * v.cost_per_hour / 60.0 + self.late_cost
-        self._plans[v.id] = None
+        self._plans[vid] = None
         src = v.node
         factor = self._leg_factor() if noisy else 1.0
-        homing = not v.route
-        if v.route:
-            stop = v.route.pop(0)
-            leg = price_leg(self.world, self.orders, v, stop, depart, src)
+        route = v.route
+        homing = not route
+        if route:
+            stop = route.pop(0)
             dst = stop.loc
-            arrive, begin, free, late = leg.arrive_min, leg.begin_min, leg.free_min, leg.late_cost
+            opens, due, service, load_delta = stop_values(
+                self.orders[stop.order], stop.kind, self._pickup_service_min
+            )
+            open_min, due_min, service_min = float(opens), float(due), float(service)
+            # the one-stop plan [stop], bit for bit as ``evaluate_plan`` prices it
+            arrive, begin, free, late, leg_km = kernels.leg(
+                *self._travel, v.speed_factor, v.home, v.mode, v.range_km, v.recharge_min, depart, src, dst,
+                open_min, due_min, service_min, *self.world.late_costs,
+            )  # fmt: skip
             if factor != 1.0:
                 arrive = depart + (arrive - depart) * factor
-                begin = max(arrive, leg.open_min)
-                charging = v.recharge_min > 0 and dst == v.home and self.world.leg_km(src, dst, v.mode) > 0
-                free = kernels.stop_free(arrive, begin, leg.service_min, v.recharge_min, charging)
-                late = kernels.late_cost(begin, leg.due_min, *self.world.late_costs)
+                begin = max(arrive, open_min)
+                charging = v.recharge_min > 0 and dst == v.home and leg_km > 0
+                free = kernels.stop_free(arrive, begin, service_min, v.recharge_min, charging)
+                late = kernels.late_cost(begin, due_min, *self.world.late_costs)
             v.current, v.current_start_min = stop, begin
-            v.free_load += leg.load_delta
+            v.free_load += int(load_delta)
             self.late_cost += late
-            self._stop_late[v.id] = late
+            self._stop_late[vid] = late
         elif src != v.home and (v.returns_home or go_home):
             dst = v.home
             arrive = free = self.world.travel_arrival_min(src, dst, depart, v.speed_factor, v.mode)
             if factor != 1.0:
                 arrive = free = depart + (arrive - depart) * factor
             v.returning = True
+            leg_km = self.world.leg_km(src, dst, v.mode)
         else:
             v.free_min = depart
             return
-        leg_km = self.world.leg_km(src, dst, v.mode)
         v.dist_km += leg_km
         v.duty_min += free - depart
+        self._commit(v)
         if homing and v.recharge_min > 0 and leg_km > 0:
             # back home: the plan ends at the arrival; the battery recharges before it leaves again
             free = kernels.stop_free(arrive, free, 0.0, v.recharge_min, True)
         v.flown_km = 0.0 if dst == v.home else v.flown_km + leg_km
-        self.legs.append((v.id, src, dst, depart, arrive, factor))
-        self.leg_stops.append(v.current if not homing else None)
+        self.legs.append((vid, src, dst, depart, arrive, factor))
+        self.leg_stops.append(None if homing else stop)
         v.node, v.free_min = dst, free
-        self._push(free, _VEHICLE, v.id)
+        self._push(free, _VEHICLE, vid)
         if noisy:
             now_committed = v.dist_km * v.cost_per_km + v.duty_min * v.cost_per_hour / 60.0 + self.late_cost
-            self.expected_cost += now_committed - committed + self.plan(v.id).cost - before
-        self._update_etas(v)
+            self.expected_cost += now_committed - committed + self.plan(vid).cost - before
+        if self.track_eta:
+            self._update_etas(v)
 
     def _leg_factor(self) -> float:
         """The next leg's travel-time factor: lognormal with mean 1 (``travel.noise``)."""
