@@ -289,6 +289,45 @@ def leg(
 
 
 @njit(cache=True)
+def _rest_floor_cut(
+    vehicle: np.ndarray,
+    costs: np.ndarray,
+    service_min: np.ndarray,
+    cum_dist: np.ndarray,
+    cum_late: np.ndarray,
+    old: np.ndarray,
+    new: np.ndarray,
+    work: np.ndarray,
+    start: float,
+    target: float,
+    delivery_km: float,
+    j: int,
+    m: int,
+    t: float,
+    dist: float,
+    late: float,
+    delivered: bool,
+) -> bool:
+    """``_priced``'s in-walk bound after ``m`` old stops (left at ``t`` with ``dist`` km and ``late``
+    lateness cost so far): whether the insertion is provably back after the shift end or not below
+    ``target`` (the old cost plus the bound). The rest of the route is the old one from here, with the
+    new delivery still to come (unless ``delivered``): its km exactly (distances along fastest paths need
+    not obey the triangle inequality, so no shortcut)."""
+    rest_km = old[1] - cum_dist[m] + (0.0 if delivered else delivery_km)
+    rest_late = old[3] - cum_late[m]
+    ahead = t - service_min[m - 1] + work[0, m]  # the floor drive from here: home after the rest
+    if not delivered:  # the new delivery on the way, after old stop j
+        served = ahead + work[2, j]
+        served = served if served >= new[4] else new[4]
+        rest_late += late_cost(served - BOUND_MARGIN_MIN, new[5], costs[0], costs[1])
+        ahead = served + work[3, j]
+    if ahead > vehicle[2] + 1e-9 + BOUND_MARGIN_MIN:  # back after the shift end even at the floor
+        return True
+    duty = (ahead if ahead > old[2] else old[2]) - start
+    return (dist + rest_km) * vehicle[3] + duty * vehicle[4] + late + rest_late >= target
+
+
+@njit(cache=True)
 def _priced(
     time_min: np.ndarray,
     dist_km: np.ndarray,
@@ -311,17 +350,26 @@ def _priced(
     bound: float,
     per_ff: float,
     work: np.ndarray,
+    walks: np.ndarray,
+    reached: np.ndarray,
 ) -> tuple[float, float, float]:
     """``(cost increase, km increase, ETA)`` of inserting the new order's pickup after ``i`` and
     its delivery after ``j`` old stops; cost inf if infeasible or provably not below ``bound``.
 
     Resumes from the old plan's state after ``i`` stops and ends early once the new schedule rejoins the old
     one (an old stop served when it was before: everything after is unchanged). The bound after ``m`` old
-    stops: the remaining legs are known (the old ones, plus the new delivery's detour if still to come) and
-    no remaining stop gets earlier (FIFO), so their lateness and the return do not shrink; the return is no
-    earlier than the rest driven at ``per_ff`` minutes per free-flow minute without waiting (but for the new
-    delivery's open time), and the new delivery's lateness no less than that drive's (``insertion_bounds``'s
-    ``work``: ``rest``, ``to_dest``, ``after``).
+    stops (``_rest_floor_cut``): the remaining legs are known (the old ones, plus the new delivery's detour
+    if still to come) and no remaining stop gets earlier (FIFO), so their lateness and the return do not
+    shrink; the return is no earlier than the rest driven at ``per_ff`` minutes per free-flow minute without
+    waiting (but for the new delivery's open time), and the new delivery's lateness no less than that
+    drive's (``insertion_bounds``'s ``work``: ``rest``, ``to_dest``, ``after``).
+
+    The walk from the new pickup to the new delivery does not depend on ``j``: pairs with the same ``i``
+    share it. ``walks[:, i, m]`` holds the state (free time, km, lateness cost, and at ``m = i`` the
+    pickup's service start) after the pickup and ``m - i`` more old stops, valid up to ``m = reached[i]``
+    (``-1``: nothing walked yet for this ``i``; the caller resets it per plan and new order). A pair reads
+    what an earlier one walked and walks (and records) only the rest: the same values by the same
+    arithmetic, so the result is bit for bit that of walking it again.
     """
     speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
     late_fixed, late_per_min = costs[0], costs[1]
@@ -332,31 +380,49 @@ def _priced(
     c, e = nodes[j], nodes[j + 1]
     delivery_km = dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]  # km the new delivery adds (j > i)
     target = old_cost + bound
-    t, node = free[i], nodes[i]
-    dist, late = cum_dist[i], cum_late[i]
-    # the new pickup (a return's collection at the customer has a due: new[8]; inf otherwise)
-    dist += dist_km[node, center]
-    a = igl_arrival(mults, shift_start_h, time_min[node, center] / speed, t)
-    b = a if a >= new[3] else new[3]
-    late += late_cost(b, new[8], late_fixed, late_per_min)
-    eta = b if new[8] < math.inf else math.nan  # a return: the ETA is its collection's
-    t = b + new[6]
+    if reached[i] < i:  # the new pickup (a return's collection at the customer has a due: new[8])
+        node = nodes[i]
+        dist = cum_dist[i] + dist_km[node, center]
+        a = igl_arrival(mults, shift_start_h, time_min[node, center] / speed, free[i])
+        b = a if a >= new[3] else new[3]
+        late = cum_late[i] + late_cost(b, new[8], late_fixed, late_per_min)
+        walks[0, i, i], walks[1, i, i], walks[2, i, i], walks[3, i, i] = b + new[6], dist, late, b
+        reached[i] = i
+    t, dist, late = walks[0, i, i], walks[1, i, i], walks[2, i, i]
+    eta = walks[3, i, i] if new[8] < math.inf else math.nan  # a return: the ETA is its collection's
     node = center
     m = i
-    delivered = False
-    while True:
-        if not delivered and m == j:  # the new delivery
-            dist += dist_km[node, dest]
-            a = igl_arrival(mults, shift_start_h, time_min[node, dest] / speed, t)
-            b = a if a >= new[4] else new[4]
-            late += late_cost(b, new[5], late_fixed, late_per_min)
-            if new[8] == math.inf:
-                eta = b
-            t = b + new[7]
-            node = dest
-            delivered = True
-            continue
-        if delivered and m > j and t <= free[m]:  # rejoined the old schedule after old stop m
+    while m < j:  # the old stops before the new delivery
+        if m < reached[i]:
+            m += 1
+            t, dist, late = walks[0, i, m], walks[1, i, m], walks[2, i, m]
+        else:
+            dst = nodes[m + 1]
+            dist += dist_km[node, dst]
+            a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
+            b = a if a >= open_min[m] else open_min[m]
+            t = b + service_min[m]
+            late += late_cost(b, due_min[m], late_fixed, late_per_min)
+            m += 1
+            walks[0, i, m], walks[1, i, m], walks[2, i, m] = t, dist, late
+            reached[i] = m
+        node = nodes[m]
+        if _rest_floor_cut(
+            vehicle, costs, service_min, cum_dist, cum_late, old, new, work, start, target, delivery_km, j, m,
+            t, dist, late, False,
+        ):  # fmt: skip
+            return math.inf, math.nan, math.nan
+    # the new delivery
+    dist += dist_km[node, dest]
+    a = igl_arrival(mults, shift_start_h, time_min[node, dest] / speed, t)
+    b = a if a >= new[4] else new[4]
+    late += late_cost(b, new[5], late_fixed, late_per_min)
+    if new[8] == math.inf:
+        eta = b
+    t = b + new[7]
+    node = dest
+    while True:  # the old stops after it, until the new schedule rejoins the old one
+        if m > j and t <= free[m]:  # rejoined the old schedule after old stop m
             dist += old_dist - cum_dist[m]
             late += old_late - cum_late[m]
             end = old_end
@@ -373,20 +439,10 @@ def _priced(
         late += late_cost(b, due_min[m], late_fixed, late_per_min)
         node = dst
         m += 1
-        # The rest of the route is the old one from here, with the new delivery still to come: its km
-        # exactly (distances along fastest paths need not obey the triangle inequality, so no shortcut).
-        rest_km = old_dist - cum_dist[m] + (0.0 if delivered else delivery_km)
-        rest_late = old_late - cum_late[m]
-        ahead = t - service_min[m - 1] + work[0, m]  # the floor drive from here: home after the rest
-        if not delivered:  # the new delivery on the way, after old stop j
-            served = ahead + work[2, j]
-            served = served if served >= new[4] else new[4]
-            rest_late += late_cost(served - BOUND_MARGIN_MIN, new[5], late_fixed, late_per_min)
-            ahead = served + work[3, j]
-        if ahead > shift_end + 1e-9 + BOUND_MARGIN_MIN:  # back after the shift end even at the floor
-            return math.inf, math.nan, math.nan
-        duty = (ahead if ahead > old_end else old_end) - start
-        if (dist + rest_km) * per_km + duty * per_min + late + rest_late >= target:
+        if _rest_floor_cut(
+            vehicle, costs, service_min, cum_dist, cum_late, old, new, work, start, target, delivery_km, j, m,
+            t, dist, late, True,
+        ):  # fmt: skip
             return math.inf, math.nan, math.nan
     if end > shift_end + 1e-9:
         return math.inf, math.nan, math.nan
@@ -630,9 +686,12 @@ def _search(
     pj: np.ndarray,
     heap: np.ndarray,
     work: np.ndarray,
+    walks: np.ndarray,
+    reached: np.ndarray,
 ) -> tuple[int, int, float, float, float]:
-    """``cheapest_insertion`` with its scratch arrays given (``insertion_bounds``'s and ``heap``, at least
-    the plan's number of pairs long), so that a fleet's search allocates them once."""
+    """``cheapest_insertion`` with its scratch arrays given (``insertion_bounds``'s, ``heap``, at least
+    the plan's number of pairs long, and ``_priced``'s ``walks`` ``(4, >= k + 1, >= k + 1)`` and
+    ``reached``), so that a fleet's search allocates them once."""
     mode = int(vehicle[MODE])
     time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
     battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
@@ -643,6 +702,7 @@ def _search(
     )  # fmt: skip
     # Pairs are priced in the order of a stable sort by bound, as far as needed: the lowest first, then the
     # pairs its cost does not rule out from a heap by (bound, index).
+    reached[: nodes.shape[0] - 1] = -1
     best_i, best_j, best, best_km, best_eta = -1, -1, math.inf, math.nan, math.nan
     c = 0
     for r in range(1, n):
@@ -669,7 +729,7 @@ def _search(
             delta, km, eta = _priced(
                 time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
                 service_min, load_delta, free, cum_dist, cum_late, old, new, pi[c], pj[c], best + tie,
-                per_ff, work,
+                per_ff, work, walks, reached,
             )  # fmt: skip
         if delta != math.inf:
             i, j = pi[c], pj[c]
@@ -734,7 +794,8 @@ def cheapest_insertion(
         time_modes, dist_modes, mults_modes, shift_start_h, vehicle, costs, nodes, open_min, due_min,
         service_min, load_delta, free, loads, cum_dist, cum_late, old, new, tie, np.empty(n_pairs),
         np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64),
-        np.empty(n_pairs, dtype=np.int64), np.empty((7, k + 2)),
+        np.empty(n_pairs, dtype=np.int64), np.empty((7, k + 2)), np.empty((4, k + 1, k + 1)),
+        np.empty(k + 1, dtype=np.int64),
     )  # fmt: skip
 
 
@@ -782,6 +843,7 @@ def fleet_cheapest_insertion(
     n_pairs = (longest + 1) * (longest + 2) // 2
     lower, pi, pj = np.empty(n_pairs), np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
     heap, work = np.empty(n_pairs, dtype=np.int64), np.empty((7, longest + 2))
+    walks, reached = np.empty((4, longest + 1, longest + 1)), np.empty(longest + 1, dtype=np.int64)
     out_i = np.full(n, -1, dtype=np.int64)
     out_j = np.full(n, -1, dtype=np.int64)
     out_delta = np.full(n, math.inf)
@@ -808,6 +870,7 @@ def fleet_cheapest_insertion(
             time_min, dist_km, mults, shift_start_h, vehicles[v], costs, row, open_min[v, :k],
             due_min[v, :k], service_min[v, :k], load_delta[v, :k], free[v, : k + 1], loads[v, : k + 1],
             cum_dist[v, : k + 1], cum_late[v, : k + 1], summary[v], new, tie, lower, pi, pj, heap, work,
+            walks, reached,
         )  # fmt: skip
         out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = i, j, delta, km, eta
     return out_i, out_j, out_delta, out_km, out_eta
