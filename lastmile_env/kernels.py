@@ -23,12 +23,13 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, depart_min: float) -> float:
     """Arrival of a leg of ``free_flow_min`` free-flow minutes leaving at ``depart_min`` (sim minutes).
 
     Ichoua-Gendreau-Laporte: speed is constant within each clock hour (travel time x ``mults[hour]``); a leg
     crossing an hour boundary continues at the next hour's speed. FIFO: leaving later never arrives earlier.
+    Inlined where it is called (the insertion search's walks call it most): the same arithmetic, no call.
     """
     if free_flow_min <= 0.0:
         return depart_min
@@ -288,7 +289,7 @@ def leg(
     return a, b, t, 0.0 + late_cost(b, due_min, late_fixed, late_per_min)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _rest_floor_cut(
     vehicle: np.ndarray,
     costs: np.ndarray,
@@ -327,7 +328,7 @@ def _rest_floor_cut(
     return (dist + rest_km) * vehicle[3] + duty * vehicle[4] + late + rest_late >= target
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _priced(
     time_min: np.ndarray,
     dist_km: np.ndarray,
@@ -369,7 +370,8 @@ def _priced(
     pickup's service start) after the pickup and ``m - i`` more old stops, valid up to ``m = reached[i]``
     (``-1``: nothing walked yet for this ``i``; the caller resets it per plan and new order). A pair reads
     what an earlier one walked and walks (and records) only the rest: the same values by the same
-    arithmetic, so the result is bit for bit that of walking it again.
+    arithmetic, so the result is bit for bit that of walking it again. Inlined into ``_search`` (with
+    ``_rest_floor_cut``): a call per pair passing some twenty arrays costs their reference counting.
     """
     speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
     late_fixed, late_per_min = costs[0], costs[1]
