@@ -530,7 +530,7 @@ def window_floor(mults: np.ndarray, shift_start_h: float, start_min: float, shif
     return low
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def insertion_bounds(
     time_min: np.ndarray,
     dist_km: np.ndarray,
@@ -663,7 +663,7 @@ def _sift_down(heap: np.ndarray, size: int, pos: int, key: np.ndarray) -> None:
     heap[pos] = item
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _search(
     time_modes: np.ndarray,
     dist_modes: np.ndarray,
@@ -693,7 +693,8 @@ def _search(
 ) -> tuple[int, int, float, float, float]:
     """``cheapest_insertion`` with its scratch arrays given (``insertion_bounds``'s, ``heap``, at least
     the plan's number of pairs long, and ``_priced``'s ``walks`` ``(4, >= k + 1, >= k + 1)`` and
-    ``reached``), so that a fleet's search allocates them once."""
+    ``reached``), so that a fleet's search allocates them once. Inlined, with ``insertion_bounds``, into
+    the fleet's loop over its vehicles: no call per vehicle passing some twenty arrays."""
     mode = int(vehicle[MODE])
     time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
     battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
