@@ -291,164 +291,43 @@ def leg(
 
 @njit(cache=True, inline="always")
 def _rest_floor_cut(
-    vehicle: np.ndarray,
-    costs: np.ndarray,
-    service_min: np.ndarray,
-    cum_dist: np.ndarray,
-    cum_late: np.ndarray,
-    old: np.ndarray,
-    new: np.ndarray,
-    work: np.ndarray,
-    start: float,
-    target: float,
-    delivery_km: float,
-    j: int,
-    m: int,
-    t: float,
+    ahead: float,
+    rest_km: float,
+    rest_late: float,
     dist: float,
     late: float,
     delivered: bool,
+    to_dest: float,
+    after: float,
+    earliest: float,
+    due: float,
+    late_fixed: float,
+    late_per_min: float,
+    shift_end: float,
+    old_end: float,
+    start: float,
+    per_km: float,
+    per_min: float,
+    target: float,
 ) -> bool:
-    """``_priced``'s in-walk bound after ``m`` old stops (left at ``t`` with ``dist`` km and ``late``
-    lateness cost so far): whether the insertion is provably back after the shift end or not below
-    ``target`` (the old cost plus the bound). The rest of the route is the old one from here, with the
-    new delivery still to come (unless ``delivered``): its km exactly (distances along fastest paths need
-    not obey the triangle inequality, so no shortcut)."""
-    rest_km = old[1] - cum_dist[m] + (0.0 if delivered else delivery_km)
-    rest_late = old[3] - cum_late[m]
-    ahead = t - service_min[m - 1] + work[0, m]  # the floor drive from here: home after the rest
-    if not delivered:  # the new delivery on the way, after old stop j
-        served = ahead + work[2, j]
-        served = served if served >= new[4] else new[4]
-        rest_late += late_cost(served - BOUND_MARGIN_MIN, new[5], costs[0], costs[1])
-        ahead = served + work[3, j]
-    if ahead > vehicle[2] + 1e-9 + BOUND_MARGIN_MIN:  # back after the shift end even at the floor
+    """The insertion search's in-walk bound after an old stop (``_search``): whether the pair is provably
+    back after the shift end or not below ``target`` (the old cost plus the best found plus the tie).
+
+    The rest of the route is the old one from here (``rest_km``, ``rest_late``: the old plan's km and
+    lateness after the stop), with the new delivery still to come unless ``delivered`` (its km included in
+    ``rest_km``; ``to_dest`` / ``after``: ``insertion_bounds``'s floor times to it and from it home, its
+    open time ``earliest`` and due ``due``); no remaining stop gets earlier (FIFO), so their lateness and
+    the return do not shrink; the return is no earlier than ``ahead``, the rest driven at the floor from
+    the stop's arrival. Scalars only: it runs after every step of every walk."""
+    if not delivered:  # the new delivery on the way
+        served = ahead + to_dest
+        served = served if served >= earliest else earliest
+        rest_late += late_cost(served - BOUND_MARGIN_MIN, due, late_fixed, late_per_min)
+        ahead = served + after
+    if ahead > shift_end + 1e-9 + BOUND_MARGIN_MIN:  # back after the shift end even at the floor
         return True
-    duty = (ahead if ahead > old[2] else old[2]) - start
-    return (dist + rest_km) * vehicle[3] + duty * vehicle[4] + late + rest_late >= target
-
-
-@njit(cache=True, inline="always")
-def _priced(
-    time_min: np.ndarray,
-    dist_km: np.ndarray,
-    mults: np.ndarray,
-    shift_start_h: float,
-    vehicle: np.ndarray,
-    costs: np.ndarray,
-    nodes: np.ndarray,
-    open_min: np.ndarray,
-    due_min: np.ndarray,
-    service_min: np.ndarray,
-    load_delta: np.ndarray,
-    free: np.ndarray,
-    cum_dist: np.ndarray,
-    cum_late: np.ndarray,
-    old: np.ndarray,
-    new: np.ndarray,
-    i: int,
-    j: int,
-    bound: float,
-    per_ff: float,
-    work: np.ndarray,
-    walks: np.ndarray,
-    reached: np.ndarray,
-) -> tuple[float, float, float]:
-    """``(cost increase, km increase, ETA)`` of inserting the new order's pickup after ``i`` and
-    its delivery after ``j`` old stops; cost inf if infeasible or provably not below ``bound``.
-
-    Resumes from the old plan's state after ``i`` stops and ends early once the new schedule rejoins the old
-    one (an old stop served when it was before: everything after is unchanged). The bound after ``m`` old
-    stops (``_rest_floor_cut``): the remaining legs are known (the old ones, plus the new delivery's detour
-    if still to come) and no remaining stop gets earlier (FIFO), so their lateness and the return do not
-    shrink; the return is no earlier than the rest driven at ``per_ff`` minutes per free-flow minute without
-    waiting (but for the new delivery's open time), and the new delivery's lateness no less than that
-    drive's (``insertion_bounds``'s ``work``: ``rest``, ``to_dest``, ``after``).
-
-    The walk from the new pickup to the new delivery does not depend on ``j``: pairs with the same ``i``
-    share it. ``walks[:, i, m]`` holds the state (free time, km, lateness cost, and at ``m = i`` the
-    pickup's service start) after the pickup and ``m - i`` more old stops, valid up to ``m = reached[i]``
-    (``-1``: nothing walked yet for this ``i``; the caller resets it per plan and new order). A pair reads
-    what an earlier one walked and walks (and records) only the rest: the same values by the same
-    arithmetic, so the result is bit for bit that of walking it again. Inlined into ``_search`` (with
-    ``_rest_floor_cut``): a call per pair passing some twenty arrays costs their reference counting.
-    """
-    speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
-    late_fixed, late_per_min = costs[0], costs[1]
-    old_cost, old_dist, old_end, old_late = old[0], old[1], old[2], old[3]
-    center, dest = int(new[0]), int(new[1])
-    k = nodes.shape[0] - 2
-    start = free[0]
-    c, e = nodes[j], nodes[j + 1]
-    delivery_km = dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]  # km the new delivery adds (j > i)
-    target = old_cost + bound
-    if reached[i] < i:  # the new pickup (a return's collection at the customer has a due: new[8])
-        node = nodes[i]
-        dist = cum_dist[i] + dist_km[node, center]
-        a = igl_arrival(mults, shift_start_h, time_min[node, center] / speed, free[i])
-        b = a if a >= new[3] else new[3]
-        late = cum_late[i] + late_cost(b, new[8], late_fixed, late_per_min)
-        walks[0, i, i], walks[1, i, i], walks[2, i, i], walks[3, i, i] = b + new[6], dist, late, b
-        reached[i] = i
-    t, dist, late = walks[0, i, i], walks[1, i, i], walks[2, i, i]
-    eta = walks[3, i, i] if new[8] < math.inf else math.nan  # a return: the ETA is its collection's
-    node = center
-    m = i
-    while m < j:  # the old stops before the new delivery
-        if m < reached[i]:
-            m += 1
-            t, dist, late = walks[0, i, m], walks[1, i, m], walks[2, i, m]
-        else:
-            dst = nodes[m + 1]
-            dist += dist_km[node, dst]
-            a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
-            b = a if a >= open_min[m] else open_min[m]
-            t = b + service_min[m]
-            late += late_cost(b, due_min[m], late_fixed, late_per_min)
-            m += 1
-            walks[0, i, m], walks[1, i, m], walks[2, i, m] = t, dist, late
-            reached[i] = m
-        node = nodes[m]
-        if _rest_floor_cut(
-            vehicle, costs, service_min, cum_dist, cum_late, old, new, work, start, target, delivery_km, j, m,
-            t, dist, late, False,
-        ):  # fmt: skip
-            return math.inf, math.nan, math.nan
-    # the new delivery
-    dist += dist_km[node, dest]
-    a = igl_arrival(mults, shift_start_h, time_min[node, dest] / speed, t)
-    b = a if a >= new[4] else new[4]
-    late += late_cost(b, new[5], late_fixed, late_per_min)
-    if new[8] == math.inf:
-        eta = b
-    t = b + new[7]
-    node = dest
-    while True:  # the old stops after it, until the new schedule rejoins the old one
-        if m > j and t <= free[m]:  # rejoined the old schedule after old stop m
-            dist += old_dist - cum_dist[m]
-            late += old_late - cum_late[m]
-            end = old_end
-            break
-        if m == k:
-            dist += dist_km[node, home]
-            end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed, t)
-            break
-        dst = nodes[m + 1]
-        dist += dist_km[node, dst]
-        a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
-        b = a if a >= open_min[m] else open_min[m]
-        t = b + service_min[m]
-        late += late_cost(b, due_min[m], late_fixed, late_per_min)
-        node = dst
-        m += 1
-        if _rest_floor_cut(
-            vehicle, costs, service_min, cum_dist, cum_late, old, new, work, start, target, delivery_km, j, m,
-            t, dist, late, True,
-        ):  # fmt: skip
-            return math.inf, math.nan, math.nan
-    if end > shift_end + 1e-9:
-        return math.inf, math.nan, math.nan
-    return dist * per_km + (end - start) * per_min + late - old_cost, dist - old_dist, eta
+    duty = (ahead if ahead > old_end else old_end) - start
+    return (dist + rest_km) * per_km + duty * per_min + late + rest_late >= target
 
 
 @njit(cache=True)
@@ -471,7 +350,8 @@ def _priced_battery(
     i: int,
     j: int,
 ) -> tuple[float, float, float]:
-    """``_priced`` for a battery vehicle (a drone): the new plan scheduled whole by ``schedule``, whose
+    """A pair's pricing for a battery vehicle (a drone), ``(cost increase, km increase, ETA)`` (cost inf
+    if infeasible): the new plan scheduled whole by ``schedule``, whose
     range and recharge depend on every leg of a sortie (its plans are short: one parcel on board)."""
     k = nodes.shape[0] - 2
     loc = np.empty(k + 2, dtype=np.int64)
@@ -558,7 +438,7 @@ def insertion_bounds(
     their number. ``time_min`` / ``dist_km`` / ``mults`` are the vehicle's mode's, ``per_ff`` the floor
     minutes per free-flow minute (``window_floor`` / speed factor), the other arguments as
     ``cheapest_insertion``'s. ``work`` (``(7, >= k + 2)``) gets per old stop ``rest``, ``to_dest`` and
-    ``after`` (below) for ``_priced``, and scratch.
+    ``after`` (below) for ``_search``'s walks, and scratch.
 
     The bound: the added km exactly, plus the lateness and the driver time past the current return of the
     plan driven from the exact state before the new pickup at the lowest congestion of the hours left in
@@ -692,12 +572,28 @@ def _search(
     reached: np.ndarray,
 ) -> tuple[int, int, float, float, float]:
     """``cheapest_insertion`` with its scratch arrays given (``insertion_bounds``'s, ``heap``, at least
-    the plan's number of pairs long, and ``_priced``'s ``walks`` ``(4, >= k + 1, >= k + 1)`` and
-    ``reached``), so that a fleet's search allocates them once. Inlined, with ``insertion_bounds``, into
-    the fleet's loop over its vehicles: no call per vehicle passing some twenty arrays."""
+    the plan's number of pairs long, ``walks`` ``(4, >= k + 1, >= k + 1)`` and ``reached``), so that a
+    fleet's search allocates them once. Inlined, with ``insertion_bounds``, into the fleet's loop over its
+    vehicles: no call per vehicle passing some twenty arrays.
+
+    A pair ``(i, j)`` is priced by resuming from the old plan's state after ``i`` stops and ending early
+    once the new schedule rejoins the old one (an old stop served when it was before: everything after is
+    unchanged), or once ``_rest_floor_cut`` proves it back after the shift end or not below the best found
+    (plus the tie). The walk from the new pickup to the new delivery does not depend on ``j``: pairs with
+    the same ``i`` share it. ``walks[:, i, m]`` holds the state (free time, km, lateness cost, and at
+    ``m = i`` the pickup's service start) after the pickup and ``m - i`` more old stops, valid up to
+    ``m = reached[i]`` (``-1``: nothing walked yet for this ``i``); a pair reads what an earlier one walked
+    and walks (and records) only the rest: the same values by the same arithmetic as walking it again.
+    """
     mode = int(vehicle[MODE])
     time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
     battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
+    speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
+    late_fixed, late_per_min = costs[0], costs[1]
+    old_cost, old_dist, old_end, old_late = old[0], old[1], old[2], old[3]
+    center, dest = int(new[0]), int(new[1])
+    k = nodes.shape[0] - 2
+    start = free[0]
     per_ff = window_floor(mults, shift_start_h, free[0], vehicle[2]) / vehicle[0]
     n = insertion_bounds(
         time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min, service_min, free,
@@ -728,12 +624,83 @@ def _search(
                 time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
                 service_min, load_delta, free[0], loads[0], old, new, pi[c], pj[c],
             )  # fmt: skip
-        else:
-            delta, km, eta = _priced(
-                time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
-                service_min, load_delta, free, cum_dist, cum_late, old, new, pi[c], pj[c], best + tie,
-                per_ff, work, walks, reached,
-            )  # fmt: skip
+        else:  # (written out here, not called: a call per pair would reference-count its arrays)
+            i, j = pi[c], pj[c]
+            delta, km, eta = math.inf, math.nan, math.nan
+            target = old_cost + (best + tie)
+            # km the new delivery adds after old stop j (j > i): insertion_bounds' del_km
+            delivery_km = work[1, j]
+            if reached[i] < i:  # the new pickup (a return's collection at the customer has a due: new[8])
+                node = nodes[i]
+                dist = cum_dist[i] + dist_km[node, center]
+                a = igl_arrival(mults, shift_start_h, time_min[node, center] / speed, free[i])
+                b = a if a >= new[3] else new[3]
+                late = cum_late[i] + late_cost(b, new[8], late_fixed, late_per_min)
+                walks[0, i, i], walks[1, i, i], walks[2, i, i], walks[3, i, i] = b + new[6], dist, late, b
+                reached[i] = i
+            t, dist, late = walks[0, i, i], walks[1, i, i], walks[2, i, i]
+            node, m, cut = center, i, False
+            while m < j:  # the old stops before the new delivery: walked once per i, then read
+                if m < reached[i]:
+                    m += 1
+                    t, dist, late = walks[0, i, m], walks[1, i, m], walks[2, i, m]
+                else:
+                    dst = nodes[m + 1]
+                    dist += dist_km[node, dst]
+                    a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
+                    b = a if a >= open_min[m] else open_min[m]
+                    t = b + service_min[m]
+                    late += late_cost(b, due_min[m], late_fixed, late_per_min)
+                    m += 1
+                    walks[0, i, m], walks[1, i, m], walks[2, i, m] = t, dist, late
+                    reached[i] = m
+                node = nodes[m]
+                if _rest_floor_cut(
+                    t - service_min[m - 1] + work[0, m], old_dist - cum_dist[m] + delivery_km,
+                    old_late - cum_late[m], dist, late, False, work[2, j], work[3, j], new[4], new[5],
+                    late_fixed, late_per_min, shift_end, old_end, start, per_km, per_min, target,
+                ):  # fmt: skip
+                    cut = True
+                    break
+            if not cut:  # the new delivery
+                dist += dist_km[node, dest]
+                a = igl_arrival(mults, shift_start_h, time_min[node, dest] / speed, t)
+                b = a if a >= new[4] else new[4]
+                late += late_cost(b, new[5], late_fixed, late_per_min)
+                if new[8] == math.inf:
+                    eta = b
+                elif new[8] < math.inf:  # a return: the ETA is its collection's
+                    eta = walks[3, i, i]
+                t = b + new[7]
+                node = dest
+            end = math.inf
+            while not cut:  # the old stops after it, until the new schedule rejoins the old one
+                if m > j and t <= free[m]:  # rejoined the old schedule after old stop m
+                    dist += old_dist - cum_dist[m]
+                    late += old_late - cum_late[m]
+                    end = old_end
+                    break
+                if m == k:
+                    dist += dist_km[node, home]
+                    end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed, t)
+                    break
+                dst = nodes[m + 1]
+                dist += dist_km[node, dst]
+                a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
+                b = a if a >= open_min[m] else open_min[m]
+                t = b + service_min[m]
+                late += late_cost(b, due_min[m], late_fixed, late_per_min)
+                node = dst
+                m += 1
+                if _rest_floor_cut(
+                    t - service_min[m - 1] + work[0, m], old_dist - cum_dist[m] + 0.0, old_late - cum_late[m],
+                    dist, late, True, 0.0, 0.0, new[4], new[5], late_fixed, late_per_min, shift_end,
+                    old_end, start, per_km, per_min, target,
+                ):  # fmt: skip
+                    cut = True
+            if not cut and end <= shift_end + 1e-9:
+                delta = dist * per_km + (end - start) * per_min + late - old_cost
+                km = dist - old_dist
         if delta != math.inf:
             i, j = pi[c], pj[c]
             earlier = i < best_i or (i == best_i and j < best_j)
