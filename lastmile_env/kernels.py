@@ -391,6 +391,7 @@ def _priced_battery(
     return cost - old[0], dist - old[1], eta
 
 
+WORK_ROWS = 9  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
 TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
 
@@ -437,8 +438,8 @@ def insertion_bounds(
     back after the shift end, into ``lower``, ``pi``, ``pj`` (``(i, j)`` in lexicographic order); returns
     their number. ``time_min`` / ``dist_km`` / ``mults`` are the vehicle's mode's, ``per_ff`` the floor
     minutes per free-flow minute (``window_floor`` / speed factor), the other arguments as
-    ``cheapest_insertion``'s. ``work`` (``(7, >= k + 2)``) gets per old stop ``rest``, ``to_dest`` and
-    ``after`` (below) for ``_search``'s walks, and scratch.
+    ``cheapest_insertion``'s. ``work`` (``(WORK_ROWS, >= k + 2)``) gets per old stop ``rest``, ``del_km``,
+    ``to_dest`` and ``after`` (below) for ``_search``'s walks, and scratch.
 
     The bound: the added km exactly, plus the lateness and the driver time past the current return of the
     plan driven from the exact state before the new pickup at the lowest congestion of the hours left in
@@ -454,12 +455,16 @@ def insertion_bounds(
     old_end = old[2]
     latest = vehicle[2] + 1e-9 + BOUND_MARGIN_MIN  # a floor return later than this is past the shift end
     center, dest = int(new[0]), int(new[1])
-    # leg[p]: the floor minutes from old stop p (0: the start) to the next (k: home); rest[p]: driving at the
-    # floor and serving from the arrival at old stop p (1..k) to the arrival home
+    # leg[p] / old_km[p]: the floor minutes and the km from old stop p (0: the start) to the next (k: home);
+    # from_dest[p]: the km from the new delivery to that next stop; rest[p]: driving at the floor and
+    # serving from the arrival at old stop p (1..k) to the arrival home. (Each matrix entry read once.)
     rest, del_km, to_dest, after = work[0], work[1], work[2], work[3]
-    leave, leg, reach_leg = work[4], work[5], work[6]
+    leave, leg, reach_leg, old_km, from_dest = work[4], work[5], work[6], work[7], work[8]
     for p in range(k + 1):
-        leg[p] = time_min[nodes[p], nodes[p + 1]] * per_ff
+        a, b = nodes[p], nodes[p + 1]
+        leg[p] = time_min[a, b] * per_ff
+        old_km[p] = dist_km[a, b]
+        from_dest[p] = dist_km[dest, b]
     rest[k + 1] = 0.0
     for p in range(k, 0, -1):
         rest[p] = rest[p + 1] + service_min[p - 1] + leg[p]
@@ -467,16 +472,18 @@ def insertion_bounds(
     # (offset by rest) to the new delivery, and from the delivery's service start to the return home
     for j in range(k + 1):
         c, e = nodes[j], nodes[j + 1]
-        del_km[j] = dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]
+        del_km[j] = dist_km[c, dest] + from_dest[j] - old_km[j]
         reach_leg[j] = time_min[c, dest] * per_ff
         to_dest[j] = reach_leg[j] + (service_min[j - 1] - rest[j] if j > 0 else 0.0)
         after[j] = new[7] + time_min[dest, e] * per_ff + rest[j + 1]
+    center_dest_km, center_dest_min = dist_km[center, dest], time_min[center, dest]
     n = 0
     for i in range(k + 1):
         if loads[i] > room:
             continue
         a, b = nodes[i], nodes[i + 1]
         # the new pickup: served no earlier than its floor arrival from the plan's exact state after i stops
+        to_center_km = dist_km[a, center]
         picked = free[i] + time_min[a, center] * per_ff
         picked = picked if picked >= new[3] else new[3]
         pick_late = late_cost(picked - BOUND_MARGIN_MIN, new[8], late_fixed, late_per_min)
@@ -498,11 +505,11 @@ def insertion_bounds(
             if j > i and loads[j] > room:
                 break
             if j == i:
-                add_km = dist_km[a, center] + dist_km[center, dest] + dist_km[dest, b] - dist_km[a, b]
-                reach = left + time_min[center, dest] * per_ff
+                add_km = to_center_km + center_dest_km + from_dest[i] - old_km[i]
+                reach = left + center_dest_min * per_ff
             else:
                 if j == i + 1:  # once per i: the pickup's added km
-                    p_km = dist_km[a, center] + dist_km[center, b] - dist_km[a, b]
+                    p_km = to_center_km + dist_km[center, b] - old_km[i]
                 add_km = p_km + del_km[j]
                 reach = leave[j] + reach_leg[j]
             served = reach if reach >= new[4] else new[4]
@@ -764,7 +771,7 @@ def cheapest_insertion(
         time_modes, dist_modes, mults_modes, shift_start_h, vehicle, costs, nodes, open_min, due_min,
         service_min, load_delta, free, loads, cum_dist, cum_late, old, new, tie, np.empty(n_pairs),
         np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64),
-        np.empty(n_pairs, dtype=np.int64), np.empty((7, k + 2)), np.empty((4, k + 1, k + 1)),
+        np.empty(n_pairs, dtype=np.int64), np.empty((WORK_ROWS, k + 2)), np.empty((4, k + 1, k + 1)),
         np.empty(k + 1, dtype=np.int64),
     )  # fmt: skip
 
@@ -812,7 +819,7 @@ def fleet_cheapest_insertion(
     longest = counts.max() if n > 0 else 0
     n_pairs = (longest + 1) * (longest + 2) // 2
     lower, pi, pj = np.empty(n_pairs), np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
-    heap, work = np.empty(n_pairs, dtype=np.int64), np.empty((7, longest + 2))
+    heap, work = np.empty(n_pairs, dtype=np.int64), np.empty((WORK_ROWS, longest + 2))
     walks, reached = np.empty((4, longest + 1, longest + 1)), np.empty(longest + 1, dtype=np.int64)
     out_i = np.full(n, -1, dtype=np.int64)
     out_j = np.full(n, -1, dtype=np.int64)
