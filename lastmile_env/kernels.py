@@ -23,12 +23,13 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, depart_min: float) -> float:
     """Arrival of a leg of ``free_flow_min`` free-flow minutes leaving at ``depart_min`` (sim minutes).
 
     Ichoua-Gendreau-Laporte: speed is constant within each clock hour (travel time x ``mults[hour]``); a leg
     crossing an hour boundary continues at the next hour's speed. FIFO: leaving later never arrives earlier.
+    Inlined where it is called (the insertion search's walks call it most): the same arithmetic, no call.
     """
     if free_flow_min <= 0.0:
         return depart_min
@@ -288,109 +289,45 @@ def leg(
     return a, b, t, 0.0 + late_cost(b, due_min, late_fixed, late_per_min), leg_km
 
 
-@njit(cache=True)
-def _priced(
-    time_min: np.ndarray,
-    dist_km: np.ndarray,
-    mults: np.ndarray,
-    shift_start_h: float,
-    vehicle: np.ndarray,
-    costs: np.ndarray,
-    nodes: np.ndarray,
-    open_min: np.ndarray,
-    due_min: np.ndarray,
-    service_min: np.ndarray,
-    load_delta: np.ndarray,
-    free: np.ndarray,
-    cum_dist: np.ndarray,
-    cum_late: np.ndarray,
-    old: np.ndarray,
-    new: np.ndarray,
-    i: int,
-    j: int,
-    bound: float,
-    per_ff: float,
-    work: np.ndarray,
-) -> tuple[float, float, float]:
-    """``(cost increase, km increase, ETA)`` of inserting the new order's pickup after ``i`` and
-    its delivery after ``j`` old stops; cost inf if infeasible or provably not below ``bound``.
+@njit(cache=True, inline="always")
+def _rest_floor_cut(
+    ahead: float,
+    rest_km: float,
+    rest_late: float,
+    dist: float,
+    late: float,
+    delivered: bool,
+    to_dest: float,
+    after: float,
+    earliest: float,
+    due: float,
+    late_fixed: float,
+    late_per_min: float,
+    shift_end: float,
+    old_end: float,
+    start: float,
+    per_km: float,
+    per_min: float,
+    target: float,
+) -> bool:
+    """The insertion search's in-walk bound after an old stop (``_search``): whether the pair is provably
+    back after the shift end or not below ``target`` (the old cost plus the best found plus the tie).
 
-    Resumes from the old plan's state after ``i`` stops and ends early once the new schedule rejoins the old
-    one (an old stop served when it was before: everything after is unchanged). The bound after ``m`` old
-    stops: the remaining legs are known (the old ones, plus the new delivery's detour if still to come) and
-    no remaining stop gets earlier (FIFO), so their lateness and the return do not shrink; the return is no
-    earlier than the rest driven at ``per_ff`` minutes per free-flow minute without waiting (but for the new
-    delivery's open time), and the new delivery's lateness no less than that drive's (``insertion_bounds``'s
-    ``work``: ``rest``, ``to_dest``, ``after``).
-    """
-    speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
-    late_fixed, late_per_min = costs[0], costs[1]
-    old_cost, old_dist, old_end, old_late = old[0], old[1], old[2], old[3]
-    center, dest = int(new[0]), int(new[1])
-    k = nodes.shape[0] - 2
-    start = free[0]
-    c, e = nodes[j], nodes[j + 1]
-    delivery_km = dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]  # km the new delivery adds (j > i)
-    target = old_cost + bound
-    t, node = free[i], nodes[i]
-    dist, late = cum_dist[i], cum_late[i]
-    # the new pickup (a return's collection at the customer has a due: new[8]; inf otherwise)
-    dist += dist_km[node, center]
-    a = igl_arrival(mults, shift_start_h, time_min[node, center] / speed, t)
-    b = a if a >= new[3] else new[3]
-    late += late_cost(b, new[8], late_fixed, late_per_min)
-    eta = b if new[8] < math.inf else math.nan  # a return: the ETA is its collection's
-    t = b + new[6]
-    node = center
-    m = i
-    delivered = False
-    while True:
-        if not delivered and m == j:  # the new delivery
-            dist += dist_km[node, dest]
-            a = igl_arrival(mults, shift_start_h, time_min[node, dest] / speed, t)
-            b = a if a >= new[4] else new[4]
-            late += late_cost(b, new[5], late_fixed, late_per_min)
-            if new[8] == math.inf:
-                eta = b
-            t = b + new[7]
-            node = dest
-            delivered = True
-            continue
-        if delivered and m > j and t <= free[m]:  # rejoined the old schedule after old stop m
-            dist += old_dist - cum_dist[m]
-            late += old_late - cum_late[m]
-            end = old_end
-            break
-        if m == k:
-            dist += dist_km[node, home]
-            end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed, t)
-            break
-        dst = nodes[m + 1]
-        dist += dist_km[node, dst]
-        a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
-        b = a if a >= open_min[m] else open_min[m]
-        t = b + service_min[m]
-        late += late_cost(b, due_min[m], late_fixed, late_per_min)
-        node = dst
-        m += 1
-        # The rest of the route is the old one from here, with the new delivery still to come: its km
-        # exactly (distances along fastest paths need not obey the triangle inequality, so no shortcut).
-        rest_km = old_dist - cum_dist[m] + (0.0 if delivered else delivery_km)
-        rest_late = old_late - cum_late[m]
-        ahead = t - service_min[m - 1] + work[0, m]  # the floor drive from here: home after the rest
-        if not delivered:  # the new delivery on the way, after old stop j
-            served = ahead + work[2, j]
-            served = served if served >= new[4] else new[4]
-            rest_late += late_cost(served - BOUND_MARGIN_MIN, new[5], late_fixed, late_per_min)
-            ahead = served + work[3, j]
-        if ahead > shift_end + 1e-9 + BOUND_MARGIN_MIN:  # back after the shift end even at the floor
-            return math.inf, math.nan, math.nan
-        duty = (ahead if ahead > old_end else old_end) - start
-        if (dist + rest_km) * per_km + duty * per_min + late + rest_late >= target:
-            return math.inf, math.nan, math.nan
-    if end > shift_end + 1e-9:
-        return math.inf, math.nan, math.nan
-    return dist * per_km + (end - start) * per_min + late - old_cost, dist - old_dist, eta
+    The rest of the route is the old one from here (``rest_km``, ``rest_late``: the old plan's km and
+    lateness after the stop), with the new delivery still to come unless ``delivered`` (its km included in
+    ``rest_km``; ``to_dest`` / ``after``: ``insertion_bounds``'s floor times to it and from it home, its
+    open time ``earliest`` and due ``due``); no remaining stop gets earlier (FIFO), so their lateness and
+    the return do not shrink; the return is no earlier than ``ahead``, the rest driven at the floor from
+    the stop's arrival. Scalars only: it runs after every step of every walk."""
+    if not delivered:  # the new delivery on the way
+        served = ahead + to_dest
+        served = served if served >= earliest else earliest
+        rest_late += late_cost(served - BOUND_MARGIN_MIN, due, late_fixed, late_per_min)
+        ahead = served + after
+    if ahead > shift_end + 1e-9 + BOUND_MARGIN_MIN:  # back after the shift end even at the floor
+        return True
+    duty = (ahead if ahead > old_end else old_end) - start
+    return (dist + rest_km) * per_km + duty * per_min + late + rest_late >= target
 
 
 @njit(cache=True)
@@ -413,7 +350,8 @@ def _priced_battery(
     i: int,
     j: int,
 ) -> tuple[float, float, float]:
-    """``_priced`` for a battery vehicle (a drone): the new plan scheduled whole by ``schedule``, whose
+    """A pair's pricing for a battery vehicle (a drone), ``(cost increase, km increase, ETA)`` (cost inf
+    if infeasible): the new plan scheduled whole by ``schedule``, whose
     range and recharge depend on every leg of a sortie (its plans are short: one parcel on board)."""
     k = nodes.shape[0] - 2
     loc = np.empty(k + 2, dtype=np.int64)
@@ -453,6 +391,7 @@ def _priced_battery(
     return cost - old[0], dist - old[1], eta
 
 
+WORK_ROWS = 9  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
 TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
 
@@ -472,7 +411,7 @@ def window_floor(mults: np.ndarray, shift_start_h: float, start_min: float, shif
     return low
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def insertion_bounds(
     time_min: np.ndarray,
     dist_km: np.ndarray,
@@ -499,8 +438,8 @@ def insertion_bounds(
     back after the shift end, into ``lower``, ``pi``, ``pj`` (``(i, j)`` in lexicographic order); returns
     their number. ``time_min`` / ``dist_km`` / ``mults`` are the vehicle's mode's, ``per_ff`` the floor
     minutes per free-flow minute (``window_floor`` / speed factor), the other arguments as
-    ``cheapest_insertion``'s. ``work`` (``(7, >= k + 2)``) gets per old stop ``rest``, ``to_dest`` and
-    ``after`` (below) for ``_priced``, and scratch.
+    ``cheapest_insertion``'s. ``work`` (``(WORK_ROWS, >= k + 2)``) gets per old stop ``rest``, ``del_km``,
+    ``to_dest`` and ``after`` (below) for ``_search``'s walks, and scratch.
 
     The bound: the added km exactly, plus the lateness and the driver time past the current return of the
     plan driven from the exact state before the new pickup at the lowest congestion of the hours left in
@@ -516,12 +455,16 @@ def insertion_bounds(
     old_end = old[2]
     latest = vehicle[2] + 1e-9 + BOUND_MARGIN_MIN  # a floor return later than this is past the shift end
     center, dest = int(new[0]), int(new[1])
-    # leg[p]: the floor minutes from old stop p (0: the start) to the next (k: home); rest[p]: driving at the
-    # floor and serving from the arrival at old stop p (1..k) to the arrival home
+    # leg[p] / old_km[p]: the floor minutes and the km from old stop p (0: the start) to the next (k: home);
+    # from_dest[p]: the km from the new delivery to that next stop; rest[p]: driving at the floor and
+    # serving from the arrival at old stop p (1..k) to the arrival home. (Each matrix entry read once.)
     rest, del_km, to_dest, after = work[0], work[1], work[2], work[3]
-    leave, leg, reach_leg = work[4], work[5], work[6]
+    leave, leg, reach_leg, old_km, from_dest = work[4], work[5], work[6], work[7], work[8]
     for p in range(k + 1):
-        leg[p] = time_min[nodes[p], nodes[p + 1]] * per_ff
+        a, b = nodes[p], nodes[p + 1]
+        leg[p] = time_min[a, b] * per_ff
+        old_km[p] = dist_km[a, b]
+        from_dest[p] = dist_km[dest, b]
     rest[k + 1] = 0.0
     for p in range(k, 0, -1):
         rest[p] = rest[p + 1] + service_min[p - 1] + leg[p]
@@ -529,16 +472,18 @@ def insertion_bounds(
     # (offset by rest) to the new delivery, and from the delivery's service start to the return home
     for j in range(k + 1):
         c, e = nodes[j], nodes[j + 1]
-        del_km[j] = dist_km[c, dest] + dist_km[dest, e] - dist_km[c, e]
+        del_km[j] = dist_km[c, dest] + from_dest[j] - old_km[j]
         reach_leg[j] = time_min[c, dest] * per_ff
         to_dest[j] = reach_leg[j] + (service_min[j - 1] - rest[j] if j > 0 else 0.0)
         after[j] = new[7] + time_min[dest, e] * per_ff + rest[j + 1]
+    center_dest_km, center_dest_min = dist_km[center, dest], time_min[center, dest]
     n = 0
     for i in range(k + 1):
         if loads[i] > room:
             continue
         a, b = nodes[i], nodes[i + 1]
         # the new pickup: served no earlier than its floor arrival from the plan's exact state after i stops
+        to_center_km = dist_km[a, center]
         picked = free[i] + time_min[a, center] * per_ff
         picked = picked if picked >= new[3] else new[3]
         pick_late = late_cost(picked - BOUND_MARGIN_MIN, new[8], late_fixed, late_per_min)
@@ -560,11 +505,11 @@ def insertion_bounds(
             if j > i and loads[j] > room:
                 break
             if j == i:
-                add_km = dist_km[a, center] + dist_km[center, dest] + dist_km[dest, b] - dist_km[a, b]
-                reach = left + time_min[center, dest] * per_ff
+                add_km = to_center_km + center_dest_km + from_dest[i] - old_km[i]
+                reach = left + center_dest_min * per_ff
             else:
                 if j == i + 1:  # once per i: the pickup's added km
-                    p_km = dist_km[a, center] + dist_km[center, b] - dist_km[a, b]
+                    p_km = to_center_km + dist_km[center, b] - old_km[i]
                 add_km = p_km + del_km[j]
                 reach = leave[j] + reach_leg[j]
             served = reach if reach >= new[4] else new[4]
@@ -605,7 +550,7 @@ def _sift_down(heap: np.ndarray, size: int, pos: int, key: np.ndarray) -> None:
     heap[pos] = item
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _search(
     time_modes: np.ndarray,
     dist_modes: np.ndarray,
@@ -630,12 +575,32 @@ def _search(
     pj: np.ndarray,
     heap: np.ndarray,
     work: np.ndarray,
+    walks: np.ndarray,
+    reached: np.ndarray,
 ) -> tuple[int, int, float, float, float]:
-    """``cheapest_insertion`` with its scratch arrays given (``insertion_bounds``'s and ``heap``, at least
-    the plan's number of pairs long), so that a fleet's search allocates them once."""
+    """``cheapest_insertion`` with its scratch arrays given (``insertion_bounds``'s, ``heap``, at least
+    the plan's number of pairs long, ``walks`` ``(4, >= k + 1, >= k + 1)`` and ``reached``), so that a
+    fleet's search allocates them once. Inlined, with ``insertion_bounds``, into the fleet's loop over its
+    vehicles: no call per vehicle passing some twenty arrays.
+
+    A pair ``(i, j)`` is priced by resuming from the old plan's state after ``i`` stops and ending early
+    once the new schedule rejoins the old one (an old stop served when it was before: everything after is
+    unchanged), or once ``_rest_floor_cut`` proves it back after the shift end or not below the best found
+    (plus the tie). The walk from the new pickup to the new delivery does not depend on ``j``: pairs with
+    the same ``i`` share it. ``walks[:, i, m]`` holds the state (free time, km, lateness cost, and at
+    ``m = i`` the pickup's service start) after the pickup and ``m - i`` more old stops, valid up to
+    ``m = reached[i]`` (``-1``: nothing walked yet for this ``i``); a pair reads what an earlier one walked
+    and walks (and records) only the rest: the same values by the same arithmetic as walking it again.
+    """
     mode = int(vehicle[MODE])
     time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
     battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
+    speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
+    late_fixed, late_per_min = costs[0], costs[1]
+    old_cost, old_dist, old_end, old_late = old[0], old[1], old[2], old[3]
+    center, dest = int(new[0]), int(new[1])
+    k = nodes.shape[0] - 2
+    start = free[0]
     per_ff = window_floor(mults, shift_start_h, free[0], vehicle[2]) / vehicle[0]
     n = insertion_bounds(
         time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min, service_min, free,
@@ -643,6 +608,7 @@ def _search(
     )  # fmt: skip
     # Pairs are priced in the order of a stable sort by bound, as far as needed: the lowest first, then the
     # pairs its cost does not rule out from a heap by (bound, index).
+    reached[: nodes.shape[0] - 1] = -1
     best_i, best_j, best, best_km, best_eta = -1, -1, math.inf, math.nan, math.nan
     c = 0
     for r in range(1, n):
@@ -665,12 +631,83 @@ def _search(
                 time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
                 service_min, load_delta, free[0], loads[0], old, new, pi[c], pj[c],
             )  # fmt: skip
-        else:
-            delta, km, eta = _priced(
-                time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min,
-                service_min, load_delta, free, cum_dist, cum_late, old, new, pi[c], pj[c], best + tie,
-                per_ff, work,
-            )  # fmt: skip
+        else:  # (written out here, not called: a call per pair would reference-count its arrays)
+            i, j = pi[c], pj[c]
+            delta, km, eta = math.inf, math.nan, math.nan
+            target = old_cost + (best + tie)
+            # km the new delivery adds after old stop j (j > i): insertion_bounds' del_km
+            delivery_km = work[1, j]
+            if reached[i] < i:  # the new pickup (a return's collection at the customer has a due: new[8])
+                node = nodes[i]
+                dist = cum_dist[i] + dist_km[node, center]
+                a = igl_arrival(mults, shift_start_h, time_min[node, center] / speed, free[i])
+                b = a if a >= new[3] else new[3]
+                late = cum_late[i] + late_cost(b, new[8], late_fixed, late_per_min)
+                walks[0, i, i], walks[1, i, i], walks[2, i, i], walks[3, i, i] = b + new[6], dist, late, b
+                reached[i] = i
+            t, dist, late = walks[0, i, i], walks[1, i, i], walks[2, i, i]
+            node, m, cut = center, i, False
+            while m < j:  # the old stops before the new delivery: walked once per i, then read
+                if m < reached[i]:
+                    m += 1
+                    t, dist, late = walks[0, i, m], walks[1, i, m], walks[2, i, m]
+                else:
+                    dst = nodes[m + 1]
+                    dist += dist_km[node, dst]
+                    a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
+                    b = a if a >= open_min[m] else open_min[m]
+                    t = b + service_min[m]
+                    late += late_cost(b, due_min[m], late_fixed, late_per_min)
+                    m += 1
+                    walks[0, i, m], walks[1, i, m], walks[2, i, m] = t, dist, late
+                    reached[i] = m
+                node = nodes[m]
+                if _rest_floor_cut(
+                    t - service_min[m - 1] + work[0, m], old_dist - cum_dist[m] + delivery_km,
+                    old_late - cum_late[m], dist, late, False, work[2, j], work[3, j], new[4], new[5],
+                    late_fixed, late_per_min, shift_end, old_end, start, per_km, per_min, target,
+                ):  # fmt: skip
+                    cut = True
+                    break
+            if not cut:  # the new delivery
+                dist += dist_km[node, dest]
+                a = igl_arrival(mults, shift_start_h, time_min[node, dest] / speed, t)
+                b = a if a >= new[4] else new[4]
+                late += late_cost(b, new[5], late_fixed, late_per_min)
+                if new[8] == math.inf:
+                    eta = b
+                elif new[8] < math.inf:  # a return: the ETA is its collection's
+                    eta = walks[3, i, i]
+                t = b + new[7]
+                node = dest
+            end = math.inf
+            while not cut:  # the old stops after it, until the new schedule rejoins the old one
+                if m > j and t <= free[m]:  # rejoined the old schedule after old stop m
+                    dist += old_dist - cum_dist[m]
+                    late += old_late - cum_late[m]
+                    end = old_end
+                    break
+                if m == k:
+                    dist += dist_km[node, home]
+                    end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed, t)
+                    break
+                dst = nodes[m + 1]
+                dist += dist_km[node, dst]
+                a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
+                b = a if a >= open_min[m] else open_min[m]
+                t = b + service_min[m]
+                late += late_cost(b, due_min[m], late_fixed, late_per_min)
+                node = dst
+                m += 1
+                if _rest_floor_cut(
+                    t - service_min[m - 1] + work[0, m], old_dist - cum_dist[m] + 0.0, old_late - cum_late[m],
+                    dist, late, True, 0.0, 0.0, new[4], new[5], late_fixed, late_per_min, shift_end,
+                    old_end, start, per_km, per_min, target,
+                ):  # fmt: skip
+                    cut = True
+            if not cut and end <= shift_end + 1e-9:
+                delta = dist * per_km + (end - start) * per_min + late - old_cost
+                km = dist - old_dist
         if delta != math.inf:
             i, j = pi[c], pj[c]
             earlier = i < best_i or (i == best_i and j < best_j)
@@ -734,7 +771,8 @@ def cheapest_insertion(
         time_modes, dist_modes, mults_modes, shift_start_h, vehicle, costs, nodes, open_min, due_min,
         service_min, load_delta, free, loads, cum_dist, cum_late, old, new, tie, np.empty(n_pairs),
         np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64),
-        np.empty(n_pairs, dtype=np.int64), np.empty((7, k + 2)),
+        np.empty(n_pairs, dtype=np.int64), np.empty((WORK_ROWS, k + 2)), np.empty((4, k + 1, k + 1)),
+        np.empty(k + 1, dtype=np.int64),
     )  # fmt: skip
 
 
@@ -781,7 +819,8 @@ def fleet_cheapest_insertion(
     longest = counts.max() if n > 0 else 0
     n_pairs = (longest + 1) * (longest + 2) // 2
     lower, pi, pj = np.empty(n_pairs), np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
-    heap, work = np.empty(n_pairs, dtype=np.int64), np.empty((7, longest + 2))
+    heap, work = np.empty(n_pairs, dtype=np.int64), np.empty((WORK_ROWS, longest + 2))
+    walks, reached = np.empty((4, longest + 1, longest + 1)), np.empty(longest + 1, dtype=np.int64)
     out_i = np.full(n, -1, dtype=np.int64)
     out_j = np.full(n, -1, dtype=np.int64)
     out_delta = np.full(n, math.inf)
@@ -808,6 +847,7 @@ def fleet_cheapest_insertion(
             time_min, dist_km, mults, shift_start_h, vehicles[v], costs, row, open_min[v, :k],
             due_min[v, :k], service_min[v, :k], load_delta[v, :k], free[v, : k + 1], loads[v, : k + 1],
             cum_dist[v, : k + 1], cum_late[v, : k + 1], summary[v], new, tie, lower, pi, pj, heap, work,
+            walks, reached,
         )  # fmt: skip
         out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = i, j, delta, km, eta
     return out_i, out_j, out_delta, out_km, out_eta

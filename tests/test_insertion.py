@@ -102,7 +102,7 @@ def test_insertion_bounds_never_exceed_the_exact_cost(seed, congested, windows):
                 world.time_modes[mode], world.dist_modes[mode], world.mode_mults[mode],
                 world.config.shift_start_hour, params, np.array(world.late_costs), old.nodes,
                 old.stop_open_min, old.stop_due_min, old.stop_service_min, old.frees_min, old.loads,
-                old.cum_late_cost, summary, new, per_ff, lower, pi, pj, np.empty((7, k + 2)),
+                old.cum_late_cost, summary, new, per_ff, lower, pi, pj, np.empty((kernels.WORK_ROWS, k + 2)),
             )  # fmt: skip
             bounds = {(int(pi[r]), int(pj[r])): lower[r] for r in range(n)}
             for i in range(k + 1):
