@@ -191,7 +191,7 @@ class DispatchEnv(gym.Env):
         )
         # The rewards count from an empty ledger, so that they sum to minus the day's cost even where the
         # day starts with a cost planned (a roster's vehicle away from its center plans its way home).
-        self._ledger: Ledger | None = Ledger(0.0, 0, 0, 0, 0.0)
+        self._ledger = Ledger(0.0, 0, 0, 0, 0.0)
         self.sim.advance()
         return self.encoder.encode(self.sim), self._info()
 
@@ -228,8 +228,6 @@ class DispatchEnv(gym.Env):
         if sim.current is None:
             raise RuntimeError("the episode is over: call reset()")
         a = int(action)
-        before = self._ledger if self._ledger is not None else sim.ledger()
-        self._ledger = None
         penalty = 0.0
         valid = self.encoder.valid(sim, a)
         if not valid:
@@ -249,7 +247,8 @@ class DispatchEnv(gym.Env):
         else:
             sim.assign(a)
         sim.advance()
-        reward = self.reward_fn(before, sim.ledger()) - penalty
+        before, self._ledger = self._ledger, sim.ledger()  # this step's ledger is the next one's before
+        reward = self.reward_fn(before, self._ledger) - penalty
         info = self._info()
         info["invalid_action"] = not valid
         return self.encoder.encode(sim), float(reward), sim.done, False, info

@@ -952,19 +952,14 @@ def shift_row(
 def vehicle_features(
     out: np.ndarray,
     xy_km: np.ndarray,
-    xy_min: np.ndarray,
-    xy_span: np.ndarray,
+    scales: np.ndarray,
     time_modes: np.ndarray,
-    max_capacity: float,
-    reject_penalty: float,
     now: float,
     start_min: np.ndarray,
     start_node: np.ndarray,
     start_load: np.ndarray,
-    capacity: np.ndarray,
     n_stops: np.ndarray,
-    home: np.ndarray,
-    mode: np.ndarray,
+    fixed: np.ndarray,
     plan_end_min: np.ndarray,
     center: int,
     due_min: float,
@@ -974,25 +969,26 @@ def vehicle_features(
     eta_min: np.ndarray,
 ) -> None:
     """The dispatch observation's vehicle rows (``observations.VEHICLE_FEATURES``, before clipping) into
-    ``out`` (zeros); ``center < 0`` when no order is pending (the order's columns stay 0). ``time_modes`` is
-    the stacked free-flow minutes ``(M, K, K)`` and ``mode[v]`` vehicle ``v``'s mode: the minutes to the
-    order's center are read from the vehicle's mode's matrix."""
+    ``out`` (zeros); ``center < 0`` when no order is pending (the order's columns stay 0). ``scales`` is
+    (x min, y min, x span, y span, largest capacity, reject penalty, clip) and ``fixed`` the fleet's
+    (capacity, home, mode) rows (``observations.DispatchObservation``). ``time_modes`` is the stacked
+    free-flow minutes ``(M, K, K)``: the minutes to the order's center are read from the vehicle's mode's."""
     for v in range(out.shape[0]):
-        node = start_node[v]
-        out[v, 0] = (xy_km[node, 0] - xy_min[0]) / xy_span[0]
-        out[v, 1] = (xy_km[node, 1] - xy_min[1]) / xy_span[1]
+        node, capacity = start_node[v], fixed[0, v]
+        out[v, 0] = (xy_km[node, 0] - scales[0]) / scales[2]
+        out[v, 1] = (xy_km[node, 1] - scales[1]) / scales[3]
         out[v, 2] = (start_min[v] - now) / 60.0
-        out[v, 3] = start_load[v] / capacity[v]
+        out[v, 3] = start_load[v] / capacity
         out[v, 4] = n_stops[v] / 10.0
         out[v, 5] = (plan_end_min[v] - now) / 60.0
-        out[v, 12] = capacity[v] / max_capacity
+        out[v, 12] = capacity / scales[4]
         if center < 0:
             continue
-        out[v, 11] = time_modes[mode[v], node, center] / 60.0
-        out[v, 13] = 1.0 if home[v] == center else 0.0
+        out[v, 11] = time_modes[fixed[2, v], node, center] / 60.0
+        out[v, 13] = 1.0 if fixed[1, v] == center else 0.0
         if pickup_after[v] >= 0:
             out[v, 6] = 1.0
-            out[v, 7] = delta_cost[v] / reject_penalty
+            out[v, 7] = delta_cost[v] / scales[5]
             out[v, 8] = delta_dist_km[v] / 10.0
             out[v, 9] = (eta_min[v] - now) / 60.0
             out[v, 10] = 1.0 if eta_min[v] <= due_min + 1e-9 else 0.0  # Insertion.on_time
@@ -1015,21 +1011,16 @@ def dispatch_features(
     order_out: np.ndarray,
     vehicle_out: np.ndarray,
     global_out: np.ndarray,
-    clip: float,
+    mask: np.ndarray,
     xy_km: np.ndarray,
-    xy_min: np.ndarray,
-    xy_span: np.ndarray,
+    scales: np.ndarray,
     time_modes: np.ndarray,
-    max_capacity: float,
-    reject_penalty: float,
     now: float,
     start_min: np.ndarray,
     start_node: np.ndarray,
     start_load: np.ndarray,
-    capacity: np.ndarray,
     n_stops: np.ndarray,
-    home: np.ndarray,
-    mode: np.ndarray,
+    fixed: np.ndarray,
     plan_end_min: np.ndarray,
     center: int,
     due_min: float,
@@ -1038,10 +1029,14 @@ def dispatch_features(
     delta_dist_km: np.ndarray,
     eta_min: np.ndarray,
     scalars: np.ndarray,
+    reject: int,
+    defer: bool,
 ) -> None:
     """The whole dispatch observation (``observations.ORDER_FEATURES``, ``VEHICLE_FEATURES``,
-    ``GLOBAL_FEATURES``) into its float32 arrays (zeros), each clipped to ``[-clip, clip]``, in one call;
-    ``vehicle_out`` may have more rows than the fleet (padded slots: they stay zero).
+    ``GLOBAL_FEATURES``) into its float32 arrays (zeros), each clipped to ``[-clip, clip]`` (``scales[6]``),
+    and its action mask into ``mask`` (``action_mask``), in one call (one call's argument boxing);
+    ``vehicle_out`` may have more rows than the fleet (padded slots: they stay zero). ``scales`` and
+    ``fixed`` are ``vehicle_features``'s.
 
     ``scalars`` is the order's row then the counts. The order's row, ``scalars[:8]`` = (size, ready, due,
     window start, is window, delivery place, free-flow minutes from its center to the door, arrival), is
@@ -1052,20 +1047,19 @@ def dispatch_features(
     order, counts = scalars[:8], scalars[8:]
     n_vehicles = start_min.shape[0]
     vehicle_features(
-        vehicle_out[:n_vehicles], xy_km, xy_min, xy_span, time_modes, max_capacity, reject_penalty, now,
-        start_min, start_node, start_load, capacity, n_stops, home, mode, plan_end_min, center, due_min,
-        pickup_after, delta_cost, delta_dist_km, eta_min,
+        vehicle_out[:n_vehicles], xy_km, scales, time_modes, now, start_min, start_node, start_load, n_stops,
+        fixed, plan_end_min, center, due_min, pickup_after, delta_cost, delta_dist_km, eta_min,
     )  # fmt: skip
     if center >= 0:
         loc = int(order[5])
         opens = order[3] - now
-        order_out[0] = order[0] / max_capacity
+        order_out[0] = order[0] / scales[4]
         order_out[1] = (order[1] - now) / 60.0
         order_out[2] = (order[2] - now) / 60.0
         order_out[3] = (opens if opens > 0.0 else 0.0) / 60.0  # max(0.0, opens)
         order_out[4] = order[4]
-        order_out[5] = (xy_km[loc, 0] - xy_min[0]) / xy_span[0]
-        order_out[6] = (xy_km[loc, 1] - xy_min[1]) / xy_span[1]
+        order_out[5] = (xy_km[loc, 0] - scales[0]) / scales[2]
+        order_out[6] = (xy_km[loc, 1] - scales[1]) / scales[3]
         order_out[7] = order[6] / 60.0
         order_out[8] = (now - order[7]) / 60.0
     global_out[0] = now / counts[0]
@@ -1075,9 +1069,11 @@ def dispatch_features(
     global_out[4] = counts[8] / n_vehicles
     global_out[5] = counts[5] / counts[6]
     global_out[6] = counts[7] / n_vehicles
+    clip = scales[6]
     _clip(order_out, clip)
     _clip(vehicle_out, clip)
     _clip(global_out, clip)
+    action_mask(mask, reject, pickup_after, defer)
 
 
 @njit(cache=True)

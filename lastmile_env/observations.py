@@ -115,16 +115,18 @@ class DispatchObservation:
         self.n_slots = n_vehicles  # vehicle actions: the fleet, or max_vehicles slots
         self.n_actions = n_vehicles + 1 + int(defer)
         xy = world.xy_km
-        self._xy_min = xy.min(axis=0)
-        self._xy_span = np.maximum(xy.max(axis=0) - self._xy_min, 1e-9)
-        self._max_cap = float(world.max_capacity)
+        xy_min = xy.min(axis=0)
+        xy_span = np.maximum(xy.max(axis=0) - xy_min, 1e-9)
         cfg = world.config
         hours = cfg.orders.last_arrival_min / 60.0
         self._expected_orders = max(1.0, cfg.orders.rate_per_hour * hours)
-        self._reject_penalty = max(cfg.costs.reject_penalty, 1e-9)
-        self._fleet: list[Vehicle] | None = None  # the fleet whose capacity, home and mode are in _fixed
-        empty = np.empty(0, dtype=np.int64)
-        self._fixed: tuple[np.ndarray, np.ndarray, np.ndarray] = (empty, empty, empty)
+        reject_penalty = max(cfg.costs.reject_penalty, 1e-9)
+        # the feature kernel's scales, one array (``kernels.vehicle_features``)
+        self._scales = np.array(
+            [*xy_min, *xy_span, world.max_capacity, reject_penalty, CLIP], dtype=np.float64
+        )
+        self._fleet: list[Vehicle] | None = None  # the fleet whose (capacity, home, mode) rows are _fixed
+        self._fixed = np.empty((3, 0), dtype=np.int64)
 
         def box(shape: tuple[int, ...]) -> spaces.Box:
             return spaces.Box(-CLIP, CLIP, shape=shape, dtype=np.float32)
@@ -146,16 +148,13 @@ class DispatchObservation:
     def mask(self, sim: Simulator) -> np.ndarray:
         """Valid actions: each vehicle that can take the pending order, reject (always valid), and defer
         while the order may still wait for the next tick."""
-        return self._mask(sim, None if sim.current is None else sim.fleet_insertions())
-
-    def _mask(self, sim: Simulator, fleet: FleetInsertion | None) -> np.ndarray:
-        """``mask`` from the pending order's fleet insertions (None: no order pending)."""
         reject = len(sim.vehicles) if self.max_vehicles is None else self.max_vehicles
         mask = np.zeros(self.n_actions, dtype=np.int8)
-        if fleet is None:
+        if sim.current is None:
             kernels.action_mask(mask, reject, _NO_VEHICLES, False)
         else:  # sim.feasible_vehicles(), as an array; padded slots (n_vehicles .. reject - 1) stay 0
-            kernels.action_mask(mask, reject, fleet.pickup_after, self.defer and sim.can_defer())
+            pickup_after = sim.fleet_insertions().pickup_after
+            kernels.action_mask(mask, reject, pickup_after, self.defer and sim.can_defer())
         return mask
 
     def valid(self, sim: Simulator, action: int) -> bool:
@@ -179,15 +178,12 @@ class DispatchObservation:
         order = sim.current
         vehicles = sim.vehicles
         n_vehicles = len(vehicles)
-        if vehicles is not self._fleet or n_vehicles != len(self._fixed[0]):  # a new day's fleet
+        if vehicles is not self._fleet or n_vehicles != self._fixed.shape[1]:  # a new day's fleet
             self._fleet = vehicles
             fixed = np.array([(v.capacity, v.home, v.mode) for v in vehicles], dtype=np.float64)
-            capacity, home, mode = fixed.reshape(n_vehicles, 3).astype(np.int64).T.copy()
-            self._fixed = (capacity, home, mode)
-        capacity, home, mode = self._fixed
+            self._fixed = fixed.reshape(n_vehicles, 3).astype(np.int64).T.copy()
         # with an order pending, its fleet search runs first: fleet_state is then the state it gathered
         fleet = None if order is None else sim.fleet_insertions()
-        mask = self._mask(sim, fleet)
         state = sim.fleet_state()
         settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
         counts = [
@@ -203,6 +199,7 @@ class DispatchObservation:
         ]
         if order is not None and fleet is not None:
             plan_end, center, due = fleet.plan_end_min, order.center, order.due_min
+            defer = self.defer and sim.can_defer()
             order_row = [
                 order.size,
                 order.ready_min,
@@ -215,17 +212,19 @@ class DispatchObservation:
             ]
         else:
             plan_end = np.array([sim.plan(v.id).end_min for v in vehicles], dtype=np.float64)
-            fleet, center, due = _no_insertions(n_vehicles), -1, 0.0
+            fleet, center, due, defer = _no_insertions(n_vehicles), -1, 0.0, False
             order_row = [0.0] * 8
         scalars = np.array(order_row + counts, dtype=np.float64)
         order_f = np.zeros(len(ORDER_FEATURES), dtype=np.float32)
         vehicle_f = np.zeros((self.n_slots, len(VEHICLE_FEATURES)), dtype=np.float32)  # padded slots: zeros
         global_f = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
+        mask = np.zeros(self.n_actions, dtype=np.int8)
+        reject = n_vehicles if self.max_vehicles is None else self.max_vehicles
         kernels.dispatch_features(
-            order_f, vehicle_f, global_f, CLIP, world.xy_km, self._xy_min, self._xy_span, world.time_modes,
-            self._max_cap, self._reject_penalty, now, state.start_min, state.start_node, state.start_load,
-            capacity, state.n_stops, home, mode, plan_end, center, due, fleet.pickup_after, fleet.delta_cost,
-            fleet.delta_dist_km, fleet.eta_min, scalars,
+            order_f, vehicle_f, global_f, mask, world.xy_km, self._scales, world.time_modes, now,
+            state.start_min, state.start_node, state.start_load, state.n_stops, self._fixed, plan_end, center,
+            due, fleet.pickup_after, fleet.delta_cost, fleet.delta_dist_km, fleet.eta_min, scalars, reject,
+            defer,
         )  # fmt: skip
         if self.max_vehicles is None:
             return assemble({"order": order_f, "vehicles": vehicle_f, "global": global_f}, mask, self.flat)

@@ -331,25 +331,26 @@ class Simulator:
         elif order.status != OrderStatus.PENDING or order.id >= self.n_arrived:
             raise SimulationError(f"order {order.id} is not pending a decision")
         marker = (order.id, -1)  # in _insertions while the fleet result is current: both go stale together
+        found = self._fleet_insertions.get(order.id)
+        if found is not None and marker in self._insertions:  # the env asks ~3 times per decision
+            return found
         if not self._insertions:
             self._fleet_insertions = {}
-        found = self._fleet_insertions.get(order.id)
-        if found is None or marker not in self._insertions:
-            fleet = getattr(self.insertion_rule, "fleet", None)
-            if fleet is not None:
-                found = fleet(self, order)
-            else:
-                each = [self.insertion(v, order) for v in range(len(self.vehicles))]
-                found = FleetInsertion(
-                    np.array([-1 if e is None else e.pickup_after for e in each], dtype=np.int64),
-                    np.array([-1 if e is None else e.delivery_after for e in each], dtype=np.int64),
-                    np.array([np.inf if e is None else e.delta_cost for e in each]),
-                    np.array([np.nan if e is None else e.delta_dist_km for e in each]),
-                    np.array([np.nan if e is None else e.eta_min for e in each]),
-                    np.array([self.plan(v).end_min for v in range(len(self.vehicles))]),
-                )
-            self._fleet_insertions[order.id] = found
-            self._insertions[marker] = None
+        fleet = getattr(self.insertion_rule, "fleet", None)
+        if fleet is not None:
+            found = fleet(self, order)
+        else:
+            each = [self.insertion(v, order) for v in range(len(self.vehicles))]
+            found = FleetInsertion(
+                np.array([-1 if e is None else e.pickup_after for e in each], dtype=np.int64),
+                np.array([-1 if e is None else e.delivery_after for e in each], dtype=np.int64),
+                np.array([np.inf if e is None else e.delta_cost for e in each]),
+                np.array([np.nan if e is None else e.delta_dist_km for e in each]),
+                np.array([np.nan if e is None else e.eta_min for e in each]),
+                np.array([self.plan(v).end_min for v in range(len(self.vehicles))]),
+            )
+        self._fleet_insertions[order.id] = found
+        self._insertions[marker] = None
         return found
 
     def _fleet_searched(self, order: Order) -> bool:
