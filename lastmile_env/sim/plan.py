@@ -232,6 +232,7 @@ class FleetPlans:
         self._battery: list[int] = []
         self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
         self.late_costs = np.zeros(2)  # (late fixed, late per minute), set by ``sync``
+        self._new_stops = np.empty((2, 5))  # ``insert``'s two stops: (loc, open, due, service, load delta)
         self.capacity = 8  # stops per row at least; the rows are allocated by the first ``sync``
 
     def _alloc(self, n: int, capacity: int) -> None:
@@ -372,13 +373,9 @@ class FleetPlans:
         if k + 2 > self.capacity or self.dirty[vid]:
             return None
         pickup_service = world.config.orders.pickup_service_min
-        new_stops = np.array(
-            [
-                (order.center, *stop_values(order, StopKind.PICKUP, pickup_service)),
-                (order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service)),
-            ],
-            dtype=np.float64,
-        )
+        new_stops = self._new_stops  # written in place: no new array per insertion
+        new_stops[0] = (order.center, *stop_values(order, StopKind.PICKUP, pickup_service))
+        new_stops[1] = (order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service))
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             self.late_costs, vid, self.counts, self.nodes, self.open_min, self.due_min,
