@@ -373,9 +373,11 @@ class FleetPlans:
         if k + 2 > self.capacity or self.dirty[vid]:
             return None
         pickup_service = world.config.orders.pickup_service_min
-        new_stops = self._new_stops  # written in place: no new array per insertion
-        new_stops[0] = (order.center, *stop_values(order, StopKind.PICKUP, pickup_service))
-        new_stops[1] = (order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service))
+        new_stops = self._new_stops  # written in place (one assignment): no new array per insertion
+        new_stops.ravel()[:] = (
+            order.center, *stop_values(order, StopKind.PICKUP, pickup_service),
+            order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service),
+        )  # fmt: skip
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             self.late_costs, vid, self.counts, self.nodes, self.open_min, self.due_min,
