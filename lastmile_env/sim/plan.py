@@ -310,10 +310,13 @@ class FleetPlans:
             touched: Iterable[int] = range(n)
         else:
             touched = self._touched
+            free_min, node, free_load, planned, idle = (
+                self._free_min, self._node, self._free_load, self._planned, self._idle,
+            )  # fmt: skip
             for vid in touched:
                 v = vehicles[vid]
-                self._free_min[vid], self._node[vid], self._free_load[vid] = v.free_min, v.node, v.free_load
-                self._planned[vid], self._idle[vid] = len(v.route), v.idle
+                free_min[vid], node[vid], free_load[vid] = v.free_min, v.node, v.free_load
+                planned[vid], idle[vid] = len(v.route), v.idle
         self._touched = set()
         self.n_idle, longest = self._starts(sim.now)
         if longest > self.capacity:  # a plan outgrew the rows: every row is rebuilt, twice as long
