@@ -232,6 +232,7 @@ class FleetPlans:
         self._battery: list[int] = []
         self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
         self.late_costs = np.zeros(2)  # (late fixed, late per minute), set by ``sync``
+        self._new_stops = np.empty((2, 5))  # ``insert``'s two stops: (loc, open, due, service, load delta)
         self.capacity = 8  # stops per row at least; the rows are allocated by the first ``sync``
 
     def _alloc(self, n: int, capacity: int) -> None:
@@ -309,10 +310,13 @@ class FleetPlans:
             touched: Iterable[int] = range(n)
         else:
             touched = self._touched
+            free_min, node, free_load, planned, idle = (
+                self._free_min, self._node, self._free_load, self._planned, self._idle,
+            )  # fmt: skip
             for vid in touched:
                 v = vehicles[vid]
-                self._free_min[vid], self._node[vid], self._free_load[vid] = v.free_min, v.node, v.free_load
-                self._planned[vid], self._idle[vid] = len(v.route), v.idle
+                free_min[vid], node[vid], free_load[vid] = v.free_min, v.node, v.free_load
+                planned[vid], idle[vid] = len(v.route), v.idle
         self._touched = set()
         self.n_idle, longest = self._starts(sim.now)
         if longest > self.capacity:  # a plan outgrew the rows: every row is rebuilt, twice as long
@@ -372,13 +376,11 @@ class FleetPlans:
         if k + 2 > self.capacity or self.dirty[vid]:
             return None
         pickup_service = world.config.orders.pickup_service_min
-        new_stops = np.array(
-            [
-                (order.center, *stop_values(order, StopKind.PICKUP, pickup_service)),
-                (order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service)),
-            ],
-            dtype=np.float64,
-        )
+        new_stops = self._new_stops  # written in place (one assignment): no new array per insertion
+        new_stops.ravel()[:] = (
+            order.center, *stop_values(order, StopKind.PICKUP, pickup_service),
+            order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service),
+        )  # fmt: skip
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             self.late_costs, vid, self.counts, self.nodes, self.open_min, self.due_min,

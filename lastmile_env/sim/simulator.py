@@ -136,6 +136,7 @@ class Simulator:
         # what every leg is priced with (``kernels.leg``): the stacked travel arrays and the shift's start
         self._travel = (world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour)
         self._pickup_service_min = world.config.orders.pickup_service_min
+        self._late_costs = world.late_costs
         travel = world.config.travel
         # Travel noise: one factor per driven leg, from its own stream (the orders never depend on it).
         self._noise_sigma = travel.noise.sigma if travel.noise.kind == "lognormal" else 0.0
@@ -540,8 +541,10 @@ class Simulator:
         self._finish_decision()
         if v.current is None and not v.returning:
             self._start_next(v)
-        self._update_etas(v)
-        self._check()
+        if self.track_eta:
+            self._update_etas(v)
+        if self.debug:
+            self._check()
         return delta
 
     def reject(self) -> float:
@@ -809,11 +812,13 @@ class Simulator:
         if self._batch:
             self.current = self._batch.pop(0)
             return self.decision
-        while self._queue:
-            time_min, kind, _, index = heapq.heappop(self._queue)
-            if time_min < self.now - 1e-9:
-                raise SimulationError(f"time went back from {self.now} to {time_min}")
-            if time_min > self.now:
+        queue, heappop = self._queue, heapq.heappop
+        while queue:
+            time_min, kind, _, index = heappop(queue)
+            now = self.now
+            if time_min < now - 1e-9:
+                raise SimulationError(f"time went back from {now} to {time_min}")
+            if time_min > now:
                 if self.routing:
                     self._accrue_waiting(time_min)
                 away = self._idle_away_costs() if self._away_idle else None
@@ -821,7 +826,10 @@ class Simulator:
                 self._insertions = {}
                 if away:
                     self._reprice_idle_away(away)
-            if kind == _ARRIVAL:
+            if kind == _VEHICLE:
+                self._insertions = {}
+                self._vehicle_free(self.vehicles[index])
+            elif kind == _ARRIVAL:
                 order = self.orders[index]
                 self.n_arrived = index + 1
                 self._log("arrival", order.id, -1)
@@ -831,14 +839,14 @@ class Simulator:
                 self.current = order
                 self._check()
                 return self.decision
-            if kind == _WAVE:
+            elif kind == _WAVE:
                 if self.deferred:
                     self.wave_pending = True
                     self._log("wave", -1, -1)
                     self._check()
                     return self.decision
                 continue
-            if kind == _TICK:
+            elif kind == _TICK:
                 self._batch, self.deferred = self.deferred, []
                 if self._batch:
                     self.current = self._batch.pop(0)
@@ -851,9 +859,6 @@ class Simulator:
                     vehicle = self.vehicles[order.vehicle]
                     if vehicle.waiting:
                         self._request_route(vehicle)
-            else:
-                self._insertions = {}
-                self._vehicle_free(self.vehicles[index])
             if self._route_queue and (decision := self._pop_route_decision()) is not None:
                 return decision
         if self._away_idle and self._send_idle_home():
@@ -1146,14 +1151,14 @@ class Simulator:
             # the one-stop plan [stop], bit for bit as ``evaluate_plan`` prices it
             arrive, begin, free, late, leg_km = kernels.leg(
                 *self._travel, v.speed_factor, v.home, v.mode, v.range_km, v.recharge_min, depart, src, dst,
-                open_min, due_min, service_min, *self.world.late_costs,
+                open_min, due_min, service_min, *self._late_costs,
             )  # fmt: skip
             if factor != 1.0:
                 arrive = depart + (arrive - depart) * factor
                 begin = max(arrive, open_min)
                 charging = v.recharge_min > 0 and dst == v.home and leg_km > 0
                 free = kernels.stop_free(arrive, begin, service_min, v.recharge_min, charging)
-                late = kernels.late_cost(begin, due_min, *self.world.late_costs)
+                late = kernels.late_cost(begin, due_min, *self._late_costs)
             v.current, v.current_start_min = stop, begin
             v.free_load += int(load_delta)
             self.late_cost += late
@@ -1178,7 +1183,8 @@ class Simulator:
         self.legs.append((vid, src, dst, depart, arrive, factor))
         self.leg_stops.append(None if homing else stop)
         v.node, v.free_min = dst, free
-        self._push(free, _VEHICLE, vid)
+        heapq.heappush(self._queue, (free, _VEHICLE, self._seq, vid))  # ``_push``, inlined: one per leg
+        self._seq += 1
         if noisy:
             now_committed = v.dist_km * v.cost_per_km + v.duty_min * v.cost_per_hour / 60.0 + self.late_cost
             self.expected_cost += now_committed - committed + self.plan(vid).cost - before
