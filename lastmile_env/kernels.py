@@ -1107,21 +1107,7 @@ def fleet_starts(
     return n_idle, longest
 
 
-# ------------------------------------------------- the step's bookkeeping: running totals, the action mask
-
-
-@njit(cache=True)
-def committed_cost(
-    km: np.ndarray, duty_min: np.ndarray, per_km: np.ndarray, per_hour: np.ndarray
-) -> tuple[float, float]:
-    """A fleet's committed distance and driver-time cost: the sums, in fleet order, of ``km x per_km`` and
-    of ``duty_min x per_hour / 60`` (``Simulator.cost``; the same products and additions as a Python loop
-    over the vehicles)."""
-    distance, driver = 0.0, 0.0
-    for v in range(km.shape[0]):
-        distance += km[v] * per_km[v]
-        driver += duty_min[v] * per_hour[v] / 60.0
-    return distance, driver
+# ------------------------------------------------------------------------------ the step's action mask
 
 
 @njit(cache=True)

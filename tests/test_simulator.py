@@ -306,16 +306,3 @@ def test_a_vehicle_changed_without_touch_breaks_an_invariant(tiny_world):
         check_invariants(sim)
     sim.fleet_plans.touch(0)
     check_invariants(sim)
-
-
-def test_committed_km_changed_without_the_simulator_breaks_an_invariant(tiny_world):
-    """``cost`` sums packed copies of the vehicles' committed km and minutes (``Simulator._commit`` keeps them
-    current): a change made behind the simulator's back is named by the debug invariants."""
-    sim = Simulator(tiny_world(), seed=0, generator=TWO_ORDERS, debug=True)
-    sim.advance()
-    sim.assign(0)
-    assert sim.cost().distance == sim.vehicles[0].dist_km * sim.vehicles[0].cost_per_km
-    check_invariants(sim)
-    sim.vehicles[0].dist_km += 1.0
-    with pytest.raises(InvariantError, match="vehicle 0 committed"):
-        check_invariants(sim)

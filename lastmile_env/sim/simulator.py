@@ -159,7 +159,6 @@ class Simulator:
             generator = default_generator(world)
         self.orders: list[Order] = generator(world, np.random.default_rng(arrivals_seq))
         self.vehicles = world.make_vehicles()
-        self._pack_committed()
         # Rosters and ``fleet.idle_at: last_drop``: vehicles may be idle away from their center (at a roster's
         # start node, or waiting at their last drop); their plans price the way home, which they drive when
         # the day's work is done (``_send_idle_home``).
@@ -257,7 +256,6 @@ class Simulator:
         sim.vehicles = list(vehicles)
         for v in sim.vehicles:  # costs count from the snapshot on: nothing committed before it is known
             v.dist_km = v.duty_min = 0.0
-        sim._pack_committed()
         sim._plans = [None] * len(sim.vehicles)
         sim._away_idle = any(not v.returns_home or v.node != v.home for v in sim.vehicles)
         sim.start_flown_km = [v.flown_km for v in sim.vehicles]  # a drone's battery state
@@ -460,22 +458,12 @@ class Simulator:
 
     def cost(self) -> CostBreakdown:
         """Cost committed so far: legs driven or under way, lateness of committed deliveries, rejections."""
-        distance, driver = kernels.committed_cost(*self._committed)  # summed in fleet order
+        distance: float = 0  # summed in fleet order, as sum() did
+        driver: float = 0
+        for v in self.vehicles:
+            distance += v.dist_km * v.cost_per_km
+            driver += v.duty_min * v.cost_per_hour / 60.0
         return CostBreakdown(distance, driver, self.late_cost, self.reject_cost, self.failed_cost)
-
-    def _pack_committed(self) -> None:
-        """Each vehicle's committed km and duty minutes and its rates as arrays, which ``cost`` sums in one
-        compiled pass; ``_commit`` writes a vehicle's new totals into them."""
-        vehicles = self.vehicles
-        self._committed = tuple(
-            np.array([getattr(v, name) for v in vehicles], dtype=np.float64)
-            for name in ("dist_km", "duty_min", "cost_per_km", "cost_per_hour")
-        )
-
-    def _commit(self, v: Vehicle) -> None:
-        """The vehicle's committed km or duty minutes changed: ``cost`` reads the new totals."""
-        km, duty = self._committed[0], self._committed[1]
-        km[v.id], duty[v.id] = v.dist_km, v.duty_min
 
     def ledger(self) -> Ledger:
         return Ledger(
@@ -916,7 +904,6 @@ class Simulator:
                 waited = until_min - v.free_min
                 v.duty_min += waited
                 v.free_min = until_min
-                self._commit(v)
                 self.fleet_plans.touch(v.id)
                 self._plans[v.id] = None
                 after = self.price(v.id, v.route)
@@ -1175,7 +1162,6 @@ class Simulator:
             return
         v.dist_km += leg_km
         v.duty_min += free - depart
-        self._commit(v)
         if homing and v.recharge_min > 0 and leg_km > 0:
             # back home: the plan ends at the arrival; the battery recharges before it leaves again
             free = kernels.stop_free(arrive, free, 0.0, v.recharge_min, True)
@@ -1183,8 +1169,7 @@ class Simulator:
         self.legs.append((vid, src, dst, depart, arrive, factor))
         self.leg_stops.append(None if homing else stop)
         v.node, v.free_min = dst, free
-        heapq.heappush(self._queue, (free, _VEHICLE, self._seq, vid))  # ``_push``, inlined: one per leg
-        self._seq += 1
+        self._push(free, _VEHICLE, vid)
         if noisy:
             now_committed = v.dist_km * v.cost_per_km + v.duty_min * v.cost_per_hour / 60.0 + self.late_cost
             self.expected_cost += now_committed - committed + self.plan(vid).cost - before
