@@ -193,24 +193,12 @@ def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
     n = len(vehicles)
     start_min, dirty = np.full(n, np.nan), np.zeros(n, dtype=np.bool_)
     start_node, start_load, n_stops = (np.zeros(n, dtype=np.int64) for _ in range(3))
-    n_idle, _ = _starts(gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty)
-    return FleetState(start_min, start_node, start_load, n_stops, n_idle)
-
-
-def _starts(
-    gathered: np.ndarray,
-    now: float,
-    start_min: np.ndarray,
-    start_node: np.ndarray,
-    start_load: np.ndarray,
-    n_stops: np.ndarray,
-    dirty: np.ndarray,
-) -> tuple[int, int]:
-    """``kernels.fleet_starts`` over gathered records (``gather_state``)."""
-    return kernels.fleet_starts(
+    gathered = gather_state(vehicles)
+    n_idle, _ = kernels.fleet_starts(
         gathered["free_min"], gathered["node"], gathered["free_load"], gathered["n_stops"], gathered["idle"],
         now, start_min, start_node, start_load, n_stops, dirty,
     )  # fmt: skip
+    return FleetState(start_min, start_node, start_load, n_stops, n_idle)
 
 
 class FleetPlans:
