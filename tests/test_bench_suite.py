@@ -60,6 +60,14 @@ def test_targets_say_by_how_much_they_are_missed() -> None:
     assert lines[2] == "- `default` >= 3x OR-Gym VehicleRouting-v0: missed (x2.00, 67% of it)."
 
 
+def test_the_cartpole_target_reads_the_paired_ratio_when_measured() -> None:
+    # 9,000 / 100,000 is 0.09, but the runs paired with their own CartPole run gave 0.104: that one counts
+    found = {"default": 9_000.0, "cartpole": 100_000.0, "default_vs_cartpole": 0.104}
+    assert _suite().targets(found)[1] == "- `default` >= 1/10 of CartPole-v1: met."
+    found["default_vs_cartpole"] = 0.08
+    assert "missed (x0.0800, 80.0% of it)" in _suite().targets(found)[1]
+
+
 def test_unknown_section_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _suite().main(["--sections", "speed,warp", "--out", str(tmp_path / "x.md")]) == 2
     assert "unknown section(s) warp" in capsys.readouterr().err
