@@ -1,0 +1,53 @@
+"""The instruction-count benchmark (``benchmarks/instructions.py``): its table and its errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from types import ModuleType
+
+import pytest
+
+from lastmile_env.config import REPO_ROOT
+
+
+def _instructions() -> ModuleType:
+    path = REPO_ROOT / "benchmarks" / "instructions.py"
+    spec = importlib.util.spec_from_file_location("bench_instructions", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_table_gives_each_env_against_cartpole() -> None:
+    text = _instructions().table({"CartPole-v1": 80_000.0, "default": 640_000.0}, 300)
+    assert "300 steps per env" in text
+    assert "| CartPole-v1 | 80,000 | 1.0000 |" in text
+    assert "| `default` | 640,000 | 0.1250 |" in text
+
+
+def test_bad_options_exit_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = _instructions()
+    assert module.main(["--steps", "0"]) == 2
+    assert capsys.readouterr().err == "instructions.py: --steps must be at least 1, got 0\n"
+    monkeypatch.setattr(module.shutil, "which", lambda tool: f"/usr/bin/{tool}")  # as if valgrind were there
+    assert module.main(["--scenarios", "default,nowhere"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("instructions.py: unknown scenario(s) nowhere; valid: ") and err.count("\n") == 1
+    monkeypatch.setattr(module.shutil, "which", lambda tool: None)
+    assert module.main([]) == 2
+    assert "valgrind and callgrind_control not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_a_count_is_the_same_on_a_second_run() -> None:
+    module = _instructions()
+    first, second = module.count("CartPole-v1", 50), module.count("CartPole-v1", 50)
+    assert first > 1_000
+    assert abs(first - second) / first < 0.01
