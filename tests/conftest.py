@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import networkx as nx
 import numpy as np
 import pytest
 
-from lastmile_env.config import load_scenario
+from lastmile_env.config import REPO_ROOT, load_scenario
 from lastmile_env.sim import Order, ServiceOption, World, build_world
 
 
@@ -92,3 +95,13 @@ def fixed_orders(*specs: dict) -> Callable[[World, np.random.Generator], list[Or
         return orders
 
     return generate
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """A script of ``benchmarks/`` (no package) loaded afresh as a module: ``benchmark_script("suite")``."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from types import ModuleType
 
 import pytest
 
-from lastmile_env.config import REPO_ROOT
+from tests.conftest import benchmark_script
 
 
 def _instructions() -> ModuleType:
-    path = REPO_ROOT / "benchmarks" / "instructions.py"
-    spec = importlib.util.spec_from_file_location("bench_instructions", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("instructions")
 
 
 def test_table_gives_each_env_against_cartpole() -> None:

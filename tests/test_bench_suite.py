@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-from lastmile_env.config import REPO_ROOT
+from tests.conftest import benchmark_script
 
 
 def _suite() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_suite", REPO_ROOT / "benchmarks" / "suite.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("suite")
 
 
 def test_fit_slope_recovers_the_exponent() -> None:

@@ -3,26 +3,19 @@ share (no timing is asserted), for the plain and the vector env; bad options are
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from types import ModuleType
 
 import pytest
 
 from lastmile_env.config import REPO_ROOT
+from tests.conftest import benchmark_script
 
 SMOKE = str(REPO_ROOT / "configs" / "experiment" / "smoke.yaml")
 
 
 def _script() -> ModuleType:
-    path = REPO_ROOT / "benchmarks" / "train_throughput.py"
-    spec = importlib.util.spec_from_file_location("train_throughput", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("train_throughput")
 
 
 @pytest.mark.parametrize("overrides", [[], ["n_envs=2", "vector_env=true"]])
