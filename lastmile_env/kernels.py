@@ -84,6 +84,25 @@ def late_cost(begin_min: float, due_min: float, late_fixed: float, late_per_min:
     return late_fixed + late_per_min * late
 
 
+@njit(cache=True, inline="always")
+def _visit(
+    arrive: float,
+    dist: float,
+    late: float,
+    leg_km: float,
+    open_min: float,
+    due_min: float,
+    service_min: float,
+    late_fixed: float,
+    late_per_min: float,
+) -> tuple[float, float, float]:
+    """A stop reached at ``arrive`` after a leg of ``leg_km``, served when it opens: ``(free time, km,
+    lateness cost)`` after it, from the walk's ``dist`` and ``late`` before it (scalars only: numba passes
+    no array to it, so nothing is reference-counted per stop)."""
+    begin = arrive if arrive >= open_min else open_min
+    return begin + service_min, dist + leg_km, late + late_cost(begin, due_min, late_fixed, late_per_min)
+
+
 @njit(cache=True)
 def plan_cost(dist_km: float, duty_min: float, per_km: float, per_hour: float, late_cost: float) -> float:
     """Cost of a plan: distance, driver time from its start to the return, lateness penalties."""
@@ -653,11 +672,11 @@ def _search(
                     t, dist, late = walks[0, i, m], walks[1, i, m], walks[2, i, m]
                 else:
                     dst = nodes[m + 1]
-                    dist += dist_km[node, dst]
                     a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
-                    b = a if a >= open_min[m] else open_min[m]
-                    t = b + service_min[m]
-                    late += late_cost(b, due_min[m], late_fixed, late_per_min)
+                    t, dist, late = _visit(
+                        a, dist, late, dist_km[node, dst], open_min[m], due_min[m], service_min[m],
+                        late_fixed, late_per_min,
+                    )  # fmt: skip
                     m += 1
                     walks[0, i, m], walks[1, i, m], walks[2, i, m] = t, dist, late
                     reached[i] = m
@@ -692,11 +711,11 @@ def _search(
                     end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed, t)
                     break
                 dst = nodes[m + 1]
-                dist += dist_km[node, dst]
                 a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
-                b = a if a >= open_min[m] else open_min[m]
-                t = b + service_min[m]
-                late += late_cost(b, due_min[m], late_fixed, late_per_min)
+                t, dist, late = _visit(
+                    a, dist, late, dist_km[node, dst], open_min[m], due_min[m], service_min[m], late_fixed,
+                    late_per_min,
+                )  # fmt: skip
                 node = dst
                 m += 1
                 if _rest_floor_cut(
