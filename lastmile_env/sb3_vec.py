@@ -101,8 +101,9 @@ def _unbatch(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
         if key.startswith("_") or key in ("final_obs", "final_info"):
             continue
         present = info.get(f"_{key}")
-        numeric = isinstance(values, np.ndarray) and values.dtype != object
-        column = values.tolist() if numeric else list(values)
+        # a column of numbers becomes Python scalars; wider entries stay one array per env, as SB3 reads them
+        scalars = isinstance(values, np.ndarray) and values.dtype != object and values.ndim == 1
+        column = values.tolist() if scalars else list(values)
         if present is None or present.all():
             for entry, value in zip(out, column, strict=True):
                 entry[key] = value

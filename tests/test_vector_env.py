@@ -240,3 +240,20 @@ def test_an_invalid_action_is_named_and_counts_only_the_days_stepped() -> None:
     with pytest.raises(InvalidActionError, match="not valid"):
         venv.step(actions)
     assert venv._elapsed.tolist() == [1, 0, 0]
+
+
+def test_sb3_infos_are_per_env_python_scalars_and_rows() -> None:
+    from lastmile_env.sb3_vec import _unbatch
+
+    info = {
+        "cost": np.array([1.5, 2.5]),
+        "_cost": np.array([True, True]),
+        "orders": np.array([3, 4]),
+        "_orders": np.array([False, True]),  # only env 1 reported it
+        "xy": np.arange(6.0).reshape(2, 3),
+        "_xy": np.array([True, True]),
+    }
+    out = _unbatch(info, 2)
+    assert out[0]["cost"] == 1.5 and type(out[0]["cost"]) is float
+    assert "orders" not in out[0] and out[1]["orders"] == 4 and type(out[1]["orders"]) is int
+    assert isinstance(out[1]["xy"], np.ndarray) and out[1]["xy"].tolist() == [3.0, 4.0, 5.0]
