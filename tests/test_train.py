@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from agents.learned.policy import LearnedPolicy
-from agents.learned.training import evaluate, latest_checkpoint, load_experiment, train
+from agents.learned.training import evaluate, latest_checkpoint, load_experiment, resume, train
 from lastmile_env.config import REPO_ROOT, ConfigError
 from lastmile_env.sim.world import world_for
 
@@ -127,8 +127,11 @@ def test_incomplete_checkpoints_are_ignored(tmp_path):
     ckpt = run_dir / "checkpoints"
     (ckpt / "step_0000000384.zip").write_bytes(b"half a zip")  # killed before its JSON was written
     (ckpt / ".step_0000000512.zip.abc.tmp").write_bytes(b"half")  # killed mid-write
+    (run_dir / ".best.zip.abc.tmp").write_bytes(b"half")  # killed while saving the best model
     found = latest_checkpoint(run_dir)
     assert found is not None and found[1]["num_timesteps"] == 256
+    resume(run_dir, total_timesteps=384, progress=False)
+    assert not list(run_dir.rglob("*.tmp"))  # resuming sweeps what the kill left
 
 
 def test_same_seed_same_parameters(tmp_path):

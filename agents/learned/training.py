@@ -783,8 +783,9 @@ def resume(run_dir: str | Path, total_timesteps: int | None = None, progress: bo
     if found is None:
         raise ConfigError(f"{run_dir}: no complete checkpoint to resume from")
     zip_path, state = found
-    for tmp in (run_dir / CHECKPOINT_DIR).glob(".*.tmp"):  # left by a kill mid-checkpoint
-        tmp.unlink()
+    for folder in (run_dir, run_dir / CHECKPOINT_DIR):  # temp files left by a kill mid-write
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink()
     data = dict(state["config"])
     if total_timesteps is not None:
         data["total_timesteps"] = total_timesteps
