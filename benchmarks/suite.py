@@ -10,7 +10,9 @@ measured in this same run, on this machine, under the load printed in the header
 - ``speed``: dispatch env decision steps per second under a random masked policy, single process, on
   ``--scenarios`` (default ``small,default,large``), next to gymnasium's CartPole-v1 (random actions) and,
   when it can be installed, OR-Gym's VehicleRouting-v0 (random actions; gym 0.19 in a separate venv,
-  ``benchmarks/.orgym-venv``, built by this script; skipped with the reason otherwise).
+  ``benchmarks/.orgym-venv``, built by this script; skipped with the reason otherwise). A scenario's
+  ratios are paired: each of its runs is divided by a CartPole run just before it and an OR-Gym run
+  just after it (OR-Gym's process stays open between runs, on the same clock).
 - ``scaling``: microseconds per decision step as the fleet (10, 50, 100, 200 vehicles), the orders per
   shift (rate x 0.5, 1, 2, 4) and the road graph (300 to 10,000 nodes, same 298 addresses) grow, one at a
   time from ``default``; the fitted log-log slope per dimension, and a plot (``--plot``).
@@ -57,23 +59,26 @@ ORGYM_INSTALL = (
     ("pip", "install", "-q", "--no-build-isolation", "gym==0.19.0"),
     ("pip", "install", "-q", "or-gym==0.5.0"),
 )
+# A long-lived child: it prints its grid, then for each line N read from stdin plays N random steps and
+# prints their rate (steps per second on the parent's clock), so its runs can be paired with the parent's.
 ORGYM_CHILD = """
-import contextlib, json, os, statistics, sys, time
+import contextlib, json, os, sys, time
 import or_gym
-steps, repeats = int(sys.argv[1]), int(sys.argv[2])
+clock = time.process_time if sys.argv[1] == "cpu" else time.perf_counter
 env = or_gym.make("VehicleRouting-v0")
 env.action_space.seed(0)
-rates = []
+out = sys.stdout
+print(json.dumps(list(env.grid)), file=out, flush=True)
 with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # its step() prints every move
     env.reset()
-    for _ in range(repeats):
-        started = time.perf_counter()
+    for line in sys.stdin:
+        steps = int(line)
+        started = clock()
         for _ in range(steps):
             _, _, done, _ = env.step(env.action_space.sample())
             if done:
                 env.reset()
-        rates.append(steps / (time.perf_counter() - started))
-print(json.dumps({"rate": statistics.median(rates), "grid": list(env.grid)}))
+        print(steps / (clock() - started), file=out, flush=True)
 """
 MEMORY_CHILD = """
 import json, sys
@@ -224,17 +229,23 @@ def cartpole_rate(settings: Settings) -> float:
     return median_rate(cartpole_env(), settings.steps * 10, settings.repeats, masked=False)
 
 
-def paired_rates(env: gym.Env, cartpole: gym.Env, settings: Settings) -> tuple[float, float]:
-    """The dispatch env's median rate (whole days, random masked policy), and the median of its ratios to
-    CartPole-v1 measured just before it, run by run: each ratio compares two rates of the same moment, where
-    the ratio of two medians would compare moments apart (this VM's speed drifts within a process too)."""
-    rates, ratios = [], []
+def paired_rates(
+    env: gym.Env, cartpole: gym.Env, settings: Settings, orgym: OrGym | None = None
+) -> tuple[float, float, float]:
+    """The dispatch env's median rate (whole days, random masked policy), and the medians of its ratios to
+    CartPole-v1 measured just before it and to OR-Gym (when given) measured just after it, run by run: each
+    ratio compares two rates of the same moment, where the ratio of two medians would compare moments
+    apart (this VM's speed drifts within a process too)."""
+    rates, ratios, vs_orgym = [], [], []
     for r in range(settings.repeats):
         base = steps_per_second(cartpole, settings.steps * 10, r, masked=False)
         rate = steps_per_second(env, settings.steps, r, masked=True, whole=True)
         rates.append(rate)
         ratios.append(rate / base)
-    return statistics.median(rates), statistics.median(ratios)
+        if orgym is not None:
+            vs_orgym.append(rate / orgym.rate(settings.steps * 5))
+    paired_orgym = statistics.median(vs_orgym) if vs_orgym else math.nan
+    return statistics.median(rates), statistics.median(ratios), paired_orgym
 
 
 def dispatch_env(scenario: str, overrides: dict[str, Any] | None = None, **kwargs: Any) -> gym.Env:
@@ -283,7 +294,45 @@ def orgym_python(timeout_s: float = 900) -> tuple[Path | None, str]:
     return python, ""
 
 
-def orgym_rate(settings: Settings) -> tuple[dict[str, Any] | None, str]:
+class OrGym:
+    """OR-Gym's VehicleRouting-v0 in its own venv's process, kept open so that its runs can be paired with
+    the dispatch env's in time (``rate`` plays one run there and returns its steps per second)."""
+
+    def __init__(self, python: Path) -> None:
+        self.proc = subprocess.Popen(
+            [str(python), "-c", ORGYM_CHILD, CLOCK_NAME[0]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.grid: list[int] = json.loads(self._line())
+        self.rates: list[float] = []
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:  # it died: say why
+            self.proc.wait(timeout=30)
+            stderr = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"VehicleRouting-v0 failed: {stderr.strip().splitlines()[-1:]}")
+        return line
+
+    def rate(self, steps: int) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{steps}\n")
+        self.proc.stdin.flush()
+        self.rates.append(float(self._line()))
+        return self.rates[-1]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def start_orgym(settings: Settings) -> tuple[OrGym | None, str]:
+    """OR-Gym's process, warmed up by one run, or None and why it is not measured."""
     if settings.orgym == "no":
         return None, "skipped (--orgym no)"
     if settings.orgym == "auto" and not (ORGYM_VENV / "bin" / "python").exists():
@@ -291,58 +340,64 @@ def orgym_rate(settings: Settings) -> tuple[dict[str, Any] | None, str]:
     python, why = orgym_python()
     if python is None:
         return None, why
-    out = subprocess.run(
-        [str(python), "-c", ORGYM_CHILD, str(settings.steps * 5), str(settings.repeats)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if out.returncode != 0:
-        return None, f"VehicleRouting-v0 failed: {out.stderr.strip().splitlines()[-1:]}"
-    return json.loads(out.stdout.strip().splitlines()[-1]), ""
+    try:
+        orgym = OrGym(python)
+        orgym.rate(settings.steps)
+    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    orgym.rates.clear()
+    return orgym, ""
 
 
 # ------------------------------------------------------------------------------------------- sections
 def section_speed(settings: Settings, rows: list[Row], notes: list[str]) -> dict[str, float]:
     cartpole = cartpole_rate(settings)
-    orgym, why = orgym_rate(settings)
+    orgym, why = start_orgym(settings)
     rows.append(Row("speed", "CartPole-v1 (gymnasium), random actions: steps/s", f"{cartpole:,.0f}", "1.000"))
-    if orgym is not None:
-        rows.append(
-            Row(
-                "speed",
-                f"OR-Gym VehicleRouting-v0 (1 vehicle, {orgym['grid'][0]}x{orgym['grid'][1]} grid, "
-                "gym 0.19), random actions: steps/s",
-                f"{orgym['rate']:,.0f}",
-                f"{orgym['rate'] / cartpole:.3f} x CartPole",
-            )
-        )
-    else:
-        notes.append(f"OR-Gym VehicleRouting-v0 not measured: {why}.")
-    found = {"cartpole": cartpole, "orgym": orgym["rate"] if orgym else math.nan}
+    found = {"cartpole": cartpole, "orgym": math.nan}
     base = cartpole_env()
-    for name in settings.scenarios:
-        env = dispatch_env(name)
-        world = env.unwrapped.world  # type: ignore[attr-defined]
-        steps_per_second(env, 100, 10_000, masked=True)
-        rate, ratio = paired_rates(env, base, settings)
-        found[name], found[f"{name}_vs_cartpole"] = rate, ratio
-        vs = f"{ratio:.4f} x CartPole (paired runs)"
+    scenario_rows = []
+    try:
+        for name in settings.scenarios:
+            env = dispatch_env(name)
+            world = env.unwrapped.world  # type: ignore[attr-defined]
+            steps_per_second(env, 100, 10_000, masked=True)
+            rate, ratio, vs_orgym = paired_rates(env, base, settings, orgym)
+            found[name], found[f"{name}_vs_cartpole"], found[f"{name}_vs_orgym"] = rate, ratio, vs_orgym
+            vs = f"{ratio:.4f} x CartPole (paired runs)"
+            if orgym is not None:
+                vs += f"; {vs_orgym:.2f} x OR-Gym (paired runs)"
+            scenario_rows.append(
+                Row(
+                    "speed",
+                    f"LastMile-Dispatch-v0 `{name}` ({world.n_vehicles} vehicles, "
+                    f"{world.graph.number_of_nodes():,} nodes, {len(world.matrix.nodes):,} key nodes), "
+                    "random masked policy: steps/s",
+                    f"{rate:,.0f}",
+                    vs,
+                )
+            )
+    finally:
         if orgym is not None:
-            vs += f"; {rate / orgym['rate']:.2f} x OR-Gym"
+            orgym.close()
+    if orgym is not None and orgym.rates:
+        found["orgym"] = statistics.median(orgym.rates)
         rows.append(
             Row(
                 "speed",
-                f"LastMile-Dispatch-v0 `{name}` ({world.n_vehicles} vehicles, "
-                f"{world.graph.number_of_nodes():,} nodes, {len(world.matrix.nodes):,} key nodes), "
-                "random masked policy: steps/s",
-                f"{rate:,.0f}",
-                vs,
+                f"OR-Gym VehicleRouting-v0 (1 vehicle, {orgym.grid[0]}x{orgym.grid[1]} grid, gym 0.19), "
+                "random actions: steps/s",
+                f"{found['orgym']:,.0f}",
+                f"{found['orgym'] / cartpole:.3f} x CartPole",
             )
         )
+    elif orgym is None:
+        notes.append(f"OR-Gym VehicleRouting-v0 not measured: {why}.")
+    rows.extend(scenario_rows)
     notes.append(
         "Dispatch env rows: x CartPole is the median over the runs of the scenario's rate over CartPole-v1's "
-        "measured just before it in the same process (paired runs), not the ratio of the two medians."
+        "measured just before it in the same process (paired runs), not the ratio of the two medians; "
+        "x OR-Gym likewise, with OR-Gym's run (in its own process, on the same clock) just after it."
     )
     if "default" in settings.scenarios and settings.vector_envs > 0:
         vector_rows(settings, rows, notes, found)
@@ -583,7 +638,8 @@ def targets(found: dict[str, float]) -> list[str]:
         verdict = "met" if vs_cart >= 0.1 else f"missed (x{vs_cart:.4f}, {10 * vs_cart:.1%} of it)"
         lines.append(f"- `default` >= 1/10 of CartPole-v1: {verdict}.")
         if math.isfinite(orgym):
-            ratio = rate / orgym
+            ratio = found.get("default_vs_orgym", rate / orgym)  # paired runs when measured so
+            ratio = ratio if math.isfinite(ratio) else rate / orgym
             verdict = "met" if ratio >= 3 else f"missed (x{ratio:.2f}, {ratio / 3:.0%} of it)"
             lines.append(f"- `default` >= 3x OR-Gym VehicleRouting-v0: {verdict}.")
     if "vector" in found:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -86,3 +87,35 @@ def test_vector_rows_compare_with_the_same_policy(tmp_path: Path) -> None:
     assert "N = 2 bare `DispatchEnv`s stepped in turn" in text
     assert "x the single env (random keys);" in text and "x its floor" in text
     assert "- vector env (N = 2) >= 3x the single env's decisions/s per core:" in text
+
+
+FAKE_ORGYM = """
+import sys
+print("[5, 5]", flush=True)
+for n, line in enumerate(sys.stdin):
+    if n == 2:
+        sys.exit("the fake env broke")
+    print(1000.0 * (n + 1), flush=True)
+"""
+
+
+def test_orgym_runs_are_paired_with_the_dispatch_env_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # OR-Gym's process plays one run per request, just after each run of the dispatch env, and each
+    # ratio is taken against its own run: here 1,000 then 2,000 steps/s
+    suite = _suite()
+    monkeypatch.setattr(suite, "ORGYM_CHILD", FAKE_ORGYM)
+    orgym = suite.OrGym(Path(sys.executable))
+    assert orgym.grid == [5, 5]
+    settings = suite.Settings(
+        repeats=2, steps=20, scenarios=["small"], quick=True, eval_scenario="small", eval_episodes=1,
+        ppo_steps=0, plot=Path("x.png"), orgym="auto", vector_envs=0,
+    )  # fmt: skip
+    rates = iter([3000.0, 8000.0])
+    monkeypatch.setattr(
+        suite, "steps_per_second", lambda env, *a, **k: 50_000.0 if env == "cp" else next(rates)
+    )
+    rate, vs_cartpole, vs_orgym = suite.paired_rates("env", "cp", settings, orgym)
+    assert (rate, vs_cartpole, vs_orgym) == (5500.0, 0.11, 3.5)  # medians of (3, 4) and (0.06, 0.16)
+    assert orgym.rates == [1000.0, 2000.0]
+    with pytest.raises(RuntimeError, match=r"VehicleRouting-v0 failed: .*the fake env broke"):
+        orgym.rate(20)
