@@ -146,7 +146,9 @@ class PoissonOrderGenerator:
         deadline = np.maximum(times, np.minimum(times + allowance, latest_due))
         earliest = np.where(in_window, window_start, times)
         due = np.where(in_window, window_start + width, deadline)
-        option = np.where(in_window, ServiceOption.WINDOW, np.where(express, ServiceOption.EXPRESS, 0))
+        option = np.where(
+            in_window, ServiceOption.WINDOW, np.where(express, ServiceOption.EXPRESS, ServiceOption.SAME_DAY)
+        )
         depot = world.nearest_depot[locs]
         # A return is collected at the address (the pickup place) from its window's start, to the center.
         center, loc = np.where(returned, locs, depot), np.where(returned, depot, locs)
