@@ -48,6 +48,7 @@ def poisson_arrivals(cfg: OrdersConfig, shift_start_hour: float, rng: np.random.
 
 
 DUE_MARGIN_MIN = 30.0
+_OPTIONS = tuple(ServiceOption)  # by value
 
 
 def default_generator(world: World) -> OrderGenerator:
@@ -131,48 +132,44 @@ class PoissonOrderGenerator:
         window = choice < cfg.window_share
         express = choice < cfg.window_share + cfg.express_share
         lead = rng.uniform(cfg.window_lead_min.low, cfg.window_lead_min.high, size=n)
+        returned = (
+            rng.uniform(size=n) < cfg.returns_share if cfg.returns_share > 0 else np.zeros(n, dtype=np.bool_)
+        )
         # Promises end DUE_MARGIN_MIN before the fleet's shift end, so a van can still get back in time.
         latest_due = world.config.fleet.shift_end_min - DUE_MARGIN_MIN
-        orders = []
-        # numpy scalars read once as Python lists: the same values, without a numpy index per field
-        nearest_depot = world.nearest_depot.tolist()
-        arrivals, leads, preps, services = times.tolist(), lead.tolist(), prep.tolist(), service.tolist()
-        for i, (loc, size, is_window, is_express) in enumerate(
-            zip(locs.tolist(), sizes.tolist(), window.tolist(), express.tolist(), strict=True)
-        ):
-            arrival = arrivals[i]
-            if is_window:
-                option = ServiceOption.WINDOW
-                earliest = max(arrival, min(arrival + leads[i], latest_due - cfg.window_width_min))
-                due = earliest + cfg.window_width_min
-            elif is_express:
-                option, earliest = ServiceOption.EXPRESS, arrival
-                due = max(arrival, min(arrival + cfg.express_deadline_min, latest_due))
-            else:
-                option, earliest = ServiceOption.SAME_DAY, arrival
-                due = max(arrival, min(arrival + cfg.deadline_min, latest_due))
-            orders.append(
-                Order(
-                    id=i,
-                    arrival_min=arrival,
-                    center=nearest_depot[loc],
-                    loc=loc,
-                    size=size,
-                    ready_min=arrival + preps[i],
-                    service_min=services[i],
-                    option=option,
-                    earliest_min=earliest,
-                    due_min=due,
-                )
+        width = cfg.window_width_min
+        # Every order's times at once (float64 sums, mins and maxes: the same floats as Python's): a window
+        # opens its lead after the arrival, a deadline is its allowance after it, both within the day.
+        window_start = np.maximum(times, np.minimum(times + lead, latest_due - width))
+        in_window = window | returned  # a return is collected in a window drawn as a window order's
+        allowance = np.where(express, cfg.express_deadline_min, cfg.deadline_min)
+        deadline = np.maximum(times, np.minimum(times + allowance, latest_due))
+        earliest = np.where(in_window, window_start, times)
+        due = np.where(in_window, window_start + width, deadline)
+        option = np.where(
+            in_window, ServiceOption.WINDOW, np.where(express, ServiceOption.EXPRESS, ServiceOption.SAME_DAY)
+        )
+        depot = world.nearest_depot[locs]
+        # A return is collected at the address (the pickup place) from its window's start, to the center.
+        center, loc = np.where(returned, locs, depot), np.where(returned, depot, locs)
+        ready = np.where(returned, window_start, times + prep)
+        orders = list(
+            map(
+                Order,
+                range(n),
+                times.tolist(),
+                center.tolist(),
+                loc.tolist(),
+                sizes.tolist(),
+                ready.tolist(),
+                service.tolist(),
+                map(_OPTIONS.__getitem__, option.tolist()),
+                earliest.tolist(),
+                due.tolist(),
             )
-        if cfg.returns_share > 0:
-            for r in np.flatnonzero(rng.uniform(size=n) < cfg.returns_share).tolist():
-                o = orders[r]
-                lead_min = min(o.arrival_min + float(lead[r]), latest_due - cfg.window_width_min)
-                start = max(o.arrival_min, lead_min)
-                # Collected at the address (the pickup place) in the window, dropped at the nearest center.
-                o.is_return, o.option, o.center, o.loc = True, ServiceOption.WINDOW, o.loc, o.center
-                o.ready_min, o.earliest_min, o.due_min = start, start, start + cfg.window_width_min
+        )
+        for r in np.flatnonzero(returned).tolist():
+            orders[r].is_return = True
         return orders
 
 

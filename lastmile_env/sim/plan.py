@@ -57,22 +57,25 @@ def plan_cost(vehicle: Vehicle, dist_km: float, duty_min: float, late_cost: floa
 def vehicle_params(vehicle: Vehicle) -> np.ndarray:
     """A vehicle as the kernels read it: (speed factor, home, shift end, cost per km, cost per minute,
     capacity, cost per hour, mode, range km, recharge minutes, 0, km flown since its last charge)."""
-    return np.array(
-        [
-            vehicle.speed_factor,
-            vehicle.home,
-            vehicle.shift_end_min,
-            vehicle.cost_per_km,
-            vehicle.cost_per_hour / 60.0,
-            vehicle.capacity,
-            vehicle.cost_per_hour,
-            vehicle.mode,
-            vehicle.range_km,
-            vehicle.recharge_min,
-            0.0,
-            vehicle.flown_km,
-        ]
-    )
+    return np.array(_param_row(vehicle), dtype=np.float64)
+
+
+def _param_row(vehicle: Vehicle) -> list[float]:
+    """``vehicle_params`` as a list: a fleet's rows convert to one array in one call (``FleetPlans.sync``)."""
+    return [
+        vehicle.speed_factor,
+        vehicle.home,
+        vehicle.shift_end_min,
+        vehicle.cost_per_km,
+        vehicle.cost_per_hour / 60.0,
+        vehicle.capacity,
+        vehicle.cost_per_hour,
+        vehicle.mode,
+        vehicle.range_km,
+        vehicle.recharge_min,
+        0.0,
+        vehicle.flown_km,
+    ]
 
 
 def stop_values(order: Order, kind: StopKind, pickup_service_min: float) -> tuple[float, float, float, int]:
@@ -286,7 +289,7 @@ class FleetPlans:
         if vehicles is not self._vehicles or n != len(self._routes):  # a new fleet: read it whole
             self._vehicles = vehicles
             self._alloc(n, self.capacity)
-            self.params = np.array([vehicle_params(v) for v in vehicles], dtype=np.float64).reshape(
+            self.params = np.array([_param_row(v) for v in vehicles], dtype=np.float64).reshape(
                 n, kernels.VEHICLE_COLUMNS
             )
             self._battery = [v.id for v in vehicles if has_battery(v)]

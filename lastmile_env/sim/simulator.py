@@ -118,6 +118,7 @@ class Simulator:
         insertion: the insertion rule (default: cheapest feasible insertion).
         debug: check every invariant after each decision and event batch (slow).
         routing: routing mode: a free vehicle with planned stops is a decision (see the module docstring).
+        _vehicles: internal (``from_snapshot``): the fleet to start from instead of ``world.make_vehicles()``.
     """
 
     def __init__(
@@ -129,6 +130,7 @@ class Simulator:
         insertion: InsertionRule | None = None,
         debug: bool = False,
         routing: bool = False,
+        _vehicles: list[Vehicle] | None = None,
     ) -> None:
         seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         arrivals_seq, self._noise_seq = seq.spawn(2)
@@ -158,7 +160,8 @@ class Simulator:
 
             generator = default_generator(world)
         self.orders: list[Order] = generator(world, np.random.default_rng(arrivals_seq))
-        self.vehicles = world.make_vehicles()
+        # the fleet at the shift start (``from_snapshot``: the snapshot's, not built here to be replaced)
+        self.vehicles = world.make_vehicles() if _vehicles is None else _vehicles
         # Rosters and ``fleet.idle_at: last_drop``: vehicles may be idle away from their center (at a roster's
         # start node, or waiting at their last drop); their plans price the way home, which they drive when
         # the day's work is done (``_send_idle_home``).
@@ -176,14 +179,15 @@ class Simulator:
         self.legs: list[tuple[int, int, int, float, float, float]] = []
         self.leg_stops: list[Stop | None] = []  # the stop each leg of ``legs`` drives to (None: the way home)
         # km each vehicle had flown since its last charge before the first leg (a snapshot's drones)
-        self.start_flown_km = [0.0] * world.n_vehicles
+        self.start_flown_km = [v.flown_km for v in self.vehicles]
         self._leg_audit: LegAudit | None = None  # debug mode: the legs already checked
         # (time, kind, seq, index): entries differ by their seq, so they pop in one order however the heap was
-        # built; the day's arrivals and readiness go in at once (one heapify), numbered as pushed one by one
-        self._queue: list[tuple[float, int, int, int]] = []
-        for o in self.orders:
-            n = len(self._queue)
-            self._queue += ((o.arrival_min, _ARRIVAL, n, o.id), (o.ready_min, _READY, n + 1, o.id))
+        # built; the day's arrivals and readiness go in at once (one heapify), numbered and interleaved as
+        # pushed one by one
+        arrivals = [(o.arrival_min, _ARRIVAL, 2 * k, o.id) for k, o in enumerate(self.orders)]
+        readies = [(o.ready_min, _READY, 2 * k + 1, o.id) for k, o in enumerate(self.orders)]
+        self._queue: list[tuple[float, int, int, int]] = arrivals + readies
+        self._queue[0::2], self._queue[1::2] = arrivals, readies
         heapq.heapify(self._queue)
         self._seq = len(self._queue)
         if self.wave_mode and self.orders:
@@ -218,7 +222,7 @@ class Simulator:
             wants_point = absence_rng.uniform(size=len(self.orders)) < attempts.pickup_point_share
             for o, point in zip(self.orders, wants_point, strict=True):
                 o.absent_choice = AbsentChoice.PICKUP_POINT if point else AbsentChoice.REDELIVER
-        if self._away_idle:  # a roster's vehicle away from its center is planned to drive home
+        if self._away_idle and _vehicles is None:  # a roster's vehicle away from its center drives home
             self.expected_cost = sum(self.plan(v.id).cost for v in self.vehicles)
 
     @classmethod
@@ -250,15 +254,13 @@ class Simulator:
             not 0 <= pending < len(listed) or listed[pending].status != OrderStatus.PENDING
         ):
             raise SimulationError(f"snapshot order {pending} is not a pending order")
-        sim = cls(world, 0, generator=lambda _world, _rng: [])  # the snapshot's future is unknown
+        fleet = list(vehicles)
+        for v in fleet:  # costs count from the snapshot on: nothing committed before it is known
+            v.dist_km = v.duty_min = 0.0
+        # the snapshot's future is unknown: no order arrives; its drones keep their battery state
+        sim = cls(world, 0, generator=lambda _world, _rng: [], _vehicles=fleet)
         sim.orders = listed
         sim.now = now_min
-        sim.vehicles = list(vehicles)
-        for v in sim.vehicles:  # costs count from the snapshot on: nothing committed before it is known
-            v.dist_km = v.duty_min = 0.0
-        sim._plans = [None] * len(sim.vehicles)
-        sim._away_idle = any(not v.returns_home or v.node != v.home for v in sim.vehicles)
-        sim.start_flown_km = [v.flown_km for v in sim.vehicles]  # a drone's battery state
         sim.n_arrived = len(listed)
         sim.current = None if pending is None else listed[pending]
         for v in sim.vehicles:
