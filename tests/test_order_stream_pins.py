@@ -99,22 +99,6 @@ def test_order_stream_is_pinned(case: str) -> None:
     assert _digest(case) == PINNED[case], f"{case}: the generated orders changed"
 
 
-@pytest.mark.parametrize("case", ["hetero_fleet", "small-roster"])
-def test_the_fleet_at_the_start_is_each_spec_in_its_start_state(case: str) -> None:
-    """``make_vehicles`` spells the spec's fields out (``VehicleSpec.at_start``): it must build what
-    ``VehicleSpec.vehicle`` builds at the vehicle's start node and time, field for field."""
-    world = _world(case)
-    fleet = world.make_vehicles()
-    assert fleet == [
-        spec.vehicle(
-            i, node=spec.home if spec.start_node is None else spec.start_node, free_min=spec.start_min
-        )
-        for i, spec in enumerate(world.vehicles)
-    ]
-    if case == "small-roster":  # the case does start a vehicle away from its center, and one later
-        assert any(v.node != v.home for v in fleet) and any(v.free_min > 0 for v in fleet)
-
-
 if __name__ == "__main__":  # regenerate: print the PINNED dict
     print("PINNED: dict[str, str] = {")
     for name in sys.argv[1:] or sorted(CASES):

@@ -65,27 +65,6 @@ class VehicleSpec:
             **state,
         )
 
-    def at_start(self, vehicle_id: int) -> Vehicle:
-        """``vehicle(vehicle_id, node=start node, free_min=start_min)`` with its keywords spelled out: no
-        keyword dict to merge (a reset builds the whole fleet; ``test_order_stream_pins`` pins the result)."""
-        return Vehicle(
-            id=vehicle_id,
-            type_name=self.type_name,
-            capacity=self.capacity,
-            speed_factor=self.speed_factor,
-            cost_per_km=self.cost_per_km,
-            cost_per_hour=self.cost_per_hour,
-            home=self.home,
-            shift_end_min=self.shift_end_min,
-            mode=self.mode,
-            mode_name=self.mode_name,
-            range_km=self.range_km,
-            recharge_min=self.recharge_min,
-            returns_home=self.returns_home,
-            node=self.home if self.start_node is None else self.start_node,
-            free_min=self.start_min,
-        )
-
 
 @dataclass(frozen=True, eq=False)
 class World:
@@ -138,7 +117,12 @@ class World:
     def make_vehicles(self) -> list[Vehicle]:
         """The fleet at the start of the shift: every vehicle idle at its start node (its center unless a
         roster says otherwise), free from its shift start."""
-        return [spec.at_start(i) for i, spec in enumerate(self.vehicles)]
+        return [
+            spec.vehicle(
+                i, node=spec.home if spec.start_node is None else spec.start_node, free_min=spec.start_min
+            )
+            for i, spec in enumerate(self.vehicles)
+        ]
 
     def travel_arrival_min(
         self, src: int, dst: int, depart_min: float, speed_factor: float, mode: int = 0
