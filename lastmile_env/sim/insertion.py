@@ -157,17 +157,9 @@ class CheapestInsertion:
         """The same search for every vehicle in one compiled call (``kernels.fleet_cheapest_insertion``)
         over the simulator's packed plans (``sim.fleet_plans``): the result for vehicle ``v`` is exactly
         ``self(sim, v, order)``."""
-        world = sim.world
         plans = sim.fleet_plans
         plans.sync(sim)
-        new = _order_array(sim, order)
-        found = kernels.fleet_cheapest_insertion(
-            world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
-            plans.params, plans.late_costs, plans.counts, plans.nodes,
-            plans.open_min, plans.due_min, plans.service_min, plans.load_delta, plans.start_min,
-            plans.start_node, plans.start_load, plans.dirty, plans.free, plans.loads, plans.cum_dist,
-            plans.cum_late, plans.summary, plans.feasible, new, TIE,
-        )  # fmt: skip
+        found = plans.search(sim.world, sim.now, _order_array(sim, order), TIE)
         return FleetInsertion(*found, plan_end_min=plans.plan_end_min)
 
 

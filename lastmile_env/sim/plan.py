@@ -170,22 +170,11 @@ class FleetState(NamedTuple):
     n_idle: int
 
 
-_STATE = np.dtype(
-    [
-        ("free_min", np.float64),
-        ("node", np.int64),
-        ("free_load", np.int64),
-        ("n_stops", np.int64),
-        ("idle", np.bool_),
-    ]
-)
-
-
 def gather_state(vehicles: Sequence[Vehicle]) -> np.ndarray:
-    """One pass over the fleet: ``(free_min, node, free_load, planned stops, idle)`` per vehicle, as a
-    record array (each field converted straight from its Python value: no float round trip)."""
+    """One pass over the fleet: ``(free_min, node, free_load, planned stops, idle)`` per vehicle, one
+    float64 row each (``kernels.STATE_COLUMNS``; the integers are small, so exact)."""
     rows = [(v.free_min, v.node, v.free_load, len(v.route), v.idle) for v in vehicles]
-    return np.fromiter(rows, dtype=_STATE, count=len(rows))
+    return np.array(rows, dtype=np.float64).reshape(len(rows), kernels.STATE_COLUMNS)
 
 
 def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
@@ -193,11 +182,9 @@ def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
     n = len(vehicles)
     start_min, dirty = np.full(n, np.nan), np.zeros(n, dtype=np.bool_)
     start_node, start_load, n_stops = (np.zeros(n, dtype=np.int64) for _ in range(3))
-    gathered = gather_state(vehicles)
     n_idle, _ = kernels.fleet_starts(
-        gathered["free_min"], gathered["node"], gathered["free_load"], gathered["n_stops"], gathered["idle"],
-        now, start_min, start_node, start_load, n_stops, dirty,
-    )  # fmt: skip
+        gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty
+    )
     return FleetState(start_min, start_node, start_load, n_stops, n_idle)
 
 
@@ -205,18 +192,21 @@ class FleetPlans:
     """Every vehicle's remaining plan packed into arrays, one row per vehicle, and each plan's schedule, for
     the kernels that work on the whole fleet in one call (``kernels.fleet_cheapest_insertion``).
 
-    ``sync`` brings the rows up to date with the simulator: a row's stops are rebuilt (``stop_arrays``) only
-    when its vehicle's route differs from the one it was built from (stops are immutable, so comparing the
-    lists is exact and cheap), and a row is flagged ``dirty`` (to be scheduled again by the kernel) when its
-    stops or its start (``Simulator.plan_start``) changed. Only the vehicles the simulator ``touch``-ed since
-    the last sync are read again (their state into packed columns, their route compared): the simulator
-    touches every vehicle it changes, so a sync costs Python per changed vehicle, not per vehicle.
+    ``sync`` then ``search`` bring the rows up to date with the simulator: a row's stops are rebuilt
+    (``stop_arrays``) only when its vehicle's route differs from the one it was built from (stops are
+    immutable, so comparing the lists is exact and cheap), or lose their first stop in the kernel when the
+    vehicle left for it (``shifted``), and a row is flagged ``dirty`` (to be scheduled again by the kernel)
+    when its stops or its start (``Simulator.plan_start``, computed in the kernel from the gathered
+    ``state``) changed. Only the vehicles the simulator ``touch``-ed since the last sync are read again
+    (their state into ``state``, their route compared): the simulator touches every vehicle it changes, so
+    a sync costs Python per changed vehicle, not per vehicle.
     """
 
     def __init__(self) -> None:
         self._vehicles: list[Vehicle] | None = None
         self._touched: set[int] = set()  # vehicles changed since the last sync
         self._routes: list[list[Stop]] = []
+        self.gathered = np.empty((0, kernels.STATE_COLUMNS))  # each vehicle's state (``gather_state``)
         self._battery: list[int] = []
         self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
         self.late_costs = np.zeros(2)  # (late fixed, late per minute), set by ``sync``
@@ -231,6 +221,7 @@ class FleetPlans:
         self.due_min = np.zeros((n, capacity))
         self.service_min = np.zeros((n, capacity))
         self.load_delta = np.zeros((n, capacity), dtype=np.int64)
+        self.shifted = np.zeros(n, dtype=np.int64)  # first stops dropped, to move up in the next search
         self.start_min = np.full(n, np.nan)
         self.start_node = np.zeros(n, dtype=np.int64)
         self.start_load = np.zeros(n, dtype=np.int64)
@@ -262,25 +253,18 @@ class FleetPlans:
         self.service_min[vid, :k] = service_min
         self.load_delta[vid, :k] = load_delta
         self.counts[vid] = k
+        self.shifted[vid] = 0
         self.dirty[vid] = True
         self._routes[vid] = list(route)
-
-    def _shift(self, vid: int) -> None:
-        """Drop a row's first stop (the same arrays ``_write`` would build for the shorter route)."""
-        kernels.shift_row(
-            vid, self.counts, self.nodes, self.open_min, self.due_min, self.service_min, self.load_delta,
-            self.dirty,
-        )  # fmt: skip
-        del self._routes[vid][0]
 
     def touch(self, vid: int) -> None:
         """Vehicle ``vid``'s state or route changed: the next ``sync`` reads it again."""
         self._touched.add(vid)
 
     def sync(self, sim: Simulator) -> None:
-        """Bring every row up to date with ``sim``'s vehicles and clock: the touched vehicles are read again,
-        every plan's start is recomputed from the packed columns (the state the observation reads too:
-        ``state``)."""
+        """Bring every row's stops up to date with ``sim``'s vehicles (a dropped first stop is left to the
+        next ``search``) and gather the touched vehicles' state; ``search`` then computes every plan's start
+        at ``sim.now`` (the state the observation reads too: ``state``)."""
         vehicles = sim.vehicles
         n = len(vehicles)
         if vehicles is not self._vehicles or n != len(self._routes):  # a new fleet: read it whole
@@ -291,25 +275,21 @@ class FleetPlans:
             )
             self._battery = [v.id for v in vehicles if has_battery(v)]
             self.late_costs = np.array(sim.world.late_costs)
-            gathered = gather_state(vehicles)
-            self._free_min, self._node = gathered["free_min"].copy(), gathered["node"].copy()
-            self._free_load, self._planned = gathered["free_load"].copy(), gathered["n_stops"].copy()
-            self._idle = gathered["idle"].copy()
+            self.gathered = gather_state(vehicles)
             touched: Iterable[int] = range(n)
+            longest = int(self.gathered[:, kernels.PLANNED].max()) if n else 0
         else:
             touched = self._touched
-            free_min, node, free_load, planned, idle = (
-                self._free_min, self._node, self._free_load, self._planned, self._idle,
-            )  # fmt: skip
+            gathered, longest = self.gathered, 0
             for vid in touched:
                 v = vehicles[vid]
-                free_min[vid], node[vid], free_load[vid] = v.free_min, v.node, v.free_load
-                planned[vid], idle[vid] = len(v.route), v.idle
+                k = len(v.route)
+                gathered[vid] = (v.free_min, v.node, v.free_load, k, v.idle)
+                if k > longest:
+                    longest = k
         self._touched = set()
-        self.n_idle, longest = self._starts(sim.now)
         if longest > self.capacity:  # a plan outgrew the rows: every row is rebuilt, twice as long
             self._alloc(n, 2 * longest)
-            self.n_idle, _ = self._starts(sim.now)
             touched = range(n)
         for vid in self._battery:  # a battery's state is part of the plan's start
             flown = vehicles[vid].flown_km
@@ -322,31 +302,37 @@ class FleetPlans:
             if route == built:
                 continue
             if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
-                self._shift(vid)
+                self.shifted[vid] += 1  # the kernel moves the row's stops up (``kernels.shift_row``)
+                del built[0]
             else:
                 self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
 
+    def search(self, world: World, now: float, new: np.ndarray, tie: float) -> tuple[np.ndarray, ...]:
+        """``kernels.fleet_cheapest_insertion`` of the order ``new`` over the synced rows at ``now``: the
+        rows are brought fully up to date and scheduled, and stay so (``state``, ``insert``); returns the
+        kernel's per-vehicle results."""
+        *found, self.n_idle = kernels.fleet_cheapest_insertion(
+            world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
+            self.late_costs, self.counts, self.nodes, self.open_min, self.due_min, self.service_min,
+            self.load_delta, self.shifted, self.gathered, now, self.start_min, self.start_node,
+            self.start_load, self.n_stops, self.dirty, self.free, self.loads, self.cum_dist, self.cum_late,
+            self.summary, self.feasible, new, tie,
+        )  # fmt: skip
+        return tuple(found)
+
     def untracked(self, vehicles: Sequence[Vehicle]) -> list[int]:
-        """The vehicles whose packed state or route no longer matches them though they were not touched
+        """The vehicles whose gathered state or route no longer matches them though they were not touched
         since the last sync (a simulator that changed a vehicle without ``touch``: a bug)."""
         if vehicles is not self._vehicles or len(vehicles) != len(self._routes):
             return []  # the next sync reads the fleet whole
         found = []
         for vid, v in enumerate(vehicles):
             state = (v.free_min, v.node, v.free_load, len(v.route), v.idle)
-            packed = (self._free_min[vid], self._node[vid], self._free_load[vid], self._planned[vid])
             if vid not in self._touched and (
-                state != (*packed, self._idle[vid]) or v.route != self._routes[vid]
+                state != tuple(self.gathered[vid]) or v.route != self._routes[vid]
             ):
                 found.append(vid)
         return found
-
-    def _starts(self, now: float) -> tuple[int, int]:
-        """``kernels.fleet_starts`` over the packed columns: the idle count and the longest plan."""
-        return kernels.fleet_starts(
-            self._free_min, self._node, self._free_load, self._planned, self._idle, now, self.start_min,
-            self.start_node, self.start_load, self.n_stops, self.dirty,
-        )  # fmt: skip
 
     def state(self) -> FleetState:
         """The fleet's state as of the last ``sync`` (the arrays themselves: read only)."""
