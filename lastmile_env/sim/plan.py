@@ -215,14 +215,11 @@ class FleetPlans:
         self._touched: set[int] = set()  # vehicles changed since the last sync
         self._routes: list[list[Stop]] = []
         self.gathered = np.empty((0, kernels.STATE_COLUMNS))  # each vehicle's state (``gather_state``)
-        self._gathered_buffer = self.gathered.data
         self._battery: list[int] = []
         self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
         self.late_costs = np.zeros(2)  # (late fixed, late per minute), set by ``sync``
         self._new_stops = np.empty((2, 5))  # ``insert``'s two stops: (loc, open, due, service, load delta)
         self._order = np.empty(kernels.ORDER_COLUMNS)  # ``search``'s order
-        # the buffers of ``_new_stops``, ``_order`` and ``gathered``, which ``struct.pack_into`` writes
-        self._new_stops_buffer, self._order_buffer = self._new_stops.data, self._order.data
         self.capacity = 8  # stops per row at least; the rows are allocated by the first ``sync``
 
     def _alloc(self, n: int, capacity: int) -> None:
@@ -288,18 +285,18 @@ class FleetPlans:
             self._battery = [v.id for v in vehicles if has_battery(v)]
             self.late_costs = np.array(sim.world.late_costs)
             self.gathered = gather_state(vehicles)
-            self._gathered_buffer = self.gathered.data
             touched: Iterable[int] = range(n)
             longest = int(self.gathered[:, kernels.PLANNED].max()) if n else 0
         else:
             touched = self._touched
-            gathered, longest = self._gathered_buffer, 0
+            gathered, longest = self.gathered, 0
             for vid in touched:
                 v = vehicles[vid]
                 k = len(v.route)
                 _STATE_ROW.pack_into(
-                    gathered, vid * _STATE_ROW.size, v.free_min, v.node, v.free_load, k, v.idle
-                )
+                    gathered,  # type: ignore[arg-type]  # an ndarray is a buffer (numpy's stubs omit it)
+                    vid * _STATE_ROW.size, v.free_min, v.node, v.free_load, k, v.idle,
+                )  # fmt: skip
                 if k > longest:
                     longest = k
         self._touched = set()
@@ -328,7 +325,7 @@ class FleetPlans:
         """``kernels.fleet_cheapest_insertion`` of an order (its ``kernels.ORDER_COLUMNS`` values) over the
         synced rows at ``now``: the rows are brought fully up to date and scheduled, and stay so (``state``,
         ``insert``); returns the kernel's per-vehicle ``i``, ``j``, cost and km increases and ETAs."""
-        _ORDER.pack_into(self._order_buffer, 0, *order)  # no new array per search
+        _ORDER.pack_into(self._order, 0, *order)  # type: ignore[arg-type]  # (as in ``sync``)
         i, j, delta, km, eta, self.n_idle = kernels.fleet_cheapest_insertion(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             self.late_costs, self.counts, self.nodes, self.open_min, self.due_min, self.service_min,
@@ -369,7 +366,8 @@ class FleetPlans:
             return None
         pickup_service = world.config.orders.pickup_service_min
         _NEW_STOPS.pack_into(  # no new array per insertion
-            self._new_stops_buffer, 0, order.center, *stop_values(order, StopKind.PICKUP, pickup_service),
+            self._new_stops,  # type: ignore[arg-type]  # (as in ``sync``)
+            0, order.center, *stop_values(order, StopKind.PICKUP, pickup_service),
             order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service),
         )  # fmt: skip
         cost, start = kernels.insert_into_row(
