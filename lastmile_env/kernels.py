@@ -410,6 +410,7 @@ def _priced_battery(
     return cost - old[0], dist - old[1], eta
 
 
+ORDER_COLUMNS = 9  # the new order's array (``sim.insertion._order_values``)
 WORK_ROWS = 9  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
 TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
@@ -809,9 +810,13 @@ def fleet_cheapest_insertion(
     due_min: np.ndarray,
     service_min: np.ndarray,
     load_delta: np.ndarray,
+    shifted: np.ndarray,
+    state: np.ndarray,
+    now: float,
     start_min: np.ndarray,
     start_node: np.ndarray,
     start_load: np.ndarray,
+    n_stops: np.ndarray,
     dirty: np.ndarray,
     free: np.ndarray,
     loads: np.ndarray,
@@ -821,19 +826,26 @@ def fleet_cheapest_insertion(
     feasible: np.ndarray,
     new: np.ndarray,
     tie: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """``cheapest_insertion`` of one new order into every vehicle's plan, in one call.
 
     Plans are packed one row per vehicle: ``counts[v]`` stops, ``nodes[v, 1 : k + 1]`` their locations, the
     other stop arrays as in ``schedule``; ``vehicles[v]`` its row (``evaluate``); the travel arrays are
     stacked per mode. The schedule of each plan is kept in ``free``, ``loads``,
     ``cum_dist``, ``cum_late`` (rows as ``schedule``'s prefix arrays), ``summary`` (cost, km, return time,
-    lateness cost, service minutes: ``plan_totals``) and ``feasible``; rows flagged ``dirty`` (their stops
-    or their start ``(start_min, start_node, start_load)[v]`` changed) are scheduled again first, and the
-    flags cleared. Then each feasible plan is searched exactly as ``cheapest_insertion`` does. Returns per
-    vehicle ``i`` (-1 when the plan is infeasible or no insertion is), ``j``, cost increase, km increase
-    and delivery ETA.
+    lateness cost, service minutes: ``plan_totals``) and ``feasible``. First the rows are brought up to
+    date: each row drops its first ``shifted[v]`` stops (its vehicle left for them: ``shift_row``), and
+    every plan's start is computed from the fleet's gathered ``state`` at ``now`` (``fleet_starts``); rows
+    flagged ``dirty`` (their stops or their start ``(start_min, start_node, start_load)[v]`` changed) are
+    then scheduled again, and the flags cleared. Then each feasible plan is searched exactly as
+    ``cheapest_insertion`` does. Returns per vehicle ``i`` (-1 when the plan is infeasible or no insertion
+    is), ``j``, cost increase, km increase and delivery ETA, then the number of idle vehicles.
     """
+    for v in range(shifted.shape[0]):
+        for _ in range(shifted[v]):
+            shift_row(v, counts, nodes, open_min, due_min, service_min, load_delta, dirty)
+        shifted[v] = 0
+    n_idle, _ = fleet_starts(state, now, start_min, start_node, start_load, n_stops, dirty)
     n = counts.shape[0]
     longest = counts.max() if n > 0 else 0
     n_pairs = (longest + 1) * (longest + 2) // 2
@@ -869,7 +881,7 @@ def fleet_cheapest_insertion(
             walks, reached,
         )  # fmt: skip
         out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = i, j, delta, km, eta
-    return out_i, out_j, out_delta, out_km, out_eta
+    return out_i, out_j, out_delta, out_km, out_eta, n_idle
 
 
 @njit(cache=True)
@@ -1095,13 +1107,15 @@ def dispatch_features(
     action_mask(mask, reject, pickup_after, defer)
 
 
+# Columns of a fleet's gathered state (``sim.plan.gather_state``), one float64 row per vehicle: when and
+# where it is free, its load then, its planned stops, whether it is idle (1.0) (small integers: exact).
+STATE_COLUMNS = 5
+FREE_MIN, NODE, FREE_LOAD, PLANNED, IDLE = 0, 1, 2, 3, 4
+
+
 @njit(cache=True)
 def fleet_starts(
-    free_min: np.ndarray,
-    node: np.ndarray,
-    free_load: np.ndarray,
-    planned: np.ndarray,
-    idle: np.ndarray,
+    state: np.ndarray,
     now: float,
     start_min: np.ndarray,
     start_node: np.ndarray,
@@ -1109,20 +1123,21 @@ def fleet_starts(
     n_stops: np.ndarray,
     dirty: np.ndarray,
 ) -> tuple[int, int]:
-    """Every vehicle's plan start from its gathered state (when and where it is free, its load then, its
-    planned stops, whether it is idle): ``start_min`` is ``max(free_min, now)`` (``Simulator.plan_start``);
-    a row whose start changed is flagged ``dirty``. Written in place; returns the number of idle vehicles
-    and the most planned stops of a vehicle."""
+    """Every vehicle's plan start from its gathered ``state`` row (``STATE_COLUMNS``): ``start_min`` is
+    ``max(free_min, now)`` (``Simulator.plan_start``); a row whose start changed is flagged ``dirty``.
+    Written in place; returns the number of idle vehicles and the most planned stops of a vehicle."""
     n_idle, longest = 0, 0
-    for v in range(free_min.shape[0]):
-        t = free_min[v] if free_min[v] >= now else now
-        if t != start_min[v] or node[v] != start_node[v] or free_load[v] != start_load[v]:
+    for v in range(state.shape[0]):
+        free_min, node, load = state[v, FREE_MIN], int(state[v, NODE]), int(state[v, FREE_LOAD])
+        planned = int(state[v, PLANNED])
+        t = free_min if free_min >= now else now
+        if t != start_min[v] or node != start_node[v] or load != start_load[v]:
             dirty[v] = True
-        start_min[v], start_node[v], start_load[v], n_stops[v] = t, node[v], free_load[v], planned[v]
-        if idle[v]:
+        start_min[v], start_node[v], start_load[v], n_stops[v] = t, node, load, planned
+        if state[v, IDLE] != 0.0:
             n_idle += 1
-        if planned[v] > longest:
-            longest = planned[v]
+        if planned > longest:
+            longest = planned
     return n_idle, longest
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -306,3 +307,31 @@ def test_a_vehicle_changed_without_touch_breaks_an_invariant(tiny_world):
         check_invariants(sim)
     sim.fleet_plans.touch(0)
     check_invariants(sim)
+
+
+def test_a_deep_copy_mid_day_runs_the_rest_of_the_day_alike():
+    """A simulator copied at a decision (a lookahead policy's rollout) carries its packed plans and scratch
+    arrays along: the copy and the original, given the same decisions, run the same rest of the day."""
+    from lastmile_env.config import load_scenario
+    from lastmile_env.sim.world import world_for
+
+    sim = Simulator(world_for(load_scenario("small")), seed=4)
+    order = sim.advance()
+    for _ in range(30):  # into the day: plans with stops, vehicles under way
+        assert order is not None
+        feasible = np.flatnonzero(sim.feasible_vehicles())
+        if feasible.size:
+            sim.assign(int(feasible[0]))
+        else:
+            sim.reject()
+        order = sim.advance()
+    twin = copy.deepcopy(sim)
+    days = []
+    for s in (sim, twin):
+        rng, deltas, order = np.random.default_rng(5), [], s.current
+        while order is not None:
+            feasible = np.flatnonzero(s.feasible_vehicles())
+            deltas.append(s.assign(int(rng.choice(feasible))) if feasible.size else s.reject())
+            order = s.advance()
+        days.append((deltas, s.cost(), [(v.node, v.dist_km, v.duty_min) for v in s.vehicles]))
+    assert days[0] == days[1] and len(days[0][0]) > 10

@@ -92,37 +92,38 @@ def price_insertion(sim: Simulator, vehicle_id: int, order: Order, i: int, j: in
     )
 
 
-def _order_array(sim: Simulator, order: Order) -> np.ndarray:
+def _order_values(sim: Simulator, order: Order) -> tuple[float, ...]:
     """The new order as the insertion kernels read it (a return: collected at the customer by its due,
-    unloaded at the center)."""
+    unloaded at the center): ``kernels.ORDER_COLUMNS`` values."""
     pickup_service = sim.world.config.orders.pickup_service_min
     if order.is_return:
-        return np.array(
-            [
-                order.center,
-                order.loc,
-                order.size,
-                order.ready_min,
-                order.earliest_min,
-                math.inf,
-                order.service_min,
-                pickup_service,
-                order.due_min,
-            ]
-        )
-    return np.array(
-        [
+        return (
             order.center,
             order.loc,
             order.size,
             order.ready_min,
             order.earliest_min,
-            order.due_min,
-            pickup_service,
-            order.service_min,
             math.inf,
-        ]
+            order.service_min,
+            pickup_service,
+            order.due_min,
+        )
+    return (
+        order.center,
+        order.loc,
+        order.size,
+        order.ready_min,
+        order.earliest_min,
+        order.due_min,
+        pickup_service,
+        order.service_min,
+        math.inf,
     )
+
+
+def _order_array(sim: Simulator, order: Order) -> np.ndarray:
+    """``_order_values`` as an array."""
+    return np.array(_order_values(sim, order), dtype=np.float64)
 
 
 class CheapestInsertion:
@@ -157,17 +158,9 @@ class CheapestInsertion:
         """The same search for every vehicle in one compiled call (``kernels.fleet_cheapest_insertion``)
         over the simulator's packed plans (``sim.fleet_plans``): the result for vehicle ``v`` is exactly
         ``self(sim, v, order)``."""
-        world = sim.world
         plans = sim.fleet_plans
         plans.sync(sim)
-        new = _order_array(sim, order)
-        found = kernels.fleet_cheapest_insertion(
-            world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
-            plans.params, plans.late_costs, plans.counts, plans.nodes,
-            plans.open_min, plans.due_min, plans.service_min, plans.load_delta, plans.start_min,
-            plans.start_node, plans.start_load, plans.dirty, plans.free, plans.loads, plans.cum_dist,
-            plans.cum_late, plans.summary, plans.feasible, new, TIE,
-        )  # fmt: skip
+        found = plans.search(sim.world, sim.now, _order_values(sim, order), TIE)
         return FleetInsertion(*found, plan_end_min=plans.plan_end_min)
 
 

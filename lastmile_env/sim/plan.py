@@ -9,6 +9,7 @@ distance + driver time (start to return) + lateness penalties of its deliveries.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -173,22 +174,11 @@ class FleetState(NamedTuple):
     n_idle: int
 
 
-_STATE = np.dtype(
-    [
-        ("free_min", np.float64),
-        ("node", np.int64),
-        ("free_load", np.int64),
-        ("n_stops", np.int64),
-        ("idle", np.bool_),
-    ]
-)
-
-
 def gather_state(vehicles: Sequence[Vehicle]) -> np.ndarray:
-    """One pass over the fleet: ``(free_min, node, free_load, planned stops, idle)`` per vehicle, as a
-    record array (each field converted straight from its Python value: no float round trip)."""
+    """One pass over the fleet: ``(free_min, node, free_load, planned stops, idle)`` per vehicle, one
+    float64 row each (``kernels.STATE_COLUMNS``; the integers are small, so exact)."""
     rows = [(v.free_min, v.node, v.free_load, len(v.route), v.idle) for v in vehicles]
-    return np.fromiter(rows, dtype=_STATE, count=len(rows))
+    return np.array(rows, dtype=np.float64).reshape(len(rows), kernels.STATE_COLUMNS)
 
 
 def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
@@ -196,34 +186,43 @@ def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
     n = len(vehicles)
     start_min, dirty = np.full(n, np.nan), np.zeros(n, dtype=np.bool_)
     start_node, start_load, n_stops = (np.zeros(n, dtype=np.int64) for _ in range(3))
-    gathered = gather_state(vehicles)
     n_idle, _ = kernels.fleet_starts(
-        gathered["free_min"], gathered["node"], gathered["free_load"], gathered["n_stops"], gathered["idle"],
-        now, start_min, start_node, start_load, n_stops, dirty,
-    )  # fmt: skip
+        gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty
+    )
     return FleetState(start_min, start_node, start_load, n_stops, n_idle)
+
+
+# Python values written into float64 arrays in place by ``struct.pack_into`` (native doubles, the values
+# numpy would store): one C call, a few times cheaper than assigning a tuple to an array row.
+_STATE_ROW = struct.Struct(f"{kernels.STATE_COLUMNS}d")  # a vehicle's ``gather_state`` row
+_NEW_STOPS = struct.Struct("10d")  # ``insert``'s two stops
+_ORDER = struct.Struct(f"{kernels.ORDER_COLUMNS}d")  # the order ``search`` places
 
 
 class FleetPlans:
     """Every vehicle's remaining plan packed into arrays, one row per vehicle, and each plan's schedule, for
     the kernels that work on the whole fleet in one call (``kernels.fleet_cheapest_insertion``).
 
-    ``sync`` brings the rows up to date with the simulator: a row's stops are rebuilt (``stop_arrays``) only
-    when its vehicle's route differs from the one it was built from (stops are immutable, so comparing the
-    lists is exact and cheap), and a row is flagged ``dirty`` (to be scheduled again by the kernel) when its
-    stops or its start (``Simulator.plan_start``) changed. Only the vehicles the simulator ``touch``-ed since
-    the last sync are read again (their state into packed columns, their route compared): the simulator
-    touches every vehicle it changes, so a sync costs Python per changed vehicle, not per vehicle.
+    ``sync`` then ``search`` bring the rows up to date with the simulator: a row's stops are rebuilt
+    (``stop_arrays``) only when its vehicle's route differs from the one it was built from (stops are
+    immutable, so comparing the lists is exact and cheap), or lose their first stop in the kernel when the
+    vehicle left for it (``shifted``), and a row is flagged ``dirty`` (to be scheduled again by the kernel)
+    when its stops or its start (``Simulator.plan_start``, computed in the kernel from the gathered
+    ``state``) changed. Only the vehicles the simulator ``touch``-ed since the last sync are read again
+    (their state into ``state``, their route compared): the simulator touches every vehicle it changes, so
+    a sync costs Python per changed vehicle, not per vehicle.
     """
 
     def __init__(self) -> None:
         self._vehicles: list[Vehicle] | None = None
         self._touched: set[int] = set()  # vehicles changed since the last sync
         self._routes: list[list[Stop]] = []
+        self.gathered = np.empty((0, kernels.STATE_COLUMNS))  # each vehicle's state (``gather_state``)
         self._battery: list[int] = []
         self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
         self.late_costs = np.zeros(2)  # (late fixed, late per minute), set by ``sync``
         self._new_stops = np.empty((2, 5))  # ``insert``'s two stops: (loc, open, due, service, load delta)
+        self._order = np.empty(kernels.ORDER_COLUMNS)  # ``search``'s order
         self.capacity = 8  # stops per row at least; the rows are allocated by the first ``sync``
 
     def _alloc(self, n: int, capacity: int) -> None:
@@ -234,6 +233,7 @@ class FleetPlans:
         self.due_min = np.zeros((n, capacity))
         self.service_min = np.zeros((n, capacity))
         self.load_delta = np.zeros((n, capacity), dtype=np.int64)
+        self.shifted = np.zeros(n, dtype=np.int64)  # first stops dropped, to move up in the next search
         self.start_min = np.full(n, np.nan)
         self.start_node = np.zeros(n, dtype=np.int64)
         self.start_load = np.zeros(n, dtype=np.int64)
@@ -265,25 +265,18 @@ class FleetPlans:
         self.service_min[vid, :k] = service_min
         self.load_delta[vid, :k] = load_delta
         self.counts[vid] = k
+        self.shifted[vid] = 0
         self.dirty[vid] = True
         self._routes[vid] = list(route)
-
-    def _shift(self, vid: int) -> None:
-        """Drop a row's first stop (the same arrays ``_write`` would build for the shorter route)."""
-        kernels.shift_row(
-            vid, self.counts, self.nodes, self.open_min, self.due_min, self.service_min, self.load_delta,
-            self.dirty,
-        )  # fmt: skip
-        del self._routes[vid][0]
 
     def touch(self, vid: int) -> None:
         """Vehicle ``vid``'s state or route changed: the next ``sync`` reads it again."""
         self._touched.add(vid)
 
     def sync(self, sim: Simulator) -> None:
-        """Bring every row up to date with ``sim``'s vehicles and clock: the touched vehicles are read again,
-        every plan's start is recomputed from the packed columns (the state the observation reads too:
-        ``state``)."""
+        """Bring every row's stops up to date with ``sim``'s vehicles (a dropped first stop is left to the
+        next ``search``) and gather the touched vehicles' state; ``search`` then computes every plan's start
+        at ``sim.now`` (the state the observation reads too: ``state``)."""
         vehicles = sim.vehicles
         n = len(vehicles)
         if vehicles is not self._vehicles or n != len(self._routes):  # a new fleet: read it whole
@@ -294,25 +287,24 @@ class FleetPlans:
             )
             self._battery = [v.id for v in vehicles if has_battery(v)]
             self.late_costs = np.array(sim.world.late_costs)
-            gathered = gather_state(vehicles)
-            self._free_min, self._node = gathered["free_min"].copy(), gathered["node"].copy()
-            self._free_load, self._planned = gathered["free_load"].copy(), gathered["n_stops"].copy()
-            self._idle = gathered["idle"].copy()
+            self.gathered = gather_state(vehicles)
             touched: Iterable[int] = range(n)
+            longest = int(self.gathered[:, kernels.PLANNED].max()) if n else 0
         else:
             touched = self._touched
-            free_min, node, free_load, planned, idle = (
-                self._free_min, self._node, self._free_load, self._planned, self._idle,
-            )  # fmt: skip
+            gathered, longest = self.gathered, 0
             for vid in touched:
                 v = vehicles[vid]
-                free_min[vid], node[vid], free_load[vid] = v.free_min, v.node, v.free_load
-                planned[vid], idle[vid] = len(v.route), v.idle
+                k = len(v.route)
+                _STATE_ROW.pack_into(
+                    gathered,  # type: ignore[arg-type]  # an ndarray is a buffer (numpy's stubs omit it)
+                    vid * _STATE_ROW.size, v.free_min, v.node, v.free_load, k, v.idle,
+                )  # fmt: skip
+                if k > longest:
+                    longest = k
         self._touched = set()
-        self.n_idle, longest = self._starts(sim.now)
         if longest > self.capacity:  # a plan outgrew the rows: every row is rebuilt, twice as long
             self._alloc(n, 2 * longest)
-            self.n_idle, _ = self._starts(sim.now)
             touched = range(n)
         for vid in self._battery:  # a battery's state is part of the plan's start
             flown = vehicles[vid].flown_km
@@ -325,31 +317,40 @@ class FleetPlans:
             if route == built:
                 continue
             if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
-                self._shift(vid)
+                self.shifted[vid] += 1  # the kernel moves the row's stops up (``kernels.shift_row``)
+                del built[0]
             else:
                 self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
 
+    def search(
+        self, world: World, now: float, order: tuple[float, ...], tie: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``kernels.fleet_cheapest_insertion`` of an order (its ``kernels.ORDER_COLUMNS`` values) over the
+        synced rows at ``now``: the rows are brought fully up to date and scheduled, and stay so (``state``,
+        ``insert``); returns the kernel's per-vehicle ``i``, ``j``, cost and km increases and ETAs."""
+        _ORDER.pack_into(self._order, 0, *order)  # type: ignore[arg-type]  # (as in ``sync``)
+        i, j, delta, km, eta, self.n_idle = kernels.fleet_cheapest_insertion(
+            world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
+            self.late_costs, self.counts, self.nodes, self.open_min, self.due_min, self.service_min,
+            self.load_delta, self.shifted, self.gathered, now, self.start_min, self.start_node,
+            self.start_load, self.n_stops, self.dirty, self.free, self.loads, self.cum_dist, self.cum_late,
+            self.summary, self.feasible, self._order, tie,
+        )  # fmt: skip
+        return i, j, delta, km, eta
+
     def untracked(self, vehicles: Sequence[Vehicle]) -> list[int]:
-        """The vehicles whose packed state or route no longer matches them though they were not touched
+        """The vehicles whose gathered state or route no longer matches them though they were not touched
         since the last sync (a simulator that changed a vehicle without ``touch``: a bug)."""
         if vehicles is not self._vehicles or len(vehicles) != len(self._routes):
             return []  # the next sync reads the fleet whole
         found = []
         for vid, v in enumerate(vehicles):
             state = (v.free_min, v.node, v.free_load, len(v.route), v.idle)
-            packed = (self._free_min[vid], self._node[vid], self._free_load[vid], self._planned[vid])
             if vid not in self._touched and (
-                state != (*packed, self._idle[vid]) or v.route != self._routes[vid]
+                state != tuple(self.gathered[vid]) or v.route != self._routes[vid]
             ):
                 found.append(vid)
         return found
-
-    def _starts(self, now: float) -> tuple[int, int]:
-        """``kernels.fleet_starts`` over the packed columns: the idle count and the longest plan."""
-        return kernels.fleet_starts(
-            self._free_min, self._node, self._free_load, self._planned, self._idle, now, self.start_min,
-            self.start_node, self.start_load, self.n_stops, self.dirty,
-        )  # fmt: skip
 
     def state(self) -> FleetState:
         """The fleet's state as of the last ``sync`` (the arrays themselves: read only)."""
@@ -367,16 +368,16 @@ class FleetPlans:
         if k + 2 > self.capacity or self.dirty[vid]:
             return None
         pickup_service = world.config.orders.pickup_service_min
-        new_stops = self._new_stops  # written in place (one assignment): no new array per insertion
-        new_stops.ravel()[:] = (
-            order.center, *stop_values(order, StopKind.PICKUP, pickup_service),
+        _NEW_STOPS.pack_into(  # no new array per insertion
+            self._new_stops,  # type: ignore[arg-type]  # (as in ``sync``)
+            0, order.center, *stop_values(order, StopKind.PICKUP, pickup_service),
             order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service),
         )  # fmt: skip
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             self.late_costs, vid, self.counts, self.nodes, self.open_min, self.due_min,
             self.service_min, self.load_delta, self.start_min, self.start_load, self.free, self.loads,
-            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, new_stops, served,
+            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, self._new_stops, served,
         )  # fmt: skip
         self._routes[vid] = list(route)
         return cost, start
