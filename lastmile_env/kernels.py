@@ -410,7 +410,6 @@ def _priced_battery(
     return cost - old[0], dist - old[1], eta
 
 
-ORDER_COLUMNS = 9  # the new order's array (``sim.insertion._order_values``)
 WORK_ROWS = 9  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
 TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early

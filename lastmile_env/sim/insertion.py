@@ -92,38 +92,37 @@ def price_insertion(sim: Simulator, vehicle_id: int, order: Order, i: int, j: in
     )
 
 
-def _order_values(sim: Simulator, order: Order) -> tuple[float, ...]:
+def _order_array(sim: Simulator, order: Order) -> np.ndarray:
     """The new order as the insertion kernels read it (a return: collected at the customer by its due,
-    unloaded at the center): ``kernels.ORDER_COLUMNS`` values."""
+    unloaded at the center)."""
     pickup_service = sim.world.config.orders.pickup_service_min
     if order.is_return:
-        return (
+        return np.array(
+            [
+                order.center,
+                order.loc,
+                order.size,
+                order.ready_min,
+                order.earliest_min,
+                math.inf,
+                order.service_min,
+                pickup_service,
+                order.due_min,
+            ]
+        )
+    return np.array(
+        [
             order.center,
             order.loc,
             order.size,
             order.ready_min,
             order.earliest_min,
-            math.inf,
-            order.service_min,
-            pickup_service,
             order.due_min,
-        )
-    return (
-        order.center,
-        order.loc,
-        order.size,
-        order.ready_min,
-        order.earliest_min,
-        order.due_min,
-        pickup_service,
-        order.service_min,
-        math.inf,
+            pickup_service,
+            order.service_min,
+            math.inf,
+        ]
     )
-
-
-def _order_array(sim: Simulator, order: Order) -> np.ndarray:
-    """``_order_values`` as an array."""
-    return np.array(_order_values(sim, order), dtype=np.float64)
 
 
 class CheapestInsertion:
@@ -160,7 +159,7 @@ class CheapestInsertion:
         ``self(sim, v, order)``."""
         plans = sim.fleet_plans
         plans.sync(sim)
-        found = plans.search(sim.world, sim.now, _order_values(sim, order), TIE)
+        found = plans.search(sim.world, sim.now, _order_array(sim, order), TIE)
         return FleetInsertion(*found, plan_end_min=plans.plan_end_min)
 
 

@@ -9,7 +9,6 @@ distance + driver time (start to return) + lateness penalties of its deliveries.
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -192,13 +191,6 @@ def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
     return FleetState(start_min, start_node, start_load, n_stops, n_idle)
 
 
-# Python values written into float64 arrays in place by ``struct.pack_into`` (native doubles, the values
-# numpy would store): one C call, a few times cheaper than assigning a tuple to an array row.
-_STATE_ROW = struct.Struct(f"{kernels.STATE_COLUMNS}d")  # a vehicle's ``gather_state`` row
-_NEW_STOPS = struct.Struct("10d")  # ``insert``'s two stops
-_ORDER = struct.Struct(f"{kernels.ORDER_COLUMNS}d")  # the order ``search`` places
-
-
 class FleetPlans:
     """Every vehicle's remaining plan packed into arrays, one row per vehicle, and each plan's schedule, for
     the kernels that work on the whole fleet in one call (``kernels.fleet_cheapest_insertion``).
@@ -222,7 +214,6 @@ class FleetPlans:
         self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
         self.late_costs = np.zeros(2)  # (late fixed, late per minute), set by ``sync``
         self._new_stops = np.empty((2, 5))  # ``insert``'s two stops: (loc, open, due, service, load delta)
-        self._order = np.empty(kernels.ORDER_COLUMNS)  # ``search``'s order
         self.capacity = 8  # stops per row at least; the rows are allocated by the first ``sync``
 
     def _alloc(self, n: int, capacity: int) -> None:
@@ -296,10 +287,7 @@ class FleetPlans:
             for vid in touched:
                 v = vehicles[vid]
                 k = len(v.route)
-                _STATE_ROW.pack_into(
-                    gathered,  # type: ignore[arg-type]  # an ndarray is a buffer (numpy's stubs omit it)
-                    vid * _STATE_ROW.size, v.free_min, v.node, v.free_load, k, v.idle,
-                )  # fmt: skip
+                gathered[vid] = (v.free_min, v.node, v.free_load, k, v.idle)
                 if k > longest:
                     longest = k
         self._touched = set()
@@ -323,18 +311,17 @@ class FleetPlans:
                 self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
 
     def search(
-        self, world: World, now: float, order: tuple[float, ...], tie: float
+        self, world: World, now: float, new: np.ndarray, tie: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``kernels.fleet_cheapest_insertion`` of an order (its ``kernels.ORDER_COLUMNS`` values) over the
-        synced rows at ``now``: the rows are brought fully up to date and scheduled, and stay so (``state``,
-        ``insert``); returns the kernel's per-vehicle ``i``, ``j``, cost and km increases and ETAs."""
-        _ORDER.pack_into(self._order, 0, *order)  # type: ignore[arg-type]  # (as in ``sync``)
+        """``kernels.fleet_cheapest_insertion`` of the order ``new`` over the synced rows at ``now``: the
+        rows are brought fully up to date and scheduled, and stay so (``state``, ``insert``); returns the
+        kernel's per-vehicle ``i``, ``j``, cost and km increases and ETAs."""
         i, j, delta, km, eta, self.n_idle = kernels.fleet_cheapest_insertion(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             self.late_costs, self.counts, self.nodes, self.open_min, self.due_min, self.service_min,
             self.load_delta, self.shifted, self.gathered, now, self.start_min, self.start_node,
             self.start_load, self.n_stops, self.dirty, self.free, self.loads, self.cum_dist, self.cum_late,
-            self.summary, self.feasible, self._order, tie,
+            self.summary, self.feasible, new, tie,
         )  # fmt: skip
         return i, j, delta, km, eta
 
@@ -368,16 +355,16 @@ class FleetPlans:
         if k + 2 > self.capacity or self.dirty[vid]:
             return None
         pickup_service = world.config.orders.pickup_service_min
-        _NEW_STOPS.pack_into(  # no new array per insertion
-            self._new_stops,  # type: ignore[arg-type]  # (as in ``sync``)
-            0, order.center, *stop_values(order, StopKind.PICKUP, pickup_service),
+        new_stops = self._new_stops  # written in place (one assignment): no new array per insertion
+        new_stops.ravel()[:] = (
+            order.center, *stop_values(order, StopKind.PICKUP, pickup_service),
             order.loc, *stop_values(order, StopKind.DELIVERY, pickup_service),
         )  # fmt: skip
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             self.late_costs, vid, self.counts, self.nodes, self.open_min, self.due_min,
             self.service_min, self.load_delta, self.start_min, self.start_load, self.free, self.loads,
-            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, self._new_stops, served,
+            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, new_stops, served,
         )  # fmt: skip
         self._routes[vid] = list(route)
         return cost, start
