@@ -64,15 +64,32 @@ for _ in range(steps):
         obs, _ = env.reset(seed=1)
 subprocess.run([*control, "off", str(os.getpid())], check=True, capture_output=True)
 """
+# ``--resets``: a seeded reset draws the day's orders, builds the fleet and the event queue and plays up to
+# the first decision (the env unwrapped: no wrapper's checks)
+RESET_CHILD = """
+import os, subprocess, sys
+import gymnasium as gym
+import lastmile_env  # noqa: F401
+name, resets = sys.argv[1], int(sys.argv[2])
+env = gym.make("LastMile-Dispatch-v0", scenario=name).unwrapped
+for seed in range(1000, 1005):
+    env.reset(seed=seed)
+control = ["callgrind_control", "-i"]
+subprocess.run([*control, "on", str(os.getpid())], check=True, capture_output=True)
+for seed in range(resets):
+    env.reset(seed=seed)
+subprocess.run([*control, "off", str(os.getpid())], check=True, capture_output=True)
+"""
 
 
-def count(name: str, steps: int, python: str = sys.executable) -> float:
-    """Instructions per step of env ``name`` (``CartPole-v1`` or a lastmile scenario) over ``steps`` steps."""
+def callgrind(child: str, name: str, n: int, python: str = sys.executable) -> int:
+    """The instructions ``child`` (a script run as ``python -c child name n``) counts between switching
+    callgrind's counting on and off."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
         run = subprocess.run(
-            [*valgrind, python, "-c", CHILD, name, str(steps)],
+            [*valgrind, python, "-c", child, name, str(n)],
             capture_output=True,
             text=True,
             env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(REPO)},
@@ -82,7 +99,17 @@ def count(name: str, steps: int, python: str = sys.executable) -> float:
     if run.returncode != 0 or found is None:
         tail = run.stderr.strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"{name}: the counted run failed (exit {run.returncode}): {tail[0]}")
-    return int(found.group(1)) / steps
+    return int(found.group(1))
+
+
+def count(name: str, steps: int, python: str = sys.executable) -> float:
+    """Instructions per step of env ``name`` (``CartPole-v1`` or a lastmile scenario) over ``steps`` steps."""
+    return callgrind(CHILD, name, steps, python) / steps
+
+
+def count_resets(name: str, resets: int, python: str = sys.executable) -> float:
+    """Instructions per seeded reset of scenario ``name`` (seeds 0 .. ``resets`` - 1, after five others)."""
+    return callgrind(RESET_CHILD, name, resets, python) / resets
 
 
 def table(counts: dict[str, float], steps: int) -> str:
@@ -106,10 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--scenarios", default="small,default,large", help="comma-separated scenario names")
     parser.add_argument("--steps", type=int, default=300, help="counted steps per env (default 300)")
+    parser.add_argument("--resets", type=int, default=0, help="also count N seeded resets per scenario")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        print(f"instructions.py: --steps must be at least 1, got {args.steps}", file=sys.stderr)
+    if args.steps < 1 or args.resets < 0:
+        print(
+            f"instructions.py: --steps must be at least 1 and --resets 0 or more, got {args.steps} and "
+            f"{args.resets}",
+            file=sys.stderr,
+        )
         return 2
     missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
     if missing:
@@ -131,10 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         counts = {name: count(name, args.steps) for name in ["CartPole-v1", *names]}
+        resets = {name: count_resets(name, args.resets) for name in names} if args.resets else {}
     except RuntimeError as error:
         print(f"instructions.py: {error}", file=sys.stderr)
         return 1
     text = table(counts, args.steps)
+    if resets:
+        rows = "\n".join(f"| `{name}` | {per_reset:,.0f} |" for name, per_reset in resets.items())
+        header = "| env | instructions per reset |\n|---|---:|"
+        text += f"\n\n{args.resets} seeded resets per scenario:\n\n{header}\n{rows}"
     print(text)
     if args.out is not None:
         command = "python benchmarks/instructions.py " + " ".join(argv if argv is not None else sys.argv[1:])
