@@ -31,10 +31,12 @@ import json
 import math
 import os
 import platform
+import select
 import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -298,24 +300,32 @@ class OrGym:
     """OR-Gym's VehicleRouting-v0 in its own venv's process, kept open so that its runs can be paired with
     the dispatch env's in time (``rate`` plays one run there and returns its steps per second)."""
 
+    TIMEOUT_S = 600.0  # for one run (or the start-up) to answer
+
     def __init__(self, python: Path) -> None:
+        # a file, not a pipe: its warnings can never fill it (closed by ``close``)
+        self.errors = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(python), "-c", ORGYM_CHILD, CLOCK_NAME[0]],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.errors,
             text=True,
         )
         self.grid: list[int] = json.loads(self._line())
         self.rates: list[float] = []
 
     def _line(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+        stdout = self.proc.stdout
+        assert stdout is not None
+        if not select.select([stdout], [], [], self.TIMEOUT_S)[0]:
+            self.proc.kill()
+            raise RuntimeError(f"VehicleRouting-v0 gave no answer within {self.TIMEOUT_S:g} s")
+        line = stdout.readline()
         if not line:  # it died: say why
             self.proc.wait(timeout=30)
-            stderr = self.proc.stderr.read() if self.proc.stderr else ""
-            raise RuntimeError(f"VehicleRouting-v0 failed: {stderr.strip().splitlines()[-1:]}")
+            self.errors.seek(0)
+            raise RuntimeError(f"VehicleRouting-v0 failed: {self.errors.read().strip().splitlines()[-1:]}")
         return line
 
     def rate(self, steps: int) -> float:
@@ -326,9 +336,10 @@ class OrGym:
         return self.rates[-1]
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
+        if self.proc.stdin is not None and self.proc.poll() is None:
             self.proc.stdin.close()
         self.proc.wait(timeout=60)
+        self.errors.close()
 
 
 def start_orgym(settings: Settings) -> tuple[OrGym | None, str]:

@@ -119,3 +119,13 @@ def test_orgym_runs_are_paired_with_the_dispatch_env_runs(monkeypatch: pytest.Mo
     assert orgym.rates == [1000.0, 2000.0]
     with pytest.raises(RuntimeError, match=r"VehicleRouting-v0 failed: .*the fake env broke"):
         orgym.rate(20)
+
+
+def test_a_silent_orgym_process_times_out_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = _suite()
+    monkeypatch.setattr(suite, "ORGYM_CHILD", 'import time; print("[5, 5]", flush=True); time.sleep(60)')
+    monkeypatch.setattr(suite.OrGym, "TIMEOUT_S", 0.5)
+    orgym = suite.OrGym(Path(sys.executable))
+    with pytest.raises(RuntimeError, match=r"VehicleRouting-v0 gave no answer within 0\.5 s"):
+        orgym.rate(20)
+    orgym.close()
