@@ -244,8 +244,9 @@ def paired_rates(
         rate = steps_per_second(env, settings.steps, r, masked=True, whole=True)
         rates.append(rate)
         ratios.append(rate / base)
-        if orgym is not None:
-            vs_orgym.append(rate / orgym.rate(settings.steps * 5))
+        other = math.nan if orgym is None else orgym.rate(settings.steps * 5)
+        if not math.isnan(other):
+            vs_orgym.append(rate / other)
     paired_orgym = statistics.median(vs_orgym) if vs_orgym else math.nan
     return statistics.median(rates), statistics.median(ratios), paired_orgym
 
@@ -298,7 +299,8 @@ def orgym_python(timeout_s: float = 900) -> tuple[Path | None, str]:
 
 class OrGym:
     """OR-Gym's VehicleRouting-v0 in its own venv's process, kept open so that its runs can be paired with
-    the dispatch env's in time (``rate`` plays one run there and returns its steps per second)."""
+    the dispatch env's in time (``rate`` plays one run there and returns its steps per second; nan once the
+    process failed, ``error`` saying why, so that the runs measured before are kept)."""
 
     TIMEOUT_S = 600.0  # for one run (or the start-up) to answer
 
@@ -314,6 +316,7 @@ class OrGym:
         )
         self.grid: list[int] = json.loads(self._line())
         self.rates: list[float] = []
+        self.error = ""
 
     def _line(self) -> str:
         stdout = self.proc.stdout
@@ -330,9 +333,15 @@ class OrGym:
 
     def rate(self, steps: int) -> float:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{steps}\n")
-        self.proc.stdin.flush()
-        self.rates.append(float(self._line()))
+        if self.error:
+            return math.nan
+        try:
+            self.proc.stdin.write(f"{steps}\n")
+            self.proc.stdin.flush()
+            self.rates.append(float(self._line()))
+        except (OSError, RuntimeError, ValueError) as exc:
+            self.error = str(exc) or type(exc).__name__
+            return math.nan
         return self.rates[-1]
 
     def close(self) -> None:
@@ -353,9 +362,11 @@ def start_orgym(settings: Settings) -> tuple[OrGym | None, str]:
         return None, why
     try:
         orgym = OrGym(python)
-        orgym.rate(settings.steps)
     except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
         return None, str(exc)
+    if math.isnan(orgym.rate(settings.steps)):  # the warm-up
+        orgym.close()
+        return None, orgym.error
     orgym.rates.clear()
     return orgym, ""
 
@@ -376,7 +387,7 @@ def section_speed(settings: Settings, rows: list[Row], notes: list[str]) -> dict
             rate, ratio, vs_orgym = paired_rates(env, base, settings, orgym)
             found[name], found[f"{name}_vs_cartpole"], found[f"{name}_vs_orgym"] = rate, ratio, vs_orgym
             vs = f"{ratio:.4f} x CartPole (paired runs)"
-            if orgym is not None:
+            if not math.isnan(vs_orgym):
                 vs += f"; {vs_orgym:.2f} x OR-Gym (paired runs)"
             scenario_rows.append(
                 Row(
@@ -402,8 +413,10 @@ def section_speed(settings: Settings, rows: list[Row], notes: list[str]) -> dict
                 f"{found['orgym'] / cartpole:.3f} x CartPole",
             )
         )
-    elif orgym is None:
+    if orgym is None:
         notes.append(f"OR-Gym VehicleRouting-v0 not measured: {why}.")
+    elif orgym.error:
+        notes.append(f"OR-Gym VehicleRouting-v0 stopped ({orgym.error}): its ratios pair the runs before.")
     rows.extend(scenario_rows)
     notes.append(
         "Dispatch env rows: x CartPole is the median over the runs of the scenario's rate over CartPole-v1's "
@@ -649,8 +662,8 @@ def targets(found: dict[str, float]) -> list[str]:
         verdict = "met" if vs_cart >= 0.1 else f"missed (x{vs_cart:.4f}, {10 * vs_cart:.1%} of it)"
         lines.append(f"- `default` >= 1/10 of CartPole-v1: {verdict}.")
         if math.isfinite(orgym):
-            ratio = found.get("default_vs_orgym", rate / orgym)  # paired runs when measured so
-            ratio = ratio if math.isfinite(ratio) else rate / orgym
+            ratio = found.get("default_vs_orgym", math.nan)  # paired runs when measured so
+            ratio = ratio if math.isfinite(ratio) else rate / orgym  # (OR-Gym stopped before `default`)
             verdict = "met" if ratio >= 3 else f"missed (x{ratio:.2f}, {ratio / 3:.0%} of it)"
             lines.append(f"- `default` >= 3x OR-Gym VehicleRouting-v0: {verdict}.")
     if "vector" in found:
