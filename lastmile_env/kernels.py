@@ -844,7 +844,7 @@ def fleet_cheapest_insertion(
         for _ in range(shifted[v]):
             shift_row(v, counts, nodes, open_min, due_min, service_min, load_delta, dirty)
         shifted[v] = 0
-    n_idle, _ = fleet_starts(state, now, start_min, start_node, start_load, n_stops, dirty)
+    n_idle = fleet_starts(state, now, start_min, start_node, start_load, n_stops, dirty)
     n = counts.shape[0]
     longest = counts.max() if n > 0 else 0
     n_pairs = (longest + 1) * (longest + 2) // 2
@@ -1121,11 +1121,11 @@ def fleet_starts(
     start_load: np.ndarray,
     n_stops: np.ndarray,
     dirty: np.ndarray,
-) -> tuple[int, int]:
+) -> int:
     """Every vehicle's plan start from its gathered ``state`` row (``STATE_COLUMNS``): ``start_min`` is
     ``max(free_min, now)`` (``Simulator.plan_start``); a row whose start changed is flagged ``dirty``.
-    Written in place; returns the number of idle vehicles and the most planned stops of a vehicle."""
-    n_idle, longest = 0, 0
+    Written in place; returns the number of idle vehicles."""
+    n_idle = 0
     for v in range(state.shape[0]):
         free_min, node, load = state[v, FREE_MIN], int(state[v, NODE]), int(state[v, FREE_LOAD])
         planned = int(state[v, PLANNED])
@@ -1135,9 +1135,7 @@ def fleet_starts(
         start_min[v], start_node[v], start_load[v], n_stops[v] = t, node, load, planned
         if state[v, IDLE] != 0.0:
             n_idle += 1
-        if planned > longest:
-            longest = planned
-    return n_idle, longest
+    return n_idle
 
 
 # ------------------------------------------------------------------------------ the step's action mask

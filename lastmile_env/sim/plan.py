@@ -185,7 +185,7 @@ def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
     n = len(vehicles)
     start_min, dirty = np.full(n, np.nan), np.zeros(n, dtype=np.bool_)
     start_node, start_load, n_stops = (np.zeros(n, dtype=np.int64) for _ in range(3))
-    n_idle, _ = kernels.fleet_starts(
+    n_idle = kernels.fleet_starts(
         gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty
     )
     return FleetState(start_min, start_node, start_load, n_stops, n_idle)
