@@ -77,6 +77,8 @@ def assemble(
 
 
 _NO_VEHICLES = np.empty(0, dtype=np.int64)  # no order pending: no vehicle can take one
+# no order pending: ``kernels.dispatch_features``'s order fields (center -1: none), typed as an order's
+_NO_ORDER = (-1, 0, 0, 0.0, 0.0, 0.0, False, 0.0)
 
 
 def _no_insertions(n: int) -> FleetInsertion:
@@ -119,11 +121,12 @@ class DispatchObservation:
         xy_span = np.maximum(xy.max(axis=0) - xy_min, 1e-9)
         cfg = world.config
         hours = cfg.orders.last_arrival_min / 60.0
-        self._expected_orders = max(1.0, cfg.orders.rate_per_hour * hours)
+        expected = max(1.0, cfg.orders.rate_per_hour * hours)  # orders of a day
         reject_penalty = max(cfg.costs.reject_penalty, 1e-9)
-        # the feature kernel's scales, one array (``kernels.vehicle_features``)
+        # the feature kernel's scales and the day's constants, one array (``kernels.dispatch_features``)
         self._scales = np.array(
-            [*xy_min, *xy_span, world.max_capacity, reject_penalty, CLIP], dtype=np.float64
+            [*xy_min, *xy_span, world.max_capacity, reject_penalty, CLIP, cfg.fleet.shift_end_min, expected],
+            dtype=np.float64,
         )
         self._fleet: list[Vehicle] | None = None  # the fleet whose (capacity, home, mode) rows are _fixed
         self._fixed = np.empty((3, 0), dtype=np.int64)
@@ -185,50 +188,30 @@ class DispatchObservation:
         # with an order pending, its fleet search runs first: fleet_state is then the state it gathered
         fleet = None if order is None else sim.fleet_insertions()
         state = sim.fleet_state()
-        settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
-        counts = [
-            world.config.fleet.shift_end_min,
-            sim.n_open,
-            sim.n_on_time,
-            settled,
-            sim.n_rejected,
-            sim.n_arrived,
-            self._expected_orders,
-            len(sim.pending) - (order is not None) + len(sim.deferred),  # deferred or in a tick batch
-            state.n_idle,
-        ]
-        if order is not None and fleet is not None:
-            plan_end, center, due = fleet.plan_end_min, order.center, order.due_min
-            defer = self.defer and sim.can_defer()
-            order_row = [
-                order.size,
-                order.ready_min,
-                order.due_min,
-                order.earliest_min,
-                float(order.option == ServiceOption.WINDOW),
-                order.loc,
-                world.time_min[order.center][order.loc],
-                order.arrival_min,
-            ]
-        else:
-            plan_end = np.array([sim.plan(v.id).end_min for v in vehicles], dtype=np.float64)
-            fleet, center, due, defer = _no_insertions(n_vehicles), -1, 0.0, False
-            order_row = [0.0] * 8
-        scalars = np.array(order_row + counts, dtype=np.float64)
         order_f = np.zeros(len(ORDER_FEATURES), dtype=np.float32)
         vehicle_f = np.zeros((self.n_slots, len(VEHICLE_FEATURES)), dtype=np.float32)  # padded slots: zeros
         global_f = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
         mask = np.zeros(self.n_actions, dtype=np.int8)
         reject = n_vehicles if self.max_vehicles is None else self.max_vehicles
+        if order is not None and fleet is not None:
+            pending = (
+                order.center, order.loc, order.size, order.ready_min, order.due_min, order.earliest_min,
+                order.option == ServiceOption.WINDOW, order.arrival_min,
+            )  # fmt: skip
+            plan_end, defer = fleet.plan_end_min, self.defer and sim.can_defer()
+        else:  # the day is over: the fleet's rows and the counts, no order's columns
+            plan_end = np.array([sim.plan(v.id).end_min for v in vehicles], dtype=np.float64)
+            fleet, pending, defer = _no_insertions(n_vehicles), _NO_ORDER, False
+        settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
         kernels.dispatch_features(
-            order_f, vehicle_f, global_f, mask, world.xy_km, self._scales, world.time_modes, now,
-            state.start_min, state.start_node, state.start_load, state.n_stops, self._fixed, plan_end, center,
-            due, fleet.pickup_after, fleet.delta_cost, fleet.delta_dist_km, fleet.eta_min, scalars, reject,
-            defer,
+            order_f, vehicle_f, global_f, mask, world.xy_km, self._scales, world.time_modes, self._fixed,
+            state.start_min, state.start_node, state.start_load, state.n_stops, plan_end, fleet.pickup_after,
+            fleet.delta_cost, fleet.delta_dist_km, fleet.eta_min, now, *pending, sim.n_open, sim.n_on_time,
+            settled, sim.n_rejected, sim.n_arrived, sim.n_waiting, state.n_idle, reject, defer,
         )  # fmt: skip
+        parts = {"order": order_f, "vehicles": vehicle_f, "global": global_f}
         if self.max_vehicles is None:
-            return assemble({"order": order_f, "vehicles": vehicle_f, "global": global_f}, mask, self.flat)
+            return assemble(parts, mask, self.flat)
         present = np.zeros(self.max_vehicles, dtype=np.int8)
         present[:n_vehicles] = 1
-        parts = {"order": order_f, "vehicles": vehicle_f, "global": global_f}
         return assemble(parts, mask, self.flat, present)

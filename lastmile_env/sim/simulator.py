@@ -481,7 +481,12 @@ class Simulator:
     def n_open(self) -> int:
         """Accepted orders not yet delivered (or failed)."""
         settled = self.n_on_time + self.n_late + self.n_rejected + self.n_failed
-        return self.n_arrived - settled - len(self.pending) - len(self.deferred)
+        return self.n_arrived - settled - (self.current is not None) - len(self._batch) - len(self.deferred)
+
+    @property
+    def n_waiting(self) -> int:
+        """Orders deferred or waiting in a tick batch, besides the current one."""
+        return len(self._batch) + len(self.deferred)
 
     @property
     def arrived_orders(self) -> list[Order]:
