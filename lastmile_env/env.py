@@ -36,14 +36,15 @@ def episode_info(sim: Simulator) -> dict[str, Any]:
 
     ``on_time_rate`` is 1.0 until the first outcome (no order missed yet), so infos stay comparable.
     """
-    settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
+    on_time, late, rejected, failed = sim.n_on_time, sim.n_late, sim.n_rejected, sim.n_failed
+    settled = on_time + late + rejected + failed
     return {
-        "on_time_rate": sim.n_on_time / settled if settled else 1.0,
+        "on_time_rate": on_time / settled if settled else 1.0,
         "cost": sim.cost().total,
         "expected_cost": sim.expected_cost,
-        "delivered": sim.n_on_time + sim.n_late,
-        "rejected": sim.n_rejected,
-        "failed": sim.n_failed,
+        "delivered": on_time + late,
+        "rejected": rejected,
+        "failed": failed,
         "orders": sim.n_arrived,
         "time_min": sim.now,
     }
@@ -228,6 +229,7 @@ class DispatchEnv(gym.Env):
         if sim.current is None:
             raise RuntimeError("the episode is over: call reset()")
         a = int(action)
+        reject = self.reject_action
         penalty = 0.0
         valid = self.encoder.valid(sim, a)
         if not valid:
@@ -236,20 +238,19 @@ class DispatchEnv(gym.Env):
                 defer = "" if self.defer_action is None else f", {self.defer_action} defer"
                 raise InvalidActionError(
                     f"action {action!r} is not valid for order {sim.current.id}: valid actions are "
-                    f"{np.flatnonzero(mask).tolist()} (0..{self.reject_action - 1} vehicles, "
-                    f"{self.reject_action} reject{defer})"
+                    f"{np.flatnonzero(mask).tolist()} (0..{reject - 1} vehicles, {reject} reject{defer})"
                 )
-            a, penalty = self.reject_action, self.invalid_action_penalty
-        if a == self.reject_action:
-            sim.reject()
-        elif a == self.defer_action:
-            sim.defer()
-        else:
+            a, penalty = reject, self.invalid_action_penalty
+        if a < reject:  # valid: a vehicle that can take the order
             sim.assign(a)
+        elif a == reject:
+            sim.reject()
+        else:
+            sim.defer()
         sim.advance()
         before, self._ledger = self._ledger, sim.ledger()  # this step's ledger is the next one's before
         reward = self.reward_fn(before, self._ledger) - penalty
-        info = self._info()
+        info = episode_info(sim)
         info["invalid_action"] = not valid
         return self.encoder.encode(sim), float(reward), sim.done, False, info
 

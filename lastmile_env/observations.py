@@ -163,16 +163,13 @@ class DispatchObservation:
     def valid(self, sim: Simulator, action: int) -> bool:
         """Whether ``action`` is valid now: ``mask(sim)[action]``, without building the mask."""
         n_vehicles = len(sim.vehicles)
+        if 0 <= action < n_vehicles:  # a vehicle: valid if it can take the pending order
+            return sim.current is not None and sim.fleet_insertions().pickup_after.item(action) >= 0
         reject = n_vehicles if self.max_vehicles is None else self.max_vehicles
-        if not 0 <= action < self.n_actions:
-            return False
         if action == reject:
             return True
-        if sim.current is None or n_vehicles <= action < reject:  # no decision pending, or a padded slot
-            return False
-        if action < n_vehicles:
-            return bool(sim.fleet_insertions().pickup_after[action] >= 0)
-        return sim.can_defer()
+        # defer, while the order may still wait; a padded slot or an action out of range is never valid
+        return self.defer and action == reject + 1 and sim.current is not None and sim.can_defer()
 
     def encode(self, sim: Simulator) -> dict[str, np.ndarray] | np.ndarray:
         """The observation of the pending decision (zeros and reject-only when the episode is over), every
