@@ -79,6 +79,9 @@ def assemble(
 _NO_VEHICLES = np.empty(0, dtype=np.int64)  # no order pending: no vehicle can take one
 # no order pending: ``kernels.dispatch_features``'s order fields (center -1: none), typed as an order's
 _NO_ORDER = (-1, 0, 0, 0.0, 0.0, 0.0, False, 0.0)
+# read once: on Python 3.11 an Enum class's attribute read (``ServiceOption.WINDOW``) goes through EnumType's
+# ``__getattr__`` hook, ~900 instructions, a module global ~50
+_WINDOW = ServiceOption.WINDOW
 
 
 def _no_insertions(n: int) -> FleetInsertion:
@@ -127,6 +130,14 @@ class DispatchObservation:
         self._scales = np.array(
             [*xy_min, *xy_span, world.max_capacity, reject_penalty, CLIP, cfg.fleet.shift_end_min, expected],
             dtype=np.float64,
+        )
+        # the observation's arrays zeroed, copied for each observation (a copy costs less than np.zeros);
+        # padded vehicle slots stay zero
+        self._zeros = (
+            np.zeros(len(ORDER_FEATURES), dtype=np.float32),
+            np.zeros((n_vehicles, len(VEHICLE_FEATURES)), dtype=np.float32),
+            np.zeros(len(GLOBAL_FEATURES), dtype=np.float32),
+            np.zeros(self.n_actions, dtype=np.int8),
         )
         self._fleet: list[Vehicle] | None = None  # the fleet whose (capacity, home, mode) rows are _fixed
         self._fixed = np.empty((3, 0), dtype=np.int64)
@@ -185,15 +196,15 @@ class DispatchObservation:
         # with an order pending, its fleet search runs first: fleet_state is then the state it gathered
         fleet = None if order is None else sim.fleet_insertions()
         state = sim.fleet_state()
-        order_f = np.zeros(len(ORDER_FEATURES), dtype=np.float32)
-        vehicle_f = np.zeros((self.n_slots, len(VEHICLE_FEATURES)), dtype=np.float32)  # padded slots: zeros
-        global_f = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
-        mask = np.zeros(self.n_actions, dtype=np.int8)
+        zero_order, zero_vehicles, zero_global, zero_mask = self._zeros
+        # fresh arrays each time: users (and SB3) keep the observations they are given
+        order_f, vehicle_f, global_f = zero_order.copy(), zero_vehicles.copy(), zero_global.copy()
+        mask = zero_mask.copy()
         reject = n_vehicles if self.max_vehicles is None else self.max_vehicles
         if order is not None and fleet is not None:
             pending = (
                 order.center, order.loc, order.size, order.ready_min, order.due_min, order.earliest_min,
-                order.option == ServiceOption.WINDOW, order.arrival_min,
+                order.option == _WINDOW, order.arrival_min,
             )  # fmt: skip
             plan_end, defer = fleet.plan_end_min, self.defer and sim.can_defer()
         else:  # the day is over: the fleet's rows and the counts, no order's columns

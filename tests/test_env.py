@@ -205,3 +205,67 @@ def test_defer_action():
     assert seen_masked
     with pytest.raises(InvalidActionError, match="defer"):
         env.step(env.defer_action)
+
+
+def test_observations_are_fresh_arrays():
+    """Every observation is new arrays: one returned never changes later, and writing into it (users and
+    SB3 keep observations) changes no later one, padded vehicle slots included."""
+    env = DispatchEnv("small", max_vehicles=9)
+    obs, _ = env.reset(seed=2)
+    kept = []
+    for _ in range(40):
+        kept.append((obs, {key: value.copy() for key, value in obs.items()}))
+        for value in obs.values():
+            value[...] = 7  # a user scribbling over what it was given
+        obs, _, terminated, truncated, _ = env.step(int(np.flatnonzero(env.action_masks())[0]))
+        assert not np.any(obs["vehicles"][env.world.n_vehicles :])  # padded slots: zeros
+        assert obs["vehicle_mask"].tolist() == [1] * env.world.n_vehicles + [0] * (9 - env.world.n_vehicles)
+        assert not (terminated or truncated)
+        ids = {id(value) for value in obs.values()}
+        assert not ids & {id(value) for earlier, _ in kept for value in earlier.values()}
+    for returned, _ in kept:
+        assert all(np.all(value == 7) for value in returned.values())
+    fresh = DispatchEnv("small", max_vehicles=9)
+    first, _ = fresh.reset(seed=2)
+    assert all(np.array_equal(first[key], kept[0][1][key]) for key in first)
+
+
+@pytest.mark.parametrize("kwargs", [{"defer": True}, {"max_vehicles": 8}, {}])
+def test_valid_agrees_with_the_mask(kwargs):
+    """``encoder.valid(sim, a)`` is ``mask[a]`` for every action, out of range ones included, at every
+    decision and after the last one."""
+    env = DispatchEnv("small", **kwargs)
+    obs, _ = env.reset(seed=6)
+    rng = np.random.default_rng(0)
+    actions = range(-2, env.encoder.n_actions + 2)
+    done = False
+    while not done:
+        mask = obs["action_mask"]
+        sim = env.sim
+        assert [env.encoder.valid(sim, a) for a in actions] == [
+            0 <= a < len(mask) and bool(mask[a]) for a in actions
+        ]
+        obs, _, terminated, truncated, _ = env.step(int(rng.choice(np.flatnonzero(mask))))
+        done = terminated or truncated
+    assert [env.encoder.valid(env.sim, a) for a in actions] == [a == env.reject_action for a in actions]
+
+
+@pytest.mark.parametrize("scenario", ["small", "realistic"])
+def test_open_and_waiting_counts_follow_the_orders(scenario):
+    """``n_open``: accepted orders neither delivered nor failed; ``n_waiting``: orders deferred or in a tick
+    batch besides the current one (random play with deferrals; ``realistic`` has failed attempts)."""
+    from lastmile_env.sim.types import OrderStatus
+
+    env = DispatchEnv(scenario, defer=True)
+    obs, _ = env.reset(seed=1)
+    rng = np.random.default_rng(3)
+    done, waited = False, 0
+    while not done:
+        sim = env.sim
+        statuses = [o.status for o in sim.orders[: sim.n_arrived]]
+        assert sim.n_open == sum(s in (OrderStatus.ASSIGNED, OrderStatus.ON_BOARD) for s in statuses)
+        assert sim.n_waiting == len(sim.pending) - (sim.current is not None) + len(sim.deferred)
+        waited += sim.n_waiting
+        obs, _, terminated, truncated, _ = env.step(int(rng.choice(np.flatnonzero(obs["action_mask"]))))
+        done = terminated or truncated
+    assert env.sim.n_open == 0 and waited > 0
