@@ -88,6 +88,9 @@ _VEHICLE, _READY, _ARRIVAL, _TICK, _WAVE = 0, 1, 2, 3, 4
 # Wave mode: an order must go now when waiting for the next wave would make it late by more than this
 # (minutes; absorbs float rounding of times given in integer seconds).
 _MUST_EPS_MIN = 1e-6
+# builds a NamedTuple from a tuple of all its fields, as its ``_make`` does, without the Python-level
+# ``__new__`` frame (``cost`` and ``ledger`` run every env step)
+_as_named = tuple.__new__
 
 
 class SimulationError(RuntimeError):
@@ -465,16 +468,22 @@ class Simulator:
         for v in self.vehicles:
             distance += v.dist_km * v.cost_per_km
             driver += v.duty_min * v.cost_per_hour / 60.0
-        return CostBreakdown(distance, driver, self.late_cost, self.reject_cost, self.failed_cost)
+        return _as_named(
+            CostBreakdown, (distance, driver, self.late_cost, self.reject_cost, self.failed_cost)
+        )
 
     def ledger(self) -> Ledger:
-        return Ledger(
-            self.expected_cost,
-            self.n_on_time,
-            self.n_late,
-            self.n_rejected,
-            self.late_min_total,
-            self.n_failed,
+        """The running totals reward functions compare (``Ledger``)."""
+        return _as_named(
+            Ledger,
+            (
+                self.expected_cost,
+                self.n_on_time,
+                self.n_late,
+                self.n_rejected,
+                self.late_min_total,
+                self.n_failed,
+            ),
         )
 
     @property
