@@ -181,15 +181,15 @@ class Simulator:
         # km each vehicle had flown since its last charge before the first leg (a snapshot's drones)
         self.start_flown_km = [v.flown_km for v in self.vehicles]
         self._leg_audit: LegAudit | None = None  # debug mode: the legs already checked
-        # (time, kind, seq, index): entries differ by their seq, so they pop in one order however the heap was
-        # built; the day's arrivals and readiness go in at once (one heapify), numbered and interleaved as
-        # pushed one by one
+        # Events are (time, kind, seq, index); entries differ by their seq, so they run in one total order.
+        # The day's arrivals and readiness, known at the start, are one list sorted once (last event first,
+        # popped from its end); the events made as the day runs (vehicles free, ticks, waves) go into a small
+        # heap; ``next_decision`` takes the lesser of the two heads, the order one heap of both would give.
         arrivals = [(o.arrival_min, _ARRIVAL, 2 * k, o.id) for k, o in enumerate(self.orders)]
         readies = [(o.ready_min, _READY, 2 * k + 1, o.id) for k, o in enumerate(self.orders)]
-        self._queue: list[tuple[float, int, int, int]] = arrivals + readies
-        self._queue[0::2], self._queue[1::2] = arrivals, readies
-        heapq.heapify(self._queue)
-        self._seq = len(self._queue)
+        self._timeline: list[tuple[float, int, int, int]] = sorted(arrivals + readies, reverse=True)
+        self._queue: list[tuple[float, int, int, int]] = []
+        self._seq = len(self._timeline)
         if self.wave_mode and self.orders:
             for k, wave_min in enumerate(self._wave_times()):
                 self._push(wave_min, _WAVE, k)
@@ -802,9 +802,12 @@ class Simulator:
         if self._batch:
             self.current = self._batch.pop(0)
             return self.decision
-        queue, heappop = self._queue, heapq.heappop
-        while queue:
-            time_min, kind, _, index = heappop(queue)
+        queue, timeline, heappop = self._queue, self._timeline, heapq.heappop
+        while queue or timeline:
+            if timeline and (not queue or timeline[-1] < queue[0]):
+                time_min, kind, _, index = timeline.pop()
+            else:
+                time_min, kind, _, index = heappop(queue)
             now = self.now
             if time_min < now - 1e-9:
                 raise SimulationError(f"time went back from {now} to {time_min}")
