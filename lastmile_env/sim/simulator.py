@@ -1002,8 +1002,7 @@ class Simulator:
             v.current = None
         elif v.returning:
             v.returning = False
-        self._start_next(v)
-        if v.idle:
+        if self._start_next(v):
             self._log("vehicle_idle", -1, v.id)
 
     def _absent(self, order: Order, begin_min: float) -> bool:
@@ -1103,9 +1102,10 @@ class Simulator:
                 best = (key, stops, plan)
         return None if best is None else (best[1], best[2])
 
-    def _start_next(self, v: Vehicle, decided: bool = False, go_home: bool = False) -> None:
+    def _start_next(self, v: Vehicle, decided: bool = False, go_home: bool = False) -> bool:
         """Commit the vehicle to its next leg: the first planned stop, or the way home (for a courier that
-        waits at its last drop, ``fleet.idle_at: last_drop``, only with ``go_home``).
+        waits at its last drop, ``fleet.idle_at: last_drop``, only with ``go_home``). Returns whether it has
+        no leg to drive and stays idle where it is (``Vehicle.idle``, known here without asking).
 
         The leg is a one-stop plan priced by ``evaluate_plan``, so without travel noise it executes exactly
         as it was planned. With noise (``travel.noise``) the leg's driving time is its planned time x a
@@ -1120,7 +1120,7 @@ class Simulator:
         if self.routing:
             if v.route and not decided:
                 self._request_route(v)
-                return
+                return False
             v.waiting = False
         depart = max(v.free_min, self.now)
         noisy = self._noise_rng is not None
@@ -1164,7 +1164,7 @@ class Simulator:
             leg_km = self.world.leg_km(src, dst, v.mode)
         else:
             v.free_min = depart
-            return
+            return True
         v.dist_km += leg_km
         v.duty_min += free - depart
         if homing and v.recharge_min > 0 and leg_km > 0:
@@ -1180,6 +1180,7 @@ class Simulator:
             self.expected_cost += now_committed - committed + self.plan(vid).cost - before
         if self.track_eta:
             self._update_etas(v)
+        return False
 
     def _leg_factor(self) -> float:
         """The next leg's travel-time factor: lognormal with mean 1 (``travel.noise``)."""
