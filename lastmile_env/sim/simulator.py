@@ -85,6 +85,13 @@ LIVE_ETA_LEAD_MIN = 30.0
 # then deferred orders come back.
 _VEHICLE, _READY, _ARRIVAL, _TICK, _WAVE = 0, 1, 2, 3, 4
 
+# Enum members the event path reads, as module constants (the same objects): in Python 3.11 reading a member
+# through its class (``StopKind.PICKUP``) goes through the hook of ``EnumType.__getattr__``, ~1,000
+# instructions a read; a global's read is ~40.
+_PICKUP = StopKind.PICKUP
+_DISPATCH, _ROUTE_DECISION, _WAVE_DECISION = DecisionKind.DISPATCH, DecisionKind.ROUTE, DecisionKind.WAVE
+_ASSIGNED, _ON_BOARD, _DELIVERED = OrderStatus.ASSIGNED, OrderStatus.ON_BOARD, OrderStatus.DELIVERED
+
 # Wave mode: an order must go now when waiting for the next wave would make it late by more than this
 # (minutes; absorbs float rounding of times given in integer seconds).
 _MUST_EPS_MIN = 1e-6
@@ -397,11 +404,11 @@ class Simulator:
     def decision(self) -> Decision | None:
         """The decision pending now (None between decisions and at the end of the shift)."""
         if self.current is not None:
-            return Decision(DecisionKind.DISPATCH, self.current, -1)
+            return Decision(_DISPATCH, self.current, -1)
         if self.routing_vehicle is not None:
-            return Decision(DecisionKind.ROUTE, None, self.routing_vehicle)
+            return Decision(_ROUTE_DECISION, None, self.routing_vehicle)
         if self.wave_pending:
-            return Decision(DecisionKind.WAVE, None, -1)
+            return Decision(_WAVE_DECISION, None, -1)
         return None
 
     @property
@@ -522,7 +529,7 @@ class Simulator:
         v.route = stops
         self.fleet_plans.touch(vehicle_id)
         self._insertions = {}
-        order.status = OrderStatus.ASSIGNED
+        order.status = _ASSIGNED
         order.vehicle = vehicle_id
         order.decided_min = self.now
         order.promised_eta_min = eta
@@ -782,12 +789,12 @@ class Simulator:
         decision = self.next_decision()
         if decision is None:
             return None
-        if decision.kind == DecisionKind.WAVE:
+        if decision.kind == _WAVE_DECISION:
             raise SimulationError(
                 "a wave is pending: in wave mode (dispatch.mode: wave), drive the simulator with "
                 "next_decision() and answer with release()"
             )
-        if decision.kind == DecisionKind.ROUTE:
+        if decision.kind == _ROUTE_DECISION:
             raise SimulationError(
                 f"vehicle {decision.vehicle} awaits a routing decision: in routing mode, drive the simulator "
                 "with next_decision() and answer with route() or wait()"
@@ -969,8 +976,8 @@ class Simulator:
         stop = v.current
         if stop is not None:
             order = self.orders[stop.order]
-            if stop.kind == StopKind.PICKUP:
-                order.status = OrderStatus.ON_BOARD
+            if stop.kind == _PICKUP:
+                order.status = _ON_BOARD
                 order.pickup_min = v.current_start_min
                 v.load += order.size
                 self._log("pickup", order.id, v.id)
@@ -983,7 +990,7 @@ class Simulator:
                 self.n_failed += 1
                 self._log("returned", order.id, v.id)
             else:
-                order.status = OrderStatus.DELIVERED
+                order.status = _DELIVERED
                 order.delivered_min = v.current_start_min
                 v.load -= order.size
                 if order.on_time:
