@@ -913,15 +913,15 @@ def insert_into_row(
 ) -> tuple[float, float]:
     """Insert two stops into row ``v`` of a fleet's packed plans (``fleet_cheapest_insertion``'s arrays,
     scheduled and current), the pickup after ``i`` and the delivery after ``j`` old stops, and schedule the
-    new plan with ``evaluate``, into the row (it stays current). ``new_stops`` rows are the pickup and the
-    delivery, ``(loc, open, due, service, load change)``; the row needs room for two more stops. Returns the
-    new plan's cost and the service start of its stop ``served``.
+    new plan with ``evaluate``, into the row (it stays current). ``new_stops`` holds the pickup then the
+    delivery, ``(loc, open, due, service, load change)`` each; the row needs room for two more stops.
+    Returns the new plan's cost and the service start of its stop ``served``.
 
     The row's stop arrays are then those ``stop_arrays`` builds for the new plan's stops and its schedule
     is ``evaluate``'s for them (bit for bit: the same values, the same arithmetic): this is
     ``Simulator.assign``'s commit of a searched insertion without pricing the plan again in Python.
     """
-    pickup, delivery = new_stops[0], new_stops[1]
+    pickup, delivery = new_stops[:5], new_stops[5:]
     k = counts[v]
     n = k + 2
     row_nodes = np.empty(n + 2, dtype=np.int64)

@@ -85,6 +85,13 @@ LIVE_ETA_LEAD_MIN = 30.0
 # then deferred orders come back.
 _VEHICLE, _READY, _ARRIVAL, _TICK, _WAVE = 0, 1, 2, 3, 4
 
+# Enum members the event path reads, as module constants (the same objects): in Python 3.11 reading a member
+# through its class (``StopKind.PICKUP``) goes through the hook of ``EnumType.__getattr__``, ~1,000
+# instructions a read; a global's read is ~40.
+_PICKUP = StopKind.PICKUP
+_DISPATCH, _ROUTE_DECISION, _WAVE_DECISION = DecisionKind.DISPATCH, DecisionKind.ROUTE, DecisionKind.WAVE
+_ASSIGNED, _ON_BOARD, _DELIVERED = OrderStatus.ASSIGNED, OrderStatus.ON_BOARD, OrderStatus.DELIVERED
+
 # Wave mode: an order must go now when waiting for the next wave would make it late by more than this
 # (minutes; absorbs float rounding of times given in integer seconds).
 _MUST_EPS_MIN = 1e-6
@@ -184,15 +191,15 @@ class Simulator:
         # km each vehicle had flown since its last charge before the first leg (a snapshot's drones)
         self.start_flown_km = [v.flown_km for v in self.vehicles]
         self._leg_audit: LegAudit | None = None  # debug mode: the legs already checked
-        # (time, kind, seq, index): entries differ by their seq, so they pop in one order however the heap was
-        # built; the day's arrivals and readiness go in at once (one heapify), numbered and interleaved as
-        # pushed one by one
+        # Events are (time, kind, seq, index); entries differ by their seq, so they run in one total order.
+        # The day's arrivals and readiness, known at the start, are one list sorted once (last event first,
+        # popped from its end); the events made as the day runs (vehicles free, ticks, waves) go into a small
+        # heap; ``next_decision`` takes the lesser of the two heads, the order one heap of both would give.
         arrivals = [(o.arrival_min, _ARRIVAL, 2 * k, o.id) for k, o in enumerate(self.orders)]
         readies = [(o.ready_min, _READY, 2 * k + 1, o.id) for k, o in enumerate(self.orders)]
-        self._queue: list[tuple[float, int, int, int]] = arrivals + readies
-        self._queue[0::2], self._queue[1::2] = arrivals, readies
-        heapq.heapify(self._queue)
-        self._seq = len(self._queue)
+        self._timeline: list[tuple[float, int, int, int]] = sorted(arrivals + readies, reverse=True)
+        self._queue: list[tuple[float, int, int, int]] = []
+        self._seq = len(self._timeline)
         if self.wave_mode and self.orders:
             for k, wave_min in enumerate(self._wave_times()):
                 self._push(wave_min, _WAVE, k)
@@ -400,11 +407,11 @@ class Simulator:
     def decision(self) -> Decision | None:
         """The decision pending now (None between decisions and at the end of the shift)."""
         if self.current is not None:
-            return Decision(DecisionKind.DISPATCH, self.current, -1)
+            return Decision(_DISPATCH, self.current, -1)
         if self.routing_vehicle is not None:
-            return Decision(DecisionKind.ROUTE, None, self.routing_vehicle)
+            return Decision(_ROUTE_DECISION, None, self.routing_vehicle)
         if self.wave_pending:
-            return Decision(DecisionKind.WAVE, None, -1)
+            return Decision(_WAVE_DECISION, None, -1)
         return None
 
     @property
@@ -536,7 +543,7 @@ class Simulator:
         v.route = stops
         self.fleet_plans.touch(vehicle_id)
         self._insertions = {}
-        order.status = OrderStatus.ASSIGNED
+        order.status = _ASSIGNED
         order.vehicle = vehicle_id
         order.decided_min = self.now
         order.promised_eta_min = eta
@@ -796,12 +803,12 @@ class Simulator:
         decision = self.next_decision()
         if decision is None:
             return None
-        if decision.kind == DecisionKind.WAVE:
+        if decision.kind == _WAVE_DECISION:
             raise SimulationError(
                 "a wave is pending: in wave mode (dispatch.mode: wave), drive the simulator with "
                 "next_decision() and answer with release()"
             )
-        if decision.kind == DecisionKind.ROUTE:
+        if decision.kind == _ROUTE_DECISION:
             raise SimulationError(
                 f"vehicle {decision.vehicle} awaits a routing decision: in routing mode, drive the simulator "
                 "with next_decision() and answer with route() or wait()"
@@ -816,9 +823,12 @@ class Simulator:
         if self._batch:
             self.current = self._batch.pop(0)
             return self.decision
-        queue, heappop = self._queue, heapq.heappop
-        while queue:
-            time_min, kind, _, index = heappop(queue)
+        queue, timeline, heappop = self._queue, self._timeline, heapq.heappop
+        while queue or timeline:
+            if timeline and (not queue or timeline[-1] < queue[0]):
+                time_min, kind, _, index = timeline.pop()
+            else:
+                time_min, kind, _, index = heappop(queue)
             now = self.now
             if time_min < now - 1e-9:
                 raise SimulationError(f"time went back from {now} to {time_min}")
@@ -980,8 +990,8 @@ class Simulator:
         stop = v.current
         if stop is not None:
             order = self.orders[stop.order]
-            if stop.kind == StopKind.PICKUP:
-                order.status = OrderStatus.ON_BOARD
+            if stop.kind == _PICKUP:
+                order.status = _ON_BOARD
                 order.pickup_min = v.current_start_min
                 v.load += order.size
                 self._log("pickup", order.id, v.id)
@@ -994,7 +1004,7 @@ class Simulator:
                 self.n_failed += 1
                 self._log("returned", order.id, v.id)
             else:
-                order.status = OrderStatus.DELIVERED
+                order.status = _DELIVERED
                 order.delivered_min = v.current_start_min
                 v.load -= order.size
                 if order.on_time:
@@ -1013,8 +1023,7 @@ class Simulator:
             v.current = None
         elif v.returning:
             v.returning = False
-        self._start_next(v)
-        if v.idle:
+        if self._start_next(v):
             self._log("vehicle_idle", -1, v.id)
 
     def _absent(self, order: Order, begin_min: float) -> bool:
@@ -1114,9 +1123,10 @@ class Simulator:
                 best = (key, stops, plan)
         return None if best is None else (best[1], best[2])
 
-    def _start_next(self, v: Vehicle, decided: bool = False, go_home: bool = False) -> None:
+    def _start_next(self, v: Vehicle, decided: bool = False, go_home: bool = False) -> bool:
         """Commit the vehicle to its next leg: the first planned stop, or the way home (for a courier that
-        waits at its last drop, ``fleet.idle_at: last_drop``, only with ``go_home``).
+        waits at its last drop, ``fleet.idle_at: last_drop``, only with ``go_home``). Returns whether it has
+        no leg to drive and stays idle where it is (``Vehicle.idle``, known here without asking).
 
         The leg is a one-stop plan priced by ``evaluate_plan``, so without travel noise it executes exactly
         as it was planned. With noise (``travel.noise``) the leg's driving time is its planned time x a
@@ -1131,7 +1141,7 @@ class Simulator:
         if self.routing:
             if v.route and not decided:
                 self._request_route(v)
-                return
+                return False
             v.waiting = False
         depart = max(v.free_min, self.now)
         noisy = self._noise_rng is not None
@@ -1175,7 +1185,7 @@ class Simulator:
             leg_km = self.world.leg_km(src, dst, v.mode)
         else:
             v.free_min = depart
-            return
+            return True
         v.dist_km += leg_km
         v.duty_min += free - depart
         if homing and v.recharge_min > 0 and leg_km > 0:
@@ -1191,6 +1201,7 @@ class Simulator:
             self.expected_cost += now_committed - committed + self.plan(vid).cost - before
         if self.track_eta:
             self._update_etas(v)
+        return False
 
     def _leg_factor(self) -> float:
         """The next leg's travel-time factor: lognormal with mean 1 (``travel.noise``)."""
