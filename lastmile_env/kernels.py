@@ -410,6 +410,9 @@ def _priced_battery(
     return cost - old[0], dist - old[1], eta
 
 
+# Rows of ``FleetPlans.row_ints``, the per-vehicle integers ``fleet_cheapest_insertion`` reads and writes.
+ROW_INTS = 5
+ROW_COUNTS, ROW_SHIFTED, ROW_START_NODE, ROW_START_LOAD, ROW_N_STOPS = 0, 1, 2, 3, 4
 WORK_ROWS = 9  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
 TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
@@ -803,43 +806,43 @@ def fleet_cheapest_insertion(
     shift_start_h: float,
     vehicles: np.ndarray,
     costs: np.ndarray,
-    counts: np.ndarray,
+    row_ints: np.ndarray,
     nodes: np.ndarray,
-    open_min: np.ndarray,
-    due_min: np.ndarray,
-    service_min: np.ndarray,
+    stop_times: np.ndarray,
     load_delta: np.ndarray,
-    shifted: np.ndarray,
     state: np.ndarray,
     now: float,
     start_min: np.ndarray,
-    start_node: np.ndarray,
-    start_load: np.ndarray,
-    n_stops: np.ndarray,
-    dirty: np.ndarray,
-    free: np.ndarray,
+    flags: np.ndarray,
+    prefix: np.ndarray,
     loads: np.ndarray,
-    cum_dist: np.ndarray,
-    cum_late: np.ndarray,
     summary: np.ndarray,
-    feasible: np.ndarray,
     new: np.ndarray,
     tie: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """``cheapest_insertion`` of one new order into every vehicle's plan, in one call.
 
-    Plans are packed one row per vehicle: ``counts[v]`` stops, ``nodes[v, 1 : k + 1]`` their locations, the
-    other stop arrays as in ``schedule``; ``vehicles[v]`` its row (``evaluate``); the travel arrays are
-    stacked per mode. The schedule of each plan is kept in ``free``, ``loads``,
-    ``cum_dist``, ``cum_late`` (rows as ``schedule``'s prefix arrays), ``summary`` (cost, km, return time,
-    lateness cost, service minutes: ``plan_totals``) and ``feasible``. First the rows are brought up to
-    date: each row drops its first ``shifted[v]`` stops (its vehicle left for them: ``shift_row``), and
+    Plans are packed one row per vehicle (``sim.plan.FleetPlans``), the arrays that always travel together
+    stacked (a numba call costs about a thousand instructions per array argument): ``row_ints`` =
+    (``counts``, ``shifted``, ``start_node``, ``start_load``, ``n_stops``) ``(ROW_INTS, V)``; ``stop_times``
+    = (``open_min``, ``due_min``, ``service_min``) ``(3, V, capacity)``; ``prefix`` = (``free``,
+    ``cum_dist``, ``cum_late``) ``(3, V, capacity + 1)``; ``flags`` = (``dirty``, ``feasible``) ``(2, V)``.
+    ``counts[v]`` stops, ``nodes[v, 1 : k + 1]`` their locations, the other stop arrays as in ``schedule``;
+    ``vehicles[v]`` its row (``evaluate``); the travel arrays are stacked per mode. The schedule of each plan
+    is kept in ``prefix`` and ``loads`` (rows as ``schedule``'s prefix arrays), ``summary`` (cost, km, return
+    time, lateness cost, service minutes: ``plan_totals``) and ``feasible``. First the rows are brought up
+    to date: each row drops its first ``shifted[v]`` stops (its vehicle left for them: ``shift_row``), and
     every plan's start is computed from the fleet's gathered ``state`` at ``now`` (``fleet_starts``); rows
     flagged ``dirty`` (their stops or their start ``(start_min, start_node, start_load)[v]`` changed) are
     then scheduled again, and the flags cleared. Then each feasible plan is searched exactly as
     ``cheapest_insertion`` does. Returns per vehicle ``i`` (-1 when the plan is infeasible or no insertion
     is), ``j``, cost increase, km increase and delivery ETA, then the number of idle vehicles.
     """
+    counts, shifted, start_node = row_ints[ROW_COUNTS], row_ints[ROW_SHIFTED], row_ints[ROW_START_NODE]
+    start_load, n_stops = row_ints[ROW_START_LOAD], row_ints[ROW_N_STOPS]
+    open_min, due_min, service_min = stop_times[0], stop_times[1], stop_times[2]
+    free, cum_dist, cum_late = prefix[0], prefix[1], prefix[2]
+    dirty, feasible = flags[0], flags[1]
     for v in range(shifted.shape[0]):
         for _ in range(shifted[v]):
             shift_row(v, counts, nodes, open_min, due_min, service_min, load_delta, dirty)

@@ -217,26 +217,28 @@ class FleetPlans:
         self.capacity = 8  # stops per row at least; the rows are allocated by the first ``sync``
 
     def _alloc(self, n: int, capacity: int) -> None:
+        # Arrays that the search always passes together are stacked (one kernel argument each stack); the
+        # named attributes are views of them.
         self.capacity = capacity
-        self.counts = np.zeros(n, dtype=np.int64)
+        self.row_ints = np.zeros((kernels.ROW_INTS, n), dtype=np.int64)
+        self.counts = self.row_ints[kernels.ROW_COUNTS]
+        self.shifted = self.row_ints[kernels.ROW_SHIFTED]  # first stops dropped, moved up by the next search
+        self.start_node = self.row_ints[kernels.ROW_START_NODE]
+        self.start_load = self.row_ints[kernels.ROW_START_LOAD]
+        self.n_stops = self.row_ints[kernels.ROW_N_STOPS]
         self.nodes = np.zeros((n, capacity + 2), dtype=np.int64)
-        self.open_min = np.zeros((n, capacity))
-        self.due_min = np.zeros((n, capacity))
-        self.service_min = np.zeros((n, capacity))
+        self.stop_times = np.zeros((3, n, capacity))
+        self.open_min, self.due_min, self.service_min = self.stop_times
         self.load_delta = np.zeros((n, capacity), dtype=np.int64)
-        self.shifted = np.zeros(n, dtype=np.int64)  # first stops dropped, to move up in the next search
         self.start_min = np.full(n, np.nan)
-        self.start_node = np.zeros(n, dtype=np.int64)
-        self.start_load = np.zeros(n, dtype=np.int64)
-        self.n_stops = np.zeros(n, dtype=np.int64)
         self.n_idle = 0
-        self.dirty = np.ones(n, dtype=np.bool_)
-        self.free = np.zeros((n, capacity + 1))
+        self.flags = np.zeros((2, n), dtype=np.bool_)
+        self.dirty, self.feasible = self.flags
+        self.dirty[:] = True
+        self.prefix = np.zeros((3, n, capacity + 1))
+        self.free, self.cum_dist, self.cum_late = self.prefix
         self.loads = np.zeros((n, capacity + 1), dtype=np.int64)
-        self.cum_dist = np.zeros((n, capacity + 1))
-        self.cum_late = np.zeros((n, capacity + 1))
         self.summary = np.zeros((n, 5))  # cost, km, return time, lateness cost, service minutes
-        self.feasible = np.zeros(n, dtype=np.bool_)
         self._routes = [[] for _ in range(n)]
 
     def _write(
@@ -318,10 +320,8 @@ class FleetPlans:
         kernel's per-vehicle ``i``, ``j``, cost and km increases and ETAs."""
         i, j, delta, km, eta, self.n_idle = kernels.fleet_cheapest_insertion(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
-            self.late_costs, self.counts, self.nodes, self.open_min, self.due_min, self.service_min,
-            self.load_delta, self.shifted, self.gathered, now, self.start_min, self.start_node,
-            self.start_load, self.n_stops, self.dirty, self.free, self.loads, self.cum_dist, self.cum_late,
-            self.summary, self.feasible, new, tie,
+            self.late_costs, self.row_ints, self.nodes, self.stop_times, self.load_delta, self.gathered, now,
+            self.start_min, self.flags, self.prefix, self.loads, self.summary, new, tie,
         )  # fmt: skip
         return i, j, delta, km, eta
 
