@@ -413,8 +413,7 @@ def _priced_battery(
 # Rows of ``FleetPlans.row_ints``, the per-vehicle integers ``fleet_cheapest_insertion`` reads and writes.
 ROW_INTS = 5
 ROW_COUNTS, ROW_SHIFTED, ROW_START_NODE, ROW_START_LOAD, ROW_N_STOPS = 0, 1, 2, 3, 4
-WORK_ROWS = 13  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
-PICKUP_FLOOR = 9  # its row of each pickup position's floor
+WORK_ROWS = 9  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
 TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
 
@@ -438,38 +437,51 @@ def window_floor(mults: np.ndarray, shift_start_h: float, start_min: float, shif
 def insertion_bounds(
     time_min: np.ndarray,
     dist_km: np.ndarray,
+    mults: np.ndarray,
+    shift_start_h: float,
     vehicle: np.ndarray,
     costs: np.ndarray,
     nodes: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
     service_min: np.ndarray,
     free: np.ndarray,
     loads: np.ndarray,
+    cum_late: np.ndarray,
+    old: np.ndarray,
     new: np.ndarray,
     per_ff: float,
+    lower: np.ndarray,
+    pi: np.ndarray,
+    pj: np.ndarray,
     work: np.ndarray,
-) -> None:
-    """The per-stop and per-pickup setup of the insertion search's bounds (``bound_pickup``) into ``work``
-    (``(WORK_ROWS, >= k + 2)``): per old stop ``rest``, ``del_km``, ``to_dest`` and ``after`` (below; read by
-    ``_search``'s walks too) and per pickup position ``i`` its ``floor``: a lower bound on the bound of every
-    pair ``(i, j)``, NaN when the new order does not fit after ``i`` stops. ``time_min`` / ``dist_km`` are
-    the vehicle's mode's, ``per_ff`` the floor minutes per free-flow minute (``window_floor`` / speed
-    factor), the other arguments as ``cheapest_insertion``'s.
+) -> int:
+    """A lower bound on the added cost of every pair ``(i, j)`` that keeps the capacity and is not provably
+    back after the shift end, into ``lower``, ``pi``, ``pj`` (``(i, j)`` in lexicographic order); returns
+    their number. ``time_min`` / ``dist_km`` / ``mults`` are the vehicle's mode's, ``per_ff`` the floor
+    minutes per free-flow minute (``window_floor`` / speed factor), the other arguments as
+    ``cheapest_insertion``'s. ``work`` (``(WORK_ROWS, >= k + 2)``) gets per old stop ``rest``, ``del_km``,
+    ``to_dest`` and ``after`` (below) for ``_search``'s walks, and scratch.
 
-    A pickup's floor is its pairs' bound without the terms that are never negative (lateness gained, the
-    new delivery's lateness, driver time past the old return) and with the least added km over its
-    deliveries: every pair's bound adds those terms to no less, so (rounding being monotone) it is no lower.
+    The bound: the added km exactly, plus the lateness and the driver time past the current return of the
+    plan driven from the exact state before the new pickup at the lowest congestion of the hours left in
+    the shift (``window_floor``: an infeasible plan ends later and is never chosen), serving every stop,
+    waiting for the new stops and for the old ones up to the new delivery: the new stops' lateness, the
+    lateness each old stop after the pickup gains (reached no earlier than that drive, waiting for its open
+    time, without the new delivery's detour), and the return never earlier than the old one (FIFO).
     """
     k = nodes.shape[0] - 2
     room = vehicle[5] - new[2]
-    per_km = vehicle[3]
+    per_km, per_min = vehicle[3], vehicle[4]
     late_fixed, late_per_min = costs[0], costs[1]
+    old_end = old[2]
+    latest = vehicle[2] + 1e-9 + BOUND_MARGIN_MIN  # a floor return later than this is past the shift end
     center, dest = int(new[0]), int(new[1])
     # leg[p] / old_km[p]: the floor minutes and the km from old stop p (0: the start) to the next (k: home);
     # from_dest[p]: the km from the new delivery to that next stop; rest[p]: driving at the floor and
     # serving from the arrival at old stop p (1..k) to the arrival home. (Each matrix entry read once.)
     rest, del_km, to_dest, after = work[0], work[1], work[2], work[3]
-    leg, reach_leg, old_km, from_dest = work[5], work[6], work[7], work[8]
-    floor, left, pick_late, to_center_km = work[PICKUP_FLOOR], work[10], work[11], work[12]
+    leave, leg, reach_leg, old_km, from_dest = work[4], work[5], work[6], work[7], work[8]
     for p in range(k + 1):
         a, b = nodes[p], nodes[p + 1]
         leg[p] = time_min[a, b] * per_ff
@@ -486,112 +498,56 @@ def insertion_bounds(
         reach_leg[j] = time_min[c, dest] * per_ff
         to_dest[j] = reach_leg[j] + (service_min[j - 1] - rest[j] if j > 0 else 0.0)
         after[j] = new[7] + time_min[dest, e] * per_ff + rest[j + 1]
-    center_dest_km = dist_km[center, dest]
-    least_del_km = math.inf  # the least del_km[j] over j > i
-    for i in range(k, -1, -1):
+    center_dest_km, center_dest_min = dist_km[center, dest], time_min[center, dest]
+    n = 0
+    for i in range(k + 1):
         if loads[i] > room:
-            floor[i] = math.nan
-        else:
-            a, b = nodes[i], nodes[i + 1]
-            # the new pickup: served no earlier than its floor arrival from the exact state after i stops
-            to_center_km[i] = dist_km[a, center]
-            picked = free[i] + time_min[a, center] * per_ff
-            picked = picked if picked >= new[3] else new[3]
-            pick_late[i] = late_cost(picked - BOUND_MARGIN_MIN, new[8], late_fixed, late_per_min)
-            left[i] = picked + new[6]
-            add_km = to_center_km[i] + center_dest_km + from_dest[i] - old_km[i]  # (i, i): as bound_pickup
-            if least_del_km < math.inf:
-                later_km = (to_center_km[i] + dist_km[center, b] - old_km[i]) + least_del_km
-                add_km = later_km if later_km < add_km else add_km
-            floor[i] = add_km * per_km + pick_late[i]
-        if del_km[i] < least_del_km:
-            least_del_km = del_km[i]
-
-
-@njit(cache=True, inline="always")
-def bound_pickup(
-    time_min: np.ndarray,
-    dist_km: np.ndarray,
-    vehicle: np.ndarray,
-    costs: np.ndarray,
-    nodes: np.ndarray,
-    open_min: np.ndarray,
-    due_min: np.ndarray,
-    service_min: np.ndarray,
-    loads: np.ndarray,
-    cum_late: np.ndarray,
-    old: np.ndarray,
-    new: np.ndarray,
-    per_ff: float,
-    i: int,
-    lower: np.ndarray,
-    pi: np.ndarray,
-    pj: np.ndarray,
-    work: np.ndarray,
-) -> None:
-    """A lower bound on the added cost of every pair ``(i, j)`` of pickup position ``i`` (``insertion_bounds``
-    set up ``work``) that keeps the capacity and is not provably back after the shift end, into ``lower``,
-    ``pi``, ``pj`` at its slot (``(i, j)`` in lexicographic order over all pairs: ``_search``); the slots of
-    the other pairs of ``i`` get ``pi`` -1.
-
-    The bound: the added km exactly, plus the lateness and the driver time past the current return of the
-    plan driven from the exact state before the new pickup at the lowest congestion of the hours left in
-    the shift (``window_floor``: an infeasible plan ends later and is never chosen), serving every stop,
-    waiting for the new stops and for the old ones up to the new delivery: the new stops' lateness, the
-    lateness each old stop after the pickup gains (reached no earlier than that drive, waiting for its open
-    time, without the new delivery's detour), and the return never earlier than the old one (FIFO).
-    """
-    k = nodes.shape[0] - 2
-    room = vehicle[5] - new[2]
-    per_km, per_min = vehicle[3], vehicle[4]
-    late_fixed, late_per_min = costs[0], costs[1]
-    old_end = old[2]
-    latest = vehicle[2] + 1e-9 + BOUND_MARGIN_MIN  # a floor return later than this is past the shift end
-    center = int(new[0])
-    del_km, after = work[1], work[3]
-    leave, leg, reach_leg, old_km, from_dest = work[4], work[5], work[6], work[7], work[8]
-    left, pick_late, to_center_km = work[10, i], work[11, i], work[12, i]
-    b, dest = nodes[i + 1], int(new[1])
-    first = i * (k + 1) - i * (i - 1) // 2  # the slot of (i, i)
-    # the old stops after the pickup, driven at the floor and waiting for their open times: when each is
-    # left at the earliest, and the lateness they gain over the old plan's (none can shrink: FIFO)
-    t = left + time_min[center, b] * per_ff
-    gained = 0.0
-    for p in range(i + 1, k + 1):
-        begin = t if t >= open_min[p - 1] else open_min[p - 1]
-        more = late_cost(begin - BOUND_MARGIN_MIN, due_min[p - 1], late_fixed, late_per_min) - (
-            cum_late[p] - cum_late[p - 1]
-        )
-        gained += more if more > 0.0 else 0.0
-        leave[p] = begin + service_min[p - 1]
-        t = leave[p] + leg[p]
-    p_km = 0.0
-    for j in range(i, k + 1):
-        slot = first + j - i
-        pi[slot] = -1
-        if j > i and loads[j] > room:
-            pi[slot : first + k + 1 - i] = -1
-            break
-        if j == i:
-            add_km = to_center_km + dist_km[center, dest] + from_dest[i] - old_km[i]
-            reach = left + time_min[center, dest] * per_ff
-        else:
-            if j == i + 1:  # once per i: the pickup's added km
-                p_km = to_center_km + dist_km[center, b] - old_km[i]
-            add_km = p_km + del_km[j]
-            reach = leave[j] + reach_leg[j]
-        served = reach if reach >= new[4] else new[4]
-        end = served + after[j]
-        if end > latest:  # back after the shift end even so: infeasible
             continue
-        lower[slot] = (
-            add_km * per_km
-            + pick_late
-            + gained
-            + late_cost(served - BOUND_MARGIN_MIN, new[5], late_fixed, late_per_min)
-            + (end - old_end if end > old_end else 0.0) * per_min
-        )
-        pi[slot], pj[slot] = i, j
+        a, b = nodes[i], nodes[i + 1]
+        # the new pickup: served no earlier than its floor arrival from the plan's exact state after i stops
+        to_center_km = dist_km[a, center]
+        picked = free[i] + time_min[a, center] * per_ff
+        picked = picked if picked >= new[3] else new[3]
+        pick_late = late_cost(picked - BOUND_MARGIN_MIN, new[8], late_fixed, late_per_min)
+        left = picked + new[6]
+        # the old stops after the pickup, driven at the floor and waiting for their open times: when each is
+        # left at the earliest, and the lateness they gain over the old plan's (none can shrink: FIFO)
+        t = left + time_min[center, b] * per_ff
+        gained = 0.0
+        for p in range(i + 1, k + 1):
+            begin = t if t >= open_min[p - 1] else open_min[p - 1]
+            more = late_cost(begin - BOUND_MARGIN_MIN, due_min[p - 1], late_fixed, late_per_min) - (
+                cum_late[p] - cum_late[p - 1]
+            )
+            gained += more if more > 0.0 else 0.0
+            leave[p] = begin + service_min[p - 1]
+            t = leave[p] + leg[p]
+        p_km = 0.0
+        for j in range(i, k + 1):
+            if j > i and loads[j] > room:
+                break
+            if j == i:
+                add_km = to_center_km + center_dest_km + from_dest[i] - old_km[i]
+                reach = left + center_dest_min * per_ff
+            else:
+                if j == i + 1:  # once per i: the pickup's added km
+                    p_km = to_center_km + dist_km[center, b] - old_km[i]
+                add_km = p_km + del_km[j]
+                reach = leave[j] + reach_leg[j]
+            served = reach if reach >= new[4] else new[4]
+            end = served + after[j]
+            if end > latest:  # back after the shift end even so: infeasible
+                continue
+            lower[n] = (
+                add_km * per_km
+                + pick_late
+                + gained
+                + late_cost(served - BOUND_MARGIN_MIN, new[5], late_fixed, late_per_min)
+                + (end - old_end if end > old_end else 0.0) * per_min
+            )
+            pi[n], pj[n] = i, j
+            n += 1
+    return n
 
 
 @njit(cache=True)
@@ -668,56 +624,21 @@ def _search(
     k = nodes.shape[0] - 2
     start = free[0]
     per_ff = window_floor(mults, shift_start_h, free[0], vehicle[2]) / vehicle[0]
-    insertion_bounds(time_min, dist_km, vehicle, costs, nodes, service_min, free, loads, new, per_ff, work)
-    floor = work[PICKUP_FLOOR]
-    # Pairs are priced in the order of a stable sort by bound (pairs in lexicographic order), as far as
-    # needed: the lowest first, then the pairs its cost does not rule out from a heap by (bound, slot). A
-    # pickup's pairs are bounded only when they may be needed (its floor then set to NaN): first in the order
-    # of the pickups' floors until the next floor is above the lowest bound found (so that the lowest pair
-    # is known), then, once it is priced, those whose floor is within the best found plus the tie (the pairs
-    # of the others could never enter the heap).
-    pi[: (k + 1) * (k + 2) // 2] = -1
-    reached[: k + 1] = -1
+    n = insertion_bounds(
+        time_min, dist_km, mults, shift_start_h, vehicle, costs, nodes, open_min, due_min, service_min, free,
+        loads, cum_late, old, new, per_ff, lower, pi, pj, work,
+    )  # fmt: skip
+    # Pairs are priced in the order of a stable sort by bound, as far as needed: the lowest first, then the
+    # pairs its cost does not rule out from a heap by (bound, index).
+    reached[: nodes.shape[0] - 1] = -1
     best_i, best_j, best, best_km, best_eta = -1, -1, math.inf, math.nan, math.nan
-    c = -1
-    phase = 0  # 0: finding the lowest pair, 1: bounding the pickups within reach of the best, 2: the heap
-    next_pickup, size = 0, 0
-    while True:
-        pickup = -1
-        if phase == 0:
-            for m in range(k + 1):
-                if floor[m] == floor[m] and (pickup < 0 or floor[m] < floor[pickup]):  # (NaN: bounded)
-                    pickup = m
-            if pickup >= 0 and c >= 0 and floor[pickup] > lower[c]:
-                pickup = -1  # the lowest pair is known: price it
-            elif pickup < 0 and c < 0:
-                break  # no pair keeps the capacity and the shift end
-        elif phase == 1:
-            while next_pickup <= k and not floor[next_pickup] <= best + tie:
-                next_pickup += 1
-            if next_pickup <= k:
-                pickup = next_pickup
-            else:
-                for r in range((k + 1) * (k + 2) // 2):
-                    if pi[r] >= 0 and r != c and lower[r] <= best + tie:
-                        heap[size] = r
-                        size += 1
-                for r in range(size // 2 - 1, -1, -1):
-                    _sift_down(heap, size, r, lower)
-                phase = 2
-        if pickup >= 0:
-            bound_pickup(
-                time_min, dist_km, vehicle, costs, nodes, open_min, due_min, service_min, loads, cum_late,
-                old, new, per_ff, pickup, lower, pi, pj, work,
-            )  # fmt: skip
-            floor[pickup] = math.nan
-            if phase == 0:  # the lowest pair so far, the first slot on a tie
-                first = pickup * (k + 1) - pickup * (pickup - 1) // 2
-                for r in range(first, first + k + 1 - pickup):
-                    if pi[r] >= 0 and (c < 0 or lower[r] < lower[c] or (lower[r] == lower[c] and r < c)):
-                        c = r
-            continue
-        if phase == 2:
+    c = 0
+    for r in range(1, n):
+        if lower[r] < lower[c]:
+            c = r
+    size = -1  # the heap is built after the first pricing
+    while n > 0:
+        if size >= 0:
             if size == 0 or lower[heap[0]] > best + tie:
                 break
             c = heap[0]
@@ -814,8 +735,14 @@ def _search(
             earlier = i < best_i or (i == best_i and j < best_j)
             if delta < best - tie or (delta <= best + tie and earlier):
                 best_i, best_j, best, best_km, best_eta = i, j, delta, km, eta
-        if phase == 0:
-            phase = 1
+        if size < 0:
+            size = 0
+            for r in range(n):
+                if r != c and lower[r] <= best + tie:
+                    heap[size] = r
+                    size += 1
+            for r in range(size // 2 - 1, -1, -1):
+                _sift_down(heap, size, r, lower)
     return best_i, best_j, best, best_km, best_eta
 
 

@@ -72,9 +72,8 @@ def test_branch_and_bound_matches_brute_force(seed, congested, tight):
 @settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 1000), congested=st.booleans(), windows=st.booleans())
 def test_insertion_bounds_never_exceed_the_exact_cost(seed, congested, windows):
-    """The search prunes by ``kernels.bound_pickup``'s bounds and skips a pickup's pairs by its floor
-    (``kernels.insertion_bounds``): every feasible pair (the reference schedule's) is bounded, by at most
-    its exact added cost and by at least its pickup's floor, in congestion and with time windows."""
+    """The search prunes by ``kernels.insertion_bounds``: every feasible pair (the reference schedule's) is
+    bounded, by at most its exact added cost, in congestion and with time windows."""
     overrides = {"fleet.size": 2, "orders.rate_per_hour": 20, "orders.window_share": 0.6 if windows else 0.0}
     if congested:
         overrides["graph.congestion"] = [1.0] * 8 + [2.5, 0.6, 1.8, 1.0] + [1.3] * 12
@@ -99,25 +98,13 @@ def test_insertion_bounds_never_exceed_the_exact_cost(seed, congested, windows):
             ) / vehicle.speed_factor  # fmt: skip
             summary = np.array([old.cost, old.dist_km, old.end_min, old.late_cost, old.service_min])
             new = _order_array(sim, order)
-            work = np.empty((kernels.WORK_ROWS, k + 2))
-            time_min, dist_km = world.time_modes[mode], world.dist_modes[mode]
-            late_costs = np.array(world.late_costs)
-            kernels.insertion_bounds(
-                time_min, dist_km, params, late_costs, old.nodes, old.stop_service_min, old.frees_min,
-                old.loads, new, per_ff, work,
+            n = kernels.insertion_bounds(
+                world.time_modes[mode], world.dist_modes[mode], world.mode_mults[mode],
+                world.config.shift_start_hour, params, np.array(world.late_costs), old.nodes,
+                old.stop_open_min, old.stop_due_min, old.stop_service_min, old.frees_min, old.loads,
+                old.cum_late_cost, summary, new, per_ff, lower, pi, pj, np.empty((kernels.WORK_ROWS, k + 2)),
             )  # fmt: skip
-            floors = work[kernels.PICKUP_FLOOR].copy()
-            pi[:] = -1
-            for i in range(k + 1):
-                if not np.isnan(floors[i]):  # NaN: the order does not fit after i stops
-                    kernels.bound_pickup(
-                        time_min, dist_km, params, late_costs, old.nodes, old.stop_open_min,
-                        old.stop_due_min, old.stop_service_min, old.loads, old.cum_late_cost, summary, new,
-                        per_ff, i, lower, pi, pj, work,
-                    )  # fmt: skip
-            bounds = {(int(pi[r]), int(pj[r])): lower[r] for r in range(n_pairs) if pi[r] >= 0}
-            for (i, _), bound in bounds.items():  # a pickup's floor lets the search skip all its pairs
-                assert floors[i] <= bound, i
+            bounds = {(int(pi[r]), int(pj[r])): lower[r] for r in range(n)}
             for i in range(k + 1):
                 for j in range(i, k + 1):
                     exact = price_insertion(sim, vid, order, i, j)
