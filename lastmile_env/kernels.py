@@ -859,9 +859,13 @@ def fleet_cheapest_insertion(
     n = counts.shape[0]
     longest = counts.max() if n > 0 else 0
     n_pairs = (longest + 1) * (longest + 2) // 2
-    lower, pi, pj = np.empty(n_pairs), np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
-    heap, work = np.empty(n_pairs, dtype=np.int64), np.empty((WORK_ROWS, longest + 2))
-    walks, reached = np.empty((4, longest + 1, longest + 1)), np.empty(longest + 1, dtype=np.int64)
+    n_work, n_walks = WORK_ROWS * (longest + 2), 4 * (longest + 1) * (longest + 1)
+    floats = np.empty(n_pairs + n_work + n_walks)  # the scratch in two allocations
+    ints = np.empty(3 * n_pairs + longest + 1, dtype=np.int64)
+    lower, work = floats[:n_pairs], floats[n_pairs : n_pairs + n_work].reshape((WORK_ROWS, longest + 2))
+    walks = floats[n_pairs + n_work :].reshape((4, longest + 1, longest + 1))
+    pi, pj, heap = ints[:n_pairs], ints[n_pairs : 2 * n_pairs], ints[2 * n_pairs : 3 * n_pairs]
+    reached = ints[3 * n_pairs :]
     for v in range(n):
         out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = -1, -1, math.inf, math.nan, math.nan
         k = counts[v]
