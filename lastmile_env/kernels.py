@@ -410,6 +410,9 @@ def _priced_battery(
     return cost - old[0], dist - old[1], eta
 
 
+# Rows of ``FleetPlans.row_ints``, the per-vehicle integers ``fleet_cheapest_insertion`` reads and writes.
+ROW_INTS = 5
+ROW_COUNTS, ROW_SHIFTED, ROW_START_NODE, ROW_START_LOAD, ROW_N_STOPS = 0, 1, 2, 3, 4
 WORK_ROWS = 9  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
 TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
@@ -803,43 +806,51 @@ def fleet_cheapest_insertion(
     shift_start_h: float,
     vehicles: np.ndarray,
     costs: np.ndarray,
-    counts: np.ndarray,
+    row_ints: np.ndarray,
     nodes: np.ndarray,
-    open_min: np.ndarray,
-    due_min: np.ndarray,
-    service_min: np.ndarray,
+    stop_times: np.ndarray,
     load_delta: np.ndarray,
-    shifted: np.ndarray,
     state: np.ndarray,
     now: float,
     start_min: np.ndarray,
-    start_node: np.ndarray,
-    start_load: np.ndarray,
-    n_stops: np.ndarray,
-    dirty: np.ndarray,
-    free: np.ndarray,
+    flags: np.ndarray,
+    prefix: np.ndarray,
     loads: np.ndarray,
-    cum_dist: np.ndarray,
-    cum_late: np.ndarray,
     summary: np.ndarray,
-    feasible: np.ndarray,
     new: np.ndarray,
     tie: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    out_i: np.ndarray,
+    out_j: np.ndarray,
+    out_delta: np.ndarray,
+    out_km: np.ndarray,
+    out_eta: np.ndarray,
+    out_end: np.ndarray,
+) -> int:
     """``cheapest_insertion`` of one new order into every vehicle's plan, in one call.
 
-    Plans are packed one row per vehicle: ``counts[v]`` stops, ``nodes[v, 1 : k + 1]`` their locations, the
-    other stop arrays as in ``schedule``; ``vehicles[v]`` its row (``evaluate``); the travel arrays are
-    stacked per mode. The schedule of each plan is kept in ``free``, ``loads``,
-    ``cum_dist``, ``cum_late`` (rows as ``schedule``'s prefix arrays), ``summary`` (cost, km, return time,
-    lateness cost, service minutes: ``plan_totals``) and ``feasible``. First the rows are brought up to
-    date: each row drops its first ``shifted[v]`` stops (its vehicle left for them: ``shift_row``), and
+    Plans are packed one row per vehicle (``sim.plan.FleetPlans``), the arrays that always travel together
+    stacked (a numba call costs about a thousand instructions per array argument): ``row_ints`` =
+    (``counts``, ``shifted``, ``start_node``, ``start_load``, ``n_stops``) ``(ROW_INTS, V)``; ``stop_times``
+    = (``open_min``, ``due_min``, ``service_min``) ``(3, V, capacity)``; ``prefix`` = (``free``,
+    ``cum_dist``, ``cum_late``) ``(3, V, capacity + 1)``; ``flags`` = (``dirty``, ``feasible``) ``(2, V)``.
+    ``counts[v]`` stops, ``nodes[v, 1 : k + 1]`` their locations, the other stop arrays as in ``schedule``;
+    ``vehicles[v]`` its row (``evaluate``); the travel arrays are stacked per mode. The schedule of each plan
+    is kept in ``prefix`` and ``loads`` (rows as ``schedule``'s prefix arrays), ``summary`` (cost, km, return
+    time, lateness cost, service minutes: ``plan_totals``) and ``feasible``. First the rows are brought up
+    to date: each row drops its first ``shifted[v]`` stops (its vehicle left for them: ``shift_row``), and
     every plan's start is computed from the fleet's gathered ``state`` at ``now`` (``fleet_starts``); rows
     flagged ``dirty`` (their stops or their start ``(start_min, start_node, start_load)[v]`` changed) are
     then scheduled again, and the flags cleared. Then each feasible plan is searched exactly as
-    ``cheapest_insertion`` does. Returns per vehicle ``i`` (-1 when the plan is infeasible or no insertion
-    is), ``j``, cost increase, km increase and delivery ETA, then the number of idle vehicles.
+    ``cheapest_insertion`` does. Writes per vehicle ``i`` (-1 when the plan is infeasible or no insertion
+    is), ``j``, cost increase, km increase, delivery ETA and the current plan's return time into ``out_i``
+    ... ``out_end`` (``(V,)`` each, every entry written: the caller's fresh arrays, as a new array returned
+    costs numba some 4k instructions to box), and returns the number of idle vehicles.
     """
+    counts, shifted, start_node = row_ints[ROW_COUNTS], row_ints[ROW_SHIFTED], row_ints[ROW_START_NODE]
+    start_load, n_stops = row_ints[ROW_START_LOAD], row_ints[ROW_N_STOPS]
+    open_min, due_min, service_min = stop_times[0], stop_times[1], stop_times[2]
+    free, cum_dist, cum_late = prefix[0], prefix[1], prefix[2]
+    dirty, feasible = flags[0], flags[1]
     for v in range(shifted.shape[0]):
         for _ in range(shifted[v]):
             shift_row(v, counts, nodes, open_min, due_min, service_min, load_delta, dirty)
@@ -848,15 +859,15 @@ def fleet_cheapest_insertion(
     n = counts.shape[0]
     longest = counts.max() if n > 0 else 0
     n_pairs = (longest + 1) * (longest + 2) // 2
-    lower, pi, pj = np.empty(n_pairs), np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
-    heap, work = np.empty(n_pairs, dtype=np.int64), np.empty((WORK_ROWS, longest + 2))
-    walks, reached = np.empty((4, longest + 1, longest + 1)), np.empty(longest + 1, dtype=np.int64)
-    out_i = np.full(n, -1, dtype=np.int64)
-    out_j = np.full(n, -1, dtype=np.int64)
-    out_delta = np.full(n, math.inf)
-    out_km = np.full(n, math.nan)
-    out_eta = np.full(n, math.nan)
+    n_work, n_walks = WORK_ROWS * (longest + 2), 4 * (longest + 1) * (longest + 1)
+    floats = np.empty(n_pairs + n_work + n_walks)  # the scratch in two allocations
+    ints = np.empty(3 * n_pairs + longest + 1, dtype=np.int64)
+    lower, work = floats[:n_pairs], floats[n_pairs : n_pairs + n_work].reshape((WORK_ROWS, longest + 2))
+    walks = floats[n_pairs + n_work :].reshape((4, longest + 1, longest + 1))
+    pi, pj, heap = ints[:n_pairs], ints[n_pairs : 2 * n_pairs], ints[2 * n_pairs : 3 * n_pairs]
+    reached = ints[3 * n_pairs :]
     for v in range(n):
+        out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = -1, -1, math.inf, math.nan, math.nan
         k = counts[v]
         row = nodes[v, : k + 2]
         if dirty[v]:
@@ -871,6 +882,7 @@ def fleet_cheapest_insertion(
             summary[v, 3], summary[v, 4] = late, service
             feasible[v] = ok
             dirty[v] = False
+        out_end[v] = summary[v, 2]
         if not feasible[v]:
             continue
         i, j, delta, km, eta = _search(
@@ -880,7 +892,7 @@ def fleet_cheapest_insertion(
             walks, reached,
         )  # fmt: skip
         out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = i, j, delta, km, eta
-    return out_i, out_j, out_delta, out_km, out_eta, n_idle
+    return n_idle
 
 
 @njit(cache=True)

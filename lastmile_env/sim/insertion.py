@@ -159,8 +159,7 @@ class CheapestInsertion:
         ``self(sim, v, order)``."""
         plans = sim.fleet_plans
         plans.sync(sim)
-        found = plans.search(sim.world, sim.now, _order_array(sim, order), TIE)
-        return FleetInsertion(*found, plan_end_min=plans.plan_end_min)
+        return FleetInsertion(*plans.search(sim.world, sim.now, _order_array(sim, order), TIE))
 
 
 class AppendInsertion:

@@ -205,6 +205,26 @@ def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
     return FleetState(start_min, start_node, start_load, n_stops, n_idle)
 
 
+# ``FleetPlans``' attributes that are views of its stacked arrays
+_VIEWS = frozenset(
+    {
+        "counts",
+        "shifted",
+        "start_node",
+        "start_load",
+        "n_stops",
+        "open_min",
+        "due_min",
+        "service_min",
+        "dirty",
+        "feasible",
+        "free",
+        "cum_dist",
+        "cum_late",
+    }
+)
+
+
 class FleetPlans:
     """Every vehicle's remaining plan packed into arrays, one row per vehicle, and each plan's schedule, for
     the kernels that work on the whole fleet in one call (``kernels.fleet_cheapest_insertion``).
@@ -231,27 +251,42 @@ class FleetPlans:
         self.capacity = 8  # stops per row at least; the rows are allocated by the first ``sync``
 
     def _alloc(self, n: int, capacity: int) -> None:
+        # The arrays that the search always passes together are stacked: one kernel argument per stack.
         self.capacity = capacity
-        self.counts = np.zeros(n, dtype=np.int64)
+        self.row_ints = np.zeros((kernels.ROW_INTS, n), dtype=np.int64)
         self.nodes = np.zeros((n, capacity + 2), dtype=np.int64)
-        self.open_min = np.zeros((n, capacity))
-        self.due_min = np.zeros((n, capacity))
-        self.service_min = np.zeros((n, capacity))
+        self.stop_times = np.zeros((3, n, capacity))
         self.load_delta = np.zeros((n, capacity), dtype=np.int64)
-        self.shifted = np.zeros(n, dtype=np.int64)  # first stops dropped, to move up in the next search
         self.start_min = np.full(n, np.nan)
-        self.start_node = np.zeros(n, dtype=np.int64)
-        self.start_load = np.zeros(n, dtype=np.int64)
-        self.n_stops = np.zeros(n, dtype=np.int64)
         self.n_idle = 0
-        self.dirty = np.ones(n, dtype=np.bool_)
-        self.free = np.zeros((n, capacity + 1))
+        self.flags = np.zeros((2, n), dtype=np.bool_)
+        self.flags[0] = True  # every row dirty
+        self.prefix = np.zeros((3, n, capacity + 1))
         self.loads = np.zeros((n, capacity + 1), dtype=np.int64)
-        self.cum_dist = np.zeros((n, capacity + 1))
-        self.cum_late = np.zeros((n, capacity + 1))
         self.summary = np.zeros((n, 5))  # cost, km, return time, lateness cost, service minutes
-        self.feasible = np.zeros(n, dtype=np.bool_)
+        self._name_views()
         self._routes = [[] for _ in range(n)]
+
+    def _name_views(self) -> None:
+        """The stacks' rows as named views (``_VIEWS``): what the Python code and the other kernels read."""
+        self.counts = self.row_ints[kernels.ROW_COUNTS]
+        self.shifted = self.row_ints[kernels.ROW_SHIFTED]  # first stops dropped, moved up by the next search
+        self.start_node = self.row_ints[kernels.ROW_START_NODE]
+        self.start_load = self.row_ints[kernels.ROW_START_LOAD]
+        self.n_stops = self.row_ints[kernels.ROW_N_STOPS]
+        self.open_min, self.due_min, self.service_min = self.stop_times
+        self.dirty, self.feasible = self.flags
+        self.free, self.cum_dist, self.cum_late = self.prefix
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled and deep-copied without the named views (a copied view would no longer be its stack's
+        row); ``__setstate__`` names them again."""
+        return {name: value for name, value in self.__dict__.items() if name not in _VIEWS}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if "row_ints" in state:
+            self._name_views()
 
     def _write(
         self, world: World, orders: Sequence[Order], vid: int, route: list[Stop], priced: PlanEval | None
@@ -326,18 +361,26 @@ class FleetPlans:
 
     def search(
         self, world: World, now: float, new: np.ndarray, tie: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``kernels.fleet_cheapest_insertion`` of the order ``new`` over the synced rows at ``now``: the
         rows are brought fully up to date and scheduled, and stay so (``state``, ``insert``); returns the
-        kernel's per-vehicle ``i``, ``j``, cost and km increases and ETAs."""
-        i, j, delta, km, eta, self.n_idle = kernels.fleet_cheapest_insertion(
+        kernel's per-vehicle ``i``, ``j``, cost and km increases, ETAs and current plans' return times, in
+        new arrays (the caller may keep them: ``Simulator.fleet_insertions`` caches them)."""
+        n = self.counts.shape[0]
+        found = (
+            np.empty(n, dtype=np.int64),
+            np.empty(n, dtype=np.int64),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+        )
+        self.n_idle = kernels.fleet_cheapest_insertion(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
-            self.late_costs, self.counts, self.nodes, self.open_min, self.due_min, self.service_min,
-            self.load_delta, self.shifted, self.gathered, now, self.start_min, self.start_node,
-            self.start_load, self.n_stops, self.dirty, self.free, self.loads, self.cum_dist, self.cum_late,
-            self.summary, self.feasible, new, tie,
+            self.late_costs, self.row_ints, self.nodes, self.stop_times, self.load_delta, self.gathered, now,
+            self.start_min, self.flags, self.prefix, self.loads, self.summary, new, tie, *found,
         )  # fmt: skip
-        return i, j, delta, km, eta
+        return found
 
     def untracked(self, vehicles: Sequence[Vehicle]) -> list[int]:
         """The vehicles whose gathered state or route no longer matches them though they were not touched
@@ -382,8 +425,3 @@ class FleetPlans:
         )  # fmt: skip
         self._routes[vid] = list(route)
         return cost, start
-
-    @property
-    def plan_end_min(self) -> np.ndarray:
-        """Each plan's return time (valid after a kernel has scheduled the dirty rows)."""
-        return self.summary[:, 2].copy()
