@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 TIE = 1e-9  # insertion costs closer than this are equal
 
 
+# read once per assign: module constants, not class attributes (enum reads are slow in 3.11: see sim/plan.py)
+_PICKUP, _DELIVERY = StopKind.PICKUP, StopKind.DELIVERY
+
+
 class Insertion(NamedTuple):
     """Where an order would go in one vehicle's plan, and what that would change."""
 
@@ -38,8 +42,8 @@ class Insertion(NamedTuple):
 
     def stops(self, route: list[Stop], order: Order) -> list[Stop]:
         """The new plan: ``route`` with the order's pickup and delivery inserted."""
-        pickup = Stop(StopKind.PICKUP, order.id, order.center)
-        delivery = Stop(StopKind.DELIVERY, order.id, order.loc)
+        pickup = Stop(_PICKUP, order.id, order.center)
+        delivery = Stop(_DELIVERY, order.id, order.loc)
         i, j = self.pickup_after, self.delivery_after
         return [*route[:i], pickup, *route[i:j], delivery, *route[j:]]
 

@@ -23,6 +23,11 @@ class OrderStatus(IntEnum):
     FAILED = 5  # attempts.*: not delivered (customer absent, no pickup point or redelivery) and brought back
 
 
+# read by ``Order``'s properties at every delivery: a module constant, not a class attribute (in Python 3.11 a
+# read through an enum class goes through ``EnumType.__getattr__``'s hook, ~1,000 instructions)
+_DELIVERED = OrderStatus.DELIVERED
+
+
 class AbsentChoice(IntEnum):
     """What the customer wants done with the parcel when absent at the attempt (``attempts.*``)."""
 
@@ -88,11 +93,11 @@ class Order:
     @property
     def late_min(self) -> float:
         """Minutes after the due time (0 when on time; nan until delivered)."""
-        return max(0.0, self.served_min - self.due_min) if self.status == OrderStatus.DELIVERED else math.nan
+        return max(0.0, self.served_min - self.due_min) if self.status == _DELIVERED else math.nan
 
     @property
     def on_time(self) -> bool:
-        return self.status == OrderStatus.DELIVERED and self.served_min <= self.due_min + 1e-9
+        return self.status == _DELIVERED and self.served_min <= self.due_min + 1e-9
 
     @property
     def eta_error_min(self) -> float:
