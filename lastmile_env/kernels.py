@@ -413,6 +413,11 @@ def _priced_battery(
 # Rows of ``FleetPlans.row_ints``, the per-vehicle integers ``fleet_cheapest_insertion`` reads and writes.
 ROW_INTS = 5
 ROW_COUNTS, ROW_SHIFTED, ROW_START_NODE, ROW_START_LOAD, ROW_N_STOPS = 0, 1, 2, 3, 4
+# rows of a fleet search's two result stacks (``sim.insertion.FleetInsertion``): ints ``(FOUND_INTS, V)``,
+# floats ``(FOUND_FLOATS, V)``
+FOUND_INTS, FOUND_FLOATS = 2, 4
+FOUND_I, FOUND_J = 0, 1
+FOUND_COST, FOUND_KM, FOUND_ETA, FOUND_END = 0, 1, 2, 3
 WORK_ROWS = 9  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
 TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
@@ -819,12 +824,8 @@ def fleet_cheapest_insertion(
     summary: np.ndarray,
     new: np.ndarray,
     tie: float,
-    out_i: np.ndarray,
-    out_j: np.ndarray,
-    out_delta: np.ndarray,
-    out_km: np.ndarray,
-    out_eta: np.ndarray,
-    out_end: np.ndarray,
+    found_ints: np.ndarray,
+    found_floats: np.ndarray,
 ) -> int:
     """``cheapest_insertion`` of one new order into every vehicle's plan, in one call.
 
@@ -842,9 +843,10 @@ def fleet_cheapest_insertion(
     flagged ``dirty`` (their stops or their start ``(start_min, start_node, start_load)[v]`` changed) are
     then scheduled again, and the flags cleared. Then each feasible plan is searched exactly as
     ``cheapest_insertion`` does. Writes per vehicle ``i`` (-1 when the plan is infeasible or no insertion
-    is), ``j``, cost increase, km increase, delivery ETA and the current plan's return time into ``out_i``
-    ... ``out_end`` (``(V,)`` each, every entry written: the caller's fresh arrays, as a new array returned
-    costs numba some 4k instructions to box), and returns the number of idle vehicles.
+    is) and ``j`` into ``found_ints`` (rows ``FOUND_I``, ``FOUND_J``), its cost increase, km increase,
+    delivery ETA and the current plan's return time into ``found_floats`` (rows ``FOUND_COST`` ...
+    ``FOUND_END``), every entry written (the caller's fresh arrays, as a new array returned costs numba some
+    4k instructions to box), and returns the number of idle vehicles.
     """
     counts, shifted, start_node = row_ints[ROW_COUNTS], row_ints[ROW_SHIFTED], row_ints[ROW_START_NODE]
     start_load, n_stops = row_ints[ROW_START_LOAD], row_ints[ROW_N_STOPS]
@@ -866,6 +868,9 @@ def fleet_cheapest_insertion(
     walks = floats[n_pairs + n_work :].reshape((4, longest + 1, longest + 1))
     pi, pj, heap = ints[:n_pairs], ints[n_pairs : 2 * n_pairs], ints[2 * n_pairs : 3 * n_pairs]
     reached = ints[3 * n_pairs :]
+    out_i, out_j = found_ints[FOUND_I], found_ints[FOUND_J]
+    out_delta, out_km = found_floats[FOUND_COST], found_floats[FOUND_KM]
+    out_eta, out_end = found_floats[FOUND_ETA], found_floats[FOUND_END]
     for v in range(n):
         out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = -1, -1, math.inf, math.nan, math.nan
         k = counts[v]
@@ -1062,11 +1067,8 @@ def dispatch_features(
     start_node: np.ndarray,
     start_load: np.ndarray,
     n_stops: np.ndarray,
-    plan_end_min: np.ndarray,
-    pickup_after: np.ndarray,
-    delta_cost: np.ndarray,
-    delta_dist_km: np.ndarray,
-    eta_min: np.ndarray,
+    found_ints: np.ndarray,
+    found_floats: np.ndarray,
     now: float,
     center: int,
     loc: int,
@@ -1090,7 +1092,9 @@ def dispatch_features(
     ``GLOBAL_FEATURES``) into its float32 arrays (zeros), each clipped to ``[-clip, clip]`` (``scales[6]``),
     and its action mask into ``mask`` (``action_mask``), in one call; ``vehicle_out`` may have more rows than
     the fleet (padded slots: they stay zero). ``scales`` is ``vehicle_features``'s, then the shift end and the
-    day's expected orders; ``fixed`` is ``vehicle_features``'s.
+    day's expected orders; ``fixed`` is ``vehicle_features``'s; ``found_ints`` / ``found_floats`` are the
+    fleet search's result stacks (``fleet_cheapest_insertion``; with no order pending, every ``i`` -1 and
+    the plans' return times).
 
     The pending order's fields (``center`` to ``arrival_min``) are read only when an order is pending
     (``center >= 0``). The per-step values come as scalars, not packed into an array: a scalar argument
@@ -1098,9 +1102,11 @@ def dispatch_features(
     rejected, arrived, waiting besides the current one (deferred or in a tick batch), idle vehicles. Every
     feature is computed in float64, then stored as float32."""
     n_vehicles = start_min.shape[0]
+    pickup_after = found_ints[FOUND_I]
     vehicle_features(
         vehicle_out[:n_vehicles], xy_km, scales, time_modes, now, start_min, start_node, start_load, n_stops,
-        fixed, plan_end_min, center, due_min, pickup_after, delta_cost, delta_dist_km, eta_min,
+        fixed, found_floats[FOUND_END], center, due_min, pickup_after, found_floats[FOUND_COST],
+        found_floats[FOUND_KM], found_floats[FOUND_ETA],
     )  # fmt: skip
     if center >= 0:
         opens = earliest_min - now

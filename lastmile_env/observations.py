@@ -84,12 +84,10 @@ _NO_ORDER = (-1, 0, 0, 0.0, 0.0, 0.0, False, 0.0)
 _WINDOW = ServiceOption.WINDOW
 
 
-def _no_insertions(n: int) -> FleetInsertion:
-    """No order pending: no vehicle's insertion."""
-    none = np.full(n, np.nan)
-    return FleetInsertion(
-        np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64), none, none, none, none
-    )
+def _no_insertions(plan_end_min: np.ndarray) -> FleetInsertion:
+    """No order pending: no vehicle's insertion; the plans' return times ``plan_end_min``."""
+    none = np.full(plan_end_min.shape[0], np.nan)
+    return FleetInsertion.of(np.full_like(none, -1), np.full_like(none, -1), none, none, none, plan_end_min)
 
 
 class DispatchObservation:
@@ -175,7 +173,7 @@ class DispatchObservation:
         """Whether ``action`` is valid now: ``mask(sim)[action]``, without building the mask."""
         n_vehicles = len(sim.vehicles)
         if 0 <= action < n_vehicles:  # a vehicle: valid if it can take the pending order
-            return sim.current is not None and sim.fleet_insertions().pickup_after.item(action) >= 0
+            return sim.current is not None and sim.fleet_insertions().takes(action)
         reject = n_vehicles if self.max_vehicles is None else self.max_vehicles
         if action == reject:
             return True
@@ -206,16 +204,16 @@ class DispatchObservation:
                 order.center, order.loc, order.size, order.ready_min, order.due_min, order.earliest_min,
                 order.option == _WINDOW, order.arrival_min,
             )  # fmt: skip
-            plan_end, defer = fleet.plan_end_min, self.defer and sim.can_defer()
+            defer = self.defer and sim.can_defer()
         else:  # the day is over: the fleet's rows and the counts, no order's columns
             plan_end = np.array([sim.plan(v.id).end_min for v in vehicles], dtype=np.float64)
-            fleet, pending, defer = _no_insertions(n_vehicles), _NO_ORDER, False
+            fleet, pending, defer = _no_insertions(plan_end), _NO_ORDER, False
         settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
         kernels.dispatch_features(
             order_f, vehicle_f, global_f, mask, world.xy_km, self._scales, world.time_modes, self._fixed,
-            state.start_min, state.start_node, state.start_load, state.n_stops, plan_end, fleet.pickup_after,
-            fleet.delta_cost, fleet.delta_dist_km, fleet.eta_min, now, *pending, sim.n_open, sim.n_on_time,
-            settled, sim.n_rejected, sim.n_arrived, sim.n_waiting, state.n_idle, reject, defer,
+            state.start_min, state.start_node, state.start_load, state.n_stops, fleet.ints, fleet.floats, now,
+            *pending, sim.n_open, sim.n_on_time, settled, sim.n_rejected, sim.n_arrived, sim.n_waiting,
+            state.n_idle, reject, defer,
         )  # fmt: skip
         parts = {"order": order_f, "vehicles": vehicle_f, "global": global_f}
         if self.max_vehicles is None:

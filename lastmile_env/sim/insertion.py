@@ -54,32 +54,81 @@ class InsertionRule(Protocol):
 
 class FleetInsertion(NamedTuple):
     """An order's placement into every vehicle's plan at once (``Simulator.fleet_insertions``), one entry
-    per vehicle; ``pickup_after`` is -1 where the vehicle cannot take the order (other fields then unset)."""
+    per vehicle; ``pickup_after`` is -1 where the vehicle cannot take the order (other fields then unset).
 
-    pickup_after: np.ndarray  # (V,) int
-    delivery_after: np.ndarray  # (V,) int
-    delta_cost: np.ndarray  # (V,)
-    delta_dist_km: np.ndarray  # (V,)
-    eta_min: np.ndarray  # (V,)
-    plan_end_min: np.ndarray  # (V,) when the vehicle's current plan brings it back to its center
+    Stored as two stacks, as ``kernels.fleet_cheapest_insertion`` writes them and ``dispatch_features``
+    reads them (one numba argument each instead of one per column): ``ints`` (``pickup_after``,
+    ``delivery_after``) and ``floats`` (``delta_cost``, ``delta_dist_km``, ``eta_min``, ``plan_end_min``);
+    the named columns are views of them."""
+
+    ints: np.ndarray  # (kernels.FOUND_INTS, V) int
+    floats: np.ndarray  # (kernels.FOUND_FLOATS, V)
+
+    @classmethod
+    def of(
+        cls,
+        pickup_after: np.ndarray,
+        delivery_after: np.ndarray,
+        delta_cost: np.ndarray,
+        delta_dist_km: np.ndarray,
+        eta_min: np.ndarray,
+        plan_end_min: np.ndarray,
+    ) -> FleetInsertion:
+        """The placement from its named columns (copied into new stacks)."""
+        ints = np.array([pickup_after, delivery_after], dtype=np.int64).reshape(kernels.FOUND_INTS, -1)
+        floats = np.array([delta_cost, delta_dist_km, eta_min, plan_end_min], dtype=np.float64)
+        return cls(ints, floats.reshape(kernels.FOUND_FLOATS, -1))
+
+    @property
+    def pickup_after(self) -> np.ndarray:  # (V,) int: old stops before the new pickup, -1: infeasible
+        return self.ints[kernels.FOUND_I]
+
+    @property
+    def delivery_after(self) -> np.ndarray:  # (V,) int
+        return self.ints[kernels.FOUND_J]
+
+    @property
+    def delta_cost(self) -> np.ndarray:  # (V,)
+        return self.floats[kernels.FOUND_COST]
+
+    @property
+    def delta_dist_km(self) -> np.ndarray:  # (V,)
+        return self.floats[kernels.FOUND_KM]
+
+    @property
+    def eta_min(self) -> np.ndarray:  # (V,)
+        return self.floats[kernels.FOUND_ETA]
+
+    @property
+    def plan_end_min(self) -> np.ndarray:  # (V,) when the vehicle's current plan brings it back to its center
+        return self.floats[kernels.FOUND_END]
 
     @property
     def feasible(self) -> np.ndarray:
-        return self.pickup_after >= 0
+        return self.ints[kernels.FOUND_I] >= 0
+
+    def takes(self, vehicle_id: int) -> bool:
+        """Whether vehicle ``vehicle_id`` can take the order (``feasible[vehicle_id]``, no array built)."""
+        return self.ints.item(_FOUND_I, vehicle_id) >= 0
 
     def insertion(self, vehicle_id: int) -> Insertion | None:
-        # ``item`` reads a Python scalar directly (no numpy scalar in between): the same values, cheaper
-        i = self.pickup_after.item(vehicle_id)
+        # ``item`` reads a Python scalar directly (no numpy scalar or view in between): same values, cheaper
+        ints, floats = self.ints, self.floats
+        i = ints.item(_FOUND_I, vehicle_id)
         if i < 0:
             return None
         return Insertion(
             vehicle_id,
             i,
-            self.delivery_after.item(vehicle_id),
-            self.delta_cost.item(vehicle_id),
-            self.delta_dist_km.item(vehicle_id),
-            self.eta_min.item(vehicle_id),
+            ints.item(_FOUND_J, vehicle_id),
+            floats.item(_FOUND_COST, vehicle_id),
+            floats.item(_FOUND_KM, vehicle_id),
+            floats.item(_FOUND_ETA, vehicle_id),
         )
+
+
+_FOUND_I, _FOUND_J = kernels.FOUND_I, kernels.FOUND_J  # module globals: cheaper reads on the hot path
+_FOUND_COST, _FOUND_KM, _FOUND_ETA = kernels.FOUND_COST, kernels.FOUND_KM, kernels.FOUND_ETA
 
 
 def price_insertion(sim: Simulator, vehicle_id: int, order: Order, i: int, j: int) -> Insertion | None:

@@ -359,28 +359,22 @@ class FleetPlans:
             else:
                 self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
 
-    def search(
-        self, world: World, now: float, new: np.ndarray, tie: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def search(self, world: World, now: float, new: np.ndarray, tie: float) -> tuple[np.ndarray, np.ndarray]:
         """``kernels.fleet_cheapest_insertion`` of the order ``new`` over the synced rows at ``now``: the
         rows are brought fully up to date and scheduled, and stay so (``state``, ``insert``); returns the
-        kernel's per-vehicle ``i``, ``j``, cost and km increases, ETAs and current plans' return times, in
-        new arrays (the caller may keep them: ``Simulator.fleet_insertions`` caches them)."""
+        kernel's result stacks, per vehicle ``i``, ``j`` (ints) and cost and km increases, ETAs and current
+        plans' return times (floats), in new arrays (the caller may keep them: ``Simulator.fleet_insertions``
+        caches them)."""
         n = self.counts.shape[0]
-        found = (
-            np.empty(n, dtype=np.int64),
-            np.empty(n, dtype=np.int64),
-            np.empty(n),
-            np.empty(n),
-            np.empty(n),
-            np.empty(n),
-        )
+        found_ints = np.empty((kernels.FOUND_INTS, n), dtype=np.int64)
+        found_floats = np.empty((kernels.FOUND_FLOATS, n))
         self.n_idle = kernels.fleet_cheapest_insertion(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
             self.late_costs, self.row_ints, self.nodes, self.stop_times, self.load_delta, self.gathered, now,
-            self.start_min, self.flags, self.prefix, self.loads, self.summary, new, tie, *found,
+            self.start_min, self.flags, self.prefix, self.loads, self.summary, new, tie, found_ints,
+            found_floats,
         )  # fmt: skip
-        return found
+        return found_ints, found_floats
 
     def untracked(self, vehicles: Sequence[Vehicle]) -> list[int]:
         """The vehicles whose gathered state or route no longer matches them though they were not touched

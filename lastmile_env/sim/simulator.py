@@ -352,7 +352,7 @@ class Simulator:
             found = fleet(self, order)
         else:
             each = [self.insertion(v, order) for v in range(len(self.vehicles))]
-            found = FleetInsertion(
+            found = FleetInsertion.of(
                 np.array([-1 if e is None else e.pickup_after for e in each], dtype=np.int64),
                 np.array([-1 if e is None else e.delivery_after for e in each], dtype=np.int64),
                 np.array([np.inf if e is None else e.delta_cost for e in each]),
