@@ -909,35 +909,35 @@ def insert_into_row(
     vehicles: np.ndarray,
     costs: np.ndarray,
     v: int,
-    counts: np.ndarray,
+    row_ints: np.ndarray,
     nodes: np.ndarray,
-    open_min: np.ndarray,
-    due_min: np.ndarray,
-    service_min: np.ndarray,
+    stop_times: np.ndarray,
     load_delta: np.ndarray,
     start_min: np.ndarray,
-    start_load: np.ndarray,
-    free: np.ndarray,
+    prefix: np.ndarray,
     loads: np.ndarray,
-    cum_dist: np.ndarray,
-    cum_late: np.ndarray,
     summary: np.ndarray,
-    feasible: np.ndarray,
+    flags: np.ndarray,
     i: int,
     j: int,
     new_stops: np.ndarray,
     served: int,
 ) -> tuple[float, float]:
     """Insert two stops into row ``v`` of a fleet's packed plans (``fleet_cheapest_insertion``'s arrays,
-    scheduled and current), the pickup after ``i`` and the delivery after ``j`` old stops, and schedule the
-    new plan with ``evaluate``, into the row (it stays current). ``new_stops`` holds the pickup then the
-    delivery, ``(loc, open, due, service, load change)`` each; the row needs room for two more stops.
+    stacked as there, scheduled and current), the pickup after ``i`` and the delivery after ``j`` old stops,
+    and schedule the new plan with ``evaluate``, into the row (it stays current). ``new_stops`` holds the
+    pickup then the delivery, ``(loc, open, due, service, load change)`` each; the row needs room for two
+    more stops.
     Returns the new plan's cost and the service start of its stop ``served``.
 
     The row's stop arrays are then those ``stop_arrays`` builds for the new plan's stops and its schedule
     is ``evaluate``'s for them (bit for bit: the same values, the same arithmetic): this is
     ``Simulator.assign``'s commit of a searched insertion without pricing the plan again in Python.
     """
+    counts, start_load = row_ints[ROW_COUNTS], row_ints[ROW_START_LOAD]
+    open_min, due_min, service_min = stop_times[0], stop_times[1], stop_times[2]
+    free, cum_dist, cum_late = prefix[0], prefix[1], prefix[2]
+    feasible = flags[1]
     pickup, delivery = new_stops[:5], new_stops[5:]
     k = counts[v]
     n = k + 2

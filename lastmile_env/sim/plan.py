@@ -413,9 +413,8 @@ class FleetPlans:
         )  # fmt: skip
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
-            self.late_costs, vid, self.counts, self.nodes, self.open_min, self.due_min,
-            self.service_min, self.load_delta, self.start_min, self.start_load, self.free, self.loads,
-            self.cum_dist, self.cum_late, self.summary, self.feasible, i, j, new_stops, served,
+            self.late_costs, vid, self.row_ints, self.nodes, self.stop_times, self.load_delta, self.start_min,
+            self.prefix, self.loads, self.summary, self.flags, i, j, new_stops, served,
         )  # fmt: skip
         self._routes[vid] = list(route)
         return cost, start
