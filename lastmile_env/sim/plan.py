@@ -187,10 +187,16 @@ class FleetState(NamedTuple):
     n_idle: int
 
 
+def state_row(v: Vehicle) -> tuple[float, int, int, int, bool]:
+    """A vehicle's state as the kernels read it (``kernels.STATE_COLUMNS``): ``(free_min, node, free_load,
+    planned stops, idle)``."""
+    return v.free_min, v.node, v.free_load, len(v.route), v.idle
+
+
 def gather_state(vehicles: Sequence[Vehicle]) -> np.ndarray:
-    """One pass over the fleet: ``(free_min, node, free_load, planned stops, idle)`` per vehicle, one
-    float64 row each (``kernels.STATE_COLUMNS``; the integers are small, so exact)."""
-    rows = [(v.free_min, v.node, v.free_load, len(v.route), v.idle) for v in vehicles]
+    """One pass over the fleet: ``state_row`` per vehicle, one float64 row each (the integers are small,
+    so exact)."""
+    rows = [state_row(v) for v in vehicles]
     return np.array(rows, dtype=np.float64).reshape(len(rows), kernels.STATE_COLUMNS)
 
 
@@ -203,26 +209,6 @@ def fleet_state(vehicles: Sequence[Vehicle], now: float) -> FleetState:
         gather_state(vehicles), now, start_min, start_node, start_load, n_stops, dirty
     )
     return FleetState(start_min, start_node, start_load, n_stops, n_idle)
-
-
-# ``FleetPlans``' attributes that are views of its stacked arrays
-_VIEWS = frozenset(
-    {
-        "counts",
-        "shifted",
-        "start_node",
-        "start_load",
-        "n_stops",
-        "open_min",
-        "due_min",
-        "service_min",
-        "dirty",
-        "feasible",
-        "free",
-        "cum_dist",
-        "cum_late",
-    }
-)
 
 
 class FleetPlans:
@@ -268,7 +254,7 @@ class FleetPlans:
         self._routes = [[] for _ in range(n)]
 
     def _name_views(self) -> None:
-        """The stacks' rows as named views (``_VIEWS``): what the Python code and the other kernels read."""
+        """The stacks' rows as named views: what the Python code and the other kernels read."""
         self.counts = self.row_ints[kernels.ROW_COUNTS]
         self.shifted = self.row_ints[kernels.ROW_SHIFTED]  # first stops dropped, moved up by the next search
         self.start_node = self.row_ints[kernels.ROW_START_NODE]
@@ -279,9 +265,14 @@ class FleetPlans:
         self.free, self.cum_dist, self.cum_late = self.prefix
 
     def __getstate__(self) -> dict[str, object]:
-        """Pickled and deep-copied without the named views (a copied view would no longer be its stack's
-        row); ``__setstate__`` names them again."""
-        return {name: value for name, value in self.__dict__.items() if name not in _VIEWS}
+        """Pickled and deep-copied without the named views of its stacks (a copied view would no longer be
+        its stack's row); ``__setstate__`` names them again."""
+        arrays = {id(value) for value in self.__dict__.values() if isinstance(value, np.ndarray)}
+        return {
+            name: value
+            for name, value in self.__dict__.items()
+            if not (isinstance(value, np.ndarray) and id(value.base) in arrays)
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
@@ -335,7 +326,7 @@ class FleetPlans:
             gathered, longest = self.gathered, 0
             for vid in touched:
                 v = vehicles[vid]
-                k = len(v.route)  # row vid = (free_min, node, free_load, planned stops, idle)
+                k = len(v.route)  # state_row(v), written out: this runs for every touched vehicle
                 _pack_state_row(gathered, vid * _STATE_ROW_BYTES, v.free_min, v.node, v.free_load, k, v.idle)
                 if k > longest:
                     longest = k
@@ -383,9 +374,8 @@ class FleetPlans:
             return []  # the next sync reads the fleet whole
         found = []
         for vid, v in enumerate(vehicles):
-            state = (v.free_min, v.node, v.free_load, len(v.route), v.idle)
             if vid not in self._touched and (
-                state != tuple(self.gathered[vid]) or v.route != self._routes[vid]
+                state_row(v) != tuple(self.gathered[vid]) or v.route != self._routes[vid]
             ):
                 found.append(vid)
         return found

@@ -497,7 +497,7 @@ class Simulator:
     def n_open(self) -> int:
         """Accepted orders not yet delivered (or failed)."""
         settled = self.n_on_time + self.n_late + self.n_rejected + self.n_failed
-        return self.n_arrived - settled - (self.current is not None) - len(self._batch) - len(self.deferred)
+        return self.n_arrived - settled - (self.current is not None) - self.n_waiting
 
     @property
     def n_waiting(self) -> int:
