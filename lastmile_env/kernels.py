@@ -160,17 +160,56 @@ def schedule(
 
     ``time_min`` / ``dist_km`` / ``mults`` are the vehicle's mode's. Returns per stop ``arrive``, ``begin``
     (service start), and the state after ``m`` stops (``m = 0..k``): ``free`` (time), ``load``,
-    ``cum_dist``, ``cum_late``; then the return time, the service minutes, and whether every sortie (km
-    flown between two visits of home, ``start_flown_km`` already flown at the start) is within ``range_km``.
-    A battery vehicle (``recharge_min`` > 0) arriving home from a flight recharges there (``stop_free``).
+    ``cum_dist``, ``cum_late``; then the return time, the service minutes, and whether every sortie is
+    within range (``schedule_into``, into new arrays).
     """
     k = loc.shape[0]
-    arrive = np.empty(k)
-    begin = np.empty(k)
-    free = np.empty(k + 1)
-    load = np.empty(k + 1, dtype=np.int64)
-    cum_dist = np.empty(k + 1)
-    cum_late = np.empty(k + 1)
+    arrive, begin = np.empty(k), np.empty(k)
+    free, load = np.empty(k + 1), np.empty(k + 1, dtype=np.int64)
+    cum_dist, cum_late = np.empty(k + 1), np.empty(k + 1)
+    end, service, in_range = schedule_into(
+        time_min, dist_km, mults, shift_start_h, speed_factor, home, start_min, start_node, start_load, loc,
+        open_min, due_min, service_min, load_delta, late_fixed, late_per_min, range_km, recharge_min,
+        start_flown_km, arrive, begin, free, load, cum_dist, cum_late,
+    )  # fmt: skip
+    return arrive, begin, free, load, cum_dist, cum_late, end, service, in_range
+
+
+@njit(cache=True)
+def schedule_into(
+    time_min: np.ndarray,
+    dist_km: np.ndarray,
+    mults: np.ndarray,
+    shift_start_h: float,
+    speed_factor: float,
+    home: int,
+    start_min: float,
+    start_node: int,
+    start_load: int,
+    loc: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    late_fixed: float,
+    late_per_min: float,
+    range_km: float,
+    recharge_min: float,
+    start_flown_km: float,
+    arrive: np.ndarray,
+    begin: np.ndarray,
+    free: np.ndarray,
+    load: np.ndarray,
+    cum_dist: np.ndarray,
+    cum_late: np.ndarray,
+) -> tuple[float, float, bool]:
+    """``schedule``, written into the caller's arrays (``arrive`` and ``begin`` at least ``k`` long, the
+    prefix arrays ``k + 1``: a fleet search schedules a plan straight into its packed rows); returns the
+    return time, the service minutes, and whether every sortie (km flown between two visits of home,
+    ``start_flown_km`` already flown at the start) is within ``range_km``. A battery vehicle
+    (``recharge_min`` > 0) arriving home from a flight recharges there (``stop_free``).
+    """
+    k = loc.shape[0]
     t, node, ld, dist, late, service = start_min, start_node, start_load, 0.0, 0.0, 0.0
     free[0], load[0], cum_dist[0], cum_late[0] = t, ld, 0.0, 0.0
     battery = recharge_min > 0.0 or range_km < math.inf
@@ -199,7 +238,7 @@ def schedule(
     end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed_factor, t)
     if battery:
         in_range = in_range and flown + dist_km[node, home] <= range_km + 1e-9
-    return arrive, begin, free, load, cum_dist, cum_late, end, service, in_range
+    return end, service, in_range
 
 
 @njit(cache=True)
@@ -236,17 +275,56 @@ def evaluate(
 ]:
     """``schedule`` then ``plan_totals`` of a plan, in one call: ``schedule``'s first eight results, then
     cost, km, lateness cost, feasibility (capacity, shift end and, for a battery vehicle, range) and
-    whether every sortie is within range (always true without a battery). The
-    arrays are stacked per mode (``(M, K, K)``, ``(M, 24)``); ``vehicle`` = (speed factor, home, shift
-    end, cost per km, cost per minute, capacity, cost per hour, mode, range km, recharge minutes, unused,
-    km flown since its last charge at the start)."""
+    whether every sortie is within range (always true without a battery), in new arrays
+    (``evaluate_into``). The arrays are stacked per mode (``(M, K, K)``, ``(M, 24)``); ``vehicle`` =
+    (speed factor, home, shift end, cost per km, cost per minute, capacity, cost per hour, mode, range km,
+    recharge minutes, unused, km flown since its last charge at the start)."""
+    k = loc.shape[0]
+    arrive, begin = np.empty(k), np.empty(k)
+    free, loads = np.empty(k + 1), np.empty(k + 1, dtype=np.int64)
+    cum_dist, cum_late = np.empty(k + 1), np.empty(k + 1)
+    end, service, cost, dist, late, feasible, in_range = evaluate_into(
+        time_min, dist_km, mults, shift_start_h, vehicle, start_min, start_node, start_load, loc, open_min,
+        due_min, service_min, load_delta, late_fixed, late_per_min, arrive, begin, free, loads, cum_dist,
+        cum_late,
+    )  # fmt: skip
+    return arrive, begin, free, loads, cum_dist, cum_late, end, service, cost, dist, late, feasible, in_range
+
+
+@njit(cache=True)
+def evaluate_into(
+    time_min: np.ndarray,
+    dist_km: np.ndarray,
+    mults: np.ndarray,
+    shift_start_h: float,
+    vehicle: np.ndarray,
+    start_min: float,
+    start_node: int,
+    start_load: int,
+    loc: np.ndarray,
+    open_min: np.ndarray,
+    due_min: np.ndarray,
+    service_min: np.ndarray,
+    load_delta: np.ndarray,
+    late_fixed: float,
+    late_per_min: float,
+    arrive: np.ndarray,
+    begin: np.ndarray,
+    free: np.ndarray,
+    loads: np.ndarray,
+    cum_dist: np.ndarray,
+    cum_late: np.ndarray,
+) -> tuple[float, float, float, float, float, bool, bool]:
+    """``evaluate``, its schedule written into the caller's arrays (``schedule_into``: a fleet search
+    schedules a plan straight into its packed rows); returns the return time, the service minutes, cost,
+    km, lateness cost, feasibility and whether every sortie is within range."""
     home = int(vehicle[1])
     mode = int(vehicle[MODE])
     time_m, dist_m = time_min[mode], dist_km[mode]
-    arrive, begin, free, loads, cum_dist, cum_late, end, service, in_range = schedule(
+    end, service, in_range = schedule_into(
         time_m, dist_m, mults[mode], shift_start_h, vehicle[0], home, start_min, start_node, start_load, loc,
         open_min, due_min, service_min, load_delta, late_fixed, late_per_min, vehicle[RANGE_KM],
-        vehicle[RECHARGE_MIN], vehicle[FLOWN_KM],
+        vehicle[RECHARGE_MIN], vehicle[FLOWN_KM], arrive, begin, free, loads, cum_dist, cum_late,
     )  # fmt: skip
     k = loc.shape[0]
     last = loc[k - 1] if k > 0 else start_node
@@ -254,21 +332,7 @@ def evaluate(
         dist_m, last, home, start_min, end, loads, cum_dist, cum_late, vehicle[3], vehicle[6], vehicle[5],
         vehicle[2],
     )  # fmt: skip
-    return (
-        arrive,
-        begin,
-        free,
-        loads,
-        cum_dist,
-        cum_late,
-        end,
-        service,
-        cost,
-        dist,
-        late,
-        feasible and in_range,
-        in_range,
-    )
+    return end, service, cost, dist, late, feasible and in_range, in_range
 
 
 @njit(cache=True)
@@ -877,12 +941,13 @@ def fleet_cheapest_insertion(
         row = nodes[v, : k + 2]
         if dirty[v]:
             row[0], row[k + 1] = start_node[v], int(vehicles[v, 1])
-            _, _, f, ld, cd, cl, end, service, cost, dist, late, ok, _ = evaluate(
+            sink = work[0]  # the per-stop arrival and service times, not kept: into the scratch
+            end, service, cost, dist, late, ok, _ = evaluate_into(
                 time_min, dist_km, mults, shift_start_h, vehicles[v], start_min[v], start_node[v],
                 start_load[v], row[1 : k + 1], open_min[v, :k], due_min[v, :k], service_min[v, :k],
-                load_delta[v, :k], costs[0], costs[1],
+                load_delta[v, :k], costs[0], costs[1], sink, sink, free[v, : k + 1], loads[v, : k + 1],
+                cum_dist[v, : k + 1], cum_late[v, : k + 1],
             )  # fmt: skip
-            free[v, : k + 1], loads[v, : k + 1], cum_dist[v, : k + 1], cum_late[v, : k + 1] = f, ld, cd, cl
             summary[v, 0], summary[v, 1], summary[v, 2] = cost, dist, end
             summary[v, 3], summary[v, 4] = late, service
             feasible[v] = ok
