@@ -482,6 +482,9 @@ ROW_COUNTS, ROW_SHIFTED, ROW_START_NODE, ROW_START_LOAD, ROW_N_STOPS = 0, 1, 2, 
 FOUND_INTS, FOUND_FLOATS = 2, 4
 FOUND_I, FOUND_J = 0, 1
 FOUND_COST, FOUND_KM, FOUND_ETA, FOUND_END = 0, 1, 2, 3
+# a fleet search's query (``FleetPlans.query``): (late fixed, late per minute), then from ``QUERY_ORDER`` the
+# new order's ``ORDER_COLUMNS`` values as ``cheapest_insertion``'s ``new`` (``sim.insertion._order_values``)
+QUERY_ORDER, ORDER_COLUMNS = 2, 9
 WORK_ROWS = 9  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
 TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
@@ -874,7 +877,7 @@ def fleet_cheapest_insertion(
     mults: np.ndarray,
     shift_start_h: float,
     vehicles: np.ndarray,
-    costs: np.ndarray,
+    query: np.ndarray,
     row_ints: np.ndarray,
     nodes: np.ndarray,
     stop_times: np.ndarray,
@@ -886,7 +889,6 @@ def fleet_cheapest_insertion(
     prefix: np.ndarray,
     loads: np.ndarray,
     summary: np.ndarray,
-    new: np.ndarray,
     tie: float,
     found_ints: np.ndarray,
     found_floats: np.ndarray,
@@ -897,7 +899,9 @@ def fleet_cheapest_insertion(
     stacked (a numba call costs about a thousand instructions per array argument): ``row_ints`` =
     (``counts``, ``shifted``, ``start_node``, ``start_load``, ``n_stops``) ``(ROW_INTS, V)``; ``stop_times``
     = (``open_min``, ``due_min``, ``service_min``) ``(3, V, capacity)``; ``prefix`` = (``free``,
-    ``cum_dist``, ``cum_late``) ``(3, V, capacity + 1)``; ``flags`` = (``dirty``, ``feasible``) ``(2, V)``.
+    ``cum_dist``, ``cum_late``) ``(3, V, capacity + 1)``; ``flags`` = (``dirty``, ``feasible``) ``(2, V)``;
+    ``query`` = the late costs (``cheapest_insertion``'s ``costs``), then from ``QUERY_ORDER`` the new order
+    (its ``new``).
     ``counts[v]`` stops, ``nodes[v, 1 : k + 1]`` their locations, the other stop arrays as in ``schedule``;
     ``vehicles[v]`` its row (``evaluate``); the travel arrays are stacked per mode. The schedule of each plan
     is kept in ``prefix`` and ``loads`` (rows as ``schedule``'s prefix arrays), ``summary`` (cost, km, return
@@ -917,6 +921,7 @@ def fleet_cheapest_insertion(
     open_min, due_min, service_min = stop_times[0], stop_times[1], stop_times[2]
     free, cum_dist, cum_late = prefix[0], prefix[1], prefix[2]
     dirty, feasible = flags[0], flags[1]
+    costs, new = query[:QUERY_ORDER], query[QUERY_ORDER:]
     for v in range(shifted.shape[0]):
         for _ in range(shifted[v]):
             shift_row(v, counts, nodes, open_min, due_min, service_min, load_delta, dirty)

@@ -145,37 +145,25 @@ def price_insertion(sim: Simulator, vehicle_id: int, order: Order, i: int, j: in
     )
 
 
-def _order_array(sim: Simulator, order: Order) -> np.ndarray:
+def _order_values(sim: Simulator, order: Order) -> tuple[float, ...]:
     """The new order as the insertion kernels read it (a return: collected at the customer by its due,
-    unloaded at the center)."""
+    unloaded at the center): ``(center, loc, size, ready, delivery open, delivery due, pickup service,
+    delivery service, pickup due)``."""
     pickup_service = sim.world.config.orders.pickup_service_min
     if order.is_return:
-        return np.array(
-            [
-                order.center,
-                order.loc,
-                order.size,
-                order.ready_min,
-                order.earliest_min,
-                math.inf,
-                order.service_min,
-                pickup_service,
-                order.due_min,
-            ]
-        )
-    return np.array(
-        [
-            order.center,
-            order.loc,
-            order.size,
-            order.ready_min,
-            order.earliest_min,
-            order.due_min,
-            pickup_service,
-            order.service_min,
-            math.inf,
-        ]
-    )
+        return (
+            order.center, order.loc, order.size, order.ready_min, order.earliest_min, math.inf,
+            order.service_min, pickup_service, order.due_min,
+        )  # fmt: skip
+    return (
+        order.center, order.loc, order.size, order.ready_min, order.earliest_min, order.due_min,
+        pickup_service, order.service_min, math.inf,
+    )  # fmt: skip
+
+
+def _order_array(sim: Simulator, order: Order) -> np.ndarray:
+    """``_order_values`` as the array ``kernels.cheapest_insertion`` takes."""
+    return np.array(_order_values(sim, order), dtype=np.float64)
 
 
 class CheapestInsertion:
@@ -212,7 +200,7 @@ class CheapestInsertion:
         ``self(sim, v, order)``."""
         plans = sim.fleet_plans
         plans.sync(sim)
-        return FleetInsertion(*plans.search(sim.world, sim.now, _order_array(sim, order), TIE))
+        return FleetInsertion(*plans.search(sim.world, sim.now, _order_values(sim, order), TIE))
 
 
 class AppendInsertion:

@@ -174,6 +174,8 @@ def _plan_eval(
 _pack_state_row: Callable[..., None] = struct.Struct(f"{kernels.STATE_COLUMNS}d").pack_into
 _STATE_ROW_BYTES = kernels.STATE_COLUMNS * 8
 _pack_new_stops: Callable[..., None] = struct.Struct("10d").pack_into
+_pack_order: Callable[..., None] = struct.Struct(f"{kernels.ORDER_COLUMNS}d").pack_into
+_ORDER_BYTES = kernels.QUERY_ORDER * 8  # where the order starts in ``FleetPlans.query``
 
 
 class FleetState(NamedTuple):
@@ -232,9 +234,12 @@ class FleetPlans:
         self.gathered = np.empty((0, kernels.STATE_COLUMNS))  # each vehicle's state (``gather_state``)
         self._battery: list[int] = []
         self.params = np.empty((0, kernels.VEHICLE_COLUMNS))
-        self.late_costs = np.zeros(2)  # (late fixed, late per minute), set by ``sync``
+        # a search's query (``kernels.fleet_cheapest_insertion``): the late costs (``late_costs``, set by
+        # ``sync``), then the new order (written by ``search``)
+        self.query = np.zeros(kernels.QUERY_ORDER + kernels.ORDER_COLUMNS)
         self._new_stops = np.empty(10)  # ``insert``'s two stops: (loc, open, due, service, load delta) each
-        self.capacity = 8  # stops per row at least; the rows are allocated by the first ``sync``
+        self.capacity = 8  # stops per row at least; the first ``sync`` allocates the rows for its fleet
+        self._alloc(0, self.capacity)
 
     def _alloc(self, n: int, capacity: int) -> None:
         # The arrays that the search always passes together are stacked: one kernel argument per stack.
@@ -263,6 +268,7 @@ class FleetPlans:
         self.open_min, self.due_min, self.service_min = self.stop_times
         self.dirty, self.feasible = self.flags
         self.free, self.cum_dist, self.cum_late = self.prefix
+        self.late_costs = self.query[: kernels.QUERY_ORDER]  # (late fixed, late per minute), set by ``sync``
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled and deep-copied without the named views of its stacks (a copied view would no longer be
@@ -276,8 +282,7 @@ class FleetPlans:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
-        if "row_ints" in state:
-            self._name_views()
+        self._name_views()
 
     def _write(
         self, world: World, orders: Sequence[Order], vid: int, route: list[Stop], priced: PlanEval | None
@@ -317,7 +322,7 @@ class FleetPlans:
                 n, kernels.VEHICLE_COLUMNS
             )
             self._battery = [v.id for v in vehicles if has_battery(v)]
-            self.late_costs = np.array(sim.world.late_costs)
+            self.query[: kernels.QUERY_ORDER] = sim.world.late_costs
             self.gathered = gather_state(vehicles)
             touched: Iterable[int] = range(n)
             longest = int(self.gathered[:, kernels.PLANNED].max()) if n else 0
@@ -350,20 +355,23 @@ class FleetPlans:
             else:
                 self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
 
-    def search(self, world: World, now: float, new: np.ndarray, tie: float) -> tuple[np.ndarray, np.ndarray]:
-        """``kernels.fleet_cheapest_insertion`` of the order ``new`` over the synced rows at ``now``: the
+    def search(
+        self, world: World, now: float, new: Sequence[float], tie: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``kernels.fleet_cheapest_insertion`` of the order ``new`` (its ``kernels.ORDER_COLUMNS`` values,
+        written into ``query``: no array built per search) over the synced rows at ``now``: the
         rows are brought fully up to date and scheduled, and stay so (``state``, ``insert``); returns the
         kernel's result stacks, per vehicle ``i``, ``j`` (ints) and cost and km increases, ETAs and current
         plans' return times (floats), in new arrays (the caller may keep them: ``Simulator.fleet_insertions``
         caches them)."""
+        _pack_order(self.query, _ORDER_BYTES, *new)
         n = self.counts.shape[0]
         found_ints = np.empty((kernels.FOUND_INTS, n), dtype=np.int64)
         found_floats = np.empty((kernels.FOUND_FLOATS, n))
         self.n_idle = kernels.fleet_cheapest_insertion(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
-            self.late_costs, self.row_ints, self.nodes, self.stop_times, self.load_delta, self.gathered, now,
-            self.start_min, self.flags, self.prefix, self.loads, self.summary, new, tie, found_ints,
-            found_floats,
+            self.query, self.row_ints, self.nodes, self.stop_times, self.load_delta, self.gathered, now,
+            self.start_min, self.flags, self.prefix, self.loads, self.summary, tie, found_ints, found_floats,
         )  # fmt: skip
         return found_ints, found_floats
 
