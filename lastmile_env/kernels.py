@@ -475,8 +475,8 @@ def _priced_battery(
 
 
 # Rows of ``FleetPlans.row_ints``, the per-vehicle integers ``fleet_cheapest_insertion`` reads and writes.
-ROW_INTS = 5
-ROW_COUNTS, ROW_SHIFTED, ROW_START_NODE, ROW_START_LOAD, ROW_N_STOPS = 0, 1, 2, 3, 4
+ROW_INTS = 4
+ROW_COUNTS, ROW_START_NODE, ROW_START_LOAD, ROW_N_STOPS = 0, 1, 2, 3
 # rows of a fleet search's two result stacks (``sim.insertion.FleetInsertion``): ints ``(FOUND_INTS, V)``,
 # floats ``(FOUND_FLOATS, V)``
 FOUND_INTS, FOUND_FLOATS = 2, 4
@@ -896,36 +896,35 @@ def fleet_cheapest_insertion(
     """``cheapest_insertion`` of one new order into every vehicle's plan, in one call.
 
     Plans are packed one row per vehicle (``sim.plan.FleetPlans``), the arrays that always travel together
-    stacked (a numba call costs about a thousand instructions per array argument): ``row_ints`` =
-    (``counts``, ``shifted``, ``start_node``, ``start_load``, ``n_stops``) ``(ROW_INTS, V)``; ``stop_times``
-    = (``open_min``, ``due_min``, ``service_min``) ``(3, V, capacity)``; ``prefix`` = (``free``,
-    ``cum_dist``, ``cum_late``) ``(3, V, capacity + 1)``; ``flags`` = (``dirty``, ``feasible``) ``(2, V)``;
-    ``query`` = the late costs (``cheapest_insertion``'s ``costs``), then from ``QUERY_ORDER`` the new order
-    (its ``new``).
-    ``counts[v]`` stops, ``nodes[v, 1 : k + 1]`` their locations, the other stop arrays as in ``schedule``;
-    ``vehicles[v]`` its row (``evaluate``); the travel arrays are stacked per mode. The schedule of each plan
-    is kept in ``prefix`` and ``loads`` (rows as ``schedule``'s prefix arrays), ``summary`` (cost, km, return
-    time, lateness cost, service minutes: ``plan_totals``) and ``feasible``. First the rows are brought up
-    to date: each row drops its first ``shifted[v]`` stops (its vehicle left for them: ``shift_row``), and
+    stacked (a numba call costs about a thousand instructions per array argument): ``row_ints`` = (``counts``,
+    ``start_node``, ``start_load``, ``n_stops``) ``(ROW_INTS, V)``; ``stop_times`` = (``open_min``,
+    ``due_min``, ``service_min``) ``(3, V, capacity)``; ``prefix`` = (``free``, ``cum_dist``, ``cum_late``)
+    ``(3, V, capacity + 1)``; ``flags`` = (``dirty``, ``feasible``) ``(2, V)``; ``query`` = the late costs
+    (``cheapest_insertion``'s ``costs``), then from ``QUERY_ORDER`` the new order (its ``new``). ``counts[v]``
+    stops, ``nodes[v, 1 : k + 1]`` their locations, the other stop arrays as in ``schedule``; ``vehicles[v]``
+    its row (``evaluate``); the travel arrays are stacked per mode. The schedule of each plan is kept in
+    ``prefix`` and ``loads`` (rows as ``schedule``'s prefix arrays), ``summary`` (cost, km, return time,
+    lateness cost, service minutes: ``plan_totals``) and ``feasible``. First the rows are brought up to date:
+    a row longer than its vehicle's planned stops (``state``'s ``PLANNED``) drops as many first stops (its
+    vehicle left for them: ``shift_row``; ``FleetPlans.sync`` rebuilds any other row whose stops differ), and
     every plan's start is computed from the fleet's gathered ``state`` at ``now`` (``fleet_starts``); rows
-    flagged ``dirty`` (their stops or their start ``(start_min, start_node, start_load)[v]`` changed) are
-    then scheduled again, and the flags cleared. Then each feasible plan is searched exactly as
-    ``cheapest_insertion`` does. Writes per vehicle ``i`` (-1 when the plan is infeasible or no insertion
-    is) and ``j`` into ``found_ints`` (rows ``FOUND_I``, ``FOUND_J``), its cost increase, km increase,
-    delivery ETA and the current plan's return time into ``found_floats`` (rows ``FOUND_COST`` ...
-    ``FOUND_END``), every entry written (the caller's fresh arrays, as a new array returned costs numba some
-    4k instructions to box), and returns the number of idle vehicles.
+    flagged ``dirty`` (their stops or their start ``(start_min, start_node, start_load)[v]`` changed) are then
+    scheduled again, and the flags cleared. Then each feasible plan is searched exactly as
+    ``cheapest_insertion`` does. Writes per vehicle ``i`` (-1 when the plan is infeasible or no insertion is)
+    and ``j`` into ``found_ints`` (rows ``FOUND_I``, ``FOUND_J``), its cost increase, km increase, delivery
+    ETA and the current plan's return time into ``found_floats`` (rows ``FOUND_COST`` ... ``FOUND_END``),
+    every entry written (the caller's fresh arrays, as a new array returned costs numba some 4k instructions
+    to box), and returns the number of idle vehicles.
     """
-    counts, shifted, start_node = row_ints[ROW_COUNTS], row_ints[ROW_SHIFTED], row_ints[ROW_START_NODE]
+    counts, start_node = row_ints[ROW_COUNTS], row_ints[ROW_START_NODE]
     start_load, n_stops = row_ints[ROW_START_LOAD], row_ints[ROW_N_STOPS]
     open_min, due_min, service_min = stop_times[0], stop_times[1], stop_times[2]
     free, cum_dist, cum_late = prefix[0], prefix[1], prefix[2]
     dirty, feasible = flags[0], flags[1]
     costs, new = query[:QUERY_ORDER], query[QUERY_ORDER:]
-    for v in range(shifted.shape[0]):
-        for _ in range(shifted[v]):
+    for v in range(counts.shape[0]):
+        for _ in range(counts[v] - int(state[v, PLANNED])):
             shift_row(v, counts, nodes, open_min, due_min, service_min, load_delta, dirty)
-        shifted[v] = 0
     n_idle = fleet_starts(state, now, start_min, start_node, start_load, n_stops, dirty)
     n = counts.shape[0]
     longest = counts.max() if n > 0 else 0

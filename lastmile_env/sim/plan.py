@@ -220,7 +220,8 @@ class FleetPlans:
     ``sync`` then ``search`` bring the rows up to date with the simulator: a row's stops are rebuilt
     (``stop_arrays``) only when its vehicle's route differs from the one it was built from (stops are
     immutable, so comparing the lists is exact and cheap), or lose their first stop in the kernel when the
-    vehicle left for it (``shifted``), and a row is flagged ``dirty`` (to be scheduled again by the kernel)
+    vehicle left for it (the row is then one stop longer than the vehicle's gathered ``PLANNED`` stops), and a
+    row is flagged ``dirty`` (to be scheduled again by the kernel)
     when its stops or its start (``Simulator.plan_start``, computed in the kernel from the gathered
     ``state``) changed. Only the vehicles the simulator ``touch``-ed since the last sync are read again
     (their state into ``state``, their route compared): the simulator touches every vehicle it changes, so
@@ -261,7 +262,6 @@ class FleetPlans:
     def _name_views(self) -> None:
         """The stacks' rows as named views: what the Python code and the other kernels read."""
         self.counts = self.row_ints[kernels.ROW_COUNTS]
-        self.shifted = self.row_ints[kernels.ROW_SHIFTED]  # first stops dropped, moved up by the next search
         self.start_node = self.row_ints[kernels.ROW_START_NODE]
         self.start_load = self.row_ints[kernels.ROW_START_LOAD]
         self.n_stops = self.row_ints[kernels.ROW_N_STOPS]
@@ -301,7 +301,6 @@ class FleetPlans:
         self.service_min[vid, :k] = service_min
         self.load_delta[vid, :k] = load_delta
         self.counts[vid] = k
-        self.shifted[vid] = 0
         self.dirty[vid] = True
         self._routes[vid] = list(route)
 
@@ -350,8 +349,7 @@ class FleetPlans:
             if route == built:
                 continue
             if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
-                self.shifted[vid] += 1  # the kernel moves the row's stops up (``kernels.shift_row``)
-                del built[0]
+                del built[0]  # the kernel moves the row's stops up (``kernels.shift_row``): counts > PLANNED
             else:
                 self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
 
