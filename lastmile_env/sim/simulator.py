@@ -90,8 +90,7 @@ _VEHICLE, _READY, _ARRIVAL, _TICK, _WAVE = 0, 1, 2, 3, 4
 # instructions a read; a global's read is ~40.
 _PICKUP = StopKind.PICKUP
 _DISPATCH, _ROUTE_DECISION, _WAVE_DECISION = DecisionKind.DISPATCH, DecisionKind.ROUTE, DecisionKind.WAVE
-_PENDING, _ASSIGNED = OrderStatus.PENDING, OrderStatus.ASSIGNED
-_ON_BOARD, _DELIVERED = OrderStatus.ON_BOARD, OrderStatus.DELIVERED
+_ASSIGNED, _ON_BOARD, _DELIVERED = OrderStatus.ASSIGNED, OrderStatus.ON_BOARD, OrderStatus.DELIVERED
 
 # Wave mode: an order must go now when waiting for the next wave would make it late by more than this
 # (minutes; absorbs float rounding of times given in integer seconds).
@@ -325,7 +324,7 @@ class Simulator:
         plan, or None when the vehicle cannot take it. Cached until a plan or the clock changes."""
         if order is None:
             order = self._pending()
-        elif order.status != _PENDING or order.id >= self.n_arrived:
+        elif order.status != OrderStatus.PENDING or order.id >= self.n_arrived:
             raise SimulationError(f"order {order.id} is not pending a decision")
         key = (order.id, vehicle_id)
         if key not in self._insertions:
@@ -340,7 +339,7 @@ class Simulator:
         the rule's ``fleet`` method when it has one. Cached like ``insertion``."""
         if order is None:
             order = self._pending()
-        elif order.status != _PENDING or order.id >= self.n_arrived:
+        elif order.status != OrderStatus.PENDING or order.id >= self.n_arrived:
             raise SimulationError(f"order {order.id} is not pending a decision")
         marker = (order.id, -1)  # in _insertions while the fleet result is current: both go stale together
         found = self._fleet_insertions.get(order.id)
