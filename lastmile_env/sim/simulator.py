@@ -46,9 +46,9 @@ decision of the EURO Meets NeurIPS 2022 dynamic VRPTW and of wave-based depots.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Sequence
+from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -90,13 +90,16 @@ _VEHICLE, _READY, _ARRIVAL, _TICK, _WAVE = 0, 1, 2, 3, 4
 # instructions a read; a global's read is ~40.
 _PICKUP = StopKind.PICKUP
 _DISPATCH, _ROUTE_DECISION, _WAVE_DECISION = DecisionKind.DISPATCH, DecisionKind.ROUTE, DecisionKind.WAVE
-_ASSIGNED, _ON_BOARD, _DELIVERED = OrderStatus.ASSIGNED, OrderStatus.ON_BOARD, OrderStatus.DELIVERED
+_PENDING, _ASSIGNED = OrderStatus.PENDING, OrderStatus.ASSIGNED
+_ON_BOARD, _DELIVERED = OrderStatus.ON_BOARD, OrderStatus.DELIVERED
+
+_UNSET: Any = object()  # ``insertion``'s cache lookup: not cached (None is a cached "cannot take it")
 
 # Wave mode: an order must go now when waiting for the next wave would make it late by more than this
 # (minutes; absorbs float rounding of times given in integer seconds).
 _MUST_EPS_MIN = 1e-6
 # builds a NamedTuple from a tuple of all its fields, as its ``_make`` does, without the Python-level
-# ``__new__`` frame (``cost`` and ``ledger`` run every env step)
+# ``__new__`` frame (``cost``, ``ledger`` and ``decision`` run every env step)
 _as_named = tuple.__new__
 
 
@@ -324,22 +327,24 @@ class Simulator:
         plan, or None when the vehicle cannot take it. Cached until a plan or the clock changes."""
         if order is None:
             order = self._pending()
-        elif order.status != OrderStatus.PENDING or order.id >= self.n_arrived:
+        elif order.status != _PENDING or order.id >= self.n_arrived:
             raise SimulationError(f"order {order.id} is not pending a decision")
         key = (order.id, vehicle_id)
-        if key not in self._insertions:
+        found = self._insertions.get(key, _UNSET)
+        if found is _UNSET:
             if hasattr(self.insertion_rule, "fleet"):  # one compiled call prices every vehicle
-                self._insertions[key] = self.fleet_insertions(order).insertion(vehicle_id)
+                found = self.fleet_insertions(order).insertion(vehicle_id)
             else:
-                self._insertions[key] = self.insertion_rule(self, vehicle_id, order)
-        return self._insertions[key]
+                found = self.insertion_rule(self, vehicle_id, order)
+            self._insertions[key] = found
+        return found
 
     def fleet_insertions(self, order: Order | None = None) -> FleetInsertion:
         """``insertion`` for every vehicle at once, as arrays (with each plan's return time); one call of
         the rule's ``fleet`` method when it has one. Cached like ``insertion``."""
         if order is None:
             order = self._pending()
-        elif order.status != OrderStatus.PENDING or order.id >= self.n_arrived:
+        elif order.status != _PENDING or order.id >= self.n_arrived:
             raise SimulationError(f"order {order.id} is not pending a decision")
         marker = (order.id, -1)  # in _insertions while the fleet result is current: both go stale together
         found = self._fleet_insertions.get(order.id)
@@ -407,11 +412,11 @@ class Simulator:
     def decision(self) -> Decision | None:
         """The decision pending now (None between decisions and at the end of the shift)."""
         if self.current is not None:
-            return Decision(_DISPATCH, self.current, -1)
+            return _as_named(Decision, (_DISPATCH, self.current, -1))
         if self.routing_vehicle is not None:
-            return Decision(_ROUTE_DECISION, None, self.routing_vehicle)
+            return _as_named(Decision, (_ROUTE_DECISION, None, self.routing_vehicle))
         if self.wave_pending:
-            return Decision(_WAVE_DECISION, None, -1)
+            return _as_named(Decision, (_WAVE_DECISION, None, -1))
         return None
 
     @property
@@ -528,7 +533,7 @@ class Simulator:
         # only if asked for (``plan``).
         committed = None
         if self._fleet_searched(order):
-            old_cost = float(self.fleet_plans.summary[vehicle_id, 0])
+            old_cost = self.fleet_plans.summary.item(vehicle_id, 0)
             committed = self.fleet_plans.insert(
                 self.world, vehicle_id, stops, ins.pickup_after, ins.delivery_after, order, served
             )
@@ -549,7 +554,7 @@ class Simulator:
         order.promised_eta_min = eta
         self.expected_cost += delta
         self._log("dispatch", order.id, vehicle_id)
-        self._finish_decision()
+        self.current = None
         if v.current is None and not v.returning:
             self._start_next(v)
         if self.track_eta:
@@ -568,7 +573,7 @@ class Simulator:
         self.expected_cost += penalty
         self.n_rejected += 1
         self._log("reject", order.id, -1)
-        self._finish_decision()
+        self.current = None
         self._check()
         return penalty
 
@@ -586,7 +591,7 @@ class Simulator:
             self._push(tick, _TICK, -1)
             self._tick_at = tick
         self._log("defer", order.id, -1)
-        self._finish_decision()
+        self.current = None
         return 0.0
 
     def prioritize(self, order_id: int) -> None:
@@ -823,7 +828,7 @@ class Simulator:
         if self._batch:
             self.current = self._batch.pop(0)
             return self.decision
-        queue, timeline, heappop = self._queue, self._timeline, heapq.heappop
+        queue, timeline = self._queue, self._timeline
         while queue or timeline:
             if timeline and (not queue or timeline[-1] < queue[0]):
                 time_min, kind, _, index = timeline.pop()
@@ -868,11 +873,10 @@ class Simulator:
                     return self.decision
             elif kind == _READY:
                 self._log("ready", index, -1)
-                order = self.orders[index]
-                if self.routing and order.status == OrderStatus.ASSIGNED:
-                    vehicle = self.vehicles[order.vehicle]
-                    if vehicle.waiting:
-                        self._request_route(vehicle)
+                if self.routing:
+                    order = self.orders[index]
+                    if order.status == _ASSIGNED and self.vehicles[order.vehicle].waiting:
+                        self._request_route(self.vehicles[order.vehicle])
             if self._route_queue and (decision := self._pop_route_decision()) is not None:
                 return decision
         if self._away_idle and self._send_idle_home():
@@ -955,9 +959,6 @@ class Simulator:
             self._start_next(v, go_home=True)
         return bool(away)
 
-    def _finish_decision(self) -> None:
-        self.current = None
-
     def _next_tick(self) -> float:
         tick = self.world.config.dispatch.tick_min
         return (math.floor(self.now / tick + 1e-9) + 1) * tick
@@ -978,7 +979,7 @@ class Simulator:
         return times
 
     def _push(self, time_min: float, kind: int, index: int) -> None:
-        heapq.heappush(self._queue, (time_min, kind, self._seq, index))
+        heappush(self._queue, (time_min, kind, self._seq, index))
         self._seq += 1
 
     def _log(self, kind: str, order: int, vehicle: int) -> None:
