@@ -186,7 +186,8 @@ class Simulator:
         self._tick_at = -1.0
         self.n_arrived = 0
         self.done = False
-        self._logged: list[tuple[float, str, int, int]] = []  # the event log as logged (``events``)
+        # the event log as logged, (time, kind, order, vehicle) rows appended where they happen (``events``)
+        self._logged: list[tuple[float, str, int, int]] = []
         self._events: list[Event] = []  # ``_logged`` as ``Event`` rows, built when read
         # (vehicle, src, dst, depart, arrive, noise factor): arrive - depart = planned leg time x factor
         self.legs: list[tuple[int, int, int, float, float, float]] = []
@@ -553,7 +554,7 @@ class Simulator:
         order.decided_min = self.now
         order.promised_eta_min = eta
         self.expected_cost += delta
-        self._log("dispatch", order.id, vehicle_id)
+        self._logged.append((self.now, "dispatch", order.id, vehicle_id))
         self.current = None
         if v.current is None and not v.returning:
             self._start_next(v)
@@ -572,7 +573,7 @@ class Simulator:
         self.reject_cost += penalty
         self.expected_cost += penalty
         self.n_rejected += 1
-        self._log("reject", order.id, -1)
+        self._logged.append((self.now, "reject", order.id, -1))
         self.current = None
         self._check()
         return penalty
@@ -590,7 +591,7 @@ class Simulator:
         if self._tick_at < tick:
             self._push(tick, _TICK, -1)
             self._tick_at = tick
-        self._log("defer", order.id, -1)
+        self._logged.append((self.now, "defer", order.id, -1))
         self.current = None
         return 0.0
 
@@ -714,7 +715,7 @@ class Simulator:
                     order.vehicle = vid
                     order.decided_min = self.now
                     order.promised_eta_min = float(plan.starts_min[m])
-                    self._log("dispatch", order.id, vid)
+                    self._logged.append((self.now, "dispatch", order.id, vid))
         penalty = self.world.config.costs.reject_penalty
         for i in reject:
             order = pool[int(i)]
@@ -723,7 +724,7 @@ class Simulator:
             self.reject_cost += penalty
             self.n_rejected += 1
             added += penalty
-            self._log("reject", order.id, -1)
+            self._logged.append((self.now, "reject", order.id, -1))
         self.expected_cost += added
         gone = set(chosen)
         self.deferred = [o for o in self.deferred if o.id not in gone]
@@ -781,7 +782,7 @@ class Simulator:
         self._plans[v.id] = plan
         self.expected_cost += delta
         self._insertions = {}
-        self._log("route", stops[0].order, v.id)
+        self._logged.append((self.now, "route", stops[0].order, v.id))
         self.routing_vehicle = None
         self._start_next(v, decided=True)
         self._check()
@@ -797,7 +798,7 @@ class Simulator:
                 "would wake it; choose a stop"
             )
         v.waiting = True
-        self._log("wait", -1, v.id)
+        self._logged.append((self.now, "wait", -1, v.id))
         self.routing_vehicle = None
         self._check()
         return 0.0
@@ -851,17 +852,17 @@ class Simulator:
             elif kind == _ARRIVAL:
                 order = self.orders[index]
                 self.n_arrived = index + 1
-                self._log("arrival", order.id, -1)
+                self._logged.append((self.now, "arrival", order.id, -1))
                 if self.wave_mode:  # it waits in the pool for the next wave
                     self.deferred.append(order)
                     continue
                 self.current = order
                 self._check()
-                return self.decision
+                return _as_named(Decision, (_DISPATCH, order, -1))  # ``decision`` now
             elif kind == _WAVE:
                 if self.deferred:
                     self.wave_pending = True
-                    self._log("wave", -1, -1)
+                    self._logged.append((self.now, "wave", -1, -1))
                     self._check()
                     return self.decision
                 continue
@@ -872,7 +873,7 @@ class Simulator:
                     self._check()
                     return self.decision
             elif kind == _READY:
-                self._log("ready", index, -1)
+                self._logged.append((self.now, "ready", index, -1))
                 if self.routing:
                     order = self.orders[index]
                     if order.status == _ASSIGNED and self.vehicles[order.vehicle].waiting:
@@ -982,9 +983,6 @@ class Simulator:
         heappush(self._queue, (time_min, kind, self._seq, index))
         self._seq += 1
 
-    def _log(self, kind: str, order: int, vehicle: int) -> None:
-        self._logged.append((self.now, kind, order, vehicle))
-
     def _vehicle_free(self, v: Vehicle) -> None:
         """A vehicle finished its current stop (or its return home); ``_start_next`` (which marks the vehicle
         for the packed plans, ``FleetPlans.touch``) commits what it does next."""
@@ -995,7 +993,7 @@ class Simulator:
                 order.status = _ON_BOARD
                 order.pickup_min = v.current_start_min
                 v.load += order.size
-                self._log("pickup", order.id, v.id)
+                self._logged.append((self.now, "pickup", order.id, v.id))
             elif self.attempts_on and self._absent(order, v.current_start_min):
                 self._failed_attempt(v, order)
             elif order.returning:
@@ -1003,7 +1001,7 @@ class Simulator:
                 order.pod_node, order.pod_min, order.pod_how = stop.loc, v.current_start_min, "returned"
                 v.load -= order.size
                 self.n_failed += 1
-                self._log("returned", order.id, v.id)
+                self._logged.append((self.now, "returned", order.id, v.id))
             else:
                 order.status = _DELIVERED
                 order.delivered_min = v.current_start_min
@@ -1020,12 +1018,12 @@ class Simulator:
                     order.attempts += not at_locker
                     order.pod_node, order.pod_min = stop.loc, order.delivered_min
                     order.pod_how = "pickup_point" if at_locker else "door"
-                self._log("delivery", order.id, v.id)
+                self._logged.append((self.now, "delivery", order.id, v.id))
             v.current = None
         elif v.returning:
             v.returning = False
         if self._start_next(v):
-            self._log("vehicle_idle", -1, v.id)
+            self._logged.append((self.now, "vehicle_idle", -1, v.id))
 
     def _absent(self, order: Order, begin_min: float) -> bool:
         """Whether the customer is absent at this door attempt: the order's draw for the attempt against the
@@ -1061,7 +1059,7 @@ class Simulator:
         self._plans[v.id] = None
         self._insertions = {}
         self.fleet_plans = FleetPlans()  # the order's stop arrays change: every packed row is rebuilt
-        self._log("failed_attempt", order.id, v.id)
+        self._logged.append((self.now, "failed_attempt", order.id, v.id))
         choice = None
         if order.absent_choice == AbsentChoice.PICKUP_POINT:
             locker = self._free_locker(order.loc)
