@@ -335,3 +335,27 @@ def test_a_deep_copy_mid_day_runs_the_rest_of_the_day_alike():
             order = s.advance()
         days.append((deltas, s.cost(), [(v.node, v.dist_km, v.duty_min) for v in s.vehicles]))
     assert days[0] == days[1] and len(days[0][0]) > 10
+
+
+def test_stop_is_a_frozen_value() -> None:
+    """``Stop``'s own ``__init__`` (slot descriptors, for speed) keeps the frozen dataclass's behaviour:
+    positional or keyword fields, equality and hash by value, immutable, copies and pickles equal."""
+    import dataclasses
+    import pickle
+
+    from lastmile_env.sim.types import Stop, StopKind
+
+    stop = Stop(StopKind.DELIVERY, 7, 12)
+    assert (stop.kind, stop.order, stop.loc) == (StopKind.DELIVERY, 7, 12)
+    assert stop == Stop(kind=StopKind.DELIVERY, order=7, loc=12)
+    assert stop != Stop(StopKind.PICKUP, 7, 12)
+    assert hash(stop) == hash(Stop(StopKind.DELIVERY, 7, 12))
+    assert repr(stop) == "Stop(kind=<StopKind.DELIVERY: 1>, order=7, loc=12)"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stop.loc = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Stop(StopKind.PICKUP, 7)  # type: ignore[call-arg]
+    for twin in (copy.copy(stop), copy.deepcopy(stop), pickle.loads(pickle.dumps(stop))):
+        assert twin == stop and type(twin) is Stop
+    assert dataclasses.replace(stop, loc=3) == Stop(StopKind.DELIVERY, 7, 3)
+    assert not hasattr(stop, "__dict__")  # still slots

@@ -398,8 +398,8 @@ class FleetPlans:
         returns the new plan's cost and the service start of its stop ``served``, bit for bit those of
         ``evaluate_plan`` of ``route`` (``kernels.insert_into_row``), and the row stays current. None when
         the row has no room for two more stops (the caller prices the plan; ``sync`` rebuilds the rows)."""
-        k = int(self.counts[vid])
-        if k + 2 > self.capacity or self.dirty[vid]:
+        k = self.counts.item(vid)
+        if k + 2 > self.capacity or self.dirty.item(vid):
             return None
         pickup_service = world.config.orders.pickup_service_min
         new_stops = self._new_stops  # written in place: no new array per insertion

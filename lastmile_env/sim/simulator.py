@@ -46,9 +46,9 @@ decision of the EURO Meets NeurIPS 2022 dynamic VRPTW and of wave-based depots.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Sequence
+from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -90,13 +90,16 @@ _VEHICLE, _READY, _ARRIVAL, _TICK, _WAVE = 0, 1, 2, 3, 4
 # instructions a read; a global's read is ~40.
 _PICKUP = StopKind.PICKUP
 _DISPATCH, _ROUTE_DECISION, _WAVE_DECISION = DecisionKind.DISPATCH, DecisionKind.ROUTE, DecisionKind.WAVE
-_ASSIGNED, _ON_BOARD, _DELIVERED = OrderStatus.ASSIGNED, OrderStatus.ON_BOARD, OrderStatus.DELIVERED
+_PENDING, _ASSIGNED = OrderStatus.PENDING, OrderStatus.ASSIGNED
+_ON_BOARD, _DELIVERED = OrderStatus.ON_BOARD, OrderStatus.DELIVERED
+
+_UNSET: Any = object()  # ``insertion``'s cache lookup: not cached (None is a cached "cannot take it")
 
 # Wave mode: an order must go now when waiting for the next wave would make it late by more than this
 # (minutes; absorbs float rounding of times given in integer seconds).
 _MUST_EPS_MIN = 1e-6
 # builds a NamedTuple from a tuple of all its fields, as its ``_make`` does, without the Python-level
-# ``__new__`` frame (``cost`` and ``ledger`` run every env step)
+# ``__new__`` frame (``cost``, ``ledger`` and ``decision`` run every env step)
 _as_named = tuple.__new__
 
 
@@ -183,7 +186,8 @@ class Simulator:
         self._tick_at = -1.0
         self.n_arrived = 0
         self.done = False
-        self._logged: list[tuple[float, str, int, int]] = []  # the event log as logged (``events``)
+        # the event log as logged, (time, kind, order, vehicle) rows appended where they happen (``events``)
+        self._logged: list[tuple[float, str, int, int]] = []
         self._events: list[Event] = []  # ``_logged`` as ``Event`` rows, built when read
         # (vehicle, src, dst, depart, arrive, noise factor): arrive - depart = planned leg time x factor
         self.legs: list[tuple[int, int, int, float, float, float]] = []
@@ -324,22 +328,24 @@ class Simulator:
         plan, or None when the vehicle cannot take it. Cached until a plan or the clock changes."""
         if order is None:
             order = self._pending()
-        elif order.status != OrderStatus.PENDING or order.id >= self.n_arrived:
+        elif order.status != _PENDING or order.id >= self.n_arrived:
             raise SimulationError(f"order {order.id} is not pending a decision")
         key = (order.id, vehicle_id)
-        if key not in self._insertions:
+        found = self._insertions.get(key, _UNSET)
+        if found is _UNSET:
             if hasattr(self.insertion_rule, "fleet"):  # one compiled call prices every vehicle
-                self._insertions[key] = self.fleet_insertions(order).insertion(vehicle_id)
+                found = self.fleet_insertions(order).insertion(vehicle_id)
             else:
-                self._insertions[key] = self.insertion_rule(self, vehicle_id, order)
-        return self._insertions[key]
+                found = self.insertion_rule(self, vehicle_id, order)
+            self._insertions[key] = found
+        return found
 
     def fleet_insertions(self, order: Order | None = None) -> FleetInsertion:
         """``insertion`` for every vehicle at once, as arrays (with each plan's return time); one call of
         the rule's ``fleet`` method when it has one. Cached like ``insertion``."""
         if order is None:
             order = self._pending()
-        elif order.status != OrderStatus.PENDING or order.id >= self.n_arrived:
+        elif order.status != _PENDING or order.id >= self.n_arrived:
             raise SimulationError(f"order {order.id} is not pending a decision")
         marker = (order.id, -1)  # in _insertions while the fleet result is current: both go stale together
         found = self._fleet_insertions.get(order.id)
@@ -407,11 +413,11 @@ class Simulator:
     def decision(self) -> Decision | None:
         """The decision pending now (None between decisions and at the end of the shift)."""
         if self.current is not None:
-            return Decision(_DISPATCH, self.current, -1)
+            return _as_named(Decision, (_DISPATCH, self.current, -1))
         if self.routing_vehicle is not None:
-            return Decision(_ROUTE_DECISION, None, self.routing_vehicle)
+            return _as_named(Decision, (_ROUTE_DECISION, None, self.routing_vehicle))
         if self.wave_pending:
-            return Decision(_WAVE_DECISION, None, -1)
+            return _as_named(Decision, (_WAVE_DECISION, None, -1))
         return None
 
     @property
@@ -528,7 +534,7 @@ class Simulator:
         # only if asked for (``plan``).
         committed = None
         if self._fleet_searched(order):
-            old_cost = float(self.fleet_plans.summary[vehicle_id, 0])
+            old_cost = self.fleet_plans.summary.item(vehicle_id, 0)
             committed = self.fleet_plans.insert(
                 self.world, vehicle_id, stops, ins.pickup_after, ins.delivery_after, order, served
             )
@@ -548,8 +554,8 @@ class Simulator:
         order.decided_min = self.now
         order.promised_eta_min = eta
         self.expected_cost += delta
-        self._log("dispatch", order.id, vehicle_id)
-        self._finish_decision()
+        self._logged.append((self.now, "dispatch", order.id, vehicle_id))
+        self.current = None
         if v.current is None and not v.returning:
             self._start_next(v)
         if self.track_eta:
@@ -567,8 +573,8 @@ class Simulator:
         self.reject_cost += penalty
         self.expected_cost += penalty
         self.n_rejected += 1
-        self._log("reject", order.id, -1)
-        self._finish_decision()
+        self._logged.append((self.now, "reject", order.id, -1))
+        self.current = None
         self._check()
         return penalty
 
@@ -585,8 +591,8 @@ class Simulator:
         if self._tick_at < tick:
             self._push(tick, _TICK, -1)
             self._tick_at = tick
-        self._log("defer", order.id, -1)
-        self._finish_decision()
+        self._logged.append((self.now, "defer", order.id, -1))
+        self.current = None
         return 0.0
 
     def prioritize(self, order_id: int) -> None:
@@ -709,7 +715,7 @@ class Simulator:
                     order.vehicle = vid
                     order.decided_min = self.now
                     order.promised_eta_min = float(plan.starts_min[m])
-                    self._log("dispatch", order.id, vid)
+                    self._logged.append((self.now, "dispatch", order.id, vid))
         penalty = self.world.config.costs.reject_penalty
         for i in reject:
             order = pool[int(i)]
@@ -718,7 +724,7 @@ class Simulator:
             self.reject_cost += penalty
             self.n_rejected += 1
             added += penalty
-            self._log("reject", order.id, -1)
+            self._logged.append((self.now, "reject", order.id, -1))
         self.expected_cost += added
         gone = set(chosen)
         self.deferred = [o for o in self.deferred if o.id not in gone]
@@ -776,7 +782,7 @@ class Simulator:
         self._plans[v.id] = plan
         self.expected_cost += delta
         self._insertions = {}
-        self._log("route", stops[0].order, v.id)
+        self._logged.append((self.now, "route", stops[0].order, v.id))
         self.routing_vehicle = None
         self._start_next(v, decided=True)
         self._check()
@@ -792,7 +798,7 @@ class Simulator:
                 "would wake it; choose a stop"
             )
         v.waiting = True
-        self._log("wait", -1, v.id)
+        self._logged.append((self.now, "wait", -1, v.id))
         self.routing_vehicle = None
         self._check()
         return 0.0
@@ -823,7 +829,7 @@ class Simulator:
         if self._batch:
             self.current = self._batch.pop(0)
             return self.decision
-        queue, timeline, heappop = self._queue, self._timeline, heapq.heappop
+        queue, timeline = self._queue, self._timeline
         while queue or timeline:
             if timeline and (not queue or timeline[-1] < queue[0]):
                 time_min, kind, _, index = timeline.pop()
@@ -846,17 +852,17 @@ class Simulator:
             elif kind == _ARRIVAL:
                 order = self.orders[index]
                 self.n_arrived = index + 1
-                self._log("arrival", order.id, -1)
+                self._logged.append((self.now, "arrival", order.id, -1))
                 if self.wave_mode:  # it waits in the pool for the next wave
                     self.deferred.append(order)
                     continue
                 self.current = order
                 self._check()
-                return self.decision
+                return _as_named(Decision, (_DISPATCH, order, -1))  # ``decision`` now
             elif kind == _WAVE:
                 if self.deferred:
                     self.wave_pending = True
-                    self._log("wave", -1, -1)
+                    self._logged.append((self.now, "wave", -1, -1))
                     self._check()
                     return self.decision
                 continue
@@ -867,12 +873,11 @@ class Simulator:
                     self._check()
                     return self.decision
             elif kind == _READY:
-                self._log("ready", index, -1)
-                order = self.orders[index]
-                if self.routing and order.status == OrderStatus.ASSIGNED:
-                    vehicle = self.vehicles[order.vehicle]
-                    if vehicle.waiting:
-                        self._request_route(vehicle)
+                self._logged.append((self.now, "ready", index, -1))
+                if self.routing:
+                    order = self.orders[index]
+                    if order.status == _ASSIGNED and self.vehicles[order.vehicle].waiting:
+                        self._request_route(self.vehicles[order.vehicle])
             if self._route_queue and (decision := self._pop_route_decision()) is not None:
                 return decision
         if self._away_idle and self._send_idle_home():
@@ -955,9 +960,6 @@ class Simulator:
             self._start_next(v, go_home=True)
         return bool(away)
 
-    def _finish_decision(self) -> None:
-        self.current = None
-
     def _next_tick(self) -> float:
         tick = self.world.config.dispatch.tick_min
         return (math.floor(self.now / tick + 1e-9) + 1) * tick
@@ -978,11 +980,8 @@ class Simulator:
         return times
 
     def _push(self, time_min: float, kind: int, index: int) -> None:
-        heapq.heappush(self._queue, (time_min, kind, self._seq, index))
+        heappush(self._queue, (time_min, kind, self._seq, index))
         self._seq += 1
-
-    def _log(self, kind: str, order: int, vehicle: int) -> None:
-        self._logged.append((self.now, kind, order, vehicle))
 
     def _vehicle_free(self, v: Vehicle) -> None:
         """A vehicle finished its current stop (or its return home); ``_start_next`` (which marks the vehicle
@@ -994,7 +993,7 @@ class Simulator:
                 order.status = _ON_BOARD
                 order.pickup_min = v.current_start_min
                 v.load += order.size
-                self._log("pickup", order.id, v.id)
+                self._logged.append((self.now, "pickup", order.id, v.id))
             elif self.attempts_on and self._absent(order, v.current_start_min):
                 self._failed_attempt(v, order)
             elif order.returning:
@@ -1002,7 +1001,7 @@ class Simulator:
                 order.pod_node, order.pod_min, order.pod_how = stop.loc, v.current_start_min, "returned"
                 v.load -= order.size
                 self.n_failed += 1
-                self._log("returned", order.id, v.id)
+                self._logged.append((self.now, "returned", order.id, v.id))
             else:
                 order.status = _DELIVERED
                 order.delivered_min = v.current_start_min
@@ -1019,12 +1018,12 @@ class Simulator:
                     order.attempts += not at_locker
                     order.pod_node, order.pod_min = stop.loc, order.delivered_min
                     order.pod_how = "pickup_point" if at_locker else "door"
-                self._log("delivery", order.id, v.id)
+                self._logged.append((self.now, "delivery", order.id, v.id))
             v.current = None
         elif v.returning:
             v.returning = False
         if self._start_next(v):
-            self._log("vehicle_idle", -1, v.id)
+            self._logged.append((self.now, "vehicle_idle", -1, v.id))
 
     def _absent(self, order: Order, begin_min: float) -> bool:
         """Whether the customer is absent at this door attempt: the order's draw for the attempt against the
@@ -1060,7 +1059,7 @@ class Simulator:
         self._plans[v.id] = None
         self._insertions = {}
         self.fleet_plans = FleetPlans()  # the order's stop arrays change: every packed row is rebuilt
-        self._log("failed_attempt", order.id, v.id)
+        self._logged.append((self.now, "failed_attempt", order.id, v.id))
         choice = None
         if order.absent_choice == AbsentChoice.PICKUP_POINT:
             locker = self._free_locker(order.loc)
