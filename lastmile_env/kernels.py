@@ -439,6 +439,13 @@ def window_floor(mults: np.ndarray, shift_start_h: float, start_min: float, shif
 
 
 @njit(cache=True, inline="always")
+def _at(index: int) -> int:
+    """``index`` (never negative) as an unsigned integer: numba indexes an array by it without the check
+    for a negative index (Python's wrap-around) that it makes for a signed one."""
+    return np.uintp(index)
+
+
+@njit(cache=True, inline="always")
 def insertion_bounds(
     time_min: np.ndarray,
     dist_km: np.ndarray,
@@ -520,13 +527,14 @@ def insertion_bounds(
         t = left + time_min[center, b] * per_ff
         gained = 0.0
         for p in range(i + 1, k + 1):
-            begin = t if t >= open_min[p - 1] else open_min[p - 1]
-            more = late_cost(begin - BOUND_MARGIN_MIN, due_min[p - 1], late_fixed, late_per_min) - (
-                cum_late[p] - cum_late[p - 1]
+            q, s = _at(p), _at(p - 1)
+            begin = t if t >= open_min[s] else open_min[s]
+            more = late_cost(begin - BOUND_MARGIN_MIN, due_min[s], late_fixed, late_per_min) - (
+                cum_late[q] - cum_late[s]
             )
             gained += more if more > 0.0 else 0.0
-            leave[p] = begin + service_min[p - 1]
-            t = leave[p] + leg[p]
+            leave[q] = begin + service_min[s]
+            t = leave[q] + leg[q]
         p_km = 0.0
         for j in range(i, k + 1):
             if j > i and loads[j] > room:
@@ -543,14 +551,15 @@ def insertion_bounds(
             end = served + after[j]
             if end > latest:  # back after the shift end even so: infeasible
                 continue
-            lower[n] = (
+            at = _at(n)
+            lower[at] = (
                 add_km * per_km
                 + pick_late
                 + gained
                 + late_cost(served - BOUND_MARGIN_MIN, new[5], late_fixed, late_per_min)
                 + (end - old_end if end > old_end else 0.0) * per_min
             )
-            pi[n], pj[n] = i, j
+            pi[at], pj[at] = i, j
             n += 1
     return n
 
