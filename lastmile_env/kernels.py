@@ -537,7 +537,8 @@ def insertion_bounds(
             t = leave[q] + leg[q]
         p_km = 0.0
         for j in range(i, k + 1):
-            if j > i and loads[j] > room:
+            u = _at(j)
+            if j > i and loads[u] > room:
                 break
             if j == i:
                 add_km = to_center_km + center_dest_km + from_dest[i] - old_km[i]
@@ -545,10 +546,10 @@ def insertion_bounds(
             else:
                 if j == i + 1:  # once per i: the pickup's added km
                     p_km = to_center_km + dist_km[center, b] - old_km[i]
-                add_km = p_km + del_km[j]
-                reach = leave[j] + reach_leg[j]
+                add_km = p_km + del_km[u]
+                reach = leave[u] + reach_leg[u]
             served = reach if reach >= new[4] else new[4]
-            end = served + after[j]
+            end = served + after[u]
             if end > latest:  # back after the shift end even so: infeasible
                 continue
             at = _at(n)
@@ -648,7 +649,7 @@ def _search(
     best_i, best_j, best, best_km, best_eta = -1, -1, math.inf, math.nan, math.nan
     c = 0
     for r in range(1, n):
-        if lower[r] < lower[c]:
+        if lower[_at(r)] < lower[c]:
             c = r
     size = -1  # the heap is built after the first pricing
     while n > 0:
@@ -752,8 +753,8 @@ def _search(
         if size < 0:
             size = 0
             for r in range(n):
-                if r != c and lower[r] <= best + tie:
-                    heap[size] = r
+                if r != c and lower[_at(r)] <= best + tie:
+                    heap[_at(size)] = r
                     size += 1
             for r in range(size // 2 - 1, -1, -1):
                 _sift_down(heap, size, r, lower)
