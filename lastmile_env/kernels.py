@@ -684,24 +684,27 @@ def _search(
                 reached[i] = i
             t, dist, late = walks[0, i, i], walks[1, i, i], walks[2, i, i]
             node, m, cut = center, i, False
+            ui = _at(i)
             while m < j:  # the old stops before the new delivery: walked once per i, then read
-                if m < reached[i]:
+                if m < reached[ui]:
                     m += 1
-                    t, dist, late = walks[0, i, m], walks[1, i, m], walks[2, i, m]
+                    um = _at(m)
+                    t, dist, late = walks[0, ui, um], walks[1, ui, um], walks[2, ui, um]
                 else:
-                    dst = nodes[m + 1]
+                    um, dst = _at(m), nodes[_at(m + 1)]
                     a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
                     t, dist, late = _visit(
-                        a, dist, late, dist_km[node, dst], open_min[m], due_min[m], service_min[m],
+                        a, dist, late, dist_km[node, dst], open_min[um], due_min[um], service_min[um],
                         late_fixed, late_per_min,
                     )  # fmt: skip
                     m += 1
-                    walks[0, i, m], walks[1, i, m], walks[2, i, m] = t, dist, late
-                    reached[i] = m
-                node = nodes[m]
+                    um = _at(m)
+                    walks[0, ui, um], walks[1, ui, um], walks[2, ui, um] = t, dist, late
+                    reached[ui] = m
+                node = nodes[um]
                 if _rest_floor_cut(
-                    t - service_min[m - 1] + work[0, m], old_dist - cum_dist[m] + delivery_km,
-                    old_late - cum_late[m], dist, late, False, work[2, j], work[3, j], new[4], new[5],
+                    t - service_min[_at(m - 1)] + work[0, um], old_dist - cum_dist[um] + delivery_km,
+                    old_late - cum_late[um], dist, late, False, work[2, j], work[3, j], new[4], new[5],
                     late_fixed, late_per_min, shift_end, old_end, start, per_km, per_min, target,
                 ):  # fmt: skip
                     cut = True
@@ -719,27 +722,29 @@ def _search(
                 node = dest
             end = math.inf
             while not cut:  # the old stops after it, until the new schedule rejoins the old one
-                if m > j and t <= free[m]:  # rejoined the old schedule after old stop m
-                    dist += old_dist - cum_dist[m]
-                    late += old_late - cum_late[m]
+                um = _at(m)
+                if m > j and t <= free[um]:  # rejoined the old schedule after old stop m
+                    dist += old_dist - cum_dist[um]
+                    late += old_late - cum_late[um]
                     end = old_end
                     break
                 if m == k:
                     dist += dist_km[node, home]
                     end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed, t)
                     break
-                dst = nodes[m + 1]
+                dst = nodes[_at(m + 1)]
                 a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
                 t, dist, late = _visit(
-                    a, dist, late, dist_km[node, dst], open_min[m], due_min[m], service_min[m], late_fixed,
+                    a, dist, late, dist_km[node, dst], open_min[um], due_min[um], service_min[um], late_fixed,
                     late_per_min,
                 )  # fmt: skip
                 node = dst
                 m += 1
+                um = _at(m)
                 if _rest_floor_cut(
-                    t - service_min[m - 1] + work[0, m], old_dist - cum_dist[m] + 0.0, old_late - cum_late[m],
-                    dist, late, True, 0.0, 0.0, new[4], new[5], late_fixed, late_per_min, shift_end,
-                    old_end, start, per_km, per_min, target,
+                    t - service_min[_at(m - 1)] + work[0, um], old_dist - cum_dist[um] + 0.0,
+                    old_late - cum_late[um], dist, late, True, 0.0, 0.0, new[4], new[5], late_fixed,
+                    late_per_min, shift_end, old_end, start, per_km, per_min, target,
                 ):  # fmt: skip
                     cut = True
             if not cut and end <= shift_end + 1e-9:
