@@ -568,23 +568,24 @@ def insertion_bounds(
 @njit(cache=True)
 def _sift_down(heap: np.ndarray, size: int, pos: int, key: np.ndarray) -> None:
     """Restore the min-heap ``heap[:size]`` of indices ordered by ``(key[index], index)`` below ``pos``."""
-    item = heap[pos]
+    item = heap[_at(pos)]
+    item_key = key[_at(item)]
     while True:
         child = 2 * pos + 1
         if child >= size:
             break
-        right = child + 1
-        if right < size and (
-            key[heap[right]] < key[heap[child]]
-            or (key[heap[right]] == key[heap[child]] and heap[right] < heap[child])
-        ):
-            child = right
-        top = heap[child]
-        if not (key[top] < key[item] or (key[top] == key[item] and top < item)):
+        top = heap[_at(child)]
+        top_key = key[_at(top)]
+        if child + 1 < size:
+            right = heap[_at(child + 1)]
+            right_key = key[_at(right)]
+            if right_key < top_key or (right_key == top_key and right < top):
+                child, top, top_key = child + 1, right, right_key
+        if not (top_key < item_key or (top_key == item_key and top < item)):
             break
-        heap[pos] = top
+        heap[_at(pos)] = top
         pos = child
-    heap[pos] = item
+    heap[_at(pos)] = item
 
 
 @njit(cache=True, inline="always")
@@ -647,10 +648,10 @@ def _search(
     # pairs its cost does not rule out from a heap by (bound, index).
     reached[: nodes.shape[0] - 1] = -1
     best_i, best_j, best, best_km, best_eta = -1, -1, math.inf, math.nan, math.nan
-    c = 0
+    c, lowest = 0, lower[0]
     for r in range(1, n):
-        if lower[_at(r)] < lower[c]:
-            c = r
+        if lower[_at(r)] < lowest:
+            c, lowest = r, lower[_at(r)]
     size = -1  # the heap is built after the first pricing
     while n > 0:
         if size >= 0:
