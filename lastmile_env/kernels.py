@@ -633,10 +633,11 @@ def _search(
     mode = int(vehicle[MODE])
     time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
     battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
-    speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
+    speed, shift_end, per_km, per_min = vehicle[0], vehicle[2], vehicle[3], vehicle[4]
     late_fixed, late_per_min = costs[0], costs[1]
     old_cost, old_dist, old_end, old_late = old[0], old[1], old[2], old[3]
-    center, dest = int(new[0]), int(new[1])
+    # places (matrix indices) as _at's unsigned integers, like the positions the walks index by
+    center, dest, home = _at(int(new[0])), _at(int(new[1])), _at(int(vehicle[1]))
     k = nodes.shape[0] - 2
     start = free[0]
     per_ff = window_floor(mults, shift_start_h, free[0], vehicle[2]) / vehicle[0]
@@ -676,7 +677,7 @@ def _search(
             # km the new delivery adds after old stop j (j > i): insertion_bounds' del_km
             delivery_km = work[1, j]
             if reached[i] < i:  # the new pickup (a return's collection at the customer has a due: new[8])
-                node = nodes[i]
+                node = _at(nodes[i])
                 dist = cum_dist[i] + dist_km[node, center]
                 a = igl_arrival(mults, shift_start_h, time_min[node, center] / speed, free[i])
                 b = a if a >= new[3] else new[3]
@@ -692,7 +693,7 @@ def _search(
                     um = _at(m)
                     t, dist, late = walks[0, ui, um], walks[1, ui, um], walks[2, ui, um]
                 else:
-                    um, dst = _at(m), nodes[_at(m + 1)]
+                    um, dst = _at(m), _at(nodes[_at(m + 1)])
                     a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
                     t, dist, late = _visit(
                         a, dist, late, dist_km[node, dst], open_min[um], due_min[um], service_min[um],
@@ -702,7 +703,7 @@ def _search(
                     um = _at(m)
                     walks[0, ui, um], walks[1, ui, um], walks[2, ui, um] = t, dist, late
                     reached[ui] = m
-                node = nodes[um]
+                node = _at(nodes[um])
                 if _rest_floor_cut(
                     t - service_min[_at(m - 1)] + work[0, um], old_dist - cum_dist[um] + delivery_km,
                     old_late - cum_late[um], dist, late, False, work[2, j], work[3, j], new[4], new[5],
@@ -733,7 +734,7 @@ def _search(
                     dist += dist_km[node, home]
                     end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed, t)
                     break
-                dst = nodes[_at(m + 1)]
+                dst = _at(nodes[_at(m + 1)])
                 a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
                 t, dist, late = _visit(
                     a, dist, late, dist_km[node, dst], open_min[um], due_min[um], service_min[um], late_fixed,
