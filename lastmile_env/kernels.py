@@ -424,7 +424,7 @@ BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a latene
 
 
 @njit(cache=True, inline="always")
-def _at(index: int) -> int:
+def _at(index: int) -> np.uintp:
     """``index`` as an unsigned integer: numba indexes an array by it without the check for a negative index
     (Python's wrap-around) that it makes for a signed one, three instructions a read. Only for an index
     known to be 0 or more (a position, a place); the float results are the same bits."""
