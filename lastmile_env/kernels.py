@@ -490,6 +490,14 @@ TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - 
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
 
 
+@njit(cache=True, inline="always")
+def _at(index: int) -> np.uintp:
+    """``index`` as an unsigned integer: numba indexes an array by it without the check for a negative index
+    (Python's wrap-around) that it makes for a signed one, three instructions a read. Only for an index
+    known to be 0 or more (a position, a place); the float results are the same bits."""
+    return np.uintp(index)
+
+
 @njit(cache=True)
 def window_floor(mults: np.ndarray, shift_start_h: float, start_min: float, shift_end_min: float) -> float:
     """The lowest congestion multiplier of the clock hours from ``start_min`` to the shift end: every leg of a
@@ -498,10 +506,11 @@ def window_floor(mults: np.ndarray, shift_start_h: float, start_min: float, shif
     last = math.floor(shift_start_h + (shift_end_min + BOUND_MARGIN_MIN) / 60.0)
     if last - first >= 23:
         return mults.min()
-    low = math.inf
-    for h in range(first, last + 1):
-        m = mults[h % 24]
+    low, hour = math.inf, first % 24
+    for _ in range(last - first + 1):
+        m = mults[_at(hour)]
         low = m if m < low else low
+        hour = hour + 1 if hour < 23 else 0
     return low
 
 
@@ -587,16 +596,18 @@ def insertion_bounds(
         t = left + time_min[center, b] * per_ff
         gained = 0.0
         for p in range(i + 1, k + 1):
-            begin = t if t >= open_min[p - 1] else open_min[p - 1]
-            more = late_cost(begin - BOUND_MARGIN_MIN, due_min[p - 1], late_fixed, late_per_min) - (
-                cum_late[p] - cum_late[p - 1]
+            q, s = _at(p), _at(p - 1)
+            begin = t if t >= open_min[s] else open_min[s]
+            more = late_cost(begin - BOUND_MARGIN_MIN, due_min[s], late_fixed, late_per_min) - (
+                cum_late[q] - cum_late[s]
             )
             gained += more if more > 0.0 else 0.0
-            leave[p] = begin + service_min[p - 1]
-            t = leave[p] + leg[p]
+            leave[q] = begin + service_min[s]
+            t = leave[q] + leg[q]
         p_km = 0.0
         for j in range(i, k + 1):
-            if j > i and loads[j] > room:
+            u = _at(j)
+            if j > i and loads[u] > room:
                 break
             if j == i:
                 add_km = to_center_km + center_dest_km + from_dest[i] - old_km[i]
@@ -604,20 +615,21 @@ def insertion_bounds(
             else:
                 if j == i + 1:  # once per i: the pickup's added km
                     p_km = to_center_km + dist_km[center, b] - old_km[i]
-                add_km = p_km + del_km[j]
-                reach = leave[j] + reach_leg[j]
+                add_km = p_km + del_km[u]
+                reach = leave[u] + reach_leg[u]
             served = reach if reach >= new[4] else new[4]
-            end = served + after[j]
+            end = served + after[u]
             if end > latest:  # back after the shift end even so: infeasible
                 continue
-            lower[n] = (
+            at = _at(n)
+            lower[at] = (
                 add_km * per_km
                 + pick_late
                 + gained
                 + late_cost(served - BOUND_MARGIN_MIN, new[5], late_fixed, late_per_min)
                 + (end - old_end if end > old_end else 0.0) * per_min
             )
-            pi[n], pj[n] = i, j
+            pi[at], pj[at] = i, j
             n += 1
     return n
 
@@ -625,23 +637,24 @@ def insertion_bounds(
 @njit(cache=True)
 def _sift_down(heap: np.ndarray, size: int, pos: int, key: np.ndarray) -> None:
     """Restore the min-heap ``heap[:size]`` of indices ordered by ``(key[index], index)`` below ``pos``."""
-    item = heap[pos]
+    item = heap[_at(pos)]
+    item_key = key[_at(item)]
     while True:
         child = 2 * pos + 1
         if child >= size:
             break
-        right = child + 1
-        if right < size and (
-            key[heap[right]] < key[heap[child]]
-            or (key[heap[right]] == key[heap[child]] and heap[right] < heap[child])
-        ):
-            child = right
-        top = heap[child]
-        if not (key[top] < key[item] or (key[top] == key[item] and top < item)):
+        top = heap[_at(child)]
+        top_key = key[_at(top)]
+        if child + 1 < size:
+            right = heap[_at(child + 1)]
+            right_key = key[_at(right)]
+            if right_key < top_key or (right_key == top_key and right < top):
+                child, top, top_key = child + 1, right, right_key
+        if not (top_key < item_key or (top_key == item_key and top < item)):
             break
-        heap[pos] = top
+        heap[_at(pos)] = top
         pos = child
-    heap[pos] = item
+    heap[_at(pos)] = item
 
 
 @njit(cache=True, inline="always")
@@ -689,10 +702,11 @@ def _search(
     mode = int(vehicle[MODE])
     time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
     battery = vehicle[RECHARGE_MIN] > 0.0 or vehicle[RANGE_KM] < math.inf
-    speed, home, shift_end, per_km, per_min = vehicle[0], int(vehicle[1]), vehicle[2], vehicle[3], vehicle[4]
+    speed, shift_end, per_km, per_min = vehicle[0], vehicle[2], vehicle[3], vehicle[4]
     late_fixed, late_per_min = costs[0], costs[1]
     old_cost, old_dist, old_end, old_late = old[0], old[1], old[2], old[3]
-    center, dest = int(new[0]), int(new[1])
+    # places (matrix indices) as _at's unsigned integers, like the positions the walks index by
+    center, dest, home = _at(int(new[0])), _at(int(new[1])), _at(int(vehicle[1]))
     k = nodes.shape[0] - 2
     start = free[0]
     per_ff = window_floor(mults, shift_start_h, free[0], vehicle[2]) / vehicle[0]
@@ -704,10 +718,10 @@ def _search(
     # pairs its cost does not rule out from a heap by (bound, index).
     reached[: nodes.shape[0] - 1] = -1
     best_i, best_j, best, best_km, best_eta = -1, -1, math.inf, math.nan, math.nan
-    c = 0
+    c, lowest = 0, lower[0]
     for r in range(1, n):
-        if lower[r] < lower[c]:
-            c = r
+        if lower[_at(r)] < lowest:
+            c, lowest = r, lower[_at(r)]
     size = -1  # the heap is built after the first pricing
     while n > 0:
         if size >= 0:
@@ -732,7 +746,7 @@ def _search(
             # km the new delivery adds after old stop j (j > i): insertion_bounds' del_km
             delivery_km = work[1, j]
             if reached[i] < i:  # the new pickup (a return's collection at the customer has a due: new[8])
-                node = nodes[i]
+                node = _at(nodes[i])
                 dist = cum_dist[i] + dist_km[node, center]
                 a = igl_arrival(mults, shift_start_h, time_min[node, center] / speed, free[i])
                 b = a if a >= new[3] else new[3]
@@ -741,24 +755,27 @@ def _search(
                 reached[i] = i
             t, dist, late = walks[0, i, i], walks[1, i, i], walks[2, i, i]
             node, m, cut = center, i, False
+            ui = _at(i)
             while m < j:  # the old stops before the new delivery: walked once per i, then read
-                if m < reached[i]:
+                if m < reached[ui]:
                     m += 1
-                    t, dist, late = walks[0, i, m], walks[1, i, m], walks[2, i, m]
+                    um = _at(m)
+                    t, dist, late = walks[0, ui, um], walks[1, ui, um], walks[2, ui, um]
                 else:
-                    dst = nodes[m + 1]
+                    um, dst = _at(m), _at(nodes[_at(m + 1)])
                     a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
                     t, dist, late = _visit(
-                        a, dist, late, dist_km[node, dst], open_min[m], due_min[m], service_min[m],
+                        a, dist, late, dist_km[node, dst], open_min[um], due_min[um], service_min[um],
                         late_fixed, late_per_min,
                     )  # fmt: skip
                     m += 1
-                    walks[0, i, m], walks[1, i, m], walks[2, i, m] = t, dist, late
-                    reached[i] = m
-                node = nodes[m]
+                    um = _at(m)
+                    walks[0, ui, um], walks[1, ui, um], walks[2, ui, um] = t, dist, late
+                    reached[ui] = m
+                node = _at(nodes[um])
                 if _rest_floor_cut(
-                    t - service_min[m - 1] + work[0, m], old_dist - cum_dist[m] + delivery_km,
-                    old_late - cum_late[m], dist, late, False, work[2, j], work[3, j], new[4], new[5],
+                    t - service_min[_at(m - 1)] + work[0, um], old_dist - cum_dist[um] + delivery_km,
+                    old_late - cum_late[um], dist, late, False, work[2, j], work[3, j], new[4], new[5],
                     late_fixed, late_per_min, shift_end, old_end, start, per_km, per_min, target,
                 ):  # fmt: skip
                     cut = True
@@ -776,27 +793,29 @@ def _search(
                 node = dest
             end = math.inf
             while not cut:  # the old stops after it, until the new schedule rejoins the old one
-                if m > j and t <= free[m]:  # rejoined the old schedule after old stop m
-                    dist += old_dist - cum_dist[m]
-                    late += old_late - cum_late[m]
+                um = _at(m)
+                if m > j and t <= free[um]:  # rejoined the old schedule after old stop m
+                    dist += old_dist - cum_dist[um]
+                    late += old_late - cum_late[um]
                     end = old_end
                     break
                 if m == k:
                     dist += dist_km[node, home]
                     end = igl_arrival(mults, shift_start_h, time_min[node, home] / speed, t)
                     break
-                dst = nodes[m + 1]
+                dst = _at(nodes[_at(m + 1)])
                 a = igl_arrival(mults, shift_start_h, time_min[node, dst] / speed, t)
                 t, dist, late = _visit(
-                    a, dist, late, dist_km[node, dst], open_min[m], due_min[m], service_min[m], late_fixed,
+                    a, dist, late, dist_km[node, dst], open_min[um], due_min[um], service_min[um], late_fixed,
                     late_per_min,
                 )  # fmt: skip
                 node = dst
                 m += 1
+                um = _at(m)
                 if _rest_floor_cut(
-                    t - service_min[m - 1] + work[0, m], old_dist - cum_dist[m] + 0.0, old_late - cum_late[m],
-                    dist, late, True, 0.0, 0.0, new[4], new[5], late_fixed, late_per_min, shift_end,
-                    old_end, start, per_km, per_min, target,
+                    t - service_min[_at(m - 1)] + work[0, um], old_dist - cum_dist[um] + 0.0,
+                    old_late - cum_late[um], dist, late, True, 0.0, 0.0, new[4], new[5], late_fixed,
+                    late_per_min, shift_end, old_end, start, per_km, per_min, target,
                 ):  # fmt: skip
                     cut = True
             if not cut and end <= shift_end + 1e-9:
@@ -810,8 +829,8 @@ def _search(
         if size < 0:
             size = 0
             for r in range(n):
-                if r != c and lower[r] <= best + tie:
-                    heap[size] = r
+                if r != c and lower[_at(r)] <= best + tie:
+                    heap[_at(size)] = r
                     size += 1
             for r in range(size // 2 - 1, -1, -1):
                 _sift_down(heap, size, r, lower)
