@@ -557,37 +557,41 @@ def insertion_bounds(
     late_fixed, late_per_min = costs[0], costs[1]
     old_end = old[2]
     latest = vehicle[2] + 1e-9 + BOUND_MARGIN_MIN  # a floor return later than this is past the shift end
-    center, dest = int(new[0]), int(new[1])
+    center, dest = _at(int(new[0])), _at(int(new[1]))  # places: matrix reads by _at
     # leg[p] / old_km[p]: the floor minutes and the km from old stop p (0: the start) to the next (k: home);
     # from_dest[p]: the km from the new delivery to that next stop; rest[p]: driving at the floor and
     # serving from the arrival at old stop p (1..k) to the arrival home. (Each matrix entry read once.)
     rest, del_km, to_dest, after = work[0], work[1], work[2], work[3]
     leave, leg, reach_leg, old_km, from_dest = work[4], work[5], work[6], work[7], work[8]
     for p in range(k + 1):
-        a, b = nodes[p], nodes[p + 1]
-        leg[p] = time_min[a, b] * per_ff
-        old_km[p] = dist_km[a, b]
-        from_dest[p] = dist_km[dest, b]
-    rest[k + 1] = 0.0
+        q = _at(p)
+        a, b = _at(nodes[q]), _at(nodes[_at(p + 1)])
+        leg[q] = time_min[a, b] * per_ff
+        old_km[q] = dist_km[a, b]
+        from_dest[q] = dist_km[dest, b]
+    rest[_at(k + 1)] = 0.0
     for p in range(k, 0, -1):
-        rest[p] = rest[p + 1] + service_min[p - 1] + leg[p]
+        q = _at(p)
+        rest[q] = rest[_at(p + 1)] + service_min[_at(p - 1)] + leg[q]
     # per delivery position j: its added km (pickup elsewhere), the floor time from old stop j's arrival
     # (offset by rest) to the new delivery, and from the delivery's service start to the return home
     for j in range(k + 1):
-        c, e = nodes[j], nodes[j + 1]
-        del_km[j] = dist_km[c, dest] + from_dest[j] - old_km[j]
-        reach_leg[j] = time_min[c, dest] * per_ff
-        to_dest[j] = reach_leg[j] + (service_min[j - 1] - rest[j] if j > 0 else 0.0)
-        after[j] = new[7] + time_min[dest, e] * per_ff + rest[j + 1]
+        u = _at(j)
+        c, e = _at(nodes[u]), _at(nodes[_at(j + 1)])
+        del_km[u] = dist_km[c, dest] + from_dest[u] - old_km[u]
+        reach_leg[u] = time_min[c, dest] * per_ff
+        to_dest[u] = reach_leg[u] + (service_min[_at(j - 1)] - rest[u] if j > 0 else 0.0)
+        after[u] = new[7] + time_min[dest, e] * per_ff + rest[_at(j + 1)]
     center_dest_km, center_dest_min = dist_km[center, dest], time_min[center, dest]
     n = 0
     for i in range(k + 1):
-        if loads[i] > room:
+        o = _at(i)
+        if loads[o] > room:
             continue
-        a, b = nodes[i], nodes[i + 1]
+        a, b = _at(nodes[o]), _at(nodes[_at(i + 1)])
         # the new pickup: served no earlier than its floor arrival from the plan's exact state after i stops
         to_center_km = dist_km[a, center]
-        picked = free[i] + time_min[a, center] * per_ff
+        picked = free[o] + time_min[a, center] * per_ff
         picked = picked if picked >= new[3] else new[3]
         pick_late = late_cost(picked - BOUND_MARGIN_MIN, new[8], late_fixed, late_per_min)
         left = picked + new[6]
@@ -610,11 +614,11 @@ def insertion_bounds(
             if j > i and loads[u] > room:
                 break
             if j == i:
-                add_km = to_center_km + center_dest_km + from_dest[i] - old_km[i]
+                add_km = to_center_km + center_dest_km + from_dest[o] - old_km[o]
                 reach = left + center_dest_min * per_ff
             else:
                 if j == i + 1:  # once per i: the pickup's added km
-                    p_km = to_center_km + dist_km[center, b] - old_km[i]
+                    p_km = to_center_km + dist_km[center, b] - old_km[o]
                 add_km = p_km + del_km[u]
                 reach = leave[u] + reach_leg[u]
             served = reach if reach >= new[4] else new[4]
