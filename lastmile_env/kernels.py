@@ -155,47 +155,6 @@ def schedule(
     range_km: float,
     recharge_min: float,
     start_flown_km: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float, bool]:
-    """Drive a plan from its start, serve every stop (waiting for its open time), return home.
-
-    ``time_min`` / ``dist_km`` / ``mults`` are the vehicle's mode's. Returns per stop ``arrive``, ``begin``
-    (service start), and the state after ``m`` stops (``m = 0..k``): ``free`` (time), ``load``,
-    ``cum_dist``, ``cum_late``; then the return time, the service minutes, and whether every sortie is
-    within range (``schedule_into``, into new arrays).
-    """
-    k = loc.shape[0]
-    arrive, begin = np.empty(k), np.empty(k)
-    free, load = np.empty(k + 1), np.empty(k + 1, dtype=np.int64)
-    cum_dist, cum_late = np.empty(k + 1), np.empty(k + 1)
-    end, service, in_range = schedule_into(
-        time_min, dist_km, mults, shift_start_h, speed_factor, home, start_min, start_node, start_load, loc,
-        open_min, due_min, service_min, load_delta, late_fixed, late_per_min, range_km, recharge_min,
-        start_flown_km, arrive, begin, free, load, cum_dist, cum_late,
-    )  # fmt: skip
-    return arrive, begin, free, load, cum_dist, cum_late, end, service, in_range
-
-
-@njit(cache=True)
-def schedule_into(
-    time_min: np.ndarray,
-    dist_km: np.ndarray,
-    mults: np.ndarray,
-    shift_start_h: float,
-    speed_factor: float,
-    home: int,
-    start_min: float,
-    start_node: int,
-    start_load: int,
-    loc: np.ndarray,
-    open_min: np.ndarray,
-    due_min: np.ndarray,
-    service_min: np.ndarray,
-    load_delta: np.ndarray,
-    late_fixed: float,
-    late_per_min: float,
-    range_km: float,
-    recharge_min: float,
-    start_flown_km: float,
     arrive: np.ndarray,
     begin: np.ndarray,
     free: np.ndarray,
@@ -203,11 +162,15 @@ def schedule_into(
     cum_dist: np.ndarray,
     cum_late: np.ndarray,
 ) -> tuple[float, float, bool]:
-    """``schedule``, written into the caller's arrays (``arrive`` and ``begin`` at least ``k`` long, the
-    prefix arrays ``k + 1``: a fleet search schedules a plan straight into its packed rows); returns the
-    return time, the service minutes, and whether every sortie (km flown between two visits of home,
-    ``start_flown_km`` already flown at the start) is within ``range_km``. A battery vehicle
-    (``recharge_min`` > 0) arriving home from a flight recharges there (``stop_free``).
+    """Drive a plan from its start, serve every stop (waiting for its open time), return home, writing the
+    schedule into the caller's arrays (a fleet search schedules a plan straight into its packed rows).
+
+    ``time_min`` / ``dist_km`` / ``mults`` are the vehicle's mode's. Writes per stop ``arrive`` and ``begin``
+    (service start; at least ``k`` long), and the state after ``m`` stops (``m = 0..k``, at least ``k + 1``
+    long): ``free`` (time), ``load``, ``cum_dist``, ``cum_late``. Returns the return time, the service
+    minutes, and whether every sortie (km flown between two visits of home, ``start_flown_km`` already flown
+    at the start) is within ``range_km``. A battery vehicle (``recharge_min`` > 0) arriving home from a
+    flight recharges there (``stop_free``).
     """
     k = loc.shape[0]
     t, node, ld, dist, late, service = start_min, start_node, start_load, 0.0, 0.0, 0.0
@@ -258,56 +221,6 @@ def evaluate(
     load_delta: np.ndarray,
     late_fixed: float,
     late_per_min: float,
-) -> tuple[
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    float,
-    float,
-    float,
-    float,
-    float,
-    bool,
-    bool,
-]:
-    """``schedule`` then ``plan_totals`` of a plan, in one call: ``schedule``'s first eight results, then
-    cost, km, lateness cost, feasibility (capacity, shift end and, for a battery vehicle, range) and
-    whether every sortie is within range (always true without a battery), in new arrays
-    (``evaluate_into``). The arrays are stacked per mode (``(M, K, K)``, ``(M, 24)``); ``vehicle`` =
-    (speed factor, home, shift end, cost per km, cost per minute, capacity, cost per hour, mode, range km,
-    recharge minutes, unused, km flown since its last charge at the start)."""
-    k = loc.shape[0]
-    arrive, begin = np.empty(k), np.empty(k)
-    free, loads = np.empty(k + 1), np.empty(k + 1, dtype=np.int64)
-    cum_dist, cum_late = np.empty(k + 1), np.empty(k + 1)
-    end, service, cost, dist, late, feasible, in_range = evaluate_into(
-        time_min, dist_km, mults, shift_start_h, vehicle, start_min, start_node, start_load, loc, open_min,
-        due_min, service_min, load_delta, late_fixed, late_per_min, arrive, begin, free, loads, cum_dist,
-        cum_late,
-    )  # fmt: skip
-    return arrive, begin, free, loads, cum_dist, cum_late, end, service, cost, dist, late, feasible, in_range
-
-
-@njit(cache=True)
-def evaluate_into(
-    time_min: np.ndarray,
-    dist_km: np.ndarray,
-    mults: np.ndarray,
-    shift_start_h: float,
-    vehicle: np.ndarray,
-    start_min: float,
-    start_node: int,
-    start_load: int,
-    loc: np.ndarray,
-    open_min: np.ndarray,
-    due_min: np.ndarray,
-    service_min: np.ndarray,
-    load_delta: np.ndarray,
-    late_fixed: float,
-    late_per_min: float,
     arrive: np.ndarray,
     begin: np.ndarray,
     free: np.ndarray,
@@ -315,13 +228,17 @@ def evaluate_into(
     cum_dist: np.ndarray,
     cum_late: np.ndarray,
 ) -> tuple[float, float, float, float, float, bool, bool]:
-    """``evaluate``, its schedule written into the caller's arrays (``schedule_into``: a fleet search
-    schedules a plan straight into its packed rows); returns the return time, the service minutes, cost,
-    km, lateness cost, feasibility and whether every sortie is within range."""
+    """``schedule`` then ``plan_totals`` of a plan, in one call, the schedule written into the caller's arrays
+    (``schedule``'s; ``free``, ``loads``, ``cum_dist`` and ``cum_late`` exactly ``k + 1`` long, as
+    ``plan_totals`` reads them whole): returns the return time, the service minutes, cost, km, lateness
+    cost, feasibility (capacity, shift end and, for a battery vehicle, range) and whether every sortie is
+    within range (always true without a battery). The travel arrays are stacked per mode (``(M, K, K)``,
+    ``(M, 24)``); ``vehicle`` = (speed factor, home, shift end, cost per km, cost per minute, capacity, cost
+    per hour, mode, range km, recharge minutes, unused, km flown since its last charge at the start)."""
     home = int(vehicle[1])
     mode = int(vehicle[MODE])
     time_m, dist_m = time_min[mode], dist_km[mode]
-    end, service, in_range = schedule_into(
+    end, service, in_range = schedule(
         time_m, dist_m, mults[mode], shift_start_h, vehicle[0], home, start_min, start_node, start_load, loc,
         open_min, due_min, service_min, load_delta, late_fixed, late_per_min, vehicle[RANGE_KM],
         vehicle[RECHARGE_MIN], vehicle[FLOWN_KM], arrive, begin, free, loads, cum_dist, cum_late,
@@ -459,10 +376,12 @@ def _priced_battery(
             )
             n += 1
     home = int(vehicle[1])
-    _, begin, _, loads, cum_dist, cum_late, end, _, in_range = schedule(
+    arrive, begin, free = np.empty(k + 2), np.empty(k + 2), np.empty(k + 3)
+    loads, cum_dist, cum_late = np.empty(k + 3, dtype=np.int64), np.empty(k + 3), np.empty(k + 3)
+    end, _, in_range = schedule(
         time_min, dist_km, mults, shift_start_h, vehicle[0], home, start_min, nodes[0], start_load, loc,
         o_min, d_min, s_min, delta, costs[0], costs[1], vehicle[RANGE_KM], vehicle[RECHARGE_MIN],
-        vehicle[FLOWN_KM],
+        vehicle[FLOWN_KM], arrive, begin, free, loads, cum_dist, cum_late,
     )  # fmt: skip
     cost, dist, _, feasible = plan_totals(
         dist_km, loc[k + 1], home, start_min, end, loads, cum_dist, cum_late, vehicle[3], vehicle[6],
@@ -893,6 +812,43 @@ def cheapest_insertion(
     )  # fmt: skip
 
 
+@njit(cache=True, inline="always")
+def schedule_row(
+    time_modes: np.ndarray,
+    dist_modes: np.ndarray,
+    mults_modes: np.ndarray,
+    shift_start_h: float,
+    vehicles: np.ndarray,
+    costs: np.ndarray,
+    v: int,
+    k: int,
+    nodes: np.ndarray,
+    stop_times: np.ndarray,
+    load_delta: np.ndarray,
+    start_min: np.ndarray,
+    start_load: np.ndarray,
+    prefix: np.ndarray,
+    loads: np.ndarray,
+    summary: np.ndarray,
+    feasible: np.ndarray,
+    arrive: np.ndarray,
+    begin: np.ndarray,
+) -> None:
+    """Schedule row ``v`` of a fleet's packed plans (``fleet_cheapest_insertion``'s arrays): its ``k`` stops
+    from its start (``start_min[v]``, ``nodes[v, 0]``, ``start_load[v]``) by ``evaluate``, straight into the
+    row's ``prefix`` and ``loads``, with its ``summary`` (cost, km, return time, lateness cost, service
+    minutes) and ``feasible``; the stops' arrival and service start times into ``arrive`` and ``begin``.
+    The one way a row is scheduled: the search's dirty rows and ``insert_into_row``."""
+    end, service, cost, dist, late, ok, _ = evaluate(
+        time_modes, dist_modes, mults_modes, shift_start_h, vehicles[v], start_min[v], nodes[v, 0],
+        start_load[v], nodes[v, 1 : k + 1], stop_times[0, v, :k], stop_times[1, v, :k], stop_times[2, v, :k],
+        load_delta[v, :k], costs[0], costs[1], arrive, begin, prefix[0, v, : k + 1], loads[v, : k + 1],
+        prefix[1, v, : k + 1], prefix[2, v, : k + 1],
+    )  # fmt: skip
+    summary[v, 0], summary[v, 1], summary[v, 2], summary[v, 3], summary[v, 4] = cost, dist, end, late, service
+    feasible[v] = ok
+
+
 @njit(cache=True)
 def fleet_cheapest_insertion(
     time_min: np.ndarray,
@@ -969,15 +925,10 @@ def fleet_cheapest_insertion(
         if dirty[v]:
             row[0], row[k + 1] = start_node[v], int(vehicles[v, 1])
             sink = work[0]  # the per-stop arrival and service times, not kept: into the scratch
-            end, service, cost, dist, late, ok, _ = evaluate_into(
-                time_min, dist_km, mults, shift_start_h, vehicles[v], start_min[v], start_node[v],
-                start_load[v], row[1 : k + 1], open_min[v, :k], due_min[v, :k], service_min[v, :k],
-                load_delta[v, :k], costs[0], costs[1], sink, sink, free[v, : k + 1], loads[v, : k + 1],
-                cum_dist[v, : k + 1], cum_late[v, : k + 1],
+            schedule_row(
+                time_min, dist_km, mults, shift_start_h, vehicles, costs, v, k, nodes, stop_times, load_delta,
+                start_min, start_load, prefix, loads, summary, feasible, sink, sink,
             )  # fmt: skip
-            summary[v, 0], summary[v, 1], summary[v, 2] = cost, dist, end
-            summary[v, 3], summary[v, 4] = late, service
-            feasible[v] = ok
             dirty[v] = False
         out_end[v] = summary[v, 2]
         if not feasible[v]:
@@ -1017,7 +968,7 @@ def insert_into_row(
 ) -> tuple[float, float]:
     """Insert two stops into row ``v`` of a fleet's packed plans (``fleet_cheapest_insertion``'s arrays,
     stacked as there, scheduled and current), the pickup after ``i`` and the delivery after ``j`` old stops,
-    and schedule the new plan with ``evaluate``, into the row (it stays current). ``new_stops`` holds the
+    and schedule the new plan into the row (``schedule_row``: it stays current). ``new_stops`` holds the
     pickup then the delivery, ``(loc, open, due, service, load change)`` each; the row needs room for two
     more stops.
     Returns the new plan's cost and the service start of its stop ``served``.
@@ -1028,8 +979,6 @@ def insert_into_row(
     """
     counts, start_load = row_ints[ROW_COUNTS], row_ints[ROW_START_LOAD]
     open_min, due_min, service_min = stop_times[0], stop_times[1], stop_times[2]
-    free, cum_dist, cum_late = prefix[0], prefix[1], prefix[2]
-    feasible = flags[1]
     pickup, delivery = new_stops[:5], new_stops[5:]
     k = counts[v]
     n = k + 2
@@ -1051,18 +1000,15 @@ def insert_into_row(
             row_nodes[m + 1], o_min[m], d_min[m] = nodes[v, old + 1], open_min[v, old], due_min[v, old]
             s_min[m], delta[m] = service_min[v, old], load_delta[v, old]
             m += 1
-    found = evaluate(
-        time_modes, dist_modes, mults_modes, shift_start_h, vehicles[v], start_min[v], row_nodes[0],
-        start_load[v], row_nodes[1 : n + 1], o_min, d_min, s_min, delta, costs[0], costs[1],
-    )  # fmt: skip
-    _, begin, f, ld, cd, cl, end, service, cost, dist, late, ok, _ = found
     nodes[v, : n + 2] = row_nodes
     open_min[v, :n], due_min[v, :n], service_min[v, :n], load_delta[v, :n] = o_min, d_min, s_min, delta
     counts[v] = n
-    free[v, : n + 1], loads[v, : n + 1], cum_dist[v, : n + 1], cum_late[v, : n + 1] = f, ld, cd, cl
-    summary[v, 0], summary[v, 1], summary[v, 2], summary[v, 3], summary[v, 4] = cost, dist, end, late, service
-    feasible[v] = ok
-    return cost, begin[served]
+    arrive, begin = np.empty(n), np.empty(n)
+    schedule_row(
+        time_modes, dist_modes, mults_modes, shift_start_h, vehicles, costs, v, n, nodes, stop_times,
+        load_delta, start_min, start_load, prefix, loads, summary, flags[1], arrive, begin,
+    )  # fmt: skip
+    return summary[v, 0], begin[served]
 
 
 @njit(cache=True)

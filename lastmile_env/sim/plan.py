@@ -127,33 +127,21 @@ def evaluate_plan(
     nodes = np.empty(k + 2, dtype=np.int64)
     nodes[0], nodes[1 : k + 1], nodes[k + 1] = start_node, loc, vehicle.home
     late_fixed, late_per_min = world.late_costs
-    found = kernels.evaluate(
+    arrive, begin, free = np.empty(k), np.empty(k), np.empty(k + 1)
+    loads, cum_dist, cum_late = np.empty(k + 1, dtype=np.int64), np.empty(k + 1), np.empty(k + 1)
+    end, service, cost, dist, late, feasible, in_range = kernels.evaluate(
         world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour,
-        vehicle_params(vehicle),
-        start_min, start_node, start_load, loc, open_min, due_min, service_min, load_delta, late_fixed,
-        late_per_min,
+        vehicle_params(vehicle), start_min, start_node, start_load, loc, open_min, due_min, service_min,
+        load_delta, late_fixed, late_per_min, arrive, begin, free, loads, cum_dist, cum_late,
     )  # fmt: skip
-    return _plan_eval(nodes, open_min, due_min, service_min, load_delta, found)
-
-
-def _plan_eval(
-    nodes: np.ndarray,
-    open_min: np.ndarray,
-    due_min: np.ndarray,
-    service_min: np.ndarray,
-    load_delta: np.ndarray,
-    found: tuple,  # kernels.evaluate's results
-) -> PlanEval:
-    """A ``PlanEval`` from a plan's arrays and ``kernels.evaluate``'s results."""
-    arrive, begin, free, load, cum_dist, cum_late, end, service, cost, dist, late, feasible, in_range = found
     return PlanEval(
-        cost=float(cost),
-        dist_km=float(dist),
-        end_min=float(end),
-        late_cost=float(late),
-        service_min=float(service),
-        feasible=bool(feasible),
-        in_range=bool(in_range),
+        cost=cost,
+        dist_km=dist,
+        end_min=end,
+        late_cost=late,
+        service_min=service,
+        feasible=feasible,
+        in_range=in_range,
         nodes=nodes,
         stop_open_min=open_min,
         stop_due_min=due_min,
@@ -162,7 +150,7 @@ def _plan_eval(
         arrive_min=arrive,
         starts_min=begin,
         frees_min=free,
-        loads=load,
+        loads=loads,
         cum_dist_km=cum_dist,
         cum_late_cost=cum_late,
     )
