@@ -36,15 +36,14 @@ def episode_info(sim: Simulator) -> dict[str, Any]:
 
     ``on_time_rate`` is 1.0 until the first outcome (no order missed yet), so infos stay comparable.
     """
-    on_time, late, rejected, failed = sim.n_on_time, sim.n_late, sim.n_rejected, sim.n_failed
-    settled = on_time + late + rejected + failed
+    on_time, settled = sim.n_on_time, sim.n_settled
     return {
         "on_time_rate": on_time / settled if settled else 1.0,
         "cost": sim.cost().total,
         "expected_cost": sim.expected_cost,
-        "delivered": on_time + late,
-        "rejected": rejected,
-        "failed": failed,
+        "delivered": on_time + sim.n_late,
+        "rejected": sim.n_rejected,
+        "failed": sim.n_failed,
         "orders": sim.n_arrived,
         "time_min": sim.now,
     }

@@ -208,11 +208,10 @@ class DispatchObservation:
         else:  # the day is over: the fleet's rows and the counts, no order's columns
             plan_end = np.array([sim.plan(v.id).end_min for v in vehicles], dtype=np.float64)
             fleet, pending, defer = _no_insertions(plan_end), _NO_ORDER, False
-        settled = sim.n_on_time + sim.n_late + sim.n_rejected + sim.n_failed
         kernels.dispatch_features(
             order_f, vehicle_f, global_f, mask, world.xy_km, self._scales, world.time_modes, self._fixed,
             state.start_min, state.start_node, state.start_load, state.n_stops, fleet.ints, fleet.floats, now,
-            *pending, sim.n_open, sim.n_on_time, settled, sim.n_rejected, sim.n_arrived, sim.n_waiting,
+            *pending, sim.n_open, sim.n_on_time, sim.n_settled, sim.n_rejected, sim.n_arrived, sim.n_waiting,
             state.n_idle, reject, defer,
         )  # fmt: skip
         parts = {"order": order_f, "vehicles": vehicle_f, "global": global_f}

@@ -502,8 +502,12 @@ class Simulator:
     @property
     def n_open(self) -> int:
         """Accepted orders not yet delivered (or failed)."""
-        settled = self.n_on_time + self.n_late + self.n_rejected + self.n_failed
-        return self.n_arrived - settled - (self.current is not None) - self.n_waiting
+        return self.n_arrived - self.n_settled - (self.current is not None) - self.n_waiting
+
+    @property
+    def n_settled(self) -> int:
+        """Orders with an outcome: delivered (on time or late), rejected, or failed."""
+        return self.n_on_time + self.n_late + self.n_rejected + self.n_failed
 
     @property
     def n_waiting(self) -> int:
