@@ -33,19 +33,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 CHILD = """
-import json, sys, tempfile, time
+import json, os, sys, tempfile, time
+import lastmile_env
+where = os.path.dirname(os.path.dirname(os.path.abspath(lastmile_env.__file__)))
+if os.path.realpath(where) != os.path.realpath(sys.argv[5]):
+    sys.exit(f"--code {sys.argv[5]}: lastmile_env was imported from {where}, not from there")
 from lastmile_env.env import DispatchEnv
-from lastmile_env.vector_env import DispatchVectorEnv
 from agents.learned import training
+try:
+    from lastmile_env.vector_env import DispatchVectorEnv
+    timed_classes = (DispatchEnv, DispatchVectorEnv)
+except ImportError:  # a revision from before the vector env
+    timed_classes = (DispatchEnv,)
 
 config, steps, extra = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 clock = time.process_time if sys.argv[4] == "cpu" else time.perf_counter
 spent = [0.0]
 depth = [0]  # the vector env's step calls its sub-envs' steps: time the outermost call only
-for cls, name in (
-    (DispatchEnv, "step"), (DispatchEnv, "reset"), (DispatchEnv, "action_masks"),
-    (DispatchVectorEnv, "step"), (DispatchVectorEnv, "reset"), (DispatchVectorEnv, "action_masks"),
-):
+for cls, name in ((cls, name) for cls in timed_classes for name in ("step", "reset", "action_masks")):
     inner = getattr(cls, name)
     def timed(self, *args, _inner=inner, **kwargs):
         if depth[0]:  # inside a call already timed
@@ -96,8 +101,10 @@ def load_average() -> str:
 
 def run_once(config: Path, steps: int, pythonpath: str, overrides: list[str], clock: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": pythonpath}
+    # -P: the working directory (the repo) must not come before --code on the path
+    command = [sys.executable, "-P", "-c", CHILD, str(config), str(steps), json.dumps(overrides), clock]
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(config), str(steps), json.dumps(overrides), clock],
+        [*command, pythonpath],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -105,7 +112,8 @@ def run_once(config: Path, steps: int, pythonpath: str, overrides: list[str], cl
         timeout=3600,
     )
     if out.returncode != 0:
-        raise SystemExit(f"training run failed: {out.stderr.strip().splitlines()[-1:]}")
+        last = out.stderr.strip().splitlines()[-1:] or [f"exit status {out.returncode}"]
+        raise SystemExit(f"training run failed: {last[0]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -133,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.repeats < 1:
         print("--steps and --repeats must be positive", file=sys.stderr)
+        return 2
+    if not Path(args.code, "lastmile_env", "__init__.py").is_file():
+        print(f"--code: no lastmile_env package in {args.code}", file=sys.stderr)
         return 2
     if not args.config.is_file():
         print(f"--config: no such file: {args.config}", file=sys.stderr)

@@ -89,6 +89,34 @@ def test_vector_rows_compare_with_the_same_policy(tmp_path: Path) -> None:
     assert "N = 2 bare `DispatchEnv`s stepped in turn" in text
     assert "x the single env (random keys);" in text and "x its floor" in text
     assert "- vector env (N = 2) >= 3x the single env's decisions/s per core:" in text
+    share = re.search(r"spent in compiled \(numba\) code, whole days \| (\d+)% \|", text)
+    assert share is not None and 0 < int(share.group(1)) < 100, text
+    assert "; any design that runs each day's kernels reaches at most x" in text
+
+
+def test_kernels_timed_times_the_kernels_and_puts_them_back() -> None:
+    from lastmile_env import kernels
+
+    suite = _suite()
+    leg, search = kernels.leg, kernels.fleet_cheapest_insertion
+    env = suite.dispatch_env("small")
+    with suite.kernels_timed() as spent:
+        assert kernels.leg is not leg
+        suite.steps_per_second(env, 20, 0, masked=True, keys=True)
+    assert spent[0] > 0
+    assert kernels.leg is leg and kernels.fleet_cheapest_insertion is search
+
+
+def test_ppo_section_pairs_its_runs(tmp_path: Path) -> None:
+    out = tmp_path / "suite.md"
+    argv = ["--sections", "ppo", "--repeats", "2", "--ppo-steps", "64", "--out", str(out)]
+    assert _suite().main(argv) == 0
+    text = out.read_text()
+    assert re.search(
+        r"SB3 PPO on `default` \(flat obs\): env steps/s \| [\d,]+ \| [\d.]+ \(paired runs; ", text
+    )
+    assert "- SB3 PPO on `default` >= 0.70 of PPO on CartPole-v1 (paired runs): " in text
+    assert "2 runs of each alternating" in text
 
 
 FAKE_ORGYM = """

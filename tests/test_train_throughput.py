@@ -4,6 +4,7 @@ share (no timing is asserted), for the plain and the vector env; bad options are
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -34,3 +35,13 @@ def test_bad_options_are_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--steps and --repeats must be positive" in capsys.readouterr().err
     assert _script().main(["--config", "no/such.yaml"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_the_code_measured_is_the_code_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--code``'s ``lastmile_env`` is the one imported (the repo's own was, from the working directory)."""
+    assert _script().main(["--config", SMOKE, "--code", str(tmp_path)]) == 2
+    assert "no lastmile_env package in" in capsys.readouterr().err
+    (tmp_path / "lastmile_env").mkdir()
+    (tmp_path / "lastmile_env" / "__init__.py").write_text("raise ImportError('the copy was imported')\n")
+    with pytest.raises(SystemExit, match="training run failed: ImportError: the copy was imported"):
+        _script().main(["--config", SMOKE, "--steps", "64", "--repeats", "1", "--code", str(tmp_path)])
