@@ -621,6 +621,7 @@ def _search(
     ``m = i`` the pickup's service start) after the pickup and ``m - i`` more old stops, valid up to
     ``m = reached[i]`` (``-1``: nothing walked yet for this ``i``); a pair reads what an earlier one walked
     and walks (and records) only the rest: the same values by the same arithmetic as walking it again.
+    The plan's length is ``nodes``'s; the stop and prefix arrays may be longer (a fleet's packed rows).
     """
     mode = int(vehicle[MODE])
     time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
@@ -933,11 +934,12 @@ def fleet_cheapest_insertion(
         out_end[v] = summary[v, 2]
         if not feasible[v]:
             continue
+        # the stop and prefix rows whole: the search reads the plan's length from ``row`` and only indexes the
+        # others within it (a row is a cheaper view than a slice of it)
         i, j, delta, km, eta = _search(
-            time_min, dist_km, mults, shift_start_h, vehicles[v], costs, row, open_min[v, :k],
-            due_min[v, :k], service_min[v, :k], load_delta[v, :k], free[v, : k + 1], loads[v, : k + 1],
-            cum_dist[v, : k + 1], cum_late[v, : k + 1], summary[v], new, tie, lower, pi, pj, heap, work,
-            walks, reached,
+            time_min, dist_km, mults, shift_start_h, vehicles[v], costs, row, open_min[v], due_min[v],
+            service_min[v], load_delta[v], free[v], loads[v], cum_dist[v], cum_late[v], summary[v], new, tie,
+            lower, pi, pj, heap, work, walks, reached,
         )  # fmt: skip
         out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = i, j, delta, km, eta
     return n_idle
