@@ -527,17 +527,15 @@ def insertion_bounds(
             gained += more if more > 0.0 else 0.0
             leave[q] = begin + service_min[s]
             t = leave[q] + leg[q]
-        p_km = 0.0
+        p_km = to_center_km + dist_km[center, b] - old_km[o]  # the pickup's added km (delivery elsewhere)
         for j in range(i, k + 1):
             u = _at(j)
-            if j > i and loads[u] > room:
-                break
             if j == i:
                 add_km = to_center_km + center_dest_km + from_dest[o] - old_km[o]
                 reach = left + center_dest_min * per_ff
             else:
-                if j == i + 1:  # once per i: the pickup's added km
-                    p_km = to_center_km + dist_km[center, b] - old_km[o]
+                if loads[u] > room:
+                    break
                 add_km = p_km + del_km[u]
                 reach = leave[u] + reach_leg[u]
             served = reach if reach >= new[4] else new[4]
