@@ -24,6 +24,14 @@ from numba import njit
 
 
 @njit(cache=True, inline="always")
+def _at(index: int) -> np.uintp:
+    """``index`` as an unsigned integer: numba indexes an array by it without the check for a negative index
+    (Python's wrap-around) that it makes for a signed one, three instructions a read. Only for an index
+    known to be 0 or more (a position, a place); the float results are the same bits."""
+    return np.uintp(index)
+
+
+@njit(cache=True, inline="always")
 def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, depart_min: float) -> float:
     """Arrival of a leg of ``free_flow_min`` free-flow minutes leaving at ``depart_min`` (sim minutes).
 
@@ -34,15 +42,18 @@ def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, d
     if free_flow_min <= 0.0:
         return depart_min
     clock_h = shift_start_h + depart_min / 60.0
-    if not 0.0 <= clock_h < 24.0:  # (x % 24.0 is x itself within a day: the modulo only past midnight)
+    if 0.0 <= clock_h < 24.0:  # within the day: x % 24.0 is x itself, and its hour is 0..23
+        hour = int(clock_h)
+    else:  # (a tiny negative x % 24.0 is 24.0: its hour wraps to 0)
         clock_h %= 24.0
-    hour = int(clock_h) % 24
+        hour = int(clock_h) % 24
     left_min = (hour + 1 - clock_h) * 60.0
-    need_min = free_flow_min * mults[hour]
+    mult = mults[_at(hour)]
+    need_min = free_flow_min * mult
     if need_min <= left_min:
         return depart_min + need_min
     t = depart_min + left_min
-    work = free_flow_min - left_min / mults[hour]
+    work = free_flow_min - left_min / mult
     hour = (hour + 1) % 24
     if work < 60.0 / mults[hour]:  # done within the next hour (less than a day: 60 / mults[h] <= per_day)
         return t + work * mults[hour]
@@ -407,14 +418,6 @@ QUERY_ORDER, ORDER_COLUMNS = 2, 9
 WORK_ROWS = 9  # rows of the per-stop scratch that ``insertion_bounds`` fills (``_search`` reads some)
 TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - tie + this cannot beat it
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
-
-
-@njit(cache=True, inline="always")
-def _at(index: int) -> np.uintp:
-    """``index`` as an unsigned integer: numba indexes an array by it without the check for a negative index
-    (Python's wrap-around) that it makes for a signed one, three instructions a read. Only for an index
-    known to be 0 or more (a position, a place); the float results are the same bits."""
-    return np.uintp(index)
 
 
 @njit(cache=True)
