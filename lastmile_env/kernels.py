@@ -420,10 +420,11 @@ TIE_MARGIN = 1e-10  # far above a bound's rounding: a pair bounded above best - 
 BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a lateness bound never jumps early
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def window_floor(mults: np.ndarray, shift_start_h: float, start_min: float, shift_end_min: float) -> float:
     """The lowest congestion multiplier of the clock hours from ``start_min`` to the shift end: every leg of a
-    feasible plan from ``start_min`` is driven within them (the whole day's lowest past a day)."""
+    feasible plan from ``start_min`` is driven within them (the whole day's lowest past a day). Inlined into
+    the search, which takes it once per vehicle (a call there cost more than its loop)."""
     first = math.floor(shift_start_h + start_min / 60.0)
     last = math.floor(shift_start_h + (shift_end_min + BOUND_MARGIN_MIN) / 60.0)
     if last - first >= 23:
