@@ -24,6 +24,14 @@ from numba import njit
 
 
 @njit(cache=True, inline="always")
+def _at(index: int) -> np.uintp:
+    """``index`` as an unsigned integer: numba indexes an array by it without the check for a negative index
+    (Python's wrap-around) that it makes for a signed one, three instructions a read. Only for an index
+    known to be 0 or more (a position, a place); the float results are the same bits."""
+    return np.uintp(index)
+
+
+@njit(cache=True, inline="always")
 def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, depart_min: float) -> float:
     """Arrival of a leg of ``free_flow_min`` free-flow minutes leaving at ``depart_min`` (sim minutes).
 
@@ -34,15 +42,18 @@ def igl_arrival(mults: np.ndarray, shift_start_h: float, free_flow_min: float, d
     if free_flow_min <= 0.0:
         return depart_min
     clock_h = shift_start_h + depart_min / 60.0
-    if not 0.0 <= clock_h < 24.0:  # (x % 24.0 is x itself within a day: the modulo only past midnight)
+    if 0.0 <= clock_h < 24.0:  # within the day: x % 24.0 is x itself, and its hour is 0..23
+        hour = int(clock_h)
+    else:  # (a tiny negative x % 24.0 is 24.0: its hour wraps to 0)
         clock_h %= 24.0
-    hour = int(clock_h) % 24
+        hour = int(clock_h) % 24
     left_min = (hour + 1 - clock_h) * 60.0
-    need_min = free_flow_min * mults[hour]
+    mult = mults[_at(hour)]
+    need_min = free_flow_min * mult
     if need_min <= left_min:
         return depart_min + need_min
     t = depart_min + left_min
-    work = free_flow_min - left_min / mults[hour]
+    work = free_flow_min - left_min / mult
     hour = (hour + 1) % 24
     if work < 60.0 / mults[hour]:  # done within the next hour (less than a day: 60 / mults[h] <= per_day)
         return t + work * mults[hour]
@@ -410,17 +421,10 @@ BOUND_MARGIN_MIN = 1e-6  # the floor times' rounding is far below this: a latene
 
 
 @njit(cache=True, inline="always")
-def _at(index: int) -> np.uintp:
-    """``index`` as an unsigned integer: numba indexes an array by it without the check for a negative index
-    (Python's wrap-around) that it makes for a signed one, three instructions a read. Only for an index
-    known to be 0 or more (a position, a place); the float results are the same bits."""
-    return np.uintp(index)
-
-
-@njit(cache=True)
 def window_floor(mults: np.ndarray, shift_start_h: float, start_min: float, shift_end_min: float) -> float:
     """The lowest congestion multiplier of the clock hours from ``start_min`` to the shift end: every leg of a
-    feasible plan from ``start_min`` is driven within them (the whole day's lowest past a day)."""
+    feasible plan from ``start_min`` is driven within them (the whole day's lowest past a day). Inlined into
+    the search, which takes it once per vehicle (a call there cost more than its loop)."""
     first = math.floor(shift_start_h + start_min / 60.0)
     last = math.floor(shift_start_h + (shift_end_min + BOUND_MARGIN_MIN) / 60.0)
     if last - first >= 23:
@@ -527,17 +531,15 @@ def insertion_bounds(
             gained += more if more > 0.0 else 0.0
             leave[q] = begin + service_min[s]
             t = leave[q] + leg[q]
-        p_km = 0.0
+        p_km = to_center_km + dist_km[center, b] - old_km[o]  # the pickup's added km (delivery elsewhere)
         for j in range(i, k + 1):
             u = _at(j)
-            if j > i and loads[u] > room:
-                break
             if j == i:
                 add_km = to_center_km + center_dest_km + from_dest[o] - old_km[o]
                 reach = left + center_dest_min * per_ff
             else:
-                if j == i + 1:  # once per i: the pickup's added km
-                    p_km = to_center_km + dist_km[center, b] - old_km[o]
+                if loads[u] > room:
+                    break
                 add_km = p_km + del_km[u]
                 reach = leave[u] + reach_leg[u]
             served = reach if reach >= new[4] else new[4]
@@ -621,6 +623,7 @@ def _search(
     ``m = i`` the pickup's service start) after the pickup and ``m - i`` more old stops, valid up to
     ``m = reached[i]`` (``-1``: nothing walked yet for this ``i``); a pair reads what an earlier one walked
     and walks (and records) only the rest: the same values by the same arithmetic as walking it again.
+    The plan's length is ``nodes``'s; the stop and prefix arrays may be longer (a fleet's packed rows).
     """
     mode = int(vehicle[MODE])
     time_min, dist_km, mults = time_modes[mode], dist_modes[mode], mults_modes[mode]
@@ -933,11 +936,12 @@ def fleet_cheapest_insertion(
         out_end[v] = summary[v, 2]
         if not feasible[v]:
             continue
+        # the stop and prefix rows whole: the search reads the plan's length from ``row`` and only indexes the
+        # others within it (a row is a cheaper view than a slice of it)
         i, j, delta, km, eta = _search(
-            time_min, dist_km, mults, shift_start_h, vehicles[v], costs, row, open_min[v, :k],
-            due_min[v, :k], service_min[v, :k], load_delta[v, :k], free[v, : k + 1], loads[v, : k + 1],
-            cum_dist[v, : k + 1], cum_late[v, : k + 1], summary[v], new, tie, lower, pi, pj, heap, work,
-            walks, reached,
+            time_min, dist_km, mults, shift_start_h, vehicles[v], costs, row, open_min[v], due_min[v],
+            service_min[v], load_delta[v], free[v], loads[v], cum_dist[v], cum_late[v], summary[v], new, tie,
+            lower, pi, pj, heap, work, walks, reached,
         )  # fmt: skip
         out_i[v], out_j[v], out_delta[v], out_km[v], out_eta[v] = i, j, delta, km, eta
     return n_idle
