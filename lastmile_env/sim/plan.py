@@ -207,13 +207,13 @@ class FleetPlans:
 
     ``sync`` then ``search`` bring the rows up to date with the simulator: a row's stops are rebuilt
     (``stop_arrays``) only when its vehicle's route differs from the one it was built from (stops are
-    immutable, so comparing the lists is exact and cheap), or lose their first stop in the kernel when the
-    vehicle left for it (the row is then one stop longer than the vehicle's gathered ``PLANNED`` stops), and a
-    row is flagged ``dirty`` (to be scheduled again by the kernel)
-    when its stops or its start (``Simulator.plan_start``, computed in the kernel from the gathered
-    ``state``) changed. Only the vehicles the simulator ``touch``-ed since the last sync are read again
-    (their state into ``state``, their route compared): the simulator touches every vehicle it changes, so
-    a sync costs Python per changed vehicle, not per vehicle.
+    immutable, so comparing the lists is exact and cheap), or lose their first stops in the kernel when the
+    vehicle left for them (the row is then that many stops longer than the vehicle's gathered ``PLANNED``
+    stops), and a row is flagged ``dirty`` (to be scheduled again by the kernel) when its stops or its start
+    (``Simulator.plan_start``, computed in the kernel from the gathered ``state``) changed. Only the vehicles
+    the simulator ``touch``-ed since the last sync are read again (their state into ``state``, their route
+    compared): the simulator touches every vehicle it changes, so a sync costs Python per changed vehicle,
+    not per vehicle.
     """
 
     def __init__(self) -> None:
@@ -297,7 +297,7 @@ class FleetPlans:
         self._touched.add(vid)
 
     def sync(self, sim: Simulator) -> None:
-        """Bring every row's stops up to date with ``sim``'s vehicles (a dropped first stop is left to the
+        """Bring every row's stops up to date with ``sim``'s vehicles (dropped first stops are left to the
         next ``search``) and gather the touched vehicles' state; ``search`` then computes every plan's start
         at ``sim.now`` (the state the observation reads too: ``state``)."""
         vehicles = sim.vehicles
@@ -336,8 +336,9 @@ class FleetPlans:
             route, built = vehicles[vid].route, routes[vid]
             if route == built:
                 continue
-            if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
-                del built[0]  # the kernel moves the row's stops up (``kernels.shift_row``): counts > PLANNED
+            dropped = len(built) - len(route)
+            if dropped > 0 and route == built[dropped:]:  # its first stops became legs (driven or under way)
+                del built[:dropped]  # the kernel moves the stops up (``kernels.shift_row``): counts > PLANNED
             else:
                 self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
 
