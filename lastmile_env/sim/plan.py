@@ -247,6 +247,18 @@ class FleetPlans:
         self._name_views()
         self._routes = [[] for _ in range(n)]
 
+    def _grow(self, capacity: int) -> None:
+        """Rows for plans of up to ``capacity`` stops (a plan outgrew them), every row's stops and schedule
+        copied over: no row is rebuilt or scheduled again."""
+        extra = capacity - self.capacity
+        for name in ("nodes", "stop_times", "load_delta", "prefix", "loads"):  # the arrays sized by capacity
+            old = getattr(self, name)
+            grown = np.zeros((*old.shape[:-1], old.shape[-1] + extra), dtype=old.dtype)
+            grown[..., : old.shape[-1]] = old
+            setattr(self, name, grown)
+        self.capacity = capacity
+        self._name_views()
+
     def _name_views(self) -> None:
         """The stacks' rows as named views: what the Python code and the other kernels read."""
         self.counts = self.row_ints[kernels.ROW_COUNTS]
@@ -323,9 +335,8 @@ class FleetPlans:
                 if k > longest:
                     longest = k
         self._touched = set()
-        if longest > self.capacity:  # a plan outgrew the rows: every row is rebuilt, twice as long
-            self._alloc(n, 2 * longest)
-            touched = range(n)
+        if longest > self.capacity:  # a plan outgrew the rows: twice as long
+            self._grow(2 * longest)
         for vid in self._battery:  # a battery's state is part of the plan's start
             flown = vehicles[vid].flown_km
             if self.params[vid, kernels.FLOWN_KM] != flown:
@@ -386,10 +397,12 @@ class FleetPlans:
         pickup after ``i`` and its delivery after ``j`` old stops, ``route`` being the new plan's stops;
         returns the new plan's cost and the service start of its stop ``served``, bit for bit those of
         ``evaluate_plan`` of ``route`` (``kernels.insert_into_row``), and the row stays current. None when
-        the row has no room for two more stops (the caller prices the plan; ``sync`` rebuilds the rows)."""
-        k = self.counts.item(vid)
-        if k + 2 > self.capacity or self.dirty.item(vid):
+        the row is not current (the caller prices the plan; ``sync`` rebuilds the row)."""
+        if self.dirty.item(vid):
             return None
+        k = self.counts.item(vid)
+        if k + 2 > self.capacity:  # no room for two more stops
+            self._grow(2 * (k + 2))
         pickup_service = world.config.orders.pickup_service_min
         new_stops = self._new_stops  # written in place: no new array per insertion
         _pack_new_stops(
