@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from lastmile_env import kernels
-from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
+from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, as_named, has_battery
 from lastmile_env.sim.world import World
 
 if TYPE_CHECKING:
@@ -388,7 +388,8 @@ class FleetPlans:
 
     def state(self) -> FleetState:
         """The fleet's state as of the last ``sync`` (the arrays themselves: read only)."""
-        return FleetState(self.start_min, self.start_node, self.start_load, self.n_stops, self.n_idle)
+        state = (self.start_min, self.start_node, self.start_load, self.n_stops, self.n_idle)
+        return as_named(FleetState, state)
 
     def insert(
         self, world: World, vid: int, route: list[Stop], i: int, j: int, order: Order, served: int

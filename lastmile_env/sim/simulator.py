@@ -71,6 +71,7 @@ from lastmile_env.sim.types import (
     Stop,
     StopKind,
     Vehicle,
+    as_named,
 )
 from lastmile_env.sim.world import World
 
@@ -98,9 +99,6 @@ _UNSET: Any = object()  # ``insertion``'s cache lookup: not cached (None is a ca
 # Wave mode: an order must go now when waiting for the next wave would make it late by more than this
 # (minutes; absorbs float rounding of times given in integer seconds).
 _MUST_EPS_MIN = 1e-6
-# builds a NamedTuple from a tuple of all its fields, as its ``_make`` does, without the Python-level
-# ``__new__`` frame (``cost``, ``ledger`` and ``decision`` run every env step)
-_as_named = tuple.__new__
 
 
 class SimulationError(RuntimeError):
@@ -413,11 +411,11 @@ class Simulator:
     def decision(self) -> Decision | None:
         """The decision pending now (None between decisions and at the end of the shift)."""
         if self.current is not None:
-            return _as_named(Decision, (_DISPATCH, self.current, -1))
+            return as_named(Decision, (_DISPATCH, self.current, -1))
         if self.routing_vehicle is not None:
-            return _as_named(Decision, (_ROUTE_DECISION, None, self.routing_vehicle))
+            return as_named(Decision, (_ROUTE_DECISION, None, self.routing_vehicle))
         if self.wave_pending:
-            return _as_named(Decision, (_WAVE_DECISION, None, -1))
+            return as_named(Decision, (_WAVE_DECISION, None, -1))
         return None
 
     @property
@@ -481,13 +479,11 @@ class Simulator:
         for v in self.vehicles:
             distance += v.dist_km * v.cost_per_km
             driver += v.duty_min * v.cost_per_hour / 60.0
-        return _as_named(
-            CostBreakdown, (distance, driver, self.late_cost, self.reject_cost, self.failed_cost)
-        )
+        return as_named(CostBreakdown, (distance, driver, self.late_cost, self.reject_cost, self.failed_cost))
 
     def ledger(self) -> Ledger:
         """The running totals reward functions compare (``Ledger``)."""
-        return _as_named(
+        return as_named(
             Ledger,
             (
                 self.expected_cost,
@@ -862,7 +858,7 @@ class Simulator:
                     continue
                 self.current = order
                 self._check()
-                return _as_named(Decision, (_DISPATCH, order, -1))  # ``decision`` now
+                return as_named(Decision, (_DISPATCH, order, -1))  # ``decision`` now
             elif kind == _WAVE:
                 if self.deferred:
                     self.wave_pending = True
@@ -1146,7 +1142,8 @@ class Simulator:
                 self._request_route(v)
                 return False
             v.waiting = False
-        depart = max(v.free_min, self.now)
+        free_min, now = v.free_min, self.now
+        depart = now if now > free_min else free_min  # max(free_min, now), without the builtin's call
         noisy = self._noise_rng is not None
         before = committed = 0.0
         if noisy and (v.route or v.node != v.home):
@@ -1164,10 +1161,13 @@ class Simulator:
                 self.orders[stop.order], stop.kind, self._pickup_service_min
             )
             open_min, due_min, service_min = float(opens), float(due), float(service)
-            # the one-stop plan [stop], bit for bit as ``evaluate_plan`` prices it
+            # the one-stop plan [stop], bit for bit as ``evaluate_plan`` prices it (the arguments spelled
+            # out: a call with ``*`` unpacking builds them into a list first)
+            time_modes, dist_modes, mults, shift_start_h = self._travel
+            late_fixed, late_per_min = self._late_costs
             arrive, begin, free, late, leg_km = kernels.leg(
-                *self._travel, v.speed_factor, v.home, v.mode, v.range_km, v.recharge_min, depart, src, dst,
-                open_min, due_min, service_min, *self._late_costs,
+                time_modes, dist_modes, mults, shift_start_h, v.speed_factor, v.home, v.mode, v.range_km,
+                v.recharge_min, depart, src, dst, open_min, due_min, service_min, late_fixed, late_per_min,
             )  # fmt: skip
             if factor != 1.0:
                 arrive = depart + (arrive - depart) * factor
