@@ -208,8 +208,12 @@ class Simulator:
         self._plans: list[PlanEval | None] = [None] * len(self.vehicles)
         self._empty_plans: dict[tuple[float, ...], PlanEval] = {}  # ``price`` of no stops, at _empty_plans_at
         self._empty_plans_at = math.nan
+        # ``insertion``'s cache: every change of a plan or of the clock replaces the dict, which also marks
+        # what was found with the one replaced as stale (``_fleet_insertions_with``, ``_searched_with``)
         self._insertions: dict[tuple[int, int], Insertion | None] = {}
-        self._fleet_insertions: dict[int, FleetInsertion] = {}  # by order id; cleared with _insertions
+        self._fleet_insertions: dict[int, FleetInsertion] = {}  # by order id, found at _fleet_insertions_with
+        self._fleet_insertions_with = self._insertions
+        self._searched_with: dict[tuple[int, int], Insertion | None] | None = None  # at the last fleet search
         self.fleet_plans = FleetPlans()  # every plan packed, for whole-fleet kernels
         self.late_cost = 0.0
         self.reject_cost = 0.0
@@ -345,15 +349,15 @@ class Simulator:
             order = self._pending()
         elif order.status != _PENDING or order.id >= self.n_arrived:
             raise SimulationError(f"order {order.id} is not pending a decision")
-        marker = (order.id, -1)  # in _insertions while the fleet result is current: both go stale together
+        if self._fleet_insertions_with is not self._insertions:  # a plan or the clock changed since
+            self._fleet_insertions, self._fleet_insertions_with = {}, self._insertions
         found = self._fleet_insertions.get(order.id)
-        if found is not None and marker in self._insertions:  # the env asks ~3 times per decision
+        if found is not None:  # the env asks ~3 times per decision
             return found
-        if not self._insertions:
-            self._fleet_insertions = {}
         fleet = getattr(self.insertion_rule, "fleet", None)
         if fleet is not None:
             found = fleet(self, order)
+            self._searched_with = self._insertions
         else:
             each = [self.insertion(v, order) for v in range(len(self.vehicles))]
             found = FleetInsertion.of(
@@ -365,22 +369,17 @@ class Simulator:
                 np.array([self.plan(v).end_min for v in range(len(self.vehicles))]),
             )
         self._fleet_insertions[order.id] = found
-        self._insertions[marker] = None
         return found
 
-    def _fleet_searched(self, order: Order) -> bool:
-        """Whether ``fleet_plans`` is current: the rule's fleet search for ``order`` ran since the last
-        change of any plan or of the clock."""
-        return (
-            hasattr(self.insertion_rule, "fleet")
-            and (order.id, -1) in self._insertions
-            and order.id in self._fleet_insertions
-        )
+    def _fleet_searched(self) -> bool:
+        """Whether ``fleet_plans`` is current: the rule's fleet search ran (for any order: it brings every
+        row up to date) since the last change of any plan or of the clock."""
+        return self._searched_with is self._insertions
 
     def fleet_state(self) -> FleetState:
         """Every vehicle's plan start (``plan_start``), planned stops and the idle count, as arrays: those the
         fleet search gathered when it ran at this state (read only), else gathered now."""
-        if self.current is not None and self._fleet_searched(self.current):
+        if self.current is not None and self._fleet_searched():
             return self.fleet_plans.state()
         return fleet_state(self.vehicles, self.now)
 
@@ -533,7 +532,7 @@ class Simulator:
         # is scheduled in place (the same arithmetic as pricing ``stops`` again); the plan itself is priced
         # only if asked for (``plan``).
         committed = None
-        if self._fleet_searched(order):
+        if self._fleet_searched():
             old_cost = self.fleet_plans.summary.item(vehicle_id, 0)
             committed = self.fleet_plans.insert(
                 self.world, vehicle_id, stops, ins.pickup_after, ins.delivery_after, order, served
