@@ -574,7 +574,8 @@ class Simulator:
         self.n_rejected += 1
         self._logged.append((self.now, "reject", order.id, -1))
         self.current = None
-        self._check()
+        if self.debug:
+            self._check()
         return penalty
 
     def defer(self) -> float:
@@ -856,7 +857,8 @@ class Simulator:
                     self.deferred.append(order)
                     continue
                 self.current = order
-                self._check()
+                if self.debug:
+                    self._check()
                 return as_named(Decision, (_DISPATCH, order, -1))  # ``decision`` now
             elif kind == _WAVE:
                 if self.deferred:
