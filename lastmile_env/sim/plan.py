@@ -406,9 +406,11 @@ class FleetPlans:
             self._grow(2 * (k + 2))
         pickup_service = world.config.orders.pickup_service_min
         new_stops = self._new_stops  # written in place: no new array per insertion
+        p_open, p_due, p_service, p_delta = stop_values(order, _PICKUP, pickup_service)
+        d_open, d_due, d_service, d_delta = stop_values(order, _DELIVERY, pickup_service)
         _pack_new_stops(
-            new_stops, 0, order.center, *stop_values(order, _PICKUP, pickup_service),
-            order.loc, *stop_values(order, _DELIVERY, pickup_service),
+            new_stops, 0, order.center, p_open, p_due, p_service, p_delta,
+            order.loc, d_open, d_due, d_service, d_delta,
         )  # fmt: skip
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,
