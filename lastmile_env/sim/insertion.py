@@ -14,7 +14,7 @@ import numpy as np
 
 from lastmile_env import kernels
 from lastmile_env.sim.plan import vehicle_params
-from lastmile_env.sim.types import Order, Stop, StopKind
+from lastmile_env.sim.types import Order, Stop, StopKind, as_named
 
 if TYPE_CHECKING:
     from lastmile_env.sim.simulator import Simulator
@@ -117,13 +117,16 @@ class FleetInsertion(NamedTuple):
         i = ints.item(_FOUND_I, vehicle_id)
         if i < 0:
             return None
-        return Insertion(
-            vehicle_id,
-            i,
-            ints.item(_FOUND_J, vehicle_id),
-            floats.item(_FOUND_COST, vehicle_id),
-            floats.item(_FOUND_KM, vehicle_id),
-            floats.item(_FOUND_ETA, vehicle_id),
+        return as_named(
+            Insertion,
+            (
+                vehicle_id,
+                i,
+                ints.item(_FOUND_J, vehicle_id),
+                floats.item(_FOUND_COST, vehicle_id),
+                floats.item(_FOUND_KM, vehicle_id),
+                floats.item(_FOUND_ETA, vehicle_id),
+            ),
         )
 
 
@@ -200,7 +203,7 @@ class CheapestInsertion:
         ``self(sim, v, order)``."""
         plans = sim.fleet_plans
         plans.sync(sim)
-        return FleetInsertion(*plans.search(sim.world, sim.now, _order_values(sim, order), TIE))
+        return as_named(FleetInsertion, plans.search(sim.world, sim.now, _order_values(sim, order), TIE))
 
 
 class AppendInsertion:

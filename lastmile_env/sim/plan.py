@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from lastmile_env import kernels
-from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, has_battery
+from lastmile_env.sim.types import Order, Stop, StopKind, Vehicle, as_named, has_battery
 from lastmile_env.sim.world import World
 
 if TYPE_CHECKING:
@@ -207,13 +207,13 @@ class FleetPlans:
 
     ``sync`` then ``search`` bring the rows up to date with the simulator: a row's stops are rebuilt
     (``stop_arrays``) only when its vehicle's route differs from the one it was built from (stops are
-    immutable, so comparing the lists is exact and cheap), or lose their first stop in the kernel when the
-    vehicle left for it (the row is then one stop longer than the vehicle's gathered ``PLANNED`` stops), and a
-    row is flagged ``dirty`` (to be scheduled again by the kernel)
-    when its stops or its start (``Simulator.plan_start``, computed in the kernel from the gathered
-    ``state``) changed. Only the vehicles the simulator ``touch``-ed since the last sync are read again
-    (their state into ``state``, their route compared): the simulator touches every vehicle it changes, so
-    a sync costs Python per changed vehicle, not per vehicle.
+    immutable, so comparing the lists is exact and cheap), or lose their first stops in the kernel when the
+    vehicle left for them (the row is then that many stops longer than the vehicle's gathered ``PLANNED``
+    stops), and a row is flagged ``dirty`` (to be scheduled again by the kernel) when its stops or its start
+    (``Simulator.plan_start``, computed in the kernel from the gathered ``state``) changed. Only the vehicles
+    the simulator ``touch``-ed since the last sync are read again (their state into ``state``, their route
+    compared): the simulator touches every vehicle it changes, so a sync costs Python per changed vehicle,
+    not per vehicle.
     """
 
     def __init__(self) -> None:
@@ -246,6 +246,18 @@ class FleetPlans:
         self.summary = np.zeros((n, 5))  # cost, km, return time, lateness cost, service minutes
         self._name_views()
         self._routes = [[] for _ in range(n)]
+
+    def _grow(self, capacity: int) -> None:
+        """Rows for plans of up to ``capacity`` stops (a plan outgrew them), every row's stops and schedule
+        copied over: no row is rebuilt or scheduled again."""
+        extra = capacity - self.capacity
+        for name in ("nodes", "stop_times", "load_delta", "prefix", "loads"):  # the arrays sized by capacity
+            old = getattr(self, name)
+            grown = np.zeros((*old.shape[:-1], old.shape[-1] + extra), dtype=old.dtype)
+            grown[..., : old.shape[-1]] = old
+            setattr(self, name, grown)
+        self.capacity = capacity
+        self._name_views()
 
     def _name_views(self) -> None:
         """The stacks' rows as named views: what the Python code and the other kernels read."""
@@ -297,7 +309,7 @@ class FleetPlans:
         self._touched.add(vid)
 
     def sync(self, sim: Simulator) -> None:
-        """Bring every row's stops up to date with ``sim``'s vehicles (a dropped first stop is left to the
+        """Bring every row's stops up to date with ``sim``'s vehicles (dropped first stops are left to the
         next ``search``) and gather the touched vehicles' state; ``search`` then computes every plan's start
         at ``sim.now`` (the state the observation reads too: ``state``)."""
         vehicles = sim.vehicles
@@ -323,9 +335,8 @@ class FleetPlans:
                 if k > longest:
                     longest = k
         self._touched = set()
-        if longest > self.capacity:  # a plan outgrew the rows: every row is rebuilt, twice as long
-            self._alloc(n, 2 * longest)
-            touched = range(n)
+        if longest > self.capacity:  # a plan outgrew the rows: twice as long
+            self._grow(2 * longest)
         for vid in self._battery:  # a battery's state is part of the plan's start
             flown = vehicles[vid].flown_km
             if self.params[vid, kernels.FLOWN_KM] != flown:
@@ -336,8 +347,9 @@ class FleetPlans:
             route, built = vehicles[vid].route, routes[vid]
             if route == built:
                 continue
-            if len(route) == len(built) - 1 and route == built[1:]:  # its first stop became the current leg
-                del built[0]  # the kernel moves the row's stops up (``kernels.shift_row``): counts > PLANNED
+            dropped = len(built) - len(route)
+            if dropped > 0 and route == built[dropped:]:  # its first stops became legs (driven or under way)
+                del built[:dropped]  # the kernel moves the stops up (``kernels.shift_row``): counts > PLANNED
             else:
                 self._write(sim.world, sim.orders, vid, route, sim.priced_route(vid))
 
@@ -376,7 +388,8 @@ class FleetPlans:
 
     def state(self) -> FleetState:
         """The fleet's state as of the last ``sync`` (the arrays themselves: read only)."""
-        return FleetState(self.start_min, self.start_node, self.start_load, self.n_stops, self.n_idle)
+        state = (self.start_min, self.start_node, self.start_load, self.n_stops, self.n_idle)
+        return as_named(FleetState, state)
 
     def insert(
         self, world: World, vid: int, route: list[Stop], i: int, j: int, order: Order, served: int
@@ -385,15 +398,19 @@ class FleetPlans:
         pickup after ``i`` and its delivery after ``j`` old stops, ``route`` being the new plan's stops;
         returns the new plan's cost and the service start of its stop ``served``, bit for bit those of
         ``evaluate_plan`` of ``route`` (``kernels.insert_into_row``), and the row stays current. None when
-        the row has no room for two more stops (the caller prices the plan; ``sync`` rebuilds the rows)."""
-        k = self.counts.item(vid)
-        if k + 2 > self.capacity or self.dirty.item(vid):
+        the row is not current (the caller prices the plan; ``sync`` rebuilds the row)."""
+        if self.dirty.item(vid):
             return None
+        k = self.counts.item(vid)
+        if k + 2 > self.capacity:  # no room for two more stops
+            self._grow(2 * (k + 2))
         pickup_service = world.config.orders.pickup_service_min
         new_stops = self._new_stops  # written in place: no new array per insertion
+        p_open, p_due, p_service, p_delta = stop_values(order, _PICKUP, pickup_service)
+        d_open, d_due, d_service, d_delta = stop_values(order, _DELIVERY, pickup_service)
         _pack_new_stops(
-            new_stops, 0, order.center, *stop_values(order, _PICKUP, pickup_service),
-            order.loc, *stop_values(order, _DELIVERY, pickup_service),
+            new_stops, 0, order.center, p_open, p_due, p_service, p_delta,
+            order.loc, d_open, d_due, d_service, d_delta,
         )  # fmt: skip
         cost, start = kernels.insert_into_row(
             world.time_modes, world.dist_modes, world.mode_mults, world.config.shift_start_hour, self.params,

@@ -71,6 +71,7 @@ from lastmile_env.sim.types import (
     Stop,
     StopKind,
     Vehicle,
+    as_named,
 )
 from lastmile_env.sim.world import World
 
@@ -98,9 +99,6 @@ _UNSET: Any = object()  # ``insertion``'s cache lookup: not cached (None is a ca
 # Wave mode: an order must go now when waiting for the next wave would make it late by more than this
 # (minutes; absorbs float rounding of times given in integer seconds).
 _MUST_EPS_MIN = 1e-6
-# builds a NamedTuple from a tuple of all its fields, as its ``_make`` does, without the Python-level
-# ``__new__`` frame (``cost``, ``ledger`` and ``decision`` run every env step)
-_as_named = tuple.__new__
 
 
 class SimulationError(RuntimeError):
@@ -210,8 +208,12 @@ class Simulator:
         self._plans: list[PlanEval | None] = [None] * len(self.vehicles)
         self._empty_plans: dict[tuple[float, ...], PlanEval] = {}  # ``price`` of no stops, at _empty_plans_at
         self._empty_plans_at = math.nan
+        # ``insertion``'s cache: every change of a plan or of the clock replaces the dict, which also marks
+        # what was found with the one replaced as stale (``_fleet_insertions_with``, ``_searched_with``)
         self._insertions: dict[tuple[int, int], Insertion | None] = {}
-        self._fleet_insertions: dict[int, FleetInsertion] = {}  # by order id; cleared with _insertions
+        self._fleet_insertions: dict[int, FleetInsertion] = {}  # by order id, found at _fleet_insertions_with
+        self._fleet_insertions_with = self._insertions
+        self._searched_with: dict[tuple[int, int], Insertion | None] | None = None  # at the last fleet search
         self.fleet_plans = FleetPlans()  # every plan packed, for whole-fleet kernels
         self.late_cost = 0.0
         self.reject_cost = 0.0
@@ -347,15 +349,15 @@ class Simulator:
             order = self._pending()
         elif order.status != _PENDING or order.id >= self.n_arrived:
             raise SimulationError(f"order {order.id} is not pending a decision")
-        marker = (order.id, -1)  # in _insertions while the fleet result is current: both go stale together
+        if self._fleet_insertions_with is not self._insertions:  # a plan or the clock changed since
+            self._fleet_insertions, self._fleet_insertions_with = {}, self._insertions
         found = self._fleet_insertions.get(order.id)
-        if found is not None and marker in self._insertions:  # the env asks ~3 times per decision
+        if found is not None:  # the env asks ~3 times per decision
             return found
-        if not self._insertions:
-            self._fleet_insertions = {}
         fleet = getattr(self.insertion_rule, "fleet", None)
         if fleet is not None:
             found = fleet(self, order)
+            self._searched_with = self._insertions
         else:
             each = [self.insertion(v, order) for v in range(len(self.vehicles))]
             found = FleetInsertion.of(
@@ -367,22 +369,17 @@ class Simulator:
                 np.array([self.plan(v).end_min for v in range(len(self.vehicles))]),
             )
         self._fleet_insertions[order.id] = found
-        self._insertions[marker] = None
         return found
 
-    def _fleet_searched(self, order: Order) -> bool:
-        """Whether ``fleet_plans`` is current: the rule's fleet search for ``order`` ran since the last
-        change of any plan or of the clock."""
-        return (
-            hasattr(self.insertion_rule, "fleet")
-            and (order.id, -1) in self._insertions
-            and order.id in self._fleet_insertions
-        )
+    def _fleet_searched(self) -> bool:
+        """Whether ``fleet_plans`` is current: the rule's fleet search ran (for any order: it brings every
+        row up to date) since the last change of any plan or of the clock."""
+        return self._searched_with is self._insertions
 
     def fleet_state(self) -> FleetState:
         """Every vehicle's plan start (``plan_start``), planned stops and the idle count, as arrays: those the
         fleet search gathered when it ran at this state (read only), else gathered now."""
-        if self.current is not None and self._fleet_searched(self.current):
+        if self.current is not None and self._fleet_searched():
             return self.fleet_plans.state()
         return fleet_state(self.vehicles, self.now)
 
@@ -413,11 +410,11 @@ class Simulator:
     def decision(self) -> Decision | None:
         """The decision pending now (None between decisions and at the end of the shift)."""
         if self.current is not None:
-            return _as_named(Decision, (_DISPATCH, self.current, -1))
+            return as_named(Decision, (_DISPATCH, self.current, -1))
         if self.routing_vehicle is not None:
-            return _as_named(Decision, (_ROUTE_DECISION, None, self.routing_vehicle))
+            return as_named(Decision, (_ROUTE_DECISION, None, self.routing_vehicle))
         if self.wave_pending:
-            return _as_named(Decision, (_WAVE_DECISION, None, -1))
+            return as_named(Decision, (_WAVE_DECISION, None, -1))
         return None
 
     @property
@@ -481,13 +478,11 @@ class Simulator:
         for v in self.vehicles:
             distance += v.dist_km * v.cost_per_km
             driver += v.duty_min * v.cost_per_hour / 60.0
-        return _as_named(
-            CostBreakdown, (distance, driver, self.late_cost, self.reject_cost, self.failed_cost)
-        )
+        return as_named(CostBreakdown, (distance, driver, self.late_cost, self.reject_cost, self.failed_cost))
 
     def ledger(self) -> Ledger:
         """The running totals reward functions compare (``Ledger``)."""
-        return _as_named(
+        return as_named(
             Ledger,
             (
                 self.expected_cost,
@@ -537,7 +532,7 @@ class Simulator:
         # is scheduled in place (the same arithmetic as pricing ``stops`` again); the plan itself is priced
         # only if asked for (``plan``).
         committed = None
-        if self._fleet_searched(order):
+        if self._fleet_searched():
             old_cost = self.fleet_plans.summary.item(vehicle_id, 0)
             committed = self.fleet_plans.insert(
                 self.world, vehicle_id, stops, ins.pickup_after, ins.delivery_after, order, served
@@ -579,7 +574,8 @@ class Simulator:
         self.n_rejected += 1
         self._logged.append((self.now, "reject", order.id, -1))
         self.current = None
-        self._check()
+        if self.debug:
+            self._check()
         return penalty
 
     def defer(self) -> float:
@@ -861,8 +857,9 @@ class Simulator:
                     self.deferred.append(order)
                     continue
                 self.current = order
-                self._check()
-                return _as_named(Decision, (_DISPATCH, order, -1))  # ``decision`` now
+                if self.debug:
+                    self._check()
+                return as_named(Decision, (_DISPATCH, order, -1))  # ``decision`` now
             elif kind == _WAVE:
                 if self.deferred:
                     self.wave_pending = True
@@ -1146,7 +1143,8 @@ class Simulator:
                 self._request_route(v)
                 return False
             v.waiting = False
-        depart = max(v.free_min, self.now)
+        free_min, now = v.free_min, self.now
+        depart = now if now > free_min else free_min  # max(free_min, now), without the builtin's call
         noisy = self._noise_rng is not None
         before = committed = 0.0
         if noisy and (v.route or v.node != v.home):
@@ -1164,10 +1162,13 @@ class Simulator:
                 self.orders[stop.order], stop.kind, self._pickup_service_min
             )
             open_min, due_min, service_min = float(opens), float(due), float(service)
-            # the one-stop plan [stop], bit for bit as ``evaluate_plan`` prices it
+            # the one-stop plan [stop], bit for bit as ``evaluate_plan`` prices it (the arguments spelled
+            # out: a call with ``*`` unpacking builds them into a list first)
+            time_modes, dist_modes, mults, shift_start_h = self._travel
+            late_fixed, late_per_min = self._late_costs
             arrive, begin, free, late, leg_km = kernels.leg(
-                *self._travel, v.speed_factor, v.home, v.mode, v.range_km, v.recharge_min, depart, src, dst,
-                open_min, due_min, service_min, *self._late_costs,
+                time_modes, dist_modes, mults, shift_start_h, v.speed_factor, v.home, v.mode, v.range_km,
+                v.recharge_min, depart, src, dst, open_min, due_min, service_min, late_fixed, late_per_min,
             )  # fmt: skip
             if factor != 1.0:
                 arrive = depart + (arrive - depart) * factor

@@ -182,6 +182,11 @@ class Vehicle:
         return self.current is None and not self.returning and not self.route
 
 
+# Builds a NamedTuple from a tuple of all its fields, as its ``_make`` does, without the Python-level
+# ``__new__`` frame (~1,700 instructions less a tuple): for the tuples built on every env step.
+as_named = tuple.__new__
+
+
 class DecisionKind(IntEnum):
     DISPATCH = 0  # who takes the pending order (``Simulator.assign`` / ``reject`` / ``defer``)
     ROUTE = 1  # which planned stop a free vehicle serves next (``Simulator.route`` / ``wait``; routing mode)
