@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 
 from lastmile_env import kernels
 from lastmile_env.config import load_scenario
+from lastmile_env.generators import default_generator
 from lastmile_env.sim import Simulator, evaluate_plan, world_for
 from lastmile_env.sim.insertion import TIE, Insertion, _order_array, price_insertion
 from lastmile_env.sim.plan import FleetPlans, PlanEval, vehicle_params
+from lastmile_env.sim.types import Order
+from lastmile_env.sim.world import World
 
 
 def brute_force(sim: Simulator, vehicle_id: int) -> tuple[float, tuple[int, int] | None]:
@@ -154,7 +157,7 @@ def test_assign_commits_the_plan_that_pricing_gives(scenario, overrides):
     """``assign`` schedules the searched plan in the packed row (``FleetPlans.insert``) instead of pricing
     it again: the row then holds, bit for bit, what ``evaluate_plan`` gives for the new route, and the cost
     change and the promised ETA are that plan's. The third case fills a long plan past the rows' room (the
-    fallback that prices the plan and rebuilds the rows)."""
+    rows grow in place, ``FleetPlans._grow``, and keep what they held)."""
     sim = Simulator(world_for(load_scenario(scenario, overrides)), seed=3)
     rng = np.random.default_rng(3)
     order, longest, checked = sim.advance(), 0, 0
@@ -181,4 +184,37 @@ def test_assign_commits_the_plan_that_pricing_gives(scenario, overrides):
         order = sim.advance()
     assert checked > 10
     if "fleet.size" in overrides:
-        assert longest > 8  # past the packed rows' first room (8 stops): the fallback ran
+        assert longest > 8  # past the packed rows' first room (8 stops): the rows grew
+
+
+def test_a_returns_search_prices_the_plan_it_commits() -> None:
+    """A return is unloaded at its center with no window (``stop_values``): the search must not make it wait
+    there for the customer's window start, even where that start is after the collection opens."""
+    world = world_for(load_scenario("small", {"orders.returns_share": 0.5}))
+    inner = default_generator(world)
+
+    def late_windows(world: World, rng: np.random.Generator) -> list[Order]:
+        orders = inner(world, rng)
+        for o in orders:
+            if o.is_return:
+                o.earliest_min = o.ready_min + 300.0  # not the collection's window: it has no say here
+        return orders
+
+    sim = Simulator(world, seed=5, generator=late_windows)
+    rng = np.random.default_rng(5)
+    order, checked = sim.advance(), 0
+    while order is not None:
+        feasible = np.flatnonzero(sim.feasible_vehicles())
+        if feasible.size:
+            vid = int(rng.choice(feasible))
+            ins = sim.insertion(vid)
+            assert ins is not None
+            route = sim.vehicles[vid].route
+            expected = sim.price(vid, ins.stops(route, order)).cost - sim.price(vid, route).cost
+            assert ins.delta_cost == pytest.approx(expected, rel=1e-12, abs=1e-9)
+            checked += order.is_return
+            sim.assign(vid)
+        else:
+            sim.reject()
+        order = sim.advance()
+    assert checked > 5

@@ -151,11 +151,12 @@ def price_insertion(sim: Simulator, vehicle_id: int, order: Order, i: int, j: in
 def _order_values(sim: Simulator, order: Order) -> tuple[float, ...]:
     """The new order as the insertion kernels read it (a return: collected at the customer by its due,
     unloaded at the center): ``(center, loc, size, ready, delivery open, delivery due, pickup service,
-    delivery service, pickup due)``."""
+    delivery service, pickup due)``. A return's unloading has no window (``stop_values``): it opens with the
+    collection, which it follows."""
     pickup_service = sim.world.config.orders.pickup_service_min
     if order.is_return:
         return (
-            order.center, order.loc, order.size, order.ready_min, order.earliest_min, math.inf,
+            order.center, order.loc, order.size, order.ready_min, order.ready_min, math.inf,
             order.service_min, pickup_service, order.due_min,
         )  # fmt: skip
     return (
