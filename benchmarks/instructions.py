@@ -5,10 +5,11 @@ speed drift do not move.
 
 This VM's speed drifts by up to 1.5x between processes and within one, so two rates measured minutes apart
 compare badly even on the CPU clock. An instruction count does not drift: the same code and inputs give the
-same count (within ~0.1%) on a loaded or a quiet machine. It is a proxy, not a time: an instruction of the
-search kernel that misses the cache costs more than one of the interpreter, so a ratio of counts is not a
-ratio of times, and the time rows of ``suite.py`` stay the figures the targets are judged on. Counts are
-what to compare two revisions by, step for step.
+same count on a loaded or a quiet machine, within ~0.5% (counting is switched on and off asynchronously,
+and the first run after an edit of the kernels compiles them for valgrind's CPU during its warm-up). It is
+a proxy, not a time: an instruction of the search kernel that misses the cache costs more than one of the
+interpreter, so a ratio of counts is not a ratio of times, and the time rows of ``suite.py`` stay the
+figures the targets are judged on. Counts are what to compare two revisions by, step for step.
 
 Each env runs in its own process under ``valgrind --tool=callgrind --instr-atstart=no``: it is built and
 warmed up (150 decisions of another day), then counting is switched on (``callgrind_control -i on``) for
