@@ -187,6 +187,21 @@ def test_assign_commits_the_plan_that_pricing_gives(scenario, overrides):
         assert longest > 8  # past the packed rows' first room (8 stops): the rows grew
 
 
+def test_grown_rows_have_the_shapes_of_rows_allocated_that_long() -> None:
+    """``FleetPlans._grow`` lists the arrays sized by the rows' capacity apart from ``_alloc``, which sizes
+    them: an array added to one and not the other would be left short (the kernels read past it unchecked)."""
+    grown, fresh = FleetPlans(), FleetPlans()
+    grown._alloc(3, 8)
+    grown.nodes[:] = np.arange(30).reshape(3, 10)
+    grown._grow(20)
+    fresh._alloc(3, 20)
+    arrays = {name: value for name, value in vars(fresh).items() if isinstance(value, np.ndarray)}
+    assert "nodes" in arrays and "counts" in arrays  # the stacks and their named views
+    for name, value in arrays.items():
+        assert getattr(grown, name).shape == value.shape, name
+    assert (grown.nodes[:, :10] == np.arange(30).reshape(3, 10)).all() and not grown.nodes[:, 10:].any()
+
+
 def test_a_returns_search_prices_the_plan_it_commits() -> None:
     """A return is unloaded at its center with no window (``stop_values``): the search must not make it wait
     there for the customer's window start, even where that start is after the collection opens."""
